@@ -1,0 +1,53 @@
+//! `/api/v1/events`: the audit log, oldest first.
+
+use super::Endpoint;
+use super::extract::{Query, page_limit};
+use crate::AppState;
+use crate::auth::Scope;
+use crate::error::{Error, Result};
+use crate::store::{Event, EventQuery, Page};
+use axum::extract::State;
+use axum::http::Method;
+use serde::Deserialize;
+
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![Endpoint::new(
+        Method::GET,
+        "/api/v1/events",
+        Scope::Read,
+        list,
+    )]
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    model: Option<String>,
+    action: Option<String>,
+    /// Event id to continue after; `cursor` (the `next_cursor` of a page) means the same.
+    after: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(p): Query<ListParams>,
+) -> Result<axum::Json<Page<Event>>> {
+    let after = match p.after.or(p.cursor) {
+        None => None,
+        Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+            Error::bad_request(
+                "invalid_query_parameter",
+                format!("after {raw:?} is not an event id"),
+            )
+            .with_field("after")
+        })?),
+    };
+    let query = EventQuery {
+        model: p.model,
+        action: p.action,
+        after,
+        limit: page_limit(p.limit, &state)?,
+    };
+    Ok(axum::Json(state.store.list_events(&query).await?))
+}

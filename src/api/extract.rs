@@ -1,0 +1,299 @@
+//! Our own extractors, so that every malformed request gets a problem+json answer with a
+//! stable code and the offending field, never axum's plain-text rejection.
+
+use crate::AppState;
+use crate::domain::{ModelName, StageName};
+use crate::error::{Error, Kind};
+use crate::store::Actor;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// A JSON body: 400 `malformed_json` when it is not JSON, 422 `validation_failed` naming the
+/// field when it has the wrong shape, 413 `payload_too_large` above the body limit.
+pub struct Json<T>(pub T);
+
+/// Like [`Json`], but an empty body means `T::default()`: for actions whose body is optional
+/// (`curl -X POST …/rollback` with nothing else is a valid rollback).
+pub struct OptionalJson<T>(pub T);
+
+async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, Error> {
+    let limit = state.config.body_limit;
+    let too_large = || {
+        Error::new(
+            Kind::PayloadTooLarge,
+            "payload_too_large",
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    // Refuse a declared oversize body before reading any of it.
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            Error::bad_request("invalid_body", "the request body could not be read")
+        }
+    })
+}
+
+/// Parses JSON, telling syntax errors (400) from shape errors (422, with the field's path).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let malformed = |e: serde_json::Error| {
+        Error::bad_request(
+            "malformed_json",
+            format!("request body is not valid JSON: {e}"),
+        )
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.classify() != serde_json::error::Category::Data {
+            return malformed(inner);
+        }
+        // The path names the offending field, unknown ones included.
+        Error::validation(path, strip_position(&inner.to_string()))
+    })?;
+    de.end().map_err(malformed)?;
+    Ok(value)
+}
+
+/// Drops serde's " at line 1 column 42" suffix: the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::bad_request(
+                "malformed_json",
+                "request body is empty; a JSON object is expected",
+            ));
+        }
+        parse_json(&bytes).map(Json)
+    }
+}
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        parse_json(&bytes).map(OptionalJson)
+    }
+}
+
+/// Query parameters, repeated keys allowed (`?tag=a:1&tag=b:2`). Failures are 400s naming the
+/// parameter.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_html_form::Deserializer::from_bytes(query.as_bytes());
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let message = e.into_inner().to_string();
+                query_error(
+                    Error::bad_request("invalid_query_parameter", message).with_field(field),
+                )
+            })
+    }
+}
+
+/// Turns a validation error about a query parameter into the 400 that query errors are.
+pub fn query_error(e: Error) -> Error {
+    let mut out = Error::bad_request("invalid_query_parameter", e.detail);
+    out.field = e.field;
+    out
+}
+
+/// Validates `?limit=` against the configured bounds.
+pub fn page_limit(limit: Option<u32>, state: &AppState) -> Result<u32, Error> {
+    let max = state.config.max_page_size;
+    match limit {
+        None => Ok(state.config.default_page_size),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(Error::bad_request(
+            "invalid_query_parameter",
+            format!("limit {n} is out of range: use 1 to {max}"),
+        )
+        .with_field("limit")),
+    }
+}
+
+fn path_error(name: &str, detail: impl Into<String>) -> Error {
+    Error::bad_request("invalid_path_parameter", detail).with_field(name)
+}
+
+async fn raw_params<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<Vec<(String, String)>, Error> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|_| path_error("path", "a path parameter is not valid UTF-8"))?;
+    Ok(params
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, Error> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| Error::internal(format!("route has no {name} parameter")))
+}
+
+fn model_param(params: &[(String, String)]) -> Result<ModelName, Error> {
+    ModelName::parse("model", param(params, "model")?).map_err(|e| path_error("model", e.detail))
+}
+
+fn version_param(params: &[(String, String)]) -> Result<i64, Error> {
+    let raw = param(params, "version")?;
+    match raw.parse::<i64>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err(path_error(
+            "version",
+            format!("version {raw:?} is not a version number (an integer from 1)"),
+        )),
+    }
+}
+
+/// `{model}` in the path.
+pub struct ModelPath(pub ModelName);
+
+/// `{model}/versions/{version}` in the path.
+pub struct VersionPath(pub ModelName, pub i64);
+
+/// `{model}/stages/{stage}` in the path.
+pub struct StagePath(pub ModelName, pub StageName);
+
+impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let params = raw_params(parts, state).await?;
+        Ok(Self(model_param(&params)?))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for VersionPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let params = raw_params(parts, state).await?;
+        Ok(Self(model_param(&params)?, version_param(&params)?))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for StagePath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let params = raw_params(parts, state).await?;
+        let stage = StageName::parse("stage", param(&params, "stage")?)
+            .map_err(|e| path_error("stage", e.detail))?;
+        Ok(Self(model_param(&params)?, stage))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = Error;
+
+    /// Set by the authentication middleware; `anonymous` while authentication is off.
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        Ok(parts
+            .extensions
+            .get::<Actor>()
+            .cloned()
+            .unwrap_or_else(Actor::anonymous))
+    }
+}
+
+/// Deserializes a present field as `Some(value)`, so that `null` becomes `Some(None)`:
+/// tells "clear it" from "leave it".
+pub fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(de).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        tags: Option<BTreeMap<String, String>>,
+        n: Option<i64>,
+    }
+
+    #[test]
+    fn syntax_errors_are_400() {
+        for bad in [
+            &b"{"[..],
+            b"{\"name\": NaN}",
+            b"not json",
+            b"{\"name\":\"a\"} x",
+            b"{\"name\": 1e999}",
+        ] {
+            let e = parse_json::<Body>(bad).unwrap_err();
+            assert_eq!(e.code, "malformed_json", "{}", String::from_utf8_lossy(bad));
+            assert_eq!(e.kind, Kind::BadRequest);
+        }
+    }
+
+    #[test]
+    fn shape_errors_are_422_with_field() {
+        let e = parse_json::<Body>(br#"{"name": 1}"#).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            (Kind::Unprocessable, Some("name"))
+        );
+        let e = parse_json::<Body>(br#"{"name": "a", "tags": {"k": 1}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("tags.k"));
+        let e = parse_json::<Body>(br#"{"name": "a", "colour": "red"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("colour"));
+        assert!(e.detail.starts_with("unknown field"));
+        let e = parse_json::<Body>(br#"{}"#).unwrap_err();
+        assert!(e.detail.contains("missing field `name`"), "{}", e.detail);
+        let e = parse_json::<Body>(br#"[1]"#).unwrap_err();
+        assert_eq!(e.kind, Kind::Unprocessable);
+        let e = parse_json::<Body>(br#"{"name": "a", "n": 1.5}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("n"));
+    }
+}

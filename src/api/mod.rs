@@ -1,0 +1,69 @@
+//! The HTTP layer: one module per resource, each declaring its endpoints.
+//!
+//! The router is built only from [`endpoints`], so the table is the router: the access scope
+//! of every route and the OpenAPI description are checked against it by tests.
+
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod models;
+pub mod versions;
+
+use crate::AppState;
+use crate::auth::Scope;
+use axum::Router;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter, on};
+
+/// One route: what it is, who may call it, and its handler.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub scope: Scope,
+    handler: MethodRouter<AppState>,
+}
+
+impl Endpoint {
+    pub fn new<H, T>(method: Method, path: &'static str, scope: Scope, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = match method {
+            Method::GET => MethodFilter::GET,
+            Method::POST => MethodFilter::POST,
+            Method::PUT => MethodFilter::PUT,
+            Method::PATCH => MethodFilter::PATCH,
+            Method::DELETE => MethodFilter::DELETE,
+            // Invariant: endpoints are declared in this crate with the methods above.
+            _ => unreachable!("unsupported method {method} for {path}"),
+        };
+        Self {
+            method,
+            path,
+            scope,
+            handler: on(filter, handler),
+        }
+    }
+}
+
+/// Every endpoint of the service.
+pub fn endpoints() -> Vec<Endpoint> {
+    [
+        health::endpoints(),
+        models::endpoints(),
+        versions::endpoints(),
+        events::endpoints(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The router of every endpoint (state still to be supplied).
+pub fn router() -> Router<AppState> {
+    endpoints()
+        .into_iter()
+        .fold(Router::new(), |router, e| router.route(e.path, e.handler))
+}

@@ -1,0 +1,166 @@
+//! `/api/v1/models`: create, put, list, get, patch, delete.
+
+use super::Endpoint;
+use super::extract::{Json, ModelPath, Query, double_option, page_limit, query_error};
+use crate::AppState;
+use crate::auth::Scope;
+use crate::domain::names::check_description;
+use crate::domain::{ModelName, TagFilter, TagPatch, Tags, cursor};
+use crate::error::Result;
+use crate::store::{Actor, Model, ModelQuery, NewModel, Page, Patch, PutModel};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub fn endpoints() -> Vec<Endpoint> {
+    const ONE: &str = "/api/v1/models/{model}";
+    vec![
+        Endpoint::new(Method::POST, "/api/v1/models", Scope::Write, create),
+        Endpoint::new(Method::GET, "/api/v1/models", Scope::Read, list),
+        Endpoint::new(Method::PUT, ONE, Scope::Write, put),
+        Endpoint::new(Method::GET, ONE, Scope::Read, get),
+        Endpoint::new(Method::PATCH, ONE, Scope::Write, patch),
+        Endpoint::new(Method::DELETE, ONE, Scope::Admin, delete),
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    description: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    description: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+/// Shared by models and versions: `{description?, tags?}` where `null` clears or deletes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchBody {
+    #[serde(default, deserialize_with = "double_option")]
+    description: Option<Option<String>>,
+    tags: Option<BTreeMap<String, Option<String>>>,
+}
+
+impl PatchBody {
+    pub(crate) fn into_patch(self) -> Result<Patch> {
+        if let Some(Some(d)) = &self.description {
+            check_description("description", d)?;
+        }
+        Ok(Patch {
+            description: self.description,
+            tags: TagPatch::parse("tags", self.tags.unwrap_or_default())?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    q: Option<String>,
+    #[serde(default)]
+    tag: Vec<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn location(model: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/models/{model}")) {
+        headers.insert(header::LOCATION, v);
+    }
+    headers
+}
+
+async fn create(
+    State(state): State<AppState>,
+    actor: Actor,
+    Json(body): Json<CreateBody>,
+) -> Result<(StatusCode, HeaderMap, axum::Json<Model>)> {
+    let name = ModelName::parse("name", &body.name)?;
+    if let Some(d) = &body.description {
+        check_description("description", d)?;
+    }
+    let tags = Tags::parse("tags", body.tags.unwrap_or_default())?;
+    let new = NewModel {
+        name,
+        description: body.description,
+        tags,
+    };
+    let model = state.store.create_model(new, &actor).await?;
+    Ok((
+        StatusCode::CREATED,
+        location(&model.name),
+        axum::Json(model),
+    ))
+}
+
+async fn put(
+    State(state): State<AppState>,
+    ModelPath(name): ModelPath,
+    actor: Actor,
+    Json(body): Json<PutBody>,
+) -> Result<(StatusCode, HeaderMap, axum::Json<Model>)> {
+    if let Some(d) = &body.description {
+        check_description("description", d)?;
+    }
+    let tags = body.tags.map(|t| Tags::parse("tags", t)).transpose()?;
+    let put = PutModel {
+        description: body.description,
+        tags,
+    };
+    let (model, created) = state.store.put_model(&name, put, &actor).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, location(&model.name), axum::Json(model)))
+}
+
+async fn get(
+    State(state): State<AppState>,
+    ModelPath(name): ModelPath,
+) -> Result<axum::Json<Model>> {
+    Ok(axum::Json(state.store.get_model(&name).await?))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(p): Query<ListParams>,
+) -> Result<axum::Json<Page<Model>>> {
+    let query = ModelQuery {
+        prefix: p.q.filter(|q| !q.is_empty()),
+        tags: TagFilter::parse(&p.tag).map_err(query_error)?,
+        limit: page_limit(p.limit, &state)?,
+        after: p.cursor.map(|c| cursor::decode("m", &c)).transpose()?,
+    };
+    Ok(axum::Json(state.store.list_models(&query).await?))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    ModelPath(name): ModelPath,
+    actor: Actor,
+    Json(body): Json<PatchBody>,
+) -> Result<axum::Json<Model>> {
+    let patch = body.into_patch()?;
+    Ok(axum::Json(
+        state.store.update_model(&name, patch, &actor).await?,
+    ))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    ModelPath(name): ModelPath,
+    actor: Actor,
+) -> Result<StatusCode> {
+    state.store.delete_model(&name, &actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,254 @@
+//! `/api/v1/models/{model}/versions`: register, list, get, patch and the lifecycle actions.
+
+use super::Endpoint;
+use super::extract::{Json, ModelPath, OptionalJson, Query, VersionPath, page_limit, query_error};
+use super::models::PatchBody;
+use crate::AppState;
+use crate::auth::Scope;
+use crate::domain::names::check_description;
+use crate::domain::{TagFilter, Tags, Transition, VersionStatus, cursor};
+use crate::error::{Error, Result};
+use crate::store::{Actor, Idempotency, NewVersion, Page, Version, VersionQuery};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+pub fn endpoints() -> Vec<Endpoint> {
+    const LIST: &str = "/api/v1/models/{model}/versions";
+    const ONE: &str = "/api/v1/models/{model}/versions/{version}";
+    vec![
+        Endpoint::new(Method::POST, LIST, Scope::Write, register),
+        Endpoint::new(Method::GET, LIST, Scope::Read, list),
+        Endpoint::new(Method::GET, ONE, Scope::Read, get),
+        Endpoint::new(Method::PATCH, ONE, Scope::Write, patch),
+        Endpoint::new(
+            Method::POST,
+            "/api/v1/models/{model}/versions/{version}/finalize",
+            Scope::Write,
+            finalize,
+        ),
+        Endpoint::new(
+            Method::POST,
+            "/api/v1/models/{model}/versions/{version}/fail",
+            Scope::Write,
+            fail,
+        ),
+        Endpoint::new(
+            Method::POST,
+            "/api/v1/models/{model}/versions/{version}/archive",
+            Scope::Write,
+            archive,
+        ),
+    ]
+}
+
+/// The register body. Serialized again (maps in key order) to fingerprint it for
+/// `Idempotency-Key`: two bodies are the same request when they are equal as JSON values.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    config: Option<Map<String, Value>>,
+    description: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+    source: Option<Map<String, Value>>,
+    finalize: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FailBody {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    status: Option<String>,
+    #[serde(default)]
+    tag: Vec<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+    filter: Option<String>,
+    order_by: Option<String>,
+}
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+    let Some(raw) = headers.get(&IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+    match key {
+        Some(k) => Ok(Some(k.to_owned())),
+        None => Err(Error::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        )
+        .with_field("Idempotency-Key")),
+    }
+}
+
+fn fingerprint(body: &RegisterBody) -> Result<String> {
+    let bytes = serde_json::to_vec(body).map_err(Error::internal)?;
+    Ok(hex::encode(Sha256::digest(bytes)))
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ModelPath(model): ModelPath,
+    actor: Actor,
+    headers: HeaderMap,
+    Json(body): Json<RegisterBody>,
+) -> Result<(StatusCode, HeaderMap, axum::Json<Version>)> {
+    let idempotency = match idempotency_key(&headers)? {
+        Some(key) => Some(Idempotency {
+            key,
+            request_hash: fingerprint(&body)?,
+        }),
+        None => None,
+    };
+    if let Some(d) = &body.description {
+        check_description("description", d)?;
+    }
+    let new = NewVersion {
+        description: body.description,
+        tags: Tags::parse("tags", body.tags.unwrap_or_default())?,
+        config: body.config.unwrap_or_default(),
+        source: body.source.unwrap_or_default(),
+        finalize: body.finalize.unwrap_or(false),
+    };
+    let registered = state
+        .store
+        .register_version(&model, new, idempotency, &actor)
+        .await?;
+    let v = registered.version;
+    let mut out = HeaderMap::new();
+    if let Ok(loc) = HeaderValue::from_str(&format!(
+        "/api/v1/models/{}/versions/{}",
+        v.model, v.version
+    )) {
+        out.insert(header::LOCATION, loc);
+    }
+    let status = if registered.created {
+        StatusCode::CREATED
+    } else {
+        out.insert(
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        );
+        StatusCode::OK
+    };
+    Ok((status, out, axum::Json(v)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ModelPath(model): ModelPath,
+    Query(p): Query<ListParams>,
+) -> Result<axum::Json<Page<Version>>> {
+    for (name, given) in [("filter", &p.filter), ("order_by", &p.order_by)] {
+        if given.is_some() {
+            return Err(Error::bad_request(
+                "unsupported_parameter",
+                format!("{name} is not supported by this server yet; use status and tag"),
+            )
+            .with_field(name));
+        }
+    }
+    let query = VersionQuery {
+        status: p
+            .status
+            .map(|s| VersionStatus::parse("status", &s))
+            .transpose()
+            .map_err(query_error)?,
+        tags: TagFilter::parse(&p.tag).map_err(query_error)?,
+        limit: page_limit(p.limit, &state)?,
+        before: p.cursor.map(|c| cursor::decode_i64("v", &c)).transpose()?,
+    };
+    Ok(axum::Json(state.store.list_versions(&model, &query).await?))
+}
+
+async fn get(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+) -> Result<axum::Json<Version>> {
+    Ok(axum::Json(state.store.get_version(&model, version).await?))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+    actor: Actor,
+    Json(body): Json<PatchBody>,
+) -> Result<axum::Json<Version>> {
+    let patch = body.into_patch()?;
+    Ok(axum::Json(
+        state
+            .store
+            .update_version(&model, version, patch, &actor)
+            .await?,
+    ))
+}
+
+async fn transition(
+    state: &AppState,
+    model: crate::domain::ModelName,
+    version: i64,
+    t: Transition,
+    reason: Option<String>,
+    actor: &Actor,
+) -> Result<axum::Json<Version>> {
+    if let Some(r) = &reason
+        && r.len() > 10_000
+    {
+        return Err(Error::validation(
+            "reason",
+            "reason is longer than 10000 bytes",
+        ));
+    }
+    Ok(axum::Json(
+        state
+            .store
+            .transition_version(&model, version, t, reason, actor)
+            .await?,
+    ))
+}
+
+async fn finalize(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+    actor: Actor,
+) -> Result<axum::Json<Version>> {
+    transition(&state, model, version, Transition::Finalize, None, &actor).await
+}
+
+async fn fail(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+    actor: Actor,
+    OptionalJson(body): OptionalJson<FailBody>,
+) -> Result<axum::Json<Version>> {
+    transition(
+        &state,
+        model,
+        version,
+        Transition::Fail,
+        body.reason,
+        &actor,
+    )
+    .await
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+    actor: Actor,
+) -> Result<axum::Json<Version>> {
+    transition(&state, model, version, Transition::Archive, None, &actor).await
+}

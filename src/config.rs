@@ -1,0 +1,260 @@
+//! Settings: command-line flags, each also an environment variable, validated once at start-up.
+
+use clap::{Args, ValueEnum};
+use std::fmt;
+use std::net::SocketAddr;
+
+/// Everything `modelreg serve` needs to know.
+#[derive(Args, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "MODELREG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    /// Where artifacts are stored: file://DIR, s3://bucket/prefix or memory://.
+    #[arg(
+        long,
+        env = "MODELREG_ARTIFACTS_URL",
+        default_value = "file://./modelreg-data/artifacts"
+    )]
+    pub artifacts_url: String,
+
+    /// Whether requests must carry a bearer token. `disabled` is refused on a non-loopback
+    /// address unless --insecure-no-auth is given.
+    #[arg(long, env = "MODELREG_AUTH", value_enum, default_value_t = AuthMode::Disabled)]
+    pub auth: AuthMode,
+
+    /// Allow `--auth disabled` on a non-loopback address. Anyone who can reach the port can
+    /// then change what runs in production.
+    #[arg(long, env = "MODELREG_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// Largest JSON request body, in bytes (suffixes KiB, MiB, GiB accepted).
+    #[arg(long, env = "MODELREG_BODY_LIMIT", default_value = "8MiB", value_parser = parse_size)]
+    pub body_limit: usize,
+
+    /// Page size when a list request gives no `limit`.
+    #[arg(long, env = "MODELREG_DEFAULT_PAGE_SIZE", default_value_t = 50)]
+    pub default_page_size: u32,
+
+    /// Largest `limit` a list request may ask for.
+    #[arg(long, env = "MODELREG_MAX_PAGE_SIZE", default_value_t = 1000)]
+    pub max_page_size: u32,
+
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "MODELREG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Database settings, shared by every subcommand.
+#[derive(Args, Clone)]
+pub struct DatabaseConfig {
+    /// postgres://user:pass@host/db or sqlite://path (created if missing).
+    #[arg(
+        long = "database-url",
+        env = "MODELREG_DATABASE_URL",
+        default_value = "sqlite://./modelreg-data/modelreg.db"
+    )]
+    pub url: String,
+
+    /// Largest number of database connections (Postgres).
+    #[arg(
+        long = "db-max-connections",
+        env = "MODELREG_DB_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    Required,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Checks what flags alone cannot: the combinations.
+    pub fn validate(&self) -> Result<(), String> {
+        self.database.validate()?;
+        if self.auth == AuthMode::Disabled
+            && !self.listen.ip().is_loopback()
+            && !self.insecure_no_auth
+        {
+            return Err(format!(
+                "refusing to listen on {} without authentication: set MODELREG_AUTH=required \
+                 (and create a token with `modelreg token create`), listen on a loopback address, \
+                 or pass --insecure-no-auth if you really mean it",
+                self.listen
+            ));
+        }
+        if self.default_page_size == 0 || self.default_page_size > self.max_page_size {
+            return Err(format!(
+                "default page size {} must be between 1 and the max page size {}",
+                self.default_page_size, self.max_page_size
+            ));
+        }
+        if self.body_limit < 1024 {
+            return Err("body limit must be at least 1KiB".to_owned());
+        }
+        Ok(())
+    }
+}
+
+impl DatabaseConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let u = &self.url;
+        if !(u.starts_with("postgres://")
+            || u.starts_with("postgresql://")
+            || u.starts_with("sqlite:"))
+        {
+            return Err(format!(
+                "database URL {} is not supported: use postgres://… or sqlite://…",
+                redact(u)
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err("db max connections must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Hides the password of a URL: `postgres://u:secret@h/db` → `postgres://u:***@h/db`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database", &self.database)
+            .field("artifacts_url", &redact(&self.artifacts_url))
+            .field("auth", &self.auth)
+            .field("body_limit", &self.body_limit)
+            .field("default_page_size", &self.default_page_size)
+            .field("max_page_size", &self.max_page_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `8388608`, `512KiB`, `8MiB`, `1GiB` (also KB/MB/GB, as binary units).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 8MiB"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}; use KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+impl Config {
+    /// Settings for tests and embedding: loopback, auth off, defaults elsewhere.
+    pub fn for_database(url: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database: DatabaseConfig {
+                url: url.into(),
+                max_connections: 16,
+            },
+            artifacts_url: "memory://".to_owned(),
+            auth: AuthMode::Disabled,
+            insecure_no_auth: false,
+            body_limit: 8 << 20,
+            default_page_size: 50,
+            max_page_size: 1000,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("2 GiB").unwrap(), 2 << 30);
+        assert!(parse_size("8XB").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
+        let c = Config::for_database("postgres://u:hunter2@h/db");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn no_auth_only_on_loopback() {
+        let mut c = Config::for_database("sqlite://x.db");
+        assert!(c.validate().is_ok());
+        c.listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(c.validate().unwrap_err().contains("without authentication"));
+        c.insecure_no_auth = true;
+        assert!(c.validate().is_ok());
+        c.insecure_no_auth = false;
+        c.auth = AuthMode::Required;
+        assert!(c.validate().is_ok());
+        c.listen = "[::1]:8080".parse().unwrap();
+        c.auth = AuthMode::Disabled;
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_database_urls() {
+        let mut c = Config::for_database("mysql://x");
+        assert!(c.validate().unwrap_err().contains("not supported"));
+        c.database.url = "postgres://u:pw@h/db".into();
+        c.database.max_connections = 0;
+        assert!(c.validate().is_err());
+    }
+}

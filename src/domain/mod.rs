@@ -1,0 +1,14 @@
+//! Pure types and rules of the registry: no I/O, no HTTP, no SQL.
+//!
+//! Values of the newtypes here are valid by construction; the API layer converts raw input
+//! into them at the boundary and everything behind it can rely on that.
+
+pub mod cursor;
+pub mod names;
+pub mod tags;
+pub mod time;
+pub mod version;
+
+pub use names::{ModelName, StageName};
+pub use tags::{TagFilter, TagPatch, Tags};
+pub use version::{Transition, VersionStatus};

@@ -1,0 +1,129 @@
+//! The `modelreg` binary: parse settings, start logging, connect, serve.
+
+use clap::{Parser, Subcommand};
+use modelreg::config::{Config, DatabaseConfig, LogFormat};
+use modelreg::{AppState, store, telemetry};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// A model registry: versions, configs, metrics, artifacts, and stages with promote and rollback.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve(Box<Config>),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseConfig),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or_else(|| {
+        // `modelreg` alone means `modelreg serve` with flags from the environment.
+        match Cli::try_parse_from(["modelreg", "serve"]) {
+            Ok(Cli { command: Some(c) }) => c,
+            Ok(_) => unreachable!("serve was given"),
+            Err(e) => e.exit(),
+        }
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Command::Serve(config) => serve(*config).await,
+            Command::Migrate(db) => migrate(db).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(db: &DatabaseConfig) -> anyhow::Result<Arc<dyn store::Store>> {
+    db.validate().map_err(anyhow::Error::msg)?;
+    let store = store::connect(&db.url, db.max_connections)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to the database {}: {e}",
+                modelreg::config::redact(&db.url)
+            )
+        })?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("database migration failed: {e:?}"))?;
+    Ok(store)
+}
+
+async fn migrate(db: DatabaseConfig) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text);
+    connect(&db).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    telemetry::init(config.log_format);
+    config.validate().map_err(anyhow::Error::msg)?;
+    let store = connect(&config.database).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = %modelreg::config::redact(&config.database.url), "listening");
+    let state = AppState {
+        store,
+        config: Arc::new(config),
+    };
+    modelreg::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,335 @@
+//! Persistence: the `Store` trait and its Postgres and SQLite implementations.
+//!
+//! Every operation is one transaction. Rules that must hold across server replicas (gapless
+//! version numbers, idempotency keys, serialized stage changes) are enforced here by the
+//! database, never by in-process locks.
+
+mod postgres;
+mod rows;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::domain::time::Timestamp;
+use crate::domain::{ModelName, TagFilter, TagPatch, Tags, Transition, VersionStatus};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A model as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Tags,
+    /// The highest version number registered, whatever its status.
+    pub latest_version: Option<i64>,
+    /// `{stage: version}` for every stage that holds a version.
+    pub stages: BTreeMap<String, i64>,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub updated_at: Timestamp,
+    pub created_by: String,
+}
+
+/// A version as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Version {
+    pub id: Uuid,
+    pub model: String,
+    pub version: i64,
+    pub status: VersionStatus,
+    pub description: Option<String>,
+    pub config: Map<String, Value>,
+    pub source: Map<String, Value>,
+    pub tags: Tags,
+    /// Why the version failed, when it did.
+    pub status_reason: Option<String>,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub updated_at: Timestamp,
+    pub created_by: String,
+}
+
+/// One entry of the append-only audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub event_id: i64,
+    pub action: String,
+    pub model: Option<String>,
+    pub version: Option<i64>,
+    pub stage: Option<String>,
+    pub actor: String,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub at: Timestamp,
+    pub details: Value,
+}
+
+/// One page of a keyset-paginated list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewModel {
+    pub name: ModelName,
+    pub description: Option<String>,
+    pub tags: Tags,
+}
+
+/// `PUT` semantics: fields given replace the stored ones; fields left out stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct PutModel {
+    pub description: Option<String>,
+    pub tags: Option<Tags>,
+}
+
+/// `PATCH` semantics: `description: Some(None)` clears it; tags are merged.
+#[derive(Debug, Clone, Default)]
+pub struct Patch {
+    pub description: Option<Option<String>>,
+    pub tags: TagPatch,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelQuery {
+    pub prefix: Option<String>,
+    pub tags: TagFilter,
+    pub limit: u32,
+    /// Name of the last model of the previous page.
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub description: Option<String>,
+    pub tags: Tags,
+    pub config: Map<String, Value>,
+    pub source: Map<String, Value>,
+    pub finalize: bool,
+}
+
+/// An `Idempotency-Key` and the fingerprint of the request body it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionQuery {
+    pub status: Option<VersionStatus>,
+    pub tags: TagFilter,
+    pub limit: u32,
+    /// Version number of the last item of the previous page (the list is newest first).
+    pub before: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub model: Option<String>,
+    pub action: Option<String>,
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+/// The result of registering a version: `created` is false for an idempotent replay.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub version: Version,
+    pub created: bool,
+}
+
+/// Who did it, as recorded in events and `created_by`.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+impl Actor {
+    pub fn anonymous() -> Self {
+        Self("anonymous".to_owned())
+    }
+}
+
+/// How long idempotency keys are honoured, at least.
+pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Runs pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<()>;
+
+    async fn create_model(&self, new: NewModel, actor: &Actor) -> Result<Model>;
+    /// Creates or updates; the flag says whether it was created.
+    async fn put_model(
+        &self,
+        name: &ModelName,
+        put: PutModel,
+        actor: &Actor,
+    ) -> Result<(Model, bool)>;
+    async fn get_model(&self, name: &ModelName) -> Result<Model>;
+    async fn list_models(&self, query: &ModelQuery) -> Result<Page<Model>>;
+    async fn update_model(&self, name: &ModelName, patch: Patch, actor: &Actor) -> Result<Model>;
+    async fn delete_model(&self, name: &ModelName, actor: &Actor) -> Result<()>;
+
+    async fn register_version(
+        &self,
+        model: &ModelName,
+        new: NewVersion,
+        idempotency: Option<Idempotency>,
+        actor: &Actor,
+    ) -> Result<Registered>;
+    async fn get_version(&self, model: &ModelName, version: i64) -> Result<Version>;
+    async fn list_versions(&self, model: &ModelName, query: &VersionQuery)
+    -> Result<Page<Version>>;
+    async fn update_version(
+        &self,
+        model: &ModelName,
+        version: i64,
+        patch: Patch,
+        actor: &Actor,
+    ) -> Result<Version>;
+    async fn transition_version(
+        &self,
+        model: &ModelName,
+        version: i64,
+        transition: Transition,
+        reason: Option<String>,
+        actor: &Actor,
+    ) -> Result<Version>;
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>>;
+}
+
+/// Connects to the database named by the URL: `postgres://…` or `sqlite://…`.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, anyhow::Error> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL scheme; use postgres://… or sqlite://…")
+    }
+}
+
+/// Builds a page from `limit + 1` fetched rows: the extra row only says that more exist.
+pub(crate) fn page<T>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = if more { items.last().map(cursor) } else { None };
+    Page { items, next_cursor }
+}
+
+/// Maps a unique violation to the given conflict; any other error passes through.
+pub(crate) fn on_unique(e: sqlx::Error, conflict: impl FnOnce() -> Error) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => conflict(),
+        _ => e.into(),
+    }
+}
+
+/// An event to append to the audit log, in the transaction of the change it records.
+#[derive(Debug, Clone)]
+pub(crate) struct NewEvent<'a> {
+    pub action: &'static str,
+    pub model_id: Option<Uuid>,
+    pub model: Option<&'a str>,
+    pub version: Option<i64>,
+    pub stage: Option<&'a str>,
+    pub details: Value,
+    pub at: Timestamp,
+}
+
+impl<'a> NewEvent<'a> {
+    pub fn model(action: &'static str, model_id: Uuid, model: &'a str, at: Timestamp) -> Self {
+        Self {
+            action,
+            model_id: Some(model_id),
+            model: Some(model),
+            version: None,
+            stage: None,
+            details: Value::Object(Map::new()),
+            at,
+        }
+    }
+
+    pub fn version(mut self, version: i64) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// What a `PUT` changes on an existing model, or `None` when it changes nothing (a retry).
+pub(crate) fn put_changes(model: &Model, put: &PutModel) -> Option<(Option<String>, Tags, Value)> {
+    let description = put
+        .description
+        .clone()
+        .or_else(|| model.description.clone());
+    let tags = put.tags.clone().unwrap_or_else(|| model.tags.clone());
+    if description == model.description && tags == model.tags {
+        return None;
+    }
+    let details = serde_json::json!({"description": description, "tags": tags});
+    Some((description, tags, details))
+}
+
+/// Applies a `PATCH` to description and tags; `None` when it changes nothing.
+pub(crate) fn patch_changes(
+    description: &Option<String>,
+    tags: &Tags,
+    patch: &Patch,
+) -> Result<Option<(Option<String>, Tags, Value)>> {
+    let new_description = match &patch.description {
+        Some(d) => d.clone(),
+        None => description.clone(),
+    };
+    let new_tags = tags.merge(&patch.tags)?;
+    if &new_description == description && &new_tags == tags {
+        return Ok(None);
+    }
+    let details = serde_json::json!({"description": new_description, "tags": new_tags});
+    Ok(Some((new_description, new_tags, details)))
+}
+
+/// Whether a stored idempotency key is still honoured.
+pub(crate) fn idempotency_cutoff(now: Timestamp) -> Timestamp {
+    now - chrono::Duration::hours(IDEMPOTENCY_TTL_HOURS)
+}
+
+/// The answer to a request whose `Idempotency-Key` was seen before.
+pub(crate) fn idempotent_replay(
+    model: &ModelName,
+    stored_hash: &str,
+    idem: &Idempotency,
+    version: i64,
+) -> Result<i64> {
+    if stored_hash == idem.request_hash {
+        Ok(version)
+    } else {
+        Err(Error::new(
+            crate::error::Kind::Unprocessable,
+            "idempotency_key_reused",
+            format!(
+                "Idempotency-Key {:?} was used for another request body on model '{model}' (version {version})",
+                idem.key
+            ),
+        )
+        .with_field("Idempotency-Key"))
+    }
+}

@@ -1,0 +1,560 @@
+//! The Postgres store: the production backend.
+
+use super::rows::{EventRow, IdempotencyRow, ModelRow, VersionRow, versions_into};
+use super::*;
+use crate::domain::cursor;
+use crate::domain::time;
+use crate::domain::version::Outcome;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, query, query_as, query_scalar};
+use std::str::FromStr;
+use std::time::Duration;
+use tracing::instrument;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+macro_rules! model_select {
+    () => {
+        "select id, name, description, tags, last_version, created_at, updated_at, created_by from models "
+    };
+}
+
+macro_rules! version_select {
+    () => {
+        "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
+         v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by \
+         from versions v join models m on m.id = v.model_id "
+    };
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        let options = PgConnectOptions::from_str(url)?.application_name("modelreg");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn model_row(conn: &mut PgConnection, name: &ModelName, lock: bool) -> Result<ModelRow> {
+        let sql = if lock {
+            concat!(model_select!(), "where name = $1 for update")
+        } else {
+            concat!(model_select!(), "where name = $1")
+        };
+        query_as::<_, ModelRow>(sql)
+            .bind(name.as_str())
+            .fetch_optional(conn)
+            .await?
+            .ok_or_else(|| Error::model_not_found(name.as_str()))
+    }
+
+    async fn version_row(
+        conn: &mut PgConnection,
+        model: &ModelName,
+        version: i64,
+        lock: bool,
+    ) -> Result<VersionRow> {
+        let sql = if lock {
+            concat!(
+                version_select!(),
+                "where m.name = $1 and v.version = $2 for update of v"
+            )
+        } else {
+            concat!(version_select!(), "where m.name = $1 and v.version = $2")
+        };
+        let row = query_as::<_, VersionRow>(sql)
+            .bind(model.as_str())
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            Some(row) => Ok(row),
+            None => {
+                Self::model_row(conn, model, false).await?;
+                Err(Error::version_not_found(model.as_str(), version))
+            }
+        }
+    }
+
+    async fn stages_of(conn: &mut PgConnection, model_id: Uuid) -> Result<BTreeMap<String, i64>> {
+        let _ = (conn, model_id);
+        Ok(BTreeMap::new())
+    }
+
+    async fn record(conn: &mut PgConnection, e: NewEvent<'_>, actor: &Actor) -> Result<i64> {
+        let id = query_scalar(
+            "insert into events (at, action, model_id, model, version, stage, actor, details) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8) returning id",
+        )
+        .bind(e.at)
+        .bind(e.action)
+        .bind(e.model_id)
+        .bind(e.model)
+        .bind(e.version)
+        .bind(e.stage)
+        .bind(&actor.0)
+        .bind(sqlx::types::Json(&e.details))
+        .fetch_one(conn)
+        .await?;
+        Ok(id)
+    }
+
+    async fn full_model(conn: &mut PgConnection, row: ModelRow) -> Result<Model> {
+        let stages = Self::stages_of(conn, row.id).await?;
+        Ok(row.into_model(stages))
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(Error::internal)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(model = %new.name))]
+    async fn create_model(&self, new: NewModel, actor: &Actor) -> Result<Model> {
+        let mut tx = self.pool.begin().await?;
+        let now = time::now();
+        let id = Uuid::now_v7();
+        query(
+            "insert into models (id, name, description, tags, created_at, updated_at, created_by) \
+             values ($1, $2, $3, $4, $5, $5, $6)",
+        )
+        .bind(id)
+        .bind(new.name.as_str())
+        .bind(&new.description)
+        .bind(sqlx::types::Json(&new.tags))
+        .bind(now)
+        .bind(&actor.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            on_unique(e, || {
+                Error::conflict(
+                    "model_exists",
+                    format!("model '{}' already exists", new.name),
+                )
+            })
+        })?;
+        let details = serde_json::json!({"description": new.description, "tags": new.tags});
+        Self::record(
+            &mut tx,
+            NewEvent::model("model.created", id, new.name.as_str(), now).details(details),
+            actor,
+        )
+        .await?;
+        let row = Self::model_row(&mut tx, &new.name, false).await?;
+        tx.commit().await?;
+        Ok(row.into_model(BTreeMap::new()))
+    }
+
+    #[instrument(skip_all, fields(model = %name))]
+    async fn put_model(
+        &self,
+        name: &ModelName,
+        put: PutModel,
+        actor: &Actor,
+    ) -> Result<(Model, bool)> {
+        let mut tx = self.pool.begin().await?;
+        let now = time::now();
+        let id = Uuid::now_v7();
+        let tags = put.tags.clone().unwrap_or_default();
+        let inserted = query(
+            "insert into models (id, name, description, tags, created_at, updated_at, created_by) \
+             values ($1, $2, $3, $4, $5, $5, $6) on conflict (name) do nothing",
+        )
+        .bind(id)
+        .bind(name.as_str())
+        .bind(&put.description)
+        .bind(sqlx::types::Json(&tags))
+        .bind(now)
+        .bind(&actor.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            let details = serde_json::json!({"description": put.description, "tags": tags});
+            Self::record(
+                &mut tx,
+                NewEvent::model("model.created", id, name.as_str(), now).details(details),
+                actor,
+            )
+            .await?;
+            let row = Self::model_row(&mut tx, name, false).await?;
+            tx.commit().await?;
+            return Ok((row.into_model(BTreeMap::new()), true));
+        }
+        let row = Self::model_row(&mut tx, name, true).await?;
+        let model_id = row.id;
+        let current = Self::full_model(&mut tx, row).await?;
+        let Some((description, tags, details)) = put_changes(&current, &put) else {
+            tx.commit().await?;
+            return Ok((current, false));
+        };
+        query("update models set description = $2, tags = $3, updated_at = $4 where id = $1")
+            .bind(model_id)
+            .bind(&description)
+            .bind(sqlx::types::Json(&tags))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        Self::record(
+            &mut tx,
+            NewEvent::model("model.updated", model_id, name.as_str(), now).details(details),
+            actor,
+        )
+        .await?;
+        let row = Self::model_row(&mut tx, name, false).await?;
+        let model = Self::full_model(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok((model, false))
+    }
+
+    #[instrument(skip_all, fields(model = %name))]
+    async fn get_model(&self, name: &ModelName) -> Result<Model> {
+        let mut conn = self.pool.acquire().await?;
+        let row = Self::model_row(&mut conn, name, false).await?;
+        Self::full_model(&mut conn, row).await
+    }
+
+    #[instrument(skip_all)]
+    async fn list_models(&self, q: &ModelQuery) -> Result<Page<Model>> {
+        let tags = (!q.tags.is_empty()).then(|| sqlx::types::Json(q.tags.as_map()));
+        let rows = query_as::<_, ModelRow>(concat!(
+            model_select!(),
+            "where ($1::text is null or starts_with(name, $1)) \
+               and ($2::jsonb is null or tags @> $2) \
+               and ($3::text is null or name > $3) \
+             order by name limit $4"
+        ))
+        .bind(&q.prefix)
+        .bind(tags)
+        .bind(&q.after)
+        .bind(i64::from(q.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(Self::full_model(&mut conn, row).await?);
+        }
+        Ok(page(items, q.limit, |m| cursor::encode("m", &m.name)))
+    }
+
+    #[instrument(skip_all, fields(model = %name))]
+    async fn update_model(&self, name: &ModelName, patch: Patch, actor: &Actor) -> Result<Model> {
+        let mut tx = self.pool.begin().await?;
+        let row = Self::model_row(&mut tx, name, true).await?;
+        let model_id = row.id;
+        let tags = Tags::from_stored(row.tags.0.clone());
+        if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
+        {
+            let now = time::now();
+            query("update models set description = $2, tags = $3, updated_at = $4 where id = $1")
+                .bind(model_id)
+                .bind(&description)
+                .bind(sqlx::types::Json(&tags))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            Self::record(
+                &mut tx,
+                NewEvent::model("model.updated", model_id, name.as_str(), now).details(details),
+                actor,
+            )
+            .await?;
+        }
+        let row = Self::model_row(&mut tx, name, false).await?;
+        let model = Self::full_model(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(model)
+    }
+
+    #[instrument(skip_all, fields(model = %name))]
+    async fn delete_model(&self, name: &ModelName, actor: &Actor) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let row = Self::model_row(&mut tx, name, true).await?;
+        if row.last_version > 0 {
+            return Err(Error::conflict(
+                "model_not_empty",
+                format!(
+                    "model '{name}' has {} versions; only a model without versions can be deleted",
+                    row.last_version
+                ),
+            ));
+        }
+        query("delete from models where id = $1")
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        Self::record(
+            &mut tx,
+            NewEvent::model("model.deleted", row.id, name.as_str(), time::now()),
+            actor,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(model = %model))]
+    async fn register_version(
+        &self,
+        model: &ModelName,
+        new: NewVersion,
+        idempotency: Option<Idempotency>,
+        actor: &Actor,
+    ) -> Result<Registered> {
+        let mut tx = self.pool.begin().await?;
+        let now = time::now();
+        // Taking the next number locks the model row until commit: registrations of one model
+        // are serialized across every server process, and a rollback returns the number.
+        let (model_id, number): (Uuid, i64) = query_as(
+            "update models set last_version = last_version + 1 where name = $1 returning id, last_version",
+        )
+        .bind(model.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::model_not_found(model.as_str()))?;
+        if let Some(idem) = &idempotency {
+            let seen = query_as::<_, IdempotencyRow>(
+                "select k.request_hash, v.version from idempotency_keys k \
+                 join versions v on v.id = k.version_id \
+                 where k.model_id = $1 and k.key = $2 and k.created_at > $3",
+            )
+            .bind(model_id)
+            .bind(&idem.key)
+            .bind(idempotency_cutoff(now))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(seen) = seen {
+                tx.rollback().await?;
+                let version = idempotent_replay(model, &seen.request_hash, idem, seen.version)?;
+                let version = self.get_version(model, version).await?;
+                return Ok(Registered {
+                    version,
+                    created: false,
+                });
+            }
+        }
+        let id = Uuid::now_v7();
+        let status = if new.finalize {
+            VersionStatus::Ready
+        } else {
+            VersionStatus::Pending
+        };
+        query(
+            "insert into versions (id, model_id, version, status, description, config, source, tags, \
+             created_at, updated_at, created_by) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+        )
+        .bind(id)
+        .bind(model_id)
+        .bind(number)
+        .bind(status.as_str())
+        .bind(&new.description)
+        .bind(sqlx::types::Json(&new.config))
+        .bind(sqlx::types::Json(&new.source))
+        .bind(sqlx::types::Json(&new.tags))
+        .bind(now)
+        .bind(&actor.0)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(idem) = &idempotency {
+            query(
+                "insert into idempotency_keys (model_id, key, request_hash, version_id, created_at) \
+                 values ($1, $2, $3, $4, $5) on conflict (model_id, key) do update \
+                 set request_hash = excluded.request_hash, version_id = excluded.version_id, \
+                 created_at = excluded.created_at",
+            )
+            .bind(model_id)
+            .bind(&idem.key)
+            .bind(&idem.request_hash)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let details = serde_json::json!({"status": status.as_str()});
+        Self::record(
+            &mut tx,
+            NewEvent::model("version.created", model_id, model.as_str(), now)
+                .version(number)
+                .details(details),
+            actor,
+        )
+        .await?;
+        if new.finalize {
+            Self::record(
+                &mut tx,
+                NewEvent::model("version.finalized", model_id, model.as_str(), now).version(number),
+                actor,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        let version = Version {
+            id,
+            model: model.as_str().to_owned(),
+            version: number,
+            status,
+            description: new.description,
+            config: new.config,
+            source: new.source,
+            tags: new.tags,
+            status_reason: None,
+            created_at: now,
+            updated_at: now,
+            created_by: actor.0.clone(),
+        };
+        Ok(Registered {
+            version,
+            created: true,
+        })
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn get_version(&self, model: &ModelName, version: i64) -> Result<Version> {
+        let mut conn = self.pool.acquire().await?;
+        Self::version_row(&mut conn, model, version, false)
+            .await?
+            .into_version()
+    }
+
+    #[instrument(skip_all, fields(model = %model))]
+    async fn list_versions(&self, model: &ModelName, q: &VersionQuery) -> Result<Page<Version>> {
+        let mut conn = self.pool.acquire().await?;
+        let m = Self::model_row(&mut conn, model, false).await?;
+        let tags = (!q.tags.is_empty()).then(|| sqlx::types::Json(q.tags.as_map()));
+        let rows = query_as::<_, VersionRow>(concat!(
+            version_select!(),
+            "where v.model_id = $1 \
+               and ($2::bigint is null or v.version < $2) \
+               and ($3::text is null or v.status = $3) \
+               and ($4::jsonb is null or v.tags @> $4) \
+             order by v.version desc limit $5"
+        ))
+        .bind(m.id)
+        .bind(q.before)
+        .bind(q.status.map(VersionStatus::as_str))
+        .bind(tags)
+        .bind(i64::from(q.limit) + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(page(versions_into(rows)?, q.limit, |v| {
+            cursor::encode("v", &v.version.to_string())
+        }))
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn update_version(
+        &self,
+        model: &ModelName,
+        version: i64,
+        patch: Patch,
+        actor: &Actor,
+    ) -> Result<Version> {
+        let mut tx = self.pool.begin().await?;
+        let row = Self::version_row(&mut tx, model, version, true).await?;
+        let tags = Tags::from_stored(row.tags.0.clone());
+        if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
+        {
+            let now = time::now();
+            let model_id: Uuid = query_scalar(
+                "update versions set description = $2, tags = $3, updated_at = $4 where id = $1 returning model_id",
+            )
+            .bind(row.id)
+            .bind(&description)
+            .bind(sqlx::types::Json(&tags))
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            Self::record(
+                &mut tx,
+                NewEvent::model("version.updated", model_id, model.as_str(), now)
+                    .version(version)
+                    .details(details),
+                actor,
+            )
+            .await?;
+        }
+        let row = Self::version_row(&mut tx, model, version, false).await?;
+        tx.commit().await?;
+        row.into_version()
+    }
+
+    #[instrument(skip_all, fields(model = %model, version, transition = ?transition))]
+    async fn transition_version(
+        &self,
+        model: &ModelName,
+        version: i64,
+        transition: Transition,
+        reason: Option<String>,
+        actor: &Actor,
+    ) -> Result<Version> {
+        let mut tx = self.pool.begin().await?;
+        let row = Self::version_row(&mut tx, model, version, true).await?;
+        let status = VersionStatus::from_stored(&row.status)?;
+        if let Outcome::Move(target) = status.apply(transition)? {
+            let now = time::now();
+            let model_id: Uuid = query_scalar(
+                "update versions set status = $2, status_reason = coalesce($3, status_reason), updated_at = $4 \
+                 where id = $1 returning model_id",
+            )
+            .bind(row.id)
+            .bind(target.as_str())
+            .bind(&reason)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let details = serde_json::json!({"from": status.as_str(), "to": target.as_str(), "reason": reason});
+            Self::record(
+                &mut tx,
+                NewEvent::model(transition.event(), model_id, model.as_str(), now)
+                    .version(version)
+                    .details(details),
+                actor,
+            )
+            .await?;
+        }
+        let row = Self::version_row(&mut tx, model, version, false).await?;
+        tx.commit().await?;
+        row.into_version()
+    }
+
+    #[instrument(skip_all)]
+    async fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
+        let rows = query_as::<_, EventRow>(
+            "select id, action, model, version, stage, actor, at, details from events \
+             where ($1::bigint is null or id > $1) \
+               and ($2::text is null or model = $2) \
+               and ($3::text is null or action = $3) \
+             order by id limit $4",
+        )
+        .bind(q.after)
+        .bind(&q.model)
+        .bind(&q.action)
+        .bind(i64::from(q.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items: Vec<Event> = rows.into_iter().map(Event::from).collect();
+        Ok(page(items, q.limit, |e| e.event_id.to_string()))
+    }
+}

@@ -1,0 +1,115 @@
+//! Row shapes shared by both backends and their conversion to API types.
+//!
+//! Both backends return the same column names and types: JSON columns decode through
+//! `sqlx::types::Json` (jsonb on Postgres, text on SQLite) and timestamps through chrono
+//! (timestamptz on Postgres, fixed-width RFC 3339 text on SQLite).
+
+use super::{Event, Model, Version};
+use crate::domain::time::Timestamp;
+use crate::domain::{Tags, VersionStatus};
+use crate::error::Result;
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ModelRow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Json<BTreeMap<String, String>>,
+    pub last_version: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub created_by: String,
+}
+
+impl ModelRow {
+    pub fn into_model(self, stages: BTreeMap<String, i64>) -> Model {
+        Model {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            tags: Tags::from_stored(self.tags.0),
+            latest_version: (self.last_version > 0).then_some(self.last_version),
+            stages,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            created_by: self.created_by,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct VersionRow {
+    pub id: Uuid,
+    pub model: String,
+    pub version: i64,
+    pub status: String,
+    pub description: Option<String>,
+    pub config: Json<Map<String, Value>>,
+    pub source: Json<Map<String, Value>>,
+    pub tags: Json<BTreeMap<String, String>>,
+    pub status_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub created_by: String,
+}
+
+impl VersionRow {
+    pub fn into_version(self) -> Result<Version> {
+        Ok(Version {
+            id: self.id,
+            model: self.model,
+            version: self.version,
+            status: VersionStatus::from_stored(&self.status)?,
+            description: self.description,
+            config: self.config.0,
+            source: self.source.0,
+            tags: Tags::from_stored(self.tags.0),
+            status_reason: self.status_reason,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            created_by: self.created_by,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    pub id: i64,
+    pub action: String,
+    pub model: Option<String>,
+    pub version: Option<i64>,
+    pub stage: Option<String>,
+    pub actor: String,
+    pub at: Timestamp,
+    pub details: Json<Value>,
+}
+
+impl From<EventRow> for Event {
+    fn from(r: EventRow) -> Self {
+        Event {
+            event_id: r.id,
+            action: r.action,
+            model: r.model,
+            version: r.version,
+            stage: r.stage,
+            actor: r.actor,
+            at: r.at,
+            details: r.details.0,
+        }
+    }
+}
+
+/// Fingerprint of a stored idempotency key.
+#[derive(sqlx::FromRow)]
+pub(crate) struct IdempotencyRow {
+    pub request_hash: String,
+    pub version: i64,
+}
+
+pub(crate) fn versions_into(rows: Vec<VersionRow>) -> Result<Vec<Version>> {
+    rows.into_iter().map(VersionRow::into_version).collect()
+}

@@ -1,0 +1,589 @@
+//! The SQLite store: the embedded default, so that the registry runs with nothing installed.
+//!
+//! Writes go through a one-connection pool and take SQLite's write lock up front
+//! (`BEGIN IMMEDIATE`), so writers queue in order instead of failing with SQLITE_BUSY; the
+//! busy timeout covers other processes sharing the file. Reads use a separate pool and,
+//! thanks to WAL, never wait for writers.
+
+use super::rows::{EventRow, IdempotencyRow, ModelRow, VersionRow, versions_into};
+use super::*;
+use crate::domain::cursor;
+use crate::domain::time;
+use crate::domain::version::Outcome;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqliteConnection, SqlitePool, query, query_as, query_scalar};
+use std::str::FromStr;
+use std::time::Duration;
+use tracing::instrument;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+macro_rules! model_select {
+    () => {
+        "select id, name, description, tags, last_version, created_at, updated_at, created_by from models "
+    };
+}
+
+macro_rules! version_select {
+    () => {
+        "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
+         v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by \
+         from versions v join models m on m.id = v.model_id "
+    };
+}
+
+/// Fixed-width RFC 3339, so that text comparison is time comparison.
+pub(crate) fn ts(t: time::Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.writer.begin_with("begin immediate").await?)
+    }
+
+    async fn model_row(conn: &mut SqliteConnection, name: &ModelName) -> Result<ModelRow> {
+        query_as::<_, ModelRow>(concat!(model_select!(), "where name = $1"))
+            .bind(name.as_str())
+            .fetch_optional(conn)
+            .await?
+            .ok_or_else(|| Error::model_not_found(name.as_str()))
+    }
+
+    async fn version_row(
+        conn: &mut SqliteConnection,
+        model: &ModelName,
+        version: i64,
+    ) -> Result<VersionRow> {
+        let row = query_as::<_, VersionRow>(concat!(
+            version_select!(),
+            "where m.name = $1 and v.version = $2"
+        ))
+        .bind(model.as_str())
+        .bind(version)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match row {
+            Some(row) => Ok(row),
+            None => {
+                Self::model_row(conn, model).await?;
+                Err(Error::version_not_found(model.as_str(), version))
+            }
+        }
+    }
+
+    async fn stages_of(
+        conn: &mut SqliteConnection,
+        model_id: Uuid,
+    ) -> Result<BTreeMap<String, i64>> {
+        let _ = (conn, model_id);
+        Ok(BTreeMap::new())
+    }
+
+    async fn record(conn: &mut SqliteConnection, e: NewEvent<'_>, actor: &Actor) -> Result<i64> {
+        let id = query_scalar(
+            "insert into events (at, action, model_id, model, version, stage, actor, details) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8) returning id",
+        )
+        .bind(ts(e.at))
+        .bind(e.action)
+        .bind(e.model_id)
+        .bind(e.model)
+        .bind(e.version)
+        .bind(e.stage)
+        .bind(&actor.0)
+        .bind(sqlx::types::Json(&e.details))
+        .fetch_one(conn)
+        .await?;
+        Ok(id)
+    }
+
+    async fn full_model(conn: &mut SqliteConnection, row: ModelRow) -> Result<Model> {
+        let stages = Self::stages_of(conn, row.id).await?;
+        Ok(row.into_model(stages))
+    }
+
+    async fn insert_model(
+        conn: &mut SqliteConnection,
+        id: Uuid,
+        name: &ModelName,
+        description: &Option<String>,
+        tags: &Tags,
+        now: time::Timestamp,
+        actor: &Actor,
+    ) -> Result<bool, sqlx::Error> {
+        let done = query(
+            "insert into models (id, name, description, tags, created_at, updated_at, created_by) \
+             values ($1, $2, $3, $4, $5, $5, $6) on conflict (name) do nothing",
+        )
+        .bind(id)
+        .bind(name.as_str())
+        .bind(description)
+        .bind(sqlx::types::Json(tags))
+        .bind(ts(now))
+        .bind(&actor.0)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_model(
+        conn: &mut SqliteConnection,
+        id: Uuid,
+        description: &Option<String>,
+        tags: &Tags,
+        now: time::Timestamp,
+    ) -> Result<()> {
+        query("update models set description = $2, tags = $3, updated_at = $4 where id = $1")
+            .bind(id)
+            .bind(description)
+            .bind(sqlx::types::Json(tags))
+            .bind(ts(now))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.writer)
+            .await
+            .map_err(Error::internal)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        query("select 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(model = %new.name))]
+    async fn create_model(&self, new: NewModel, actor: &Actor) -> Result<Model> {
+        let mut tx = self.begin().await?;
+        let now = time::now();
+        let id = Uuid::now_v7();
+        if !Self::insert_model(
+            &mut tx,
+            id,
+            &new.name,
+            &new.description,
+            &new.tags,
+            now,
+            actor,
+        )
+        .await?
+        {
+            return Err(Error::conflict(
+                "model_exists",
+                format!("model '{}' already exists", new.name),
+            ));
+        }
+        let details = serde_json::json!({"description": new.description, "tags": new.tags});
+        Self::record(
+            &mut tx,
+            NewEvent::model("model.created", id, new.name.as_str(), now).details(details),
+            actor,
+        )
+        .await?;
+        let row = Self::model_row(&mut tx, &new.name).await?;
+        tx.commit().await?;
+        Ok(row.into_model(BTreeMap::new()))
+    }
+
+    #[instrument(skip_all, fields(model = %name))]
+    async fn put_model(
+        &self,
+        name: &ModelName,
+        put: PutModel,
+        actor: &Actor,
+    ) -> Result<(Model, bool)> {
+        let mut tx = self.begin().await?;
+        let now = time::now();
+        let id = Uuid::now_v7();
+        let tags = put.tags.clone().unwrap_or_default();
+        if Self::insert_model(&mut tx, id, name, &put.description, &tags, now, actor).await? {
+            let details = serde_json::json!({"description": put.description, "tags": tags});
+            Self::record(
+                &mut tx,
+                NewEvent::model("model.created", id, name.as_str(), now).details(details),
+                actor,
+            )
+            .await?;
+            let row = Self::model_row(&mut tx, name).await?;
+            tx.commit().await?;
+            return Ok((row.into_model(BTreeMap::new()), true));
+        }
+        let row = Self::model_row(&mut tx, name).await?;
+        let model_id = row.id;
+        let current = Self::full_model(&mut tx, row).await?;
+        let Some((description, tags, details)) = put_changes(&current, &put) else {
+            tx.commit().await?;
+            return Ok((current, false));
+        };
+        Self::set_model(&mut tx, model_id, &description, &tags, now).await?;
+        Self::record(
+            &mut tx,
+            NewEvent::model("model.updated", model_id, name.as_str(), now).details(details),
+            actor,
+        )
+        .await?;
+        let row = Self::model_row(&mut tx, name).await?;
+        let model = Self::full_model(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok((model, false))
+    }
+
+    #[instrument(skip_all, fields(model = %name))]
+    async fn get_model(&self, name: &ModelName) -> Result<Model> {
+        let mut conn = self.reader.acquire().await?;
+        let row = Self::model_row(&mut conn, name).await?;
+        Self::full_model(&mut conn, row).await
+    }
+
+    #[instrument(skip_all)]
+    async fn list_models(&self, q: &ModelQuery) -> Result<Page<Model>> {
+        let tags = (!q.tags.is_empty()).then(|| sqlx::types::Json(q.tags.as_map()));
+        let mut conn = self.reader.acquire().await?;
+        let rows = query_as::<_, ModelRow>(concat!(
+            model_select!(),
+            "where ($1 is null or substr(name, 1, length($1)) = $1) \
+               and ($2 is null or not exists (select 1 from json_each($2) f \
+                    where json_extract(models.tags, '$.\"' || f.key || '\"') is not f.value)) \
+               and ($3 is null or name > $3) \
+             order by name limit $4"
+        ))
+        .bind(&q.prefix)
+        .bind(tags)
+        .bind(&q.after)
+        .bind(i64::from(q.limit) + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(Self::full_model(&mut conn, row).await?);
+        }
+        Ok(page(items, q.limit, |m| cursor::encode("m", &m.name)))
+    }
+
+    #[instrument(skip_all, fields(model = %name))]
+    async fn update_model(&self, name: &ModelName, patch: Patch, actor: &Actor) -> Result<Model> {
+        let mut tx = self.begin().await?;
+        let row = Self::model_row(&mut tx, name).await?;
+        let model_id = row.id;
+        let tags = Tags::from_stored(row.tags.0.clone());
+        if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
+        {
+            let now = time::now();
+            Self::set_model(&mut tx, model_id, &description, &tags, now).await?;
+            Self::record(
+                &mut tx,
+                NewEvent::model("model.updated", model_id, name.as_str(), now).details(details),
+                actor,
+            )
+            .await?;
+        }
+        let row = Self::model_row(&mut tx, name).await?;
+        let model = Self::full_model(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(model)
+    }
+
+    #[instrument(skip_all, fields(model = %name))]
+    async fn delete_model(&self, name: &ModelName, actor: &Actor) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let row = Self::model_row(&mut tx, name).await?;
+        if row.last_version > 0 {
+            return Err(Error::conflict(
+                "model_not_empty",
+                format!(
+                    "model '{name}' has {} versions; only a model without versions can be deleted",
+                    row.last_version
+                ),
+            ));
+        }
+        query("delete from models where id = $1")
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        Self::record(
+            &mut tx,
+            NewEvent::model("model.deleted", row.id, name.as_str(), time::now()),
+            actor,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(model = %model))]
+    async fn register_version(
+        &self,
+        model: &ModelName,
+        new: NewVersion,
+        idempotency: Option<Idempotency>,
+        actor: &Actor,
+    ) -> Result<Registered> {
+        let mut tx = self.begin().await?;
+        let now = time::now();
+        let (model_id, number): (Uuid, i64) = query_as(
+            "update models set last_version = last_version + 1 where name = $1 returning id, last_version",
+        )
+        .bind(model.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::model_not_found(model.as_str()))?;
+        if let Some(idem) = &idempotency {
+            let seen = query_as::<_, IdempotencyRow>(
+                "select k.request_hash, v.version from idempotency_keys k \
+                 join versions v on v.id = k.version_id \
+                 where k.model_id = $1 and k.key = $2 and k.created_at > $3",
+            )
+            .bind(model_id)
+            .bind(&idem.key)
+            .bind(ts(idempotency_cutoff(now)))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(seen) = seen {
+                tx.rollback().await?;
+                let version = idempotent_replay(model, &seen.request_hash, idem, seen.version)?;
+                let version = self.get_version(model, version).await?;
+                return Ok(Registered {
+                    version,
+                    created: false,
+                });
+            }
+        }
+        let id = Uuid::now_v7();
+        let status = if new.finalize {
+            VersionStatus::Ready
+        } else {
+            VersionStatus::Pending
+        };
+        query(
+            "insert into versions (id, model_id, version, status, description, config, source, tags, \
+             created_at, updated_at, created_by) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+        )
+        .bind(id)
+        .bind(model_id)
+        .bind(number)
+        .bind(status.as_str())
+        .bind(&new.description)
+        .bind(sqlx::types::Json(&new.config))
+        .bind(sqlx::types::Json(&new.source))
+        .bind(sqlx::types::Json(&new.tags))
+        .bind(ts(now))
+        .bind(&actor.0)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(idem) = &idempotency {
+            query(
+                "insert into idempotency_keys (model_id, key, request_hash, version_id, created_at) \
+                 values ($1, $2, $3, $4, $5) on conflict (model_id, key) do update \
+                 set request_hash = excluded.request_hash, version_id = excluded.version_id, \
+                 created_at = excluded.created_at",
+            )
+            .bind(model_id)
+            .bind(&idem.key)
+            .bind(&idem.request_hash)
+            .bind(id)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let details = serde_json::json!({"status": status.as_str()});
+        Self::record(
+            &mut tx,
+            NewEvent::model("version.created", model_id, model.as_str(), now)
+                .version(number)
+                .details(details),
+            actor,
+        )
+        .await?;
+        if new.finalize {
+            Self::record(
+                &mut tx,
+                NewEvent::model("version.finalized", model_id, model.as_str(), now).version(number),
+                actor,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        let version = Version {
+            id,
+            model: model.as_str().to_owned(),
+            version: number,
+            status,
+            description: new.description,
+            config: new.config,
+            source: new.source,
+            tags: new.tags,
+            status_reason: None,
+            created_at: now,
+            updated_at: now,
+            created_by: actor.0.clone(),
+        };
+        Ok(Registered {
+            version,
+            created: true,
+        })
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn get_version(&self, model: &ModelName, version: i64) -> Result<Version> {
+        let mut conn = self.reader.acquire().await?;
+        Self::version_row(&mut conn, model, version)
+            .await?
+            .into_version()
+    }
+
+    #[instrument(skip_all, fields(model = %model))]
+    async fn list_versions(&self, model: &ModelName, q: &VersionQuery) -> Result<Page<Version>> {
+        let mut conn = self.reader.acquire().await?;
+        let m = Self::model_row(&mut conn, model).await?;
+        let tags = (!q.tags.is_empty()).then(|| sqlx::types::Json(q.tags.as_map()));
+        let rows = query_as::<_, VersionRow>(concat!(
+            version_select!(),
+            "where v.model_id = $1 \
+               and ($2 is null or v.version < $2) \
+               and ($3 is null or v.status = $3) \
+               and ($4 is null or not exists (select 1 from json_each($4) f \
+                    where json_extract(v.tags, '$.\"' || f.key || '\"') is not f.value)) \
+             order by v.version desc limit $5"
+        ))
+        .bind(m.id)
+        .bind(q.before)
+        .bind(q.status.map(VersionStatus::as_str))
+        .bind(tags)
+        .bind(i64::from(q.limit) + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(page(versions_into(rows)?, q.limit, |v| {
+            cursor::encode("v", &v.version.to_string())
+        }))
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn update_version(
+        &self,
+        model: &ModelName,
+        version: i64,
+        patch: Patch,
+        actor: &Actor,
+    ) -> Result<Version> {
+        let mut tx = self.begin().await?;
+        let row = Self::version_row(&mut tx, model, version).await?;
+        let tags = Tags::from_stored(row.tags.0.clone());
+        if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
+        {
+            let now = time::now();
+            let model_id: Uuid = query_scalar(
+                "update versions set description = $2, tags = $3, updated_at = $4 where id = $1 returning model_id",
+            )
+            .bind(row.id)
+            .bind(&description)
+            .bind(sqlx::types::Json(&tags))
+            .bind(ts(now))
+            .fetch_one(&mut *tx)
+            .await?;
+            Self::record(
+                &mut tx,
+                NewEvent::model("version.updated", model_id, model.as_str(), now)
+                    .version(version)
+                    .details(details),
+                actor,
+            )
+            .await?;
+        }
+        let row = Self::version_row(&mut tx, model, version).await?;
+        tx.commit().await?;
+        row.into_version()
+    }
+
+    #[instrument(skip_all, fields(model = %model, version, transition = ?transition))]
+    async fn transition_version(
+        &self,
+        model: &ModelName,
+        version: i64,
+        transition: Transition,
+        reason: Option<String>,
+        actor: &Actor,
+    ) -> Result<Version> {
+        let mut tx = self.begin().await?;
+        let row = Self::version_row(&mut tx, model, version).await?;
+        let status = VersionStatus::from_stored(&row.status)?;
+        if let Outcome::Move(target) = status.apply(transition)? {
+            let now = time::now();
+            let model_id: Uuid = query_scalar(
+                "update versions set status = $2, status_reason = coalesce($3, status_reason), updated_at = $4 \
+                 where id = $1 returning model_id",
+            )
+            .bind(row.id)
+            .bind(target.as_str())
+            .bind(&reason)
+            .bind(ts(now))
+            .fetch_one(&mut *tx)
+            .await?;
+            let details = serde_json::json!({"from": status.as_str(), "to": target.as_str(), "reason": reason});
+            Self::record(
+                &mut tx,
+                NewEvent::model(transition.event(), model_id, model.as_str(), now)
+                    .version(version)
+                    .details(details),
+                actor,
+            )
+            .await?;
+        }
+        let row = Self::version_row(&mut tx, model, version).await?;
+        tx.commit().await?;
+        row.into_version()
+    }
+
+    #[instrument(skip_all)]
+    async fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
+        let rows = query_as::<_, EventRow>(
+            "select id, action, model, version, stage, actor, at, details from events \
+             where ($1 is null or id > $1) \
+               and ($2 is null or model = $2) \
+               and ($3 is null or action = $3) \
+             order by id limit $4",
+        )
+        .bind(q.after)
+        .bind(&q.model)
+        .bind(&q.action)
+        .bind(i64::from(q.limit) + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        let items: Vec<Event> = rows.into_iter().map(Event::from).collect();
+        Ok(page(items, q.limit, |e| e.event_id.to_string()))
+    }
+}

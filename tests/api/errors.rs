@@ -1,0 +1,261 @@
+//! Every bad input named in the API conventions gets the right 4xx problem+json.
+
+use crate::helpers::TestApp;
+use reqwest::Method;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+crate::backend_tests!(
+    malformed_json_is_400,
+    wrong_shapes_are_422_naming_the_field,
+    invalid_names_and_tags_are_422,
+    bad_path_parameters_are_400,
+    bad_query_parameters_are_400,
+    oversize_bodies_are_413,
+    unknown_routes_and_methods,
+);
+
+async fn malformed_json_is_400(app: &TestApp) {
+    for body in [
+        "{",
+        "not json",
+        r#"{"name": NaN}"#,
+        r#"{"name": "a"} trailing"#,
+        "",
+        "   ",
+    ] {
+        let r = app.raw(Method::POST, "/api/v1/models", body).await;
+        r.problem(400, "malformed_json");
+    }
+    app.model("m").await;
+    let r = app
+        .raw(
+            Method::POST,
+            "/api/v1/models/m/versions",
+            r#"{"config": {"lr": NaN}}"#,
+        )
+        .await;
+    r.problem(400, "malformed_json");
+    // A body sent without a content type is still read as JSON.
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/models"))
+                .body(r#"{"name": "no-ct"}"#),
+        )
+        .await;
+    r.ok(201);
+}
+
+async fn wrong_shapes_are_422_naming_the_field(app: &TestApp) {
+    let cases = [
+        (json!({"name": 5}), "name"),
+        (json!({"name": "a", "tags": ["x"]}), "tags"),
+        (json!({"name": "a", "tags": {"k": 1}}), "tags.k"),
+        (json!({"name": "a", "colour": "red"}), "colour"),
+    ];
+    for (body, field) in cases {
+        let r = app.post("/api/v1/models", body.clone()).await;
+        assert_eq!(
+            r.problem(422, "validation_failed")["field"],
+            field,
+            "{body}"
+        );
+    }
+    app.post("/api/v1/models", json!([1, 2]))
+        .await
+        .problem(422, "validation_failed");
+    let r = app.post("/api/v1/models", json!({})).await;
+    assert!(
+        r.problem(422, "validation_failed")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("name")
+    );
+
+    app.model("m").await;
+    let cases = [
+        (json!({"config": [1]}), "config"),
+        (json!({"source": "git"}), "source"),
+        (json!({"finalize": "yes"}), "finalize"),
+        (json!({"config": {}, "extra": 1}), "extra"),
+    ];
+    for (body, field) in cases {
+        let r = app.post("/api/v1/models/m/versions", body.clone()).await;
+        assert_eq!(
+            r.problem(422, "validation_failed")["field"],
+            field,
+            "{body}"
+        );
+    }
+    let r = app
+        .patch("/api/v1/models/m", json!({"tags": {"k": 5}}))
+        .await;
+    assert_eq!(r.problem(422, "validation_failed")["field"], "tags.k");
+    app.version("m", json!({})).await;
+    let r = app
+        .post("/api/v1/models/m/versions/1/fail", json!({"reason": 3}))
+        .await;
+    assert_eq!(r.problem(422, "validation_failed")["field"], "reason");
+}
+
+async fn invalid_names_and_tags_are_422(app: &TestApp) {
+    for name in ["", "Upper", "-lead", "has space", "a/b", &"x".repeat(129)] {
+        let r = app.post("/api/v1/models", json!({"name": name})).await;
+        assert_eq!(
+            r.problem(422, "validation_failed")["field"],
+            "name",
+            "{name:?}"
+        );
+    }
+    let r = app
+        .post(
+            "/api/v1/models",
+            json!({"name": "ok", "tags": {"bad key": "v"}}),
+        )
+        .await;
+    assert_eq!(r.problem(422, "validation_failed")["field"], "tags.bad key");
+    let r = app
+        .post(
+            "/api/v1/models",
+            json!({"name": "ok", "tags": {"k": "v".repeat(1025)}}),
+        )
+        .await;
+    assert_eq!(r.problem(422, "validation_failed")["field"], "tags.k");
+    let r = app
+        .post(
+            "/api/v1/models",
+            json!({"name": "ok", "description": "d".repeat(10_001)}),
+        )
+        .await;
+    assert_eq!(r.problem(422, "validation_failed")["field"], "description");
+    // Nothing was created by any of these.
+    let list = app.get("/api/v1/models").await;
+    assert!(list.ok(200)["items"].as_array().unwrap().is_empty());
+}
+
+async fn bad_path_parameters_are_400(app: &TestApp) {
+    app.model("m").await;
+    for path in [
+        "/api/v1/models/m/versions/abc",
+        "/api/v1/models/m/versions/0",
+        "/api/v1/models/m/versions/-1",
+        "/api/v1/models/m/versions/1.5",
+        "/api/v1/models/m/versions/99999999999999999999",
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(
+            r.problem(400, "invalid_path_parameter")["field"],
+            "version",
+            "{path}"
+        );
+    }
+    let r = app.get("/api/v1/models/Not%20Valid").await;
+    assert_eq!(r.problem(400, "invalid_path_parameter")["field"], "model");
+    let r = app.put("/api/v1/models/UPPER", json!({})).await;
+    assert_eq!(r.problem(400, "invalid_path_parameter")["field"], "model");
+    let r = app.post_empty("/api/v1/models/m/versions/x/finalize").await;
+    r.problem(400, "invalid_path_parameter");
+}
+
+async fn bad_query_parameters_are_400(app: &TestApp) {
+    app.model("m").await;
+    for (path, field) in [
+        ("/api/v1/models?limit=0", "limit"),
+        ("/api/v1/models?limit=1001", "limit"),
+        ("/api/v1/models?limit=ten", "limit"),
+        ("/api/v1/models?tag=novalue", "tag"),
+        ("/api/v1/models/m/versions?status=done", "status"),
+        ("/api/v1/models/m/versions?limit=-1", "limit"),
+        ("/api/v1/events?limit=5000", "limit"),
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(
+            r.problem(400, "invalid_query_parameter")["field"],
+            field,
+            "{path}"
+        );
+    }
+    app.get("/api/v1/models?cursor=bogus")
+        .await
+        .problem(400, "invalid_cursor");
+    // A cursor from one list is refused by another.
+    for i in 0..3 {
+        app.model(&format!("n{i}")).await;
+    }
+    let models = app.get("/api/v1/models?limit=1").await;
+    let cursor = models.ok(200)["next_cursor"].as_str().unwrap().to_owned();
+    app.get(&format!("/api/v1/models/m/versions?cursor={cursor}"))
+        .await
+        .problem(400, "invalid_cursor");
+}
+
+/// Sends a request by hand, as much of the body as the server takes, and returns the reply.
+async fn raw_exchange(app: &TestApp, head: &str, body: &[u8]) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer and close before the body is through: stop writing then.
+    for chunk in body.chunks(64 << 10) {
+        if tcp.write_all(chunk).await.is_err() {
+            break;
+        }
+    }
+    let mut buf = vec![0u8; 8192];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+async fn oversize_bodies_are_413(app: &TestApp) {
+    let big = format!(
+        r#"{{"name": "big", "description": "{}"}}"#,
+        "x".repeat(9 << 20)
+    );
+    let head = format!(
+        "POST /api/v1/models HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        big.len()
+    );
+    let reply = raw_exchange(app, &head, big.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(
+        reply.contains("application/problem+json") && reply.contains("payload_too_large"),
+        "{reply}"
+    );
+
+    // Without a Content-Length (chunked), the limit holds while reading.
+    let head = "POST /api/v1/models HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+    let mut chunked = Vec::new();
+    for c in big.as_bytes().chunks(1 << 20) {
+        chunked.extend(format!("{:x}\r\n", c.len()).as_bytes());
+        chunked.extend(c);
+        chunked.extend(b"\r\n");
+    }
+    chunked.extend(b"0\r\n\r\n");
+    let reply = raw_exchange(app, head, &chunked).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("payload_too_large"), "{reply}");
+
+    // A declared 1 GiB body is refused before any of it is sent.
+    let head = "POST /api/v1/models HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n";
+    let reply = raw_exchange(app, head, b"").await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("payload_too_large"), "{reply}");
+    // Nothing was created.
+    assert!(
+        app.get("/api/v1/models").await.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn unknown_routes_and_methods(app: &TestApp) {
+    app.get("/api/v1/nothing")
+        .await
+        .problem(404, "route_not_found");
+    app.delete("/api/v1/events")
+        .await
+        .problem(405, "method_not_allowed");
+}

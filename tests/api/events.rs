@@ -1,0 +1,71 @@
+use crate::helpers::TestApp;
+use serde_json::json;
+
+crate::backend_tests!(every_mutation_is_logged_in_order);
+
+async fn every_mutation_is_logged_in_order(app: &TestApp) {
+    app.model("a").await;
+    app.model("b").await;
+    app.version("a", json!({"finalize": true})).await;
+    app.patch("/api/v1/models/a", json!({"tags": {"x": "1"}}))
+        .await
+        .ok(200);
+    app.patch("/api/v1/models/a/versions/1", json!({"tags": {"x": "1"}}))
+        .await
+        .ok(200);
+    app.delete("/api/v1/models/b").await.ok(204);
+
+    let all = app.get("/api/v1/events?limit=100").await;
+    let items = all.ok(200)["items"].as_array().unwrap().clone();
+    let summary: Vec<(String, Option<String>, Option<i64>)> = items
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["model"].as_str().map(str::to_owned),
+                e["version"].as_i64(),
+            )
+        })
+        .collect();
+    let s = |a: &str, m: &str, v: Option<i64>| (a.to_owned(), Some(m.to_owned()), v);
+    assert_eq!(
+        summary,
+        [
+            s("model.created", "a", None),
+            s("model.created", "b", None),
+            s("version.created", "a", Some(1)),
+            s("version.finalized", "a", Some(1)),
+            s("model.updated", "a", None),
+            s("version.updated", "a", Some(1)),
+            s("model.deleted", "b", None),
+        ]
+    );
+    for e in &items {
+        assert_eq!(e["actor"], "anonymous");
+        assert!(e["at"].as_str().unwrap().ends_with('Z'));
+    }
+    let ids: Vec<i64> = items
+        .iter()
+        .map(|e| e["event_id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+
+    // Paging with `after` and with the returned cursor.
+    let first = app.get("/api/v1/events?limit=3").await;
+    let cursor = first.ok(200)["next_cursor"].as_str().unwrap().to_owned();
+    let next = app
+        .get(&format!("/api/v1/events?limit=3&cursor={cursor}"))
+        .await;
+    assert_eq!(next.ok(200)["items"][0]["event_id"], ids[3]);
+    let after = app.get(&format!("/api/v1/events?after={}", ids[5])).await;
+    assert_eq!(after.ok(200)["items"].as_array().unwrap().len(), 1);
+    assert_eq!(after.body["next_cursor"], json!(null));
+
+    let only_b = app.get("/api/v1/events?model=b").await;
+    assert_eq!(only_b.ok(200)["items"].as_array().unwrap().len(), 2);
+    let created = app.get("/api/v1/events?action=model.created").await;
+    assert_eq!(created.ok(200)["items"].as_array().unwrap().len(), 2);
+    app.get("/api/v1/events?after=abc")
+        .await
+        .problem(400, "invalid_query_parameter");
+}

@@ -1,0 +1,58 @@
+use crate::helpers::{Backend, TestApp, TestDb};
+use std::time::Duration;
+
+crate::backend_tests!(health_and_readiness);
+
+async fn health_and_readiness(app: &TestApp) {
+    let r = app.get("/healthz").await;
+    assert_eq!(r.ok(200)["status"], "ok");
+    let r = app.get("/readyz").await;
+    assert_eq!(r.ok(200)["checks"]["database"], "ok");
+    assert!(r.headers.contains_key("x-request-id"));
+}
+
+/// Postgres only: the embedded SQLite file cannot go away from under a running process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_database_postgres() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let app = TestApp::spawn(db.url.clone(), |_| {}).await;
+    app.model("m").await;
+
+    // Take the database away: refuse new connections and end the open ones.
+    db.admin(format!(
+        "alter database {} allow_connections false",
+        db.name
+    ))
+    .await;
+    db.admin(format!(
+        "select pg_terminate_backend(pid) from pg_stat_activity where datname = '{}'",
+        db.name
+    ))
+    .await;
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_ne!(r.body["checks"]["database"], "ok");
+    let r = app.get("/api/v1/models/m").await;
+    r.problem(503, "service_unavailable");
+    assert!(
+        !r.body["detail"].as_str().unwrap().contains("accepting"),
+        "internals leaked: {}",
+        r.body
+    );
+
+    // Bring it back: the pool reconnects.
+    db.admin(format!("alter database {} allow_connections true", db.name))
+        .await;
+    let mut ready = false;
+    for _ in 0..100 {
+        if app.get("/readyz").await.status == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "readyz did not recover");
+    app.get("/api/v1/models/m").await.ok(200);
+    app.stop().await;
+    db.drop_db().await;
+}

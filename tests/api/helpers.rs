@@ -1,0 +1,320 @@
+//! Spawns the real app on port 0 with a fresh database and talks to it over HTTP.
+//!
+//! Every case runs on SQLite (a temporary file) and on Postgres (a fresh database per test,
+//! dropped afterwards). The Postgres server is `MODELREG_TEST_PG_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`); when it cannot be reached the
+//! Postgres cases fail, they are never skipped.
+
+use futures::FutureExt;
+use modelreg::config::Config;
+use modelreg::{AppState, store};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use sqlx::Connection;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one test case against a fresh app on the given backend, cleaning up even on failure.
+pub async fn run<F: AsyncFn(&TestApp)>(backend: Backend, case: F) {
+    let db = TestDb::create(backend).await;
+    let app = TestApp::spawn(db.url.clone(), |_| {}).await;
+    let outcome = AssertUnwindSafe(case(&app)).catch_unwind().await;
+    app.stop().await;
+    db.drop_db().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Declares each listed `async fn name(app: &TestApp)` as `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::helpers::run($crate::helpers::Backend::Sqlite, super::$name).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::helpers::run($crate::helpers::Backend::Postgres, super::$name).await
+            }
+        }
+    )*};
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("MODELREG_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that lives as long as one test.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> Self {
+        let name = format!("modelreg_test_{}", uuid::Uuid::now_v7().simple());
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/modelreg.db", dir.path().display());
+                Self {
+                    backend,
+                    url,
+                    name,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = pg_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("the Postgres suite needs a server at {admin} (set MODELREG_TEST_PG_URL): {e}")
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let url = match admin.rfind('/') {
+                    Some(i) => format!("{}/{name}", &admin[..i]),
+                    None => panic!("MODELREG_TEST_PG_URL must end in /database"),
+                };
+                Self {
+                    backend,
+                    url,
+                    name,
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    pub async fn admin(&self, sql: String) {
+        let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
+            .await
+            .expect("admin connection");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect("admin statement");
+    }
+
+    pub async fn drop_db(self) {
+        if self.backend == Backend::Postgres {
+            self.admin(format!(
+                "drop database if exists {} with (force)",
+                self.name
+            ))
+            .await;
+        }
+    }
+}
+
+/// A running app and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// A response: status, headers, and the body as JSON (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// Asserts a problem+json answer with this status and code, and returns its body.
+    #[track_caller]
+    pub fn problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "not problem+json: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["code"], code,
+            "unexpected code; body: {}",
+            self.body
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        &self.body
+    }
+
+    #[track_caller]
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        &self.body
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(db_url: String, adjust: impl FnOnce(&mut Config)) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
+        let mut config = Config::for_database(db_url.clone());
+        adjust(&mut config);
+        let store = store::connect(&db_url, 8)
+            .await
+            .expect("connect to test database");
+        store.migrate().await.expect("migrate test database");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let state = AppState {
+            store,
+            config: Arc::new(config),
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            modelreg::serve(listener, state, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server");
+        });
+        let app = Self {
+            addr,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            handle,
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    /// Polls `/readyz` until it answers 200.
+    pub async fn wait_ready(&self) {
+        wait_ready(&self.client, self.addr).await;
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.handle).await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        into_resp(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.client.delete(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send(self.client.post(self.url(path)).json(&body))
+            .await
+    }
+
+    pub async fn post_empty(&self, path: &str) -> Resp {
+        self.send(self.client.post(self.url(path))).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.send(self.client.put(self.url(path)).json(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.send(self.client.patch(self.url(path)).json(&body))
+            .await
+    }
+
+    pub async fn raw(&self, method: reqwest::Method, path: &str, body: &'static str) -> Resp {
+        self.send(
+            self.client
+                .request(method, self.url(path))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+
+    /// Creates a model and returns its name.
+    pub async fn model(&self, name: &str) -> String {
+        self.post("/api/v1/models", serde_json::json!({"name": name}))
+            .await
+            .ok(201);
+        name.to_owned()
+    }
+
+    /// Registers a version and returns its number.
+    pub async fn version(&self, model: &str, body: Value) -> i64 {
+        let r = self
+            .post(&format!("/api/v1/models/{model}/versions"), body)
+            .await;
+        r.ok(201)["version"].as_i64().expect("version number")
+    }
+}
+
+pub async fn into_resp(r: reqwest::Response) -> Resp {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let bytes = r.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn wait_ready(client: &reqwest::Client, addr: SocketAddr) {
+    let url = format!("http://{addr}/readyz");
+    for _ in 0..200 {
+        if let Ok(r) = client.get(&url).send().await
+            && r.status() == StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server at {addr} did not become ready");
+}

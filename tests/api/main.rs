@@ -1,0 +1,12 @@
+//! The integration suite: the real server over real HTTP, every case on SQLite and Postgres.
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod errors;
+mod events;
+mod health;
+mod models;
+mod processes;
+mod versions;

@@ -1,0 +1,116 @@
+//! Two `modelreg serve` processes on one Postgres database.
+
+use crate::helpers::{Backend, TestDb, into_resp, wait_ready};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on a free port and reads the bound address from its log.
+fn start(db_url: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelreg"))
+        .arg("serve")
+        .env("MODELREG_LISTEN", "127.0.0.1:0")
+        .env("MODELREG_DATABASE_URL", db_url)
+        .env("MODELREG_ARTIFACTS_URL", "memory://")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start modelreg");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .expect("read log");
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("address")
+                .parse()
+                .expect("socket address");
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+pub(crate) fn start_servers(db_url: &str, n: usize) -> Vec<(SocketAddr, impl Drop)> {
+    (0..n).map(|_| start(db_url)).map(|s| (s.addr, s)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_register_gapless_versions_postgres() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let servers = start_servers(&db.url, 2);
+    let client = reqwest::Client::new();
+    for (addr, _) in &servers {
+        wait_ready(&client, *addr).await;
+    }
+    let a = servers[0].0;
+    let r = client
+        .post(format!("http://{a}/api/v1/models"))
+        .json(&json!({"name": "shared"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let addr = servers[i % 2].0;
+            let client = client.clone();
+            tokio::spawn(async move {
+                let r = client
+                    .post(format!("http://{addr}/api/v1/models/shared/versions"))
+                    .json(&json!({"tags": {"i": i.to_string()}}))
+                    .send()
+                    .await
+                    .unwrap();
+                let r = into_resp(r).await;
+                r.ok(201)["version"].as_i64().unwrap()
+            })
+        })
+        .collect();
+    let mut numbers = vec![];
+    for t in tasks {
+        numbers.push(t.await.unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, (1..=32).collect::<Vec<_>>());
+
+    // The same idempotency key sent to both processes at once creates one version.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let addr = servers[i % 2].0;
+            let req = client
+                .post(format!("http://{addr}/api/v1/models/shared/versions"))
+                .header("Idempotency-Key", "cross-process")
+                .json(&json!({"config": {"a": 1}}));
+            tokio::spawn(async move {
+                req.send().await.unwrap().json::<Value>().await.unwrap()["version"].as_i64()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Some(33));
+    }
+    drop(servers);
+    db.drop_db().await;
+}
