@@ -7,6 +7,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod models;
+pub mod stages;
 pub mod versions;
 
 use crate::AppState;
@@ -54,6 +55,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         health::endpoints(),
         models::endpoints(),
         versions::endpoints(),
+        stages::endpoints(),
         events::endpoints(),
     ]
     .into_iter()

@@ -5,6 +5,7 @@
 
 pub mod cursor;
 pub mod names;
+pub mod stage;
 pub mod tags;
 pub mod time;
 pub mod version;

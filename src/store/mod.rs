@@ -7,12 +7,14 @@
 mod postgres;
 mod rows;
 mod sqlite;
+mod stages;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use crate::domain::stage::Expected;
 use crate::domain::time::Timestamp;
-use crate::domain::{ModelName, TagFilter, TagPatch, Tags, Transition, VersionStatus};
+use crate::domain::{ModelName, StageName, TagFilter, TagPatch, Tags, Transition, VersionStatus};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use serde::Serialize;
@@ -160,6 +162,74 @@ impl Actor {
     }
 }
 
+/// A stage and the version it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageEntry {
+    pub stage: String,
+    pub version: i64,
+    /// When the version was put there.
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub since: Timestamp,
+}
+
+/// The answer to promote, rollback and clear.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageChange {
+    pub stage: String,
+    pub version: Option<i64>,
+    pub previous_version: Option<i64>,
+    /// The event recording the change; for a no-op promote, the one of the assignment in force.
+    pub event_id: Option<i64>,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub at: Timestamp,
+}
+
+/// One entry of a stage's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub event_id: i64,
+    pub action: String,
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+    pub reason: Option<String>,
+    pub actor: String,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub at: Timestamp,
+}
+
+impl From<Event> for HistoryEntry {
+    fn from(e: Event) -> Self {
+        let int = |k: &str| e.details.get(k).and_then(Value::as_i64);
+        HistoryEntry {
+            event_id: e.event_id,
+            from_version: int("from_version"),
+            to_version: int("to_version"),
+            reason: e
+                .details
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            action: e.action,
+            actor: e.actor,
+            at: e.at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageOp {
+    Promote { version: i64 },
+    Rollback { to: Option<i64> },
+    Clear,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageRequest {
+    pub op: StageOp,
+    pub reason: Option<String>,
+    pub expected: Expected,
+}
+
 /// How long idempotency keys are honoured, at least.
 pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
 
@@ -210,6 +280,32 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Version>;
 
     async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>>;
+
+    /// Stages that hold a version, by name.
+    async fn list_stages(&self, model: &ModelName) -> Result<Vec<StageEntry>>;
+    /// What the stage holds now, or held at `at` (from the history).
+    async fn get_stage(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        at: Option<Timestamp>,
+    ) -> Result<StageEntry>;
+    /// Promote, roll back or clear: one transaction with its history event.
+    async fn change_stage(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        req: StageRequest,
+        actor: &Actor,
+    ) -> Result<StageChange>;
+    /// The stage's history, newest first; `before` is the event id of the previous page's last entry.
+    async fn stage_history(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Page<HistoryEntry>>;
 }
 
 /// Connects to the database named by the URL: `postgres://…` or `sqlite://…`.

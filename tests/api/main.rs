@@ -9,4 +9,5 @@ mod events;
 mod health;
 mod models;
 mod processes;
+mod stages;
 mod versions;

@@ -114,3 +114,91 @@ async fn two_processes_register_gapless_versions_postgres() {
     drop(servers);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_race_promotes_one_winner_postgres() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let servers = start_servers(&db.url, 2);
+    let client = reqwest::Client::new();
+    for (addr, _) in &servers {
+        wait_ready(&client, *addr).await;
+    }
+    let base = format!("http://{}/api/v1/models", servers[0].0);
+    client
+        .post(&base)
+        .json(&json!({"name": "m"}))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..17 {
+        let r = client
+            .post(format!("{base}/m/versions"))
+            .json(&json!({"finalize": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = client
+        .post(format!("{base}/m/stages/production/promote"))
+        .json(&json!({"version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    for round in 0..3 {
+        let expected = if round == 0 {
+            1
+        } else {
+            current(&client, &base).await
+        };
+        let tasks: Vec<_> = (2..=17)
+            .map(|v| {
+                let addr = servers[v as usize % 2].0;
+                let req = client
+                    .post(format!("http://{addr}/api/v1/models/m/stages/production/promote"))
+                    .json(&json!({"version": v, "expected_version": expected, "reason": format!("round {round}")}));
+                tokio::spawn(async move { into_resp(req.send().await.unwrap()).await })
+            })
+            .collect();
+        let mut winners = vec![];
+        for t in tasks {
+            let r = t.await.unwrap();
+            if r.status == 200 {
+                winners.push(r.body["version"].as_i64().unwrap());
+            } else if r.body["code"] != "stage_conflict" || r.status != 409 {
+                panic!("unexpected answer: {} {}", r.status, r.body);
+            }
+        }
+        // Exactly one change wins; the current version re-promoted is a no-op 200, not a change.
+        let changes: Vec<i64> = winners.iter().copied().filter(|w| *w != expected).collect();
+        assert_eq!(changes.len(), 1, "{winners:?}");
+        let now = current(&client, &base).await;
+        let history = client
+            .get(format!("{base}/m/stages/production/history?limit=1"))
+            .send()
+            .await
+            .unwrap();
+        let history = into_resp(history).await;
+        assert_eq!(
+            history.ok(200)["items"][0]["to_version"],
+            now,
+            "history disagrees with the pointer"
+        );
+    }
+    drop(servers);
+    db.drop_db().await;
+}
+
+async fn current(client: &reqwest::Client, base: &str) -> i64 {
+    let r = into_resp(
+        client
+            .get(format!("{base}/m/stages/production"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.ok(200)["version"].as_i64().unwrap()
+}

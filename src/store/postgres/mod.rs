@@ -1,24 +1,22 @@
-//! The SQLite store: the embedded default, so that the registry runs with nothing installed.
-//!
-//! Writes go through a one-connection pool and take SQLite's write lock up front
-//! (`BEGIN IMMEDIATE`), so writers queue in order instead of failing with SQLITE_BUSY; the
-//! busy timeout covers other processes sharing the file. Reads use a separate pool and,
-//! thanks to WAL, never wait for writers.
+//! The Postgres store: the production backend.
+
+mod stages;
 
 use super::rows::{EventRow, IdempotencyRow, ModelRow, VersionRow, versions_into};
+use super::stages::{change_stage, in_stage_error};
 use super::*;
 use crate::domain::cursor;
 use crate::domain::time;
 use crate::domain::version::Outcome;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqliteConnection, SqlitePool, query, query_as, query_scalar};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, query, query_as, query_scalar};
+use stages::PgStageTx;
 use std::str::FromStr;
 use std::time::Duration;
 use tracing::instrument;
 
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+pub struct PgStore {
+    pool: PgPool,
 }
 
 macro_rules! model_select {
@@ -35,43 +33,28 @@ macro_rules! version_select {
     };
 }
 
-/// Fixed-width RFC 3339, so that text comparison is time comparison.
-pub(crate) fn ts(t: time::Timestamp) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-impl SqliteStore {
-    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        if let Some(dir) = options.get_filename().parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir)?;
-        }
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
-            .await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(8)
+impl PgStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        let options = PgConnectOptions::from_str(url)?.application_name("modelreg");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.read_only(true))
+            .connect_with(options)
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self { pool })
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.writer.begin_with("begin immediate").await?)
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
-    async fn model_row(conn: &mut SqliteConnection, name: &ModelName) -> Result<ModelRow> {
-        query_as::<_, ModelRow>(concat!(model_select!(), "where name = $1"))
+    async fn model_row(conn: &mut PgConnection, name: &ModelName, lock: bool) -> Result<ModelRow> {
+        let sql = if lock {
+            concat!(model_select!(), "where name = $1 for update")
+        } else {
+            concat!(model_select!(), "where name = $1")
+        };
+        query_as::<_, ModelRow>(sql)
             .bind(name.as_str())
             .fetch_optional(conn)
             .await?
@@ -79,41 +62,44 @@ impl SqliteStore {
     }
 
     async fn version_row(
-        conn: &mut SqliteConnection,
+        conn: &mut PgConnection,
         model: &ModelName,
         version: i64,
+        lock: bool,
     ) -> Result<VersionRow> {
-        let row = query_as::<_, VersionRow>(concat!(
-            version_select!(),
-            "where m.name = $1 and v.version = $2"
-        ))
-        .bind(model.as_str())
-        .bind(version)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let sql = if lock {
+            concat!(
+                version_select!(),
+                "where m.name = $1 and v.version = $2 for update of v"
+            )
+        } else {
+            concat!(version_select!(), "where m.name = $1 and v.version = $2")
+        };
+        let row = query_as::<_, VersionRow>(sql)
+            .bind(model.as_str())
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await?;
         match row {
             Some(row) => Ok(row),
             None => {
-                Self::model_row(conn, model).await?;
+                Self::model_row(conn, model, false).await?;
                 Err(Error::version_not_found(model.as_str(), version))
             }
         }
     }
 
-    async fn stages_of(
-        conn: &mut SqliteConnection,
-        model_id: Uuid,
-    ) -> Result<BTreeMap<String, i64>> {
-        let _ = (conn, model_id);
-        Ok(BTreeMap::new())
+    async fn stages_of(conn: &mut PgConnection, model_id: Uuid) -> Result<BTreeMap<String, i64>> {
+        let entries = Self::stage_entries(conn, model_id).await?;
+        Ok(entries.into_iter().map(|e| (e.stage, e.version)).collect())
     }
 
-    async fn record(conn: &mut SqliteConnection, e: NewEvent<'_>, actor: &Actor) -> Result<i64> {
+    async fn record(conn: &mut PgConnection, e: NewEvent<'_>, actor: &Actor) -> Result<i64> {
         let id = query_scalar(
             "insert into events (at, action, model_id, model, version, stage, actor, details) \
              values ($1, $2, $3, $4, $5, $6, $7, $8) returning id",
         )
-        .bind(ts(e.at))
+        .bind(e.at)
         .bind(e.action)
         .bind(e.model_id)
         .bind(e.model)
@@ -126,88 +112,51 @@ impl SqliteStore {
         Ok(id)
     }
 
-    async fn full_model(conn: &mut SqliteConnection, row: ModelRow) -> Result<Model> {
+    async fn full_model(conn: &mut PgConnection, row: ModelRow) -> Result<Model> {
         let stages = Self::stages_of(conn, row.id).await?;
         Ok(row.into_model(stages))
-    }
-
-    async fn insert_model(
-        conn: &mut SqliteConnection,
-        id: Uuid,
-        name: &ModelName,
-        description: &Option<String>,
-        tags: &Tags,
-        now: time::Timestamp,
-        actor: &Actor,
-    ) -> Result<bool, sqlx::Error> {
-        let done = query(
-            "insert into models (id, name, description, tags, created_at, updated_at, created_by) \
-             values ($1, $2, $3, $4, $5, $5, $6) on conflict (name) do nothing",
-        )
-        .bind(id)
-        .bind(name.as_str())
-        .bind(description)
-        .bind(sqlx::types::Json(tags))
-        .bind(ts(now))
-        .bind(&actor.0)
-        .execute(conn)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn set_model(
-        conn: &mut SqliteConnection,
-        id: Uuid,
-        description: &Option<String>,
-        tags: &Tags,
-        now: time::Timestamp,
-    ) -> Result<()> {
-        query("update models set description = $2, tags = $3, updated_at = $4 where id = $1")
-            .bind(id)
-            .bind(description)
-            .bind(sqlx::types::Json(tags))
-            .bind(ts(now))
-            .execute(conn)
-            .await?;
-        Ok(())
     }
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for PgStore {
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.writer)
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
             .await
             .map_err(Error::internal)
     }
 
     async fn ping(&self) -> Result<()> {
-        query("select 1").execute(&self.reader).await?;
+        query("select 1").execute(&self.pool).await?;
         Ok(())
     }
 
     #[instrument(skip_all, fields(model = %new.name))]
     async fn create_model(&self, new: NewModel, actor: &Actor) -> Result<Model> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.pool.begin().await?;
         let now = time::now();
         let id = Uuid::now_v7();
-        if !Self::insert_model(
-            &mut tx,
-            id,
-            &new.name,
-            &new.description,
-            &new.tags,
-            now,
-            actor,
+        query(
+            "insert into models (id, name, description, tags, created_at, updated_at, created_by) \
+             values ($1, $2, $3, $4, $5, $5, $6)",
         )
-        .await?
-        {
-            return Err(Error::conflict(
-                "model_exists",
-                format!("model '{}' already exists", new.name),
-            ));
-        }
+        .bind(id)
+        .bind(new.name.as_str())
+        .bind(&new.description)
+        .bind(sqlx::types::Json(&new.tags))
+        .bind(now)
+        .bind(&actor.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            on_unique(e, || {
+                Error::conflict(
+                    "model_exists",
+                    format!("model '{}' already exists", new.name),
+                )
+            })
+        })?;
         let details = serde_json::json!({"description": new.description, "tags": new.tags});
         Self::record(
             &mut tx,
@@ -215,7 +164,7 @@ impl Store for SqliteStore {
             actor,
         )
         .await?;
-        let row = Self::model_row(&mut tx, &new.name).await?;
+        let row = Self::model_row(&mut tx, &new.name, false).await?;
         tx.commit().await?;
         Ok(row.into_model(BTreeMap::new()))
     }
@@ -227,11 +176,25 @@ impl Store for SqliteStore {
         put: PutModel,
         actor: &Actor,
     ) -> Result<(Model, bool)> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.pool.begin().await?;
         let now = time::now();
         let id = Uuid::now_v7();
         let tags = put.tags.clone().unwrap_or_default();
-        if Self::insert_model(&mut tx, id, name, &put.description, &tags, now, actor).await? {
+        let inserted = query(
+            "insert into models (id, name, description, tags, created_at, updated_at, created_by) \
+             values ($1, $2, $3, $4, $5, $5, $6) on conflict (name) do nothing",
+        )
+        .bind(id)
+        .bind(name.as_str())
+        .bind(&put.description)
+        .bind(sqlx::types::Json(&tags))
+        .bind(now)
+        .bind(&actor.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
             let details = serde_json::json!({"description": put.description, "tags": tags});
             Self::record(
                 &mut tx,
@@ -239,25 +202,31 @@ impl Store for SqliteStore {
                 actor,
             )
             .await?;
-            let row = Self::model_row(&mut tx, name).await?;
+            let row = Self::model_row(&mut tx, name, false).await?;
             tx.commit().await?;
             return Ok((row.into_model(BTreeMap::new()), true));
         }
-        let row = Self::model_row(&mut tx, name).await?;
+        let row = Self::model_row(&mut tx, name, true).await?;
         let model_id = row.id;
         let current = Self::full_model(&mut tx, row).await?;
         let Some((description, tags, details)) = put_changes(&current, &put) else {
             tx.commit().await?;
             return Ok((current, false));
         };
-        Self::set_model(&mut tx, model_id, &description, &tags, now).await?;
+        query("update models set description = $2, tags = $3, updated_at = $4 where id = $1")
+            .bind(model_id)
+            .bind(&description)
+            .bind(sqlx::types::Json(&tags))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         Self::record(
             &mut tx,
             NewEvent::model("model.updated", model_id, name.as_str(), now).details(details),
             actor,
         )
         .await?;
-        let row = Self::model_row(&mut tx, name).await?;
+        let row = Self::model_row(&mut tx, name, false).await?;
         let model = Self::full_model(&mut tx, row).await?;
         tx.commit().await?;
         Ok((model, false))
@@ -265,29 +234,28 @@ impl Store for SqliteStore {
 
     #[instrument(skip_all, fields(model = %name))]
     async fn get_model(&self, name: &ModelName) -> Result<Model> {
-        let mut conn = self.reader.acquire().await?;
-        let row = Self::model_row(&mut conn, name).await?;
+        let mut conn = self.pool.acquire().await?;
+        let row = Self::model_row(&mut conn, name, false).await?;
         Self::full_model(&mut conn, row).await
     }
 
     #[instrument(skip_all)]
     async fn list_models(&self, q: &ModelQuery) -> Result<Page<Model>> {
         let tags = (!q.tags.is_empty()).then(|| sqlx::types::Json(q.tags.as_map()));
-        let mut conn = self.reader.acquire().await?;
         let rows = query_as::<_, ModelRow>(concat!(
             model_select!(),
-            "where ($1 is null or substr(name, 1, length($1)) = $1) \
-               and ($2 is null or not exists (select 1 from json_each($2) f \
-                    where json_extract(models.tags, '$.\"' || f.key || '\"') is not f.value)) \
-               and ($3 is null or name > $3) \
+            "where ($1::text is null or starts_with(name, $1)) \
+               and ($2::jsonb is null or tags @> $2) \
+               and ($3::text is null or name > $3) \
              order by name limit $4"
         ))
         .bind(&q.prefix)
         .bind(tags)
         .bind(&q.after)
         .bind(i64::from(q.limit) + 1)
-        .fetch_all(&mut *conn)
+        .fetch_all(&self.pool)
         .await?;
+        let mut conn = self.pool.acquire().await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
             items.push(Self::full_model(&mut conn, row).await?);
@@ -297,14 +265,20 @@ impl Store for SqliteStore {
 
     #[instrument(skip_all, fields(model = %name))]
     async fn update_model(&self, name: &ModelName, patch: Patch, actor: &Actor) -> Result<Model> {
-        let mut tx = self.begin().await?;
-        let row = Self::model_row(&mut tx, name).await?;
+        let mut tx = self.pool.begin().await?;
+        let row = Self::model_row(&mut tx, name, true).await?;
         let model_id = row.id;
         let tags = Tags::from_stored(row.tags.0.clone());
         if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
         {
             let now = time::now();
-            Self::set_model(&mut tx, model_id, &description, &tags, now).await?;
+            query("update models set description = $2, tags = $3, updated_at = $4 where id = $1")
+                .bind(model_id)
+                .bind(&description)
+                .bind(sqlx::types::Json(&tags))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             Self::record(
                 &mut tx,
                 NewEvent::model("model.updated", model_id, name.as_str(), now).details(details),
@@ -312,7 +286,7 @@ impl Store for SqliteStore {
             )
             .await?;
         }
-        let row = Self::model_row(&mut tx, name).await?;
+        let row = Self::model_row(&mut tx, name, false).await?;
         let model = Self::full_model(&mut tx, row).await?;
         tx.commit().await?;
         Ok(model)
@@ -320,8 +294,8 @@ impl Store for SqliteStore {
 
     #[instrument(skip_all, fields(model = %name))]
     async fn delete_model(&self, name: &ModelName, actor: &Actor) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let row = Self::model_row(&mut tx, name).await?;
+        let mut tx = self.pool.begin().await?;
+        let row = Self::model_row(&mut tx, name, true).await?;
         if row.last_version > 0 {
             return Err(Error::conflict(
                 "model_not_empty",
@@ -331,6 +305,11 @@ impl Store for SqliteStore {
                 ),
             ));
         }
+        // Stage rows can only be empty here (a stage needs a version); they go with the model.
+        query("delete from stages where model_id = $1")
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
         query("delete from models where id = $1")
             .bind(row.id)
             .execute(&mut *tx)
@@ -353,8 +332,10 @@ impl Store for SqliteStore {
         idempotency: Option<Idempotency>,
         actor: &Actor,
     ) -> Result<Registered> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.pool.begin().await?;
         let now = time::now();
+        // Taking the next number locks the model row until commit: registrations of one model
+        // are serialized across every server process, and a rollback returns the number.
         let (model_id, number): (Uuid, i64) = query_as(
             "update models set last_version = last_version + 1 where name = $1 returning id, last_version",
         )
@@ -370,7 +351,7 @@ impl Store for SqliteStore {
             )
             .bind(model_id)
             .bind(&idem.key)
-            .bind(ts(idempotency_cutoff(now)))
+            .bind(idempotency_cutoff(now))
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(seen) = seen {
@@ -401,7 +382,7 @@ impl Store for SqliteStore {
         .bind(sqlx::types::Json(&new.config))
         .bind(sqlx::types::Json(&new.source))
         .bind(sqlx::types::Json(&new.tags))
-        .bind(ts(now))
+        .bind(now)
         .bind(&actor.0)
         .execute(&mut *tx)
         .await?;
@@ -416,7 +397,7 @@ impl Store for SqliteStore {
             .bind(&idem.key)
             .bind(&idem.request_hash)
             .bind(id)
-            .bind(ts(now))
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         }
@@ -460,24 +441,23 @@ impl Store for SqliteStore {
 
     #[instrument(skip_all, fields(model = %model, version))]
     async fn get_version(&self, model: &ModelName, version: i64) -> Result<Version> {
-        let mut conn = self.reader.acquire().await?;
-        Self::version_row(&mut conn, model, version)
+        let mut conn = self.pool.acquire().await?;
+        Self::version_row(&mut conn, model, version, false)
             .await?
             .into_version()
     }
 
     #[instrument(skip_all, fields(model = %model))]
     async fn list_versions(&self, model: &ModelName, q: &VersionQuery) -> Result<Page<Version>> {
-        let mut conn = self.reader.acquire().await?;
-        let m = Self::model_row(&mut conn, model).await?;
+        let mut conn = self.pool.acquire().await?;
+        let m = Self::model_row(&mut conn, model, false).await?;
         let tags = (!q.tags.is_empty()).then(|| sqlx::types::Json(q.tags.as_map()));
         let rows = query_as::<_, VersionRow>(concat!(
             version_select!(),
             "where v.model_id = $1 \
-               and ($2 is null or v.version < $2) \
-               and ($3 is null or v.status = $3) \
-               and ($4 is null or not exists (select 1 from json_each($4) f \
-                    where json_extract(v.tags, '$.\"' || f.key || '\"') is not f.value)) \
+               and ($2::bigint is null or v.version < $2) \
+               and ($3::text is null or v.status = $3) \
+               and ($4::jsonb is null or v.tags @> $4) \
              order by v.version desc limit $5"
         ))
         .bind(m.id)
@@ -500,8 +480,8 @@ impl Store for SqliteStore {
         patch: Patch,
         actor: &Actor,
     ) -> Result<Version> {
-        let mut tx = self.begin().await?;
-        let row = Self::version_row(&mut tx, model, version).await?;
+        let mut tx = self.pool.begin().await?;
+        let row = Self::version_row(&mut tx, model, version, true).await?;
         let tags = Tags::from_stored(row.tags.0.clone());
         if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
         {
@@ -512,7 +492,7 @@ impl Store for SqliteStore {
             .bind(row.id)
             .bind(&description)
             .bind(sqlx::types::Json(&tags))
-            .bind(ts(now))
+            .bind(now)
             .fetch_one(&mut *tx)
             .await?;
             Self::record(
@@ -524,7 +504,7 @@ impl Store for SqliteStore {
             )
             .await?;
         }
-        let row = Self::version_row(&mut tx, model, version).await?;
+        let row = Self::version_row(&mut tx, model, version, false).await?;
         tx.commit().await?;
         row.into_version()
     }
@@ -538,10 +518,16 @@ impl Store for SqliteStore {
         reason: Option<String>,
         actor: &Actor,
     ) -> Result<Version> {
-        let mut tx = self.begin().await?;
-        let row = Self::version_row(&mut tx, model, version).await?;
+        let mut tx = self.pool.begin().await?;
+        let row = Self::version_row(&mut tx, model, version, true).await?;
         let status = VersionStatus::from_stored(&row.status)?;
         if let Outcome::Move(target) = status.apply(transition)? {
+            if transition == Transition::Archive {
+                let stages = Self::stages_holding(&mut tx, row.id).await?;
+                if !stages.is_empty() {
+                    return Err(in_stage_error(version, &stages));
+                }
+            }
             let now = time::now();
             let model_id: Uuid = query_scalar(
                 "update versions set status = $2, status_reason = coalesce($3, status_reason), updated_at = $4 \
@@ -550,7 +536,7 @@ impl Store for SqliteStore {
             .bind(row.id)
             .bind(target.as_str())
             .bind(&reason)
-            .bind(ts(now))
+            .bind(now)
             .fetch_one(&mut *tx)
             .await?;
             let details = serde_json::json!({"from": status.as_str(), "to": target.as_str(), "reason": reason});
@@ -563,7 +549,7 @@ impl Store for SqliteStore {
             )
             .await?;
         }
-        let row = Self::version_row(&mut tx, model, version).await?;
+        let row = Self::version_row(&mut tx, model, version, false).await?;
         tx.commit().await?;
         row.into_version()
     }
@@ -572,18 +558,62 @@ impl Store for SqliteStore {
     async fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
         let rows = query_as::<_, EventRow>(
             "select id, action, model, version, stage, actor, at, details from events \
-             where ($1 is null or id > $1) \
-               and ($2 is null or model = $2) \
-               and ($3 is null or action = $3) \
+             where ($1::bigint is null or id > $1) \
+               and ($2::text is null or model = $2) \
+               and ($3::text is null or action = $3) \
              order by id limit $4",
         )
         .bind(q.after)
         .bind(&q.model)
         .bind(&q.action)
         .bind(i64::from(q.limit) + 1)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.pool)
         .await?;
         let items: Vec<Event> = rows.into_iter().map(Event::from).collect();
         Ok(page(items, q.limit, |e| e.event_id.to_string()))
+    }
+
+    #[instrument(skip_all, fields(model = %model))]
+    async fn list_stages(&self, model: &ModelName) -> Result<Vec<StageEntry>> {
+        let mut conn = self.pool.acquire().await?;
+        let row = Self::model_row(&mut conn, model, false).await?;
+        Self::stage_entries(&mut conn, row.id).await
+    }
+
+    #[instrument(skip_all, fields(model = %model, stage = %stage))]
+    async fn get_stage(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        at: Option<Timestamp>,
+    ) -> Result<StageEntry> {
+        let mut conn = self.pool.acquire().await?;
+        Self::read_stage(&mut conn, model, stage, at).await
+    }
+
+    #[instrument(skip_all, fields(model = %model, stage = %stage, op = ?req.op))]
+    async fn change_stage(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        req: StageRequest,
+        actor: &Actor,
+    ) -> Result<StageChange> {
+        let mut tx = self.pool.begin().await?;
+        let change = change_stage(&mut PgStageTx(&mut tx), model, stage, req, actor).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    #[instrument(skip_all, fields(model = %model, stage = %stage))]
+    async fn stage_history(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Page<HistoryEntry>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::read_history(&mut conn, model, stage, limit, before).await
     }
 }

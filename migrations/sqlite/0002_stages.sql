@@ -1,0 +1,31 @@
+-- Stages: a named pointer per model to at most one version, and the stack of assignments
+-- that promote pushes onto and rollback pops from. The history is the events table
+-- (stage.promoted / stage.rolled_back / stage.cleared), written in the same transaction.
+
+create table stages (
+    model_id   blob not null constraint stages_model_fk references models (id),
+    name       text not null,
+    -- The current version (the top of the stack); null when the stage is empty.
+    version    integer,
+    -- Entries on the stack: positions 1..depth.
+    depth      integer not null default 0,
+    -- The event that put the current version there, and when.
+    event_id   integer,
+    since      text,
+    updated_at text not null,
+    constraint stages_pkey primary key (model_id, name),
+    constraint stages_version_fk foreign key (model_id, version) references versions (model_id, version)
+);
+create index stages_version_idx on stages (model_id, version) where version is not null;
+
+create table stage_stack (
+    model_id blob not null,
+    stage    text not null,
+    position integer not null,
+    version  integer not null,
+    constraint stage_stack_pkey primary key (model_id, stage, position),
+    constraint stage_stack_stage_fk foreign key (model_id, stage) references stages (model_id, name),
+    constraint stage_stack_version_fk foreign key (model_id, version) references versions (model_id, version)
+) without rowid;
+
+create index events_stage_idx on events (model_id, stage, id) where stage is not null;

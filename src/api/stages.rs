@@ -1,0 +1,228 @@
+//! `/api/v1/models/{model}/stages`: promote, roll back, clear, and what a stage held when.
+
+use super::Endpoint;
+use super::extract::{Json, ModelPath, OptionalJson, Query, StagePath, double_option, page_limit};
+use crate::AppState;
+use crate::auth::Scope;
+use crate::domain::cursor;
+use crate::domain::stage::Expected;
+use crate::domain::time::Timestamp;
+use crate::error::{Error, Result};
+use crate::store::{Actor, HistoryEntry, Page, StageChange, StageEntry, StageOp, StageRequest};
+use axum::extract::State;
+use axum::http::Method;
+use serde::{Deserialize, Serialize};
+
+pub fn endpoints() -> Vec<Endpoint> {
+    const ONE: &str = "/api/v1/models/{model}/stages/{stage}";
+    vec![
+        Endpoint::new(
+            Method::GET,
+            "/api/v1/models/{model}/stages",
+            Scope::Read,
+            list,
+        ),
+        Endpoint::new(Method::GET, ONE, Scope::Read, get),
+        Endpoint::new(Method::DELETE, ONE, Scope::Promote, clear),
+        Endpoint::new(
+            Method::POST,
+            "/api/v1/models/{model}/stages/{stage}/promote",
+            Scope::Promote,
+            promote,
+        ),
+        Endpoint::new(
+            Method::POST,
+            "/api/v1/models/{model}/stages/{stage}/rollback",
+            Scope::Promote,
+            rollback,
+        ),
+        Endpoint::new(
+            Method::GET,
+            "/api/v1/models/{model}/stages/{stage}/history",
+            Scope::Read,
+            history,
+        ),
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    version: i64,
+    reason: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    expected_version: Expected,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    to_version: Option<i64>,
+    reason: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    expected_version: Expected,
+}
+
+#[derive(Deserialize)]
+struct AtParams {
+    at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ClearParams {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+fn check_version(field: &str, v: i64) -> Result<()> {
+    if v < 1 {
+        return Err(Error::validation(
+            field,
+            format!("{field} must be a version number from 1"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_reason(reason: &Option<String>) -> Result<()> {
+    if reason.as_ref().is_some_and(|r| r.len() > 10_000) {
+        return Err(Error::validation(
+            "reason",
+            "reason is longer than 10000 bytes",
+        ));
+    }
+    Ok(())
+}
+
+fn check_expected(expected: Expected) -> Result<()> {
+    match expected {
+        Some(Some(v)) => check_version("expected_version", v),
+        _ => Ok(()),
+    }
+}
+
+/// Parses `?at=` as RFC 3339. A `+` offset sent unencoded arrives as a space; take it back.
+fn parse_at(raw: &str) -> Result<Timestamp> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(&raw.replace(' ', "+")))
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| {
+            Error::bad_request(
+                "invalid_query_parameter",
+                format!("at {raw:?} is not an RFC 3339 time such as 2026-01-02T03:04:05Z"),
+            )
+            .with_field("at")
+        })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ModelPath(model): ModelPath,
+) -> Result<axum::Json<Items<StageEntry>>> {
+    let items = state.store.list_stages(&model).await?;
+    Ok(axum::Json(Items { items }))
+}
+
+async fn get(
+    State(state): State<AppState>,
+    StagePath(model, stage): StagePath,
+    Query(p): Query<AtParams>,
+) -> Result<axum::Json<StageEntry>> {
+    let at = p.at.as_deref().map(parse_at).transpose()?;
+    Ok(axum::Json(state.store.get_stage(&model, &stage, at).await?))
+}
+
+async fn promote(
+    State(state): State<AppState>,
+    StagePath(model, stage): StagePath,
+    actor: Actor,
+    Json(body): Json<PromoteBody>,
+) -> Result<axum::Json<StageChange>> {
+    check_version("version", body.version)?;
+    check_reason(&body.reason)?;
+    check_expected(body.expected_version)?;
+    let req = StageRequest {
+        op: StageOp::Promote {
+            version: body.version,
+        },
+        reason: body.reason,
+        expected: body.expected_version,
+    };
+    Ok(axum::Json(
+        state
+            .store
+            .change_stage(&model, &stage, req, &actor)
+            .await?,
+    ))
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    StagePath(model, stage): StagePath,
+    actor: Actor,
+    OptionalJson(body): OptionalJson<RollbackBody>,
+) -> Result<axum::Json<StageChange>> {
+    if let Some(v) = body.to_version {
+        check_version("to_version", v)?;
+    }
+    check_reason(&body.reason)?;
+    check_expected(body.expected_version)?;
+    let req = StageRequest {
+        op: StageOp::Rollback {
+            to: body.to_version,
+        },
+        reason: body.reason,
+        expected: body.expected_version,
+    };
+    Ok(axum::Json(
+        state
+            .store
+            .change_stage(&model, &stage, req, &actor)
+            .await?,
+    ))
+}
+
+async fn clear(
+    State(state): State<AppState>,
+    StagePath(model, stage): StagePath,
+    actor: Actor,
+    Query(p): Query<ClearParams>,
+) -> Result<axum::Json<StageChange>> {
+    check_reason(&p.reason)?;
+    let req = StageRequest {
+        op: StageOp::Clear,
+        reason: p.reason,
+        expected: None,
+    };
+    Ok(axum::Json(
+        state
+            .store
+            .change_stage(&model, &stage, req, &actor)
+            .await?,
+    ))
+}
+
+async fn history(
+    State(state): State<AppState>,
+    StagePath(model, stage): StagePath,
+    Query(p): Query<HistoryParams>,
+) -> Result<axum::Json<Page<HistoryEntry>>> {
+    let limit = page_limit(p.limit, &state)?;
+    let before = p.cursor.map(|c| cursor::decode_i64("h", &c)).transpose()?;
+    Ok(axum::Json(
+        state
+            .store
+            .stage_history(&model, &stage, limit, before)
+            .await?,
+    ))
+}
