@@ -44,6 +44,10 @@ pub struct Config {
     #[arg(long, env = "MODELREG_MAX_PAGE_SIZE", default_value_t = 1000)]
     pub max_page_size: u32,
 
+    /// Most metric points accepted in one request; more get 413 `too_many_points`.
+    #[arg(long, env = "MODELREG_MAX_METRIC_POINTS", default_value_t = 10_000)]
+    pub max_metric_points: usize,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "MODELREG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -203,6 +207,7 @@ impl Config {
             body_limit: 8 << 20,
             default_page_size: 50,
             max_page_size: 1000,
+            max_metric_points: 10_000,
             log_format: LogFormat::Text,
         }
     }

@@ -3,9 +3,11 @@
 //! The router is built only from [`endpoints`], so the table is the router: the access scope
 //! of every route and the OpenAPI description are checked against it by tests.
 
+pub mod compare;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod models;
 pub mod stages;
 pub mod versions;
@@ -56,6 +58,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         models::endpoints(),
         versions::endpoints(),
         stages::endpoints(),
+        metrics::endpoints(),
+        compare::endpoints(),
         events::endpoints(),
     ]
     .into_iter()

@@ -4,6 +4,8 @@
 //! into them at the boundary and everything behind it can rely on that.
 
 pub mod cursor;
+pub mod diff;
+pub mod metrics;
 pub mod names;
 pub mod stage;
 pub mod tags;

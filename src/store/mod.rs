@@ -4,14 +4,17 @@
 //! version numbers, idempotency keys, serialized stage changes) are enforced here by the
 //! database, never by in-process locks.
 
+pub(crate) mod metrics;
 mod postgres;
 mod rows;
 mod sqlite;
 mod stages;
 
+pub use metrics::{BucketRow, MetricSummary, PointStream, STREAM_CHUNK, SeriesInfo};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use crate::domain::metrics::{BucketPlan, SeriesBatch};
 use crate::domain::stage::Expected;
 use crate::domain::time::Timestamp;
 use crate::domain::{ModelName, StageName, TagFilter, TagPatch, Tags, Transition, VersionStatus};
@@ -280,6 +283,28 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Version>;
 
     async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>>;
+
+    /// Writes a validated, deduplicated batch atomically; points already there are replaced.
+    async fn write_metrics(
+        &self,
+        model: &ModelName,
+        version: i64,
+        batches: &[SeriesBatch],
+    ) -> Result<()>;
+    /// Per-key summaries of a version's metrics.
+    async fn metric_summaries(&self, model: &ModelName, version: i64)
+    -> Result<Vec<MetricSummary>>;
+    /// The series of a key; `Ok(None)` when the version exists but has no such key.
+    async fn find_series(
+        &self,
+        model: &ModelName,
+        version: i64,
+        key: &str,
+    ) -> Result<Option<SeriesInfo>>;
+    /// Downsampled buckets of a series, in bucket order, empty buckets left out.
+    async fn read_buckets(&self, series_id: i64, plan: &BucketPlan) -> Result<Vec<BucketRow>>;
+    /// Raw points of `from..=to`, streamed in chunks so that long series never sit in memory.
+    fn stream_points(&self, series_id: i64, from: i64, to: i64) -> PointStream;
 
     /// Stages that hold a version, by name.
     async fn list_stages(&self, model: &ModelName) -> Result<Vec<StageEntry>>;

@@ -1,5 +1,6 @@
 //! The Postgres store: the production backend.
 
+mod metrics;
 mod stages;
 
 use super::rows::{EventRow, IdempotencyRow, ModelRow, VersionRow, versions_into};
@@ -8,6 +9,7 @@ use super::*;
 use crate::domain::cursor;
 use crate::domain::time;
 use crate::domain::version::Outcome;
+use crate::store::metrics as shared;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, query, query_as, query_scalar};
 use stages::PgStageTx;
@@ -615,5 +617,69 @@ impl Store for PgStore {
     ) -> Result<Page<HistoryEntry>> {
         let mut conn = self.pool.acquire().await?;
         Self::read_history(&mut conn, model, stage, limit, before).await
+    }
+
+    #[instrument(skip_all, fields(model = %model, version, series = batches.len()))]
+    async fn write_metrics(
+        &self,
+        model: &ModelName,
+        version: i64,
+        batches: &[SeriesBatch],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let version_id = Self::version_id(&mut tx, model, version).await?;
+        Self::insert_metrics(&mut tx, version_id, batches).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn metric_summaries(
+        &self,
+        model: &ModelName,
+        version: i64,
+    ) -> Result<Vec<MetricSummary>> {
+        let mut conn = self.pool.acquire().await?;
+        let version_id = Self::version_id(&mut conn, model, version).await?;
+        Ok(query_as(shared::SUMMARIES)
+            .bind(version_id)
+            .fetch_all(&mut *conn)
+            .await?)
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn find_series(
+        &self,
+        model: &ModelName,
+        version: i64,
+        key: &str,
+    ) -> Result<Option<SeriesInfo>> {
+        let mut conn = self.pool.acquire().await?;
+        let version_id = Self::version_id(&mut conn, model, version).await?;
+        let series: Option<SeriesInfo> = query_as(shared::SERIES)
+            .bind(version_id)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(series.filter(|s| s.count > 0))
+    }
+
+    #[instrument(skip_all, fields(series_id, level = plan.level))]
+    async fn read_buckets(&self, series_id: i64, plan: &BucketPlan) -> Result<Vec<BucketRow>> {
+        let binds = shared::bucket_binds(series_id, plan);
+        let mut q = query_as::<_, BucketRow>(shared::BUCKETS);
+        for (i, b) in binds.iter().enumerate() {
+            // $2 is the rollup level, a smallint column.
+            q = if i == 1 {
+                q.bind(*b as i16)
+            } else {
+                q.bind(*b)
+            };
+        }
+        Ok(q.fetch_all(&self.pool).await?)
+    }
+
+    fn stream_points(&self, series_id: i64, from: i64, to: i64) -> PointStream {
+        self.point_stream(series_id, from, to)
     }
 }

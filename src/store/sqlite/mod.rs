@@ -5,6 +5,7 @@
 //! busy timeout covers other processes sharing the file. Reads use a separate pool and,
 //! thanks to WAL, never wait for writers.
 
+mod metrics;
 mod stages;
 
 use super::rows::{EventRow, IdempotencyRow, ModelRow, VersionRow, versions_into};
@@ -13,6 +14,7 @@ use super::*;
 use crate::domain::cursor;
 use crate::domain::time;
 use crate::domain::version::Outcome;
+use crate::store::metrics as shared;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqliteConnection, SqlitePool, query, query_as, query_scalar};
 use stages::SqliteStageTx;
@@ -644,5 +646,63 @@ impl Store for SqliteStore {
     ) -> Result<Page<HistoryEntry>> {
         let mut conn = self.reader.acquire().await?;
         Self::read_history(&mut conn, model, stage, limit, before).await
+    }
+
+    #[instrument(skip_all, fields(model = %model, version, series = batches.len()))]
+    async fn write_metrics(
+        &self,
+        model: &ModelName,
+        version: i64,
+        batches: &[SeriesBatch],
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let version_id = Self::version_id(&mut tx, model, version).await?;
+        Self::insert_metrics(&mut tx, version_id, batches).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn metric_summaries(
+        &self,
+        model: &ModelName,
+        version: i64,
+    ) -> Result<Vec<MetricSummary>> {
+        let mut conn = self.reader.acquire().await?;
+        let version_id = Self::version_id(&mut conn, model, version).await?;
+        Ok(query_as(shared::SUMMARIES)
+            .bind(version_id)
+            .fetch_all(&mut *conn)
+            .await?)
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn find_series(
+        &self,
+        model: &ModelName,
+        version: i64,
+        key: &str,
+    ) -> Result<Option<SeriesInfo>> {
+        let mut conn = self.reader.acquire().await?;
+        let version_id = Self::version_id(&mut conn, model, version).await?;
+        let series: Option<SeriesInfo> = query_as(shared::SERIES)
+            .bind(version_id)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(series.filter(|s| s.count > 0))
+    }
+
+    #[instrument(skip_all, fields(series_id, level = plan.level))]
+    async fn read_buckets(&self, series_id: i64, plan: &BucketPlan) -> Result<Vec<BucketRow>> {
+        let mut q = query_as::<_, BucketRow>(shared::BUCKETS);
+        for b in shared::bucket_binds(series_id, plan) {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_all(&self.reader).await?)
+    }
+
+    fn stream_points(&self, series_id: i64, from: i64, to: i64) -> PointStream {
+        self.point_stream(series_id, from, to)
     }
 }

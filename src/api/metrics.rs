@@ -1,0 +1,425 @@
+//! Metric series: batched ingestion, summaries, raw and downsampled reads, and the
+//! multi-version overlay that dashboards chart.
+
+use super::Endpoint;
+use super::extract::{Json, ModelPath, Query, VersionPath};
+use crate::AppState;
+use crate::auth::Scope;
+use crate::domain::ModelName;
+use crate::domain::metrics::{BucketPlan, Point, RawPoint, check_key, group, plan_buckets};
+use crate::domain::time::{self, Timestamp};
+use crate::error::{Error, Kind, Result};
+use crate::store::{BucketRow, MetricSummary, SeriesInfo};
+use axum::body::Body;
+use axum::extract::{RawPathParams, State};
+use axum::http::{Method, header};
+use axum::response::{IntoResponse, Response};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+
+pub fn endpoints() -> Vec<Endpoint> {
+    const VERSION_METRICS: &str = "/api/v1/models/{model}/versions/{version}/metrics";
+    vec![
+        Endpoint::new(Method::POST, VERSION_METRICS, Scope::Write, ingest),
+        Endpoint::new(Method::GET, VERSION_METRICS, Scope::Read, summaries),
+        Endpoint::new(
+            Method::GET,
+            "/api/v1/models/{model}/versions/{version}/metrics/{*key}",
+            Scope::Read,
+            series,
+        ),
+        Endpoint::new(
+            Method::GET,
+            "/api/v1/models/{model}/metrics/{*key}",
+            Scope::Read,
+            overlay,
+        ),
+    ]
+}
+
+/// Largest `max_points` a read may ask for.
+const MAX_BUCKETS: u32 = 100_000;
+/// Buckets per version of an overlay when the request names no `max_points`.
+const DEFAULT_OVERLAY_POINTS: u32 = 1000;
+/// Versions one overlay may name.
+const MAX_OVERLAY_VERSIONS: usize = 20;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestBody {
+    points: Vec<PointBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointBody {
+    key: String,
+    step: i64,
+    value: f64,
+    timestamp: Option<Timestamp>,
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    accepted: usize,
+}
+
+#[derive(Serialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct SeriesParams {
+    from_step: Option<i64>,
+    to_step: Option<i64>,
+    max_points: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct OverlayParams {
+    versions: String,
+    from_step: Option<i64>,
+    to_step: Option<i64>,
+    max_points: Option<u32>,
+}
+
+/// One downsampled bucket.
+#[derive(Debug, Serialize)]
+pub struct Bucket {
+    pub step_start: i64,
+    pub step_end: i64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub last: f64,
+    pub count: i64,
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+    Json(body): Json<IngestBody>,
+) -> Result<axum::Json<Accepted>> {
+    let n = body.points.len();
+    let limit = state.config.max_metric_points;
+    if n > limit {
+        return Err(Error::new(
+            Kind::PayloadTooLarge,
+            "too_many_points",
+            format!(
+                "{n} points in one request; at most {limit} are accepted (send several batches)"
+            ),
+        )
+        .with_field("points"));
+    }
+    let raw = body
+        .points
+        .into_iter()
+        .map(|p| RawPoint {
+            key: p.key,
+            step: p.step,
+            value: p.value,
+            at: p.timestamp,
+        })
+        .collect();
+    let batches = group(raw, time::now())?;
+    if !batches.is_empty() {
+        state.store.write_metrics(&model, version, &batches).await?;
+    }
+    Ok(axum::Json(Accepted { accepted: n }))
+}
+
+async fn summaries(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+) -> Result<axum::Json<Items<MetricSummary>>> {
+    let items = state.store.metric_summaries(&model, version).await?;
+    Ok(axum::Json(Items { items }))
+}
+
+fn key_param(params: &RawPathParams) -> Result<String> {
+    let key = params
+        .iter()
+        .find(|(k, _)| *k == "key")
+        .map(|(_, v)| v.to_owned())
+        .ok_or_else(|| Error::internal("route has no key parameter"))?;
+    check_key("key", &key)
+        .map_err(|e| Error::bad_request("invalid_path_parameter", e.detail).with_field("key"))?;
+    Ok(key)
+}
+
+fn check_range(from: Option<i64>, to: Option<i64>, max_points: Option<u32>) -> Result<()> {
+    let bad = |field: &str, detail: String| {
+        Error::bad_request("invalid_query_parameter", detail).with_field(field)
+    };
+    if let Some(f) = from.filter(|f| *f < 0) {
+        return Err(bad("from_step", format!("from_step {f} is negative")));
+    }
+    if let (Some(f), Some(t)) = (from, to)
+        && t < f
+    {
+        return Err(bad(
+            "to_step",
+            format!("to_step {t} is before from_step {f}"),
+        ));
+    }
+    if let Some(n) = max_points.filter(|n| !(1..=MAX_BUCKETS).contains(n)) {
+        return Err(bad(
+            "max_points",
+            format!("max_points {n} is out of range: use 1 to {MAX_BUCKETS}"),
+        ));
+    }
+    Ok(())
+}
+
+fn metric_not_found(key: &str, version: i64) -> Error {
+    Error::not_found(
+        "metric_not_found",
+        format!("version {version} has no points for metric '{key}'"),
+    )
+}
+
+fn to_buckets(plan: &BucketPlan, rows: Vec<BucketRow>) -> Vec<Bucket> {
+    rows.into_iter()
+        .map(|r| {
+            let (step_start, step_end) = plan.bucket_range(r.bucket);
+            Bucket {
+                step_start,
+                step_end,
+                min: r.min,
+                max: r.max,
+                mean: r.sum / r.count as f64,
+                last: r.last,
+                count: r.count,
+            }
+        })
+        .collect()
+}
+
+/// What a read answers: the raw range, or buckets when there are more points than asked for.
+enum Shape {
+    Points { from: i64, to: i64 },
+    Buckets(Vec<Bucket>),
+}
+
+async fn shape(
+    state: &AppState,
+    info: SeriesInfo,
+    from: Option<i64>,
+    to: Option<i64>,
+    max_points: Option<u32>,
+) -> Result<Option<Shape>> {
+    let from_eff = from.map_or(info.first_step, |f| f.max(info.first_step));
+    let to_eff = to.map_or(info.last_step, |t| t.min(info.last_step));
+    if from_eff > to_eff {
+        return Ok(None);
+    }
+    let Some(n) = max_points else {
+        return Ok(Some(Shape::Points {
+            from: from_eff,
+            to: to_eff,
+        }));
+    };
+    let whole = from_eff == info.first_step && to_eff == info.last_step;
+    if whole && info.count <= i64::from(n) {
+        return Ok(Some(Shape::Points {
+            from: from_eff,
+            to: to_eff,
+        }));
+    }
+    let Some(plan) = plan_buckets(info.first_step, info.last_step, from, to, n) else {
+        return Ok(None);
+    };
+    let rows = state.store.read_buckets(info.id, &plan).await?;
+    let total: i64 = rows.iter().map(|r| r.count).sum();
+    if total <= i64::from(n) {
+        return Ok(Some(Shape::Points {
+            from: from_eff,
+            to: to_eff,
+        }));
+    }
+    Ok(Some(Shape::Buckets(to_buckets(&plan, rows))))
+}
+
+/// Writes points as JSON objects, comma-separated (values are finite by construction).
+fn write_points(out: &mut String, points: &[Point], first: &mut bool) {
+    let mut num = ryu::Buffer::new();
+    for p in points {
+        if !*first {
+            out.push(',');
+        }
+        *first = false;
+        let ts = time::from_micros(p.at).format("%Y-%m-%dT%H:%M:%S%.6fZ");
+        let _ = write!(
+            out,
+            "{{\"step\":{},\"value\":{},\"timestamp\":\"{ts}\"}}",
+            p.step,
+            num.format_finite(p.value)
+        );
+    }
+}
+
+fn json_response(body: impl Into<Body>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
+}
+
+async fn series(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+    params: RawPathParams,
+    Query(p): Query<SeriesParams>,
+) -> Result<Response> {
+    let key = key_param(&params)?;
+    check_range(p.from_step, p.to_step, p.max_points)?;
+    let info = state
+        .store
+        .find_series(&model, version, &key)
+        .await?
+        .ok_or_else(|| metric_not_found(&key, version))?;
+    let key_json = serde_json::to_string(&key).map_err(Error::internal)?;
+    match shape(&state, info, p.from_step, p.to_step, p.max_points).await? {
+        None => Ok(json_response(format!(
+            "{{\"key\":{key_json},\"points\":[]}}"
+        ))),
+        Some(Shape::Buckets(buckets)) => {
+            #[derive(Serialize)]
+            struct Out<'a> {
+                key: &'a str,
+                buckets: Vec<Bucket>,
+            }
+            Ok(axum::Json(Out { key: &key, buckets }).into_response())
+        }
+        Some(Shape::Points { from, to }) => {
+            // Streamed: a million points never sit in memory at once.
+            let head = futures::stream::once(async move {
+                Ok::<_, Error>(format!("{{\"key\":{key_json},\"points\":["))
+            });
+            let mut first = true;
+            let body = state
+                .store
+                .stream_points(info.id, from, to)
+                .map_ok(move |chunk| {
+                    let mut out = String::with_capacity(chunk.len() * 80);
+                    write_points(&mut out, &chunk, &mut first);
+                    out
+                });
+            let tail = futures::stream::once(async { Ok::<_, Error>("]}".to_owned()) });
+            Ok(json_response(Body::from_stream(
+                head.chain(body).chain(tail),
+            )))
+        }
+    }
+}
+
+/// `versions=1,2,5`: 1 to 20 distinct version numbers, in the order given.
+fn parse_versions(raw: &str, max: usize) -> Result<Vec<i64>> {
+    let bad = |d: String| Error::bad_request("invalid_query_parameter", d).with_field("versions");
+    let mut out: Vec<i64> = Vec::new();
+    for part in raw.split(',').map(str::trim) {
+        let v: i64 = part
+            .parse()
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| bad(format!("{part:?} is not a version number")))?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    if out.is_empty() || out.len() > max {
+        return Err(bad(format!("name 1 to {max} versions")));
+    }
+    Ok(out)
+}
+
+pub(crate) fn parse_version_list(raw: &str, min: usize, max: usize) -> Result<Vec<i64>> {
+    let out = parse_versions(raw, max)?;
+    if out.len() < min {
+        return Err(Error::bad_request(
+            "invalid_query_parameter",
+            format!("name {min} to {max} distinct versions"),
+        )
+        .with_field("versions"));
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct OverlaySeries {
+    version: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    points: Option<Vec<PointOut>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    buckets: Option<Vec<Bucket>>,
+}
+
+#[derive(Serialize)]
+struct PointOut {
+    step: i64,
+    value: f64,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    timestamp: Timestamp,
+}
+
+async fn overlay_one(
+    state: &AppState,
+    model: &ModelName,
+    version: i64,
+    key: &str,
+    p: &OverlayParams,
+) -> Result<OverlaySeries> {
+    let n = p.max_points.unwrap_or(DEFAULT_OVERLAY_POINTS);
+    let mut out = OverlaySeries {
+        version,
+        points: None,
+        buckets: None,
+    };
+    let Some(info) = state.store.find_series(model, version, key).await? else {
+        out.points = Some(vec![]);
+        return Ok(out);
+    };
+    match shape(state, info, p.from_step, p.to_step, Some(n)).await? {
+        None => out.points = Some(vec![]),
+        Some(Shape::Buckets(b)) => out.buckets = Some(b),
+        Some(Shape::Points { from, to }) => {
+            let chunks: Vec<Vec<Point>> = state
+                .store
+                .stream_points(info.id, from, to)
+                .try_collect()
+                .await?;
+            let points = chunks
+                .into_iter()
+                .flatten()
+                .map(|p| PointOut {
+                    step: p.step,
+                    value: p.value,
+                    timestamp: time::from_micros(p.at),
+                })
+                .collect();
+            out.points = Some(points);
+        }
+    }
+    Ok(out)
+}
+
+async fn overlay(
+    State(state): State<AppState>,
+    ModelPath(model): ModelPath,
+    params: RawPathParams,
+    Query(p): Query<OverlayParams>,
+) -> Result<Response> {
+    let key = key_param(&params)?;
+    check_range(p.from_step, p.to_step, p.max_points)?;
+    let versions = parse_versions(&p.versions, MAX_OVERLAY_VERSIONS)?;
+    let mut series = Vec::with_capacity(versions.len());
+    for v in versions {
+        series.push(overlay_one(&state, &model, v, &key, &p).await?);
+    }
+    #[derive(Serialize)]
+    struct Out<'a> {
+        key: &'a str,
+        series: Vec<OverlaySeries>,
+    }
+    Ok(axum::Json(Out { key: &key, series }).into_response())
+}

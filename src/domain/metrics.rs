@@ -1,0 +1,378 @@
+//! Metric points and their rollups: validation, in-batch deduplication, block aggregates,
+//! and the plan of a bucketed (downsampled) read.
+//!
+//! Rollups summarise each series per block of steps at three levels (64, 1,024 and 16,384
+//! steps). A bucketed read picks the coarsest level that still gives at least half the
+//! requested buckets, so it reads at most ~8×`max_points` rollup rows however long the series.
+
+use super::names::is_key_char;
+use super::time::Timestamp;
+use crate::error::Error;
+use std::collections::HashMap;
+
+/// `(level, block size in steps)`, finest first. Each level is 16× the one below.
+pub const LEVELS: [(i16, i64); 3] = [(1, 64), (2, 1024), (3, 16384)];
+pub const LEVEL_FACTOR: i64 = 16;
+
+/// A point as received, before validation.
+#[derive(Debug, Clone)]
+pub struct RawPoint {
+    pub key: String,
+    pub step: i64,
+    pub value: f64,
+    pub at: Option<Timestamp>,
+}
+
+/// A validated point of one series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub step: i64,
+    pub value: f64,
+    /// Microseconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// The points of one key in a batch: sorted by step, one per step (the last one sent wins).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesBatch {
+    pub key: String,
+    pub points: Vec<Point>,
+}
+
+pub fn check_key(field: &str, key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > 250 || !key.bytes().all(is_key_char) {
+        return Err(Error::validation(
+            field,
+            format!("invalid metric key {key:?}: use 1-250 of A-Z a-z 0-9 _ . : / -"),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a batch (the first bad point's index is in the error) and groups it by key.
+pub fn group(points: Vec<RawPoint>, now: Timestamp) -> Result<Vec<SeriesBatch>, Error> {
+    let now = now.timestamp_micros();
+    let mut by_key: HashMap<String, Vec<(Point, usize)>> = HashMap::new();
+    for (i, p) in points.into_iter().enumerate() {
+        check_key(&format!("points[{i}].key"), &p.key)?;
+        if p.step < 0 {
+            return Err(Error::validation(
+                format!("points[{i}].step"),
+                "step must be an integer ≥ 0",
+            ));
+        }
+        if !p.value.is_finite() {
+            return Err(Error::validation(
+                format!("points[{i}].value"),
+                "value must be a finite number",
+            ));
+        }
+        let at = p.at.map_or(now, |t| t.timestamp_micros());
+        by_key.entry(p.key).or_default().push((
+            Point {
+                step: p.step,
+                value: p.value,
+                at,
+            },
+            i,
+        ));
+    }
+    let mut out: Vec<SeriesBatch> = by_key
+        .into_iter()
+        .map(|(key, mut pts)| {
+            // Stable order by (step, position in the batch); keep the last of each step.
+            pts.sort_unstable_by_key(|(p, i)| (p.step, *i));
+            let mut points: Vec<Point> = Vec::with_capacity(pts.len());
+            for (p, _) in pts {
+                match points.last_mut() {
+                    Some(last) if last.step == p.step => *last = p,
+                    _ => points.push(p),
+                }
+            }
+            SeriesBatch { key, points }
+        })
+        .collect();
+    // A fixed key order: series rows are locked in this order, so batches never deadlock.
+    out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+/// Aggregate of a run of points in step order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Agg {
+    pub count: i64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub first_step: i64,
+    pub last_step: i64,
+    pub last: f64,
+}
+
+impl Agg {
+    pub fn of(p: &Point) -> Self {
+        Self {
+            count: 1,
+            min: p.value,
+            max: p.value,
+            sum: p.value,
+            first_step: p.step,
+            last_step: p.step,
+            last: p.value,
+        }
+    }
+
+    /// Combines with an aggregate of later steps.
+    pub fn then(self, later: Agg) -> Self {
+        Self {
+            count: self.count + later.count,
+            min: self.min.min(later.min),
+            max: self.max.max(later.max),
+            sum: self.sum + later.sum,
+            first_step: self.first_step.min(later.first_step),
+            last_step: later.last_step.max(self.last_step),
+            last: if later.last_step >= self.last_step {
+                later.last
+            } else {
+                self.last
+            },
+        }
+    }
+}
+
+/// Block aggregates of sorted points at every level: `(level, block, agg)`.
+pub fn block_aggs(points: &[Point]) -> Vec<(i16, i64, Agg)> {
+    let mut out = Vec::new();
+    for (level, size) in LEVELS {
+        let mut current: Option<(i64, Agg)> = None;
+        for p in points {
+            let block = p.step / size;
+            current = match current {
+                Some((b, agg)) if b == block => Some((b, agg.then(Agg::of(p)))),
+                Some((b, agg)) => {
+                    out.push((level, b, agg));
+                    Some((block, Agg::of(p)))
+                }
+                None => Some((block, Agg::of(p))),
+            };
+        }
+        if let Some((b, agg)) = current {
+            out.push((level, b, agg));
+        }
+    }
+    out
+}
+
+/// Blocks touched by sorted points at one block size, deduplicated.
+pub fn touched_blocks(points: &[Point], size: i64) -> Vec<i64> {
+    let mut blocks: Vec<i64> = points.iter().map(|p| p.step / size).collect();
+    blocks.dedup();
+    blocks
+}
+
+/// How to answer a bucketed read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketPlan {
+    /// Rollup level read, or 0 for raw points only.
+    pub level: i16,
+    /// Block size of that level (1 for raw).
+    pub block: i64,
+    /// First step of bucket 0 (aligned to a block).
+    pub origin: i64,
+    /// Bucket width in steps: a whole number of blocks.
+    pub width: i64,
+    /// Blocks `full_lo..=full_hi` are read from rollups (empty when `full_lo > full_hi`).
+    pub full_lo: i64,
+    pub full_hi: i64,
+    /// Steps `from..=to` actually covered; raw points fill the edges outside the full blocks.
+    pub from: i64,
+    pub to: i64,
+}
+
+impl BucketPlan {
+    /// The first raw range `[lo, hi)` and the second `(lo, hi]`, around the full blocks.
+    pub fn raw_edges(&self) -> ((i64, i64), (i64, i64)) {
+        if self.full_lo > self.full_hi {
+            return ((self.from, self.to + 1), (self.to, self.to));
+        }
+        let head = (self.from, (self.full_lo * self.block).min(self.to + 1));
+        let tail = (
+            ((self.full_hi + 1) * self.block - 1).max(self.from - 1),
+            self.to,
+        );
+        (head, tail)
+    }
+
+    /// The step range of bucket `b`, clipped to the covered range.
+    pub fn bucket_range(&self, b: i64) -> (i64, i64) {
+        let start = self.origin + b * self.width;
+        (start.max(self.from), (start + self.width - 1).min(self.to))
+    }
+}
+
+/// Plans ≤ `max_points` equal-width buckets over `[from, to]` of a series whose points span
+/// `[first, last]`; `None` when the ranges do not meet.
+pub fn plan_buckets(
+    first: i64,
+    last: i64,
+    from: Option<i64>,
+    to: Option<i64>,
+    max_points: u32,
+) -> Option<BucketPlan> {
+    let n = i64::from(max_points.max(1));
+    let from_eff = from.map_or(first, |f| f.max(first));
+    let to_eff = to.map_or(last, |t| t.min(last));
+    if from_eff > to_eff {
+        return None;
+    }
+    let blocks_at = |size: i64| to_eff / size - from_eff / size + 1;
+    let (level, size) = LEVELS
+        .iter()
+        .rev()
+        .copied()
+        .find(|&(_, size)| blocks_at(size) * 2 >= n)
+        .unwrap_or((0, 1));
+    let k = (blocks_at(size) + n - 1) / n;
+    let (full_lo, full_hi) = if level == 0 {
+        (1, 0)
+    } else {
+        // A partial block at an edge is exact when no points lie outside the range there.
+        let lo = if from_eff == first {
+            from_eff / size
+        } else {
+            (from_eff + size - 1) / size
+        };
+        let hi = if to_eff == last {
+            to_eff / size
+        } else {
+            (to_eff + 1) / size - 1
+        };
+        (lo, hi)
+    };
+    Some(BucketPlan {
+        level,
+        block: size,
+        origin: from_eff / size * size,
+        width: k * size,
+        full_lo,
+        full_hi,
+        from: from_eff,
+        to: to_eff,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(key: &str, step: i64, value: f64) -> RawPoint {
+        RawPoint {
+            key: key.to_owned(),
+            step,
+            value,
+            at: None,
+        }
+    }
+
+    #[test]
+    fn last_point_of_a_step_wins_and_keys_are_sorted() {
+        let batch = vec![
+            raw("b", 2, 1.0),
+            raw("a", 5, 1.0),
+            raw("b", 1, 2.0),
+            raw("b", 2, 3.0),
+            raw("a", 5, 4.0),
+        ];
+        let out = group(batch, crate::domain::time::now()).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].key, "a");
+        assert_eq!(
+            out[0]
+                .points
+                .iter()
+                .map(|p| (p.step, p.value))
+                .collect::<Vec<_>>(),
+            [(5, 4.0)]
+        );
+        assert_eq!(
+            out[1]
+                .points
+                .iter()
+                .map(|p| (p.step, p.value))
+                .collect::<Vec<_>>(),
+            [(1, 2.0), (2, 3.0)]
+        );
+    }
+
+    #[test]
+    fn first_bad_point_is_named() {
+        let now = crate::domain::time::now();
+        let e = group(vec![raw("a", 1, 1.0), raw("a", -1, 1.0)], now).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("points[1].step"));
+        let e = group(vec![raw("a", 1, f64::INFINITY)], now).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("points[0].value"));
+        let e = group(vec![raw("a", 1, 1.0), raw("bad key", 1, 1.0)], now).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("points[1].key"));
+        assert!(group(vec![raw("val/loss:top-1_x.y", 0, 0.0)], now).is_ok());
+        assert!(group(vec![raw(&"k".repeat(251), 0, 0.0)], now).is_err());
+    }
+
+    #[test]
+    fn block_aggregates() {
+        let pts: Vec<Point> = (0..100)
+            .map(|s| Point {
+                step: s,
+                value: (s % 7) as f64,
+                at: 0,
+            })
+            .collect();
+        let aggs = block_aggs(&pts);
+        let l1: Vec<_> = aggs.iter().filter(|(l, _, _)| *l == 1).collect();
+        assert_eq!(l1.len(), 2);
+        assert_eq!(l1[0].2.count, 64);
+        assert_eq!(l1[1].2.first_step, 64);
+        assert_eq!(l1[1].2.last, (99 % 7) as f64);
+        let l3: Vec<_> = aggs.iter().filter(|(l, _, _)| *l == 3).collect();
+        assert_eq!(l3[0].2.count, 100);
+        assert_eq!(l3[0].2.max, 6.0);
+        assert_eq!(touched_blocks(&pts, 64), [0, 1]);
+    }
+
+    #[test]
+    fn plans_stay_within_max_points() {
+        for (first, last, from, to, n) in [
+            (0, 999_999, None, None, 1000),
+            (0, 999_999, Some(12_345), Some(876_543), 1000),
+            (5, 100, None, None, 10),
+            (0, 10_000_000, None, None, 7),
+            (0, 1_000_000, Some(500), Some(501), 1000),
+            (3, 3, None, None, 1),
+        ] {
+            let p = plan_buckets(first, last, from, to, n).unwrap();
+            let buckets = (p.to - p.origin) / p.width + 1;
+            assert!(buckets <= i64::from(n), "{p:?} gives {buckets} buckets");
+            assert_eq!(p.width % p.block, 0);
+            assert_eq!(p.origin % p.block, 0);
+        }
+        // A million steps into 1,000 buckets reads 1,024-step rollups: ~977 rows.
+        let p = plan_buckets(0, 999_999, None, None, 1000).unwrap();
+        assert_eq!((p.level, p.width, p.full_lo, p.full_hi), (2, 1024, 0, 976));
+        let ((h0, h1), (t0, t1)) = p.raw_edges();
+        assert!(
+            h0 >= h1 && t0 >= t1,
+            "no raw edges when the range is the whole series"
+        );
+        assert!(plan_buckets(0, 10, Some(20), None, 5).is_none());
+    }
+
+    #[test]
+    fn partial_edge_blocks_are_read_raw() {
+        let p = plan_buckets(0, 999_999, Some(100), Some(900_000), 1000).unwrap();
+        let ((h0, h1), (t0, t1)) = p.raw_edges();
+        assert_eq!(h0, 100);
+        assert_eq!(h1, p.full_lo * p.block);
+        assert_eq!(t0, (p.full_hi + 1) * p.block - 1);
+        assert_eq!(t1, 900_000);
+        assert_eq!(p.bucket_range(0).0, 100);
+    }
+}

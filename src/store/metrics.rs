@@ -1,0 +1,142 @@
+//! Metric types and the SQL both backends share (reads use only portable SQL: window
+//! functions, `cast`, `$n` parameters).
+
+use crate::domain::metrics::{
+    Agg, BucketPlan, LEVEL_FACTOR, LEVELS, Point, SeriesBatch, block_aggs, touched_blocks,
+};
+use crate::error::Result;
+use futures::stream::BoxStream;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Summary of one metric of a version.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct MetricSummary {
+    pub key: String,
+    pub count: i64,
+    pub first_step: i64,
+    pub last_step: i64,
+    pub min: f64,
+    pub max: f64,
+    /// The value at `last_step`.
+    pub last: f64,
+}
+
+/// Where a series is and how far it extends.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct SeriesInfo {
+    pub id: i64,
+    pub count: i64,
+    pub first_step: i64,
+    pub last_step: i64,
+}
+
+/// One bucket of a downsampled read, as stored aggregates (the API adds the step range).
+#[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
+pub struct BucketRow {
+    pub bucket: i64,
+    pub count: i64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub last: f64,
+}
+
+/// Raw points of a range, in step order, a chunk at a time.
+pub type PointStream = BoxStream<'static, Result<Vec<Point>>>;
+
+/// Rows of a streamed read are handed over in chunks of this many points.
+pub const STREAM_CHUNK: usize = 4096;
+
+pub(crate) const SUMMARIES: &str = "\
+    select key, cast(sum(count) as bigint) as count, min(first_step) as first_step, \
+           max(last_step) as last_step, min(min) as min, max(max) as max, max(lastv) as last \
+    from (select s.key, r.count, r.first_step, r.last_step, r.min, r.max, \
+                 first_value(r.last) over (partition by s.id order by r.last_step desc) as lastv \
+          from metric_series s join metric_rollups r on r.series_id = s.id and r.level = 3 \
+          where s.version_id = $1) x \
+    group by key order by key";
+
+pub(crate) const SERIES: &str = "\
+    select s.id, cast(coalesce(sum(r.count), 0) as bigint) as count, \
+           coalesce(min(r.first_step), 0) as first_step, coalesce(max(r.last_step), -1) as last_step \
+    from metric_series s left join metric_rollups r on r.series_id = s.id and r.level = 3 \
+    where s.version_id = $1 and s.key = $2 group by s.id";
+
+/// Buckets from full rollup blocks plus the raw points of partial edge blocks.
+pub(crate) const BUCKETS: &str = "\
+    select bucket, cast(sum(count) as bigint) as count, min(min) as min, max(max) as max, \
+           sum(sum) as sum, max(lastv) as last \
+    from (select (s - $9) / $10 as bucket, count, min, max, sum, \
+                 first_value(last) over (partition by (s - $9) / $10 order by last_step desc) as lastv \
+          from (select block * $11 as s, count, min, max, sum, last_step, last \
+                  from metric_rollups \
+                  where series_id = $1 and level = $2 and block >= $3 and block <= $4 \
+                union all \
+                select step, 1, value, value, value, step, value \
+                  from metric_points \
+                  where series_id = $1 and ((step >= $5 and step < $6) or (step > $7 and step <= $8))) parts) b \
+    group by bucket order by bucket";
+
+pub(crate) const POINTS: &str = "select step, value, at from metric_points where series_id = $1 and step >= $2 and step <= $3 order by step";
+
+/// What a batch does to the rollups, once the series' current extents are known.
+#[derive(Debug, Default)]
+pub(crate) struct RollupWork {
+    /// Appended points (all after the series' last step): block aggregates merged into the rows.
+    pub merge: Vec<(i64, i16, i64, Agg)>,
+    /// Overwrites or out-of-order points: `(series_id, block)` per level to recompute, finest first.
+    pub recompute: [Vec<(i64, i64)>; 3],
+}
+
+impl RollupWork {
+    /// Splits batches by whether they only append to their series.
+    pub fn plan(batches: &[(i64, &SeriesBatch)], last_steps: &HashMap<i64, i64>) -> Self {
+        let mut work = RollupWork::default();
+        for (sid, batch) in batches {
+            let appends = match (last_steps.get(sid), batch.points.first()) {
+                (Some(last), Some(first)) => first.step > *last,
+                _ => true,
+            };
+            if appends {
+                work.merge.extend(
+                    block_aggs(&batch.points)
+                        .into_iter()
+                        .map(|(l, b, a)| (*sid, l, b, a)),
+                );
+            } else {
+                let l1 = touched_blocks(&batch.points, LEVELS[0].1);
+                let l2 = dedup(l1.iter().map(|b| b / LEVEL_FACTOR));
+                let l3 = dedup(l2.iter().map(|b| b / LEVEL_FACTOR));
+                for (i, blocks) in [l1, l2, l3].into_iter().enumerate() {
+                    work.recompute[i].extend(blocks.into_iter().map(|b| (*sid, b)));
+                }
+            }
+        }
+        work
+    }
+}
+
+fn dedup(it: impl Iterator<Item = i64>) -> Vec<i64> {
+    let mut v: Vec<i64> = it.collect();
+    v.dedup();
+    v
+}
+
+/// Binds of the bucket query in order `$1..$11`.
+pub(crate) fn bucket_binds(series_id: i64, plan: &BucketPlan) -> [i64; 11] {
+    let ((h0, h1), (t0, t1)) = plan.raw_edges();
+    [
+        series_id,
+        i64::from(plan.level),
+        plan.full_lo,
+        plan.full_hi,
+        h0,
+        h1,
+        t0,
+        t1,
+        plan.origin,
+        plan.width,
+        plan.block,
+    ]
+}
