@@ -188,7 +188,10 @@ async fn get(
 ) -> Result<axum::Json<VersionDetail>> {
     let v = state.store.get_version(&model, version).await?;
     let metrics = state.store.metric_summaries(&model, version).await?;
-    Ok(axum::Json(VersionDetail { version: v, metrics }))
+    Ok(axum::Json(VersionDetail {
+        version: v,
+        metrics,
+    }))
 }
 
 async fn patch(

@@ -7,6 +7,7 @@ mod helpers;
 mod errors;
 mod events;
 mod health;
+mod metrics;
 mod models;
 mod processes;
 mod stages;
