@@ -48,6 +48,10 @@ pub struct Config {
     #[arg(long, env = "MODELREG_MAX_METRIC_POINTS", default_value_t = 10_000)]
     pub max_metric_points: usize,
 
+    /// Largest artifact accepted, in bytes (suffixes KiB, MiB, GiB); unlimited when unset.
+    #[arg(long, env = "MODELREG_MAX_ARTIFACT_SIZE", value_parser = parse_size_u64)]
+    pub max_artifact_size: Option<u64>,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "MODELREG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -208,9 +212,14 @@ impl Config {
             default_page_size: 50,
             max_page_size: 1000,
             max_metric_points: 10_000,
+            max_artifact_size: None,
             log_format: LogFormat::Text,
         }
     }
+}
+
+fn parse_size_u64(s: &str) -> Result<u64, String> {
+    parse_size(s).map(|n| n as u64)
 }
 
 #[cfg(test)]

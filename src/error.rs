@@ -134,6 +134,12 @@ impl Error {
         }
     }
 
+    /// Replaces the machine code, keeping kind, detail and cause.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.kind.status()
     }

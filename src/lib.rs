@@ -5,9 +5,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod blob;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod gc;
 pub mod store;
 pub mod telemetry;
 
@@ -33,6 +35,7 @@ use tracing::Level;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub blobs: blob::BlobStore,
     pub config: Arc<Config>,
 }
 

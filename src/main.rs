@@ -1,6 +1,7 @@
 //! The `modelreg` binary: parse settings, start logging, connect, serve.
 
 use clap::{Parser, Subcommand};
+use modelreg::blob::BlobStore;
 use modelreg::config::{Config, DatabaseConfig, LogFormat};
 use modelreg::{AppState, store, telemetry};
 use std::process::ExitCode;
@@ -20,6 +21,27 @@ enum Command {
     Serve(Box<Config>),
     /// Apply database migrations and exit.
     Migrate(DatabaseConfig),
+    /// Delete artifact objects that no artifact row refers to (left by crashes).
+    Gc(GcArgs),
+}
+
+#[derive(clap::Args)]
+struct GcArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    /// Where artifacts are stored: file://DIR, s3://bucket/prefix.
+    #[arg(
+        long,
+        env = "MODELREG_ARTIFACTS_URL",
+        default_value = "file://./modelreg-data/artifacts"
+    )]
+    artifacts_url: String,
+    /// Leave objects younger than this alone (uploads may still be in flight): 24h, 30m, 7d.
+    #[arg(long, default_value = "24h", value_parser = modelreg::gc::parse_duration)]
+    grace: chrono::Duration,
+    /// List what would be deleted, delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +68,7 @@ fn main() -> ExitCode {
         match command {
             Command::Serve(config) => serve(*config).await,
             Command::Migrate(db) => migrate(db).await,
+            Command::Gc(args) => gc(args).await,
         }
     });
     match result {
@@ -81,9 +104,33 @@ async fn migrate(db: DatabaseConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn gc(args: GcArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text);
+    let store = connect(&args.database).await?;
+    let blobs = BlobStore::from_url(&args.artifacts_url)?;
+    let report = modelreg::gc::collect(store.as_ref(), &blobs, args.grace, args.dry_run).await?;
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    for (key, size) in &report.orphans {
+        println!("{verb} {key} ({size} bytes)");
+    }
+    let bytes: u64 = report.orphans.iter().map(|o| o.1).sum();
+    println!(
+        "{} objects scanned, {} orphans ({bytes} bytes) {verb}",
+        report.scanned,
+        report.orphans.len()
+    );
+    Ok(())
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     config.validate().map_err(anyhow::Error::msg)?;
+    let blobs = BlobStore::from_url(&config.artifacts_url)
+        .map_err(|e| anyhow::anyhow!("artifact store: {e}"))?;
     let store = connect(&config.database).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -92,6 +139,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, database = %modelreg::config::redact(&config.database.url), "listening");
     let state = AppState {
         store,
+        blobs,
         config: Arc::new(config),
     };
     modelreg::serve(listener, state, shutdown_signal()).await?;

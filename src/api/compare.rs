@@ -7,7 +7,7 @@ use crate::AppState;
 use crate::auth::Scope;
 use crate::domain::diff::differing_paths;
 use crate::error::Result;
-use crate::store::{MetricSummary, Version};
+use crate::store::{Artifact, MetricSummary, Version};
 use axum::extract::State;
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,33 @@ fn metric_sides(
     out
 }
 
+/// Every artifact path of any version, with each version's digest; `same` when every version
+/// has it with one digest.
+fn artifact_diff(numbers: &[i64], lists: &[Vec<Artifact>]) -> Vec<ArtifactDiff> {
+    let mut by_path: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    for (n, list) in numbers.iter().zip(lists) {
+        for a in list {
+            by_path
+                .entry(&a.path)
+                .or_default()
+                .insert(n.to_string(), a.sha256.clone());
+        }
+    }
+    by_path
+        .into_iter()
+        .map(|(path, sha256)| {
+            let mut digests = sha256.values();
+            let first = digests.next();
+            let same = sha256.len() == numbers.len() && digests.all(|d| Some(d) == first);
+            ArtifactDiff {
+                path: path.to_owned(),
+                sha256,
+                same,
+            }
+        })
+        .collect()
+}
+
 async fn compare(
     State(state): State<AppState>,
     ModelPath(model): ModelPath,
@@ -133,15 +160,17 @@ async fn compare(
     let numbers = parse_version_list(&p.versions, 2, 10)?;
     let mut versions = Vec::with_capacity(numbers.len());
     let mut summaries = Vec::with_capacity(numbers.len());
+    let mut artifacts = Vec::with_capacity(numbers.len());
     for &n in &numbers {
         versions.push(state.store.get_version(&model, n).await?);
         summaries.push(state.store.metric_summaries(&model, n).await?);
+        artifacts.push(state.store.list_artifacts(&model, n).await?);
     }
     Ok(axum::Json(Comparison {
         config: config_diff(&versions),
         tags: tag_diff(&versions),
         metrics: metric_sides(&numbers, summaries),
-        artifacts: Vec::new(),
+        artifacts: artifact_diff(&numbers, &artifacts),
         versions: numbers,
     }))
 }

@@ -21,17 +21,17 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the database answers within a second; 503 with the failing check otherwise.
+/// Ready when the database and the artifact store answer within a second; 503 naming the
+/// failing check otherwise.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let database = match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(e)) => {
-            tracing::warn!(error = ?e, "readiness: database check failed");
-            "unavailable"
-        }
-        Err(_) => "timeout",
-    };
-    let ready = database == "ok";
+    let limit = Duration::from_secs(1);
+    let (db, blobs) = tokio::join!(
+        tokio::time::timeout(limit, state.store.ping()),
+        tokio::time::timeout(limit, state.blobs.ping()),
+    );
+    let database = check("database", db);
+    let artifacts = check("artifact store", blobs);
+    let ready = database == "ok" && artifacts == "ok";
     let status = if ready {
         StatusCode::OK
     } else {
@@ -39,7 +39,21 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     };
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
-        "checks": {"database": database},
+        "checks": {"database": database, "artifacts": artifacts},
     });
     (status, Json(body))
+}
+
+fn check(
+    what: &str,
+    outcome: Result<crate::error::Result<()>, tokio::time::error::Elapsed>,
+) -> &'static str {
+    match outcome {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::warn!(error = ?e, "readiness: {what} check failed");
+            "unavailable"
+        }
+        Err(_) => "timeout",
+    }
 }

@@ -3,6 +3,7 @@
 //! The router is built only from [`endpoints`], so the table is the router: the access scope
 //! of every route and the OpenAPI description are checked against it by tests.
 
+pub mod artifacts;
 pub mod compare;
 pub mod events;
 pub mod extract;
@@ -49,6 +50,14 @@ impl Endpoint {
             handler: on(filter, handler),
         }
     }
+
+    /// Lifts the JSON body limit: for endpoints whose body is streamed (artifact uploads).
+    pub fn streaming(mut self) -> Self {
+        self.handler = self
+            .handler
+            .layer(axum::extract::DefaultBodyLimit::disable());
+        self
+    }
 }
 
 /// Every endpoint of the service.
@@ -60,6 +69,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         stages::endpoints(),
         metrics::endpoints(),
         compare::endpoints(),
+        artifacts::endpoints(),
         events::endpoints(),
     ]
     .into_iter()

@@ -8,7 +8,9 @@ use crate::auth::Scope;
 use crate::domain::names::check_description;
 use crate::domain::{TagFilter, Tags, Transition, VersionStatus, cursor};
 use crate::error::{Error, Result};
-use crate::store::{Actor, Idempotency, MetricSummary, NewVersion, Page, Version, VersionQuery};
+use crate::store::{
+    Actor, Artifact, Idempotency, MetricSummary, NewVersion, Page, Version, VersionQuery,
+};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use serde::{Deserialize, Serialize};
@@ -174,11 +176,12 @@ async fn list(
     Ok(axum::Json(state.store.list_versions(&model, &query).await?))
 }
 
-/// A version with its metric summaries.
+/// A version with its artifacts and metric summaries.
 #[derive(Serialize)]
 struct VersionDetail {
     #[serde(flatten)]
     version: Version,
+    artifacts: Vec<Artifact>,
     metrics: Vec<MetricSummary>,
 }
 
@@ -187,9 +190,11 @@ async fn get(
     VersionPath(model, version): VersionPath,
 ) -> Result<axum::Json<VersionDetail>> {
     let v = state.store.get_version(&model, version).await?;
+    let artifacts = state.store.list_artifacts(&model, version).await?;
     let metrics = state.store.metric_summaries(&model, version).await?;
     Ok(axum::Json(VersionDetail {
         version: v,
+        artifacts,
         metrics,
     }))
 }
@@ -238,6 +243,10 @@ async fn finalize(
     VersionPath(model, version): VersionPath,
     actor: Actor,
 ) -> Result<axum::Json<Version>> {
+    // Every recorded artifact must be in the store, whole, before the version becomes
+    // immutable. An upload recorded after this check was itself verified before its row.
+    let artifacts = state.store.list_artifacts(&model, version).await?;
+    super::artifacts::check_artifacts_present(&state, &artifacts).await?;
     transition(&state, model, version, Transition::Finalize, None, &actor).await
 }
 

@@ -4,6 +4,7 @@
 //! version numbers, idempotency keys, serialized stage changes) are enforced here by the
 //! database, never by in-process locks.
 
+mod artifacts;
 pub(crate) mod metrics;
 mod postgres;
 mod rows;
@@ -233,6 +234,20 @@ pub struct StageRequest {
     pub expected: Expected,
 }
 
+/// An artifact of a version.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Artifact {
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+    pub content_type: String,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub created_at: Timestamp,
+    /// Where the bytes are in the object store.
+    #[serde(skip)]
+    pub object_key: String,
+}
+
 /// How long idempotency keys are honoured, at least.
 pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
 
@@ -305,6 +320,29 @@ pub trait Store: Send + Sync + 'static {
     async fn read_buckets(&self, series_id: i64, plan: &BucketPlan) -> Result<Vec<BucketRow>>;
     /// Raw points of `from..=to`, streamed in chunks so that long series never sit in memory.
     fn stream_points(&self, series_id: i64, from: i64, to: i64) -> PointStream;
+
+    /// The status of a version, to refuse an upload before reading its body.
+    async fn version_status(&self, model: &ModelName, version: i64) -> Result<VersionStatus>;
+    /// Records an uploaded artifact: only while the version is pending, once per path.
+    async fn add_artifact(
+        &self,
+        model: &ModelName,
+        version: i64,
+        artifact: Artifact,
+        actor: &Actor,
+    ) -> Result<Artifact>;
+    async fn list_artifacts(&self, model: &ModelName, version: i64) -> Result<Vec<Artifact>>;
+    async fn get_artifact(&self, model: &ModelName, version: i64, path: &str) -> Result<Artifact>;
+    /// Removes an artifact's row (only while pending); the caller deletes the object after.
+    async fn delete_artifact(
+        &self,
+        model: &ModelName,
+        version: i64,
+        path: &str,
+        actor: &Actor,
+    ) -> Result<Artifact>;
+    /// Every object key an artifact row refers to (for `gc`).
+    async fn artifact_keys(&self) -> Result<Vec<String>>;
 
     /// Stages that hold a version, by name.
     async fn list_stages(&self, model: &ModelName) -> Result<Vec<StageEntry>>;

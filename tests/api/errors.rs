@@ -1,9 +1,9 @@
 //! Every bad input named in the API conventions gets the right 4xx problem+json.
 
 use crate::helpers::TestApp;
+use crate::helpers::raw_exchange;
 use reqwest::Method;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 crate::backend_tests!(
     malformed_json_is_400,
@@ -188,24 +188,6 @@ async fn bad_query_parameters_are_400(app: &TestApp) {
     app.get(&format!("/api/v1/models/m/versions?cursor={cursor}"))
         .await
         .problem(400, "invalid_cursor");
-}
-
-/// Sends a request by hand, as much of the body as the server takes, and returns the reply.
-async fn raw_exchange(app: &TestApp, head: &str, body: &[u8]) -> String {
-    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    // The server may answer and close before the body is through: stop writing then.
-    for chunk in body.chunks(64 << 10) {
-        if tcp.write_all(chunk).await.is_err() {
-            break;
-        }
-    }
-    let mut buf = vec![0u8; 8192];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 async fn oversize_bodies_are_413(app: &TestApp) {

@@ -127,6 +127,8 @@ impl TestDb {
 /// A running app and a client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The state the server runs with: its store and artifact store, for direct checks.
+    pub state: AppState,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<()>,
@@ -182,6 +184,29 @@ impl Resp {
 
 impl TestApp {
     pub async fn spawn(db_url: String, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_with(db_url, adjust, None).await
+    }
+
+    /// With an artifact store that may be unreachable: waits for `/healthz`, not `/readyz`.
+    pub async fn spawn_unready(db_url: String, blobs: modelreg::blob::BlobStore) -> Self {
+        Self::start(db_url, |_| {}, Some(blobs), "/healthz").await
+    }
+
+    /// Like [`TestApp::spawn`] with a given artifact store.
+    pub async fn spawn_with(
+        db_url: String,
+        adjust: impl FnOnce(&mut Config),
+        blobs: Option<modelreg::blob::BlobStore>,
+    ) -> Self {
+        Self::start(db_url, adjust, blobs, "/readyz").await
+    }
+
+    async fn start(
+        db_url: String,
+        adjust: impl FnOnce(&mut Config),
+        blobs: Option<modelreg::blob::BlobStore>,
+        ready_path: &str,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -199,10 +224,18 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        let blobs = match blobs {
+            Some(b) => b,
+            None => {
+                modelreg::blob::BlobStore::from_url(&config.artifacts_url).expect("artifact store")
+            }
+        };
         let state = AppState {
             store,
+            blobs,
             config: Arc::new(config),
         };
+        let kept = state.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             modelreg::serve(listener, state, async {
@@ -213,17 +246,13 @@ impl TestApp {
         });
         let app = Self {
             addr,
+            state: kept,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             handle,
         };
-        app.wait_ready().await;
+        wait_for(&app.client, app.addr, ready_path).await;
         app
-    }
-
-    /// Polls `/readyz` until it answers 200.
-    pub async fn wait_ready(&self) {
-        wait_ready(&self.client, self.addr).await;
     }
 
     pub async fn stop(mut self) {
@@ -307,7 +336,11 @@ pub async fn into_resp(r: reqwest::Response) -> Resp {
 }
 
 pub async fn wait_ready(client: &reqwest::Client, addr: SocketAddr) {
-    let url = format!("http://{addr}/readyz");
+    wait_for(client, addr, "/readyz").await;
+}
+
+async fn wait_for(client: &reqwest::Client, addr: SocketAddr, path: &str) {
+    let url = format!("http://{addr}{path}");
     for _ in 0..200 {
         if let Ok(r) = client.get(&url).send().await
             && r.status() == StatusCode::OK
@@ -317,4 +350,30 @@ pub async fn wait_ready(client: &reqwest::Client, addr: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("server at {addr} did not become ready");
+}
+
+/// Sends a request by hand, as much of the body as the server takes, and returns the reply.
+pub async fn raw_exchange(app: &TestApp, head: &str, body: &[u8]) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, head.as_bytes())
+        .await
+        .unwrap();
+    // The server may answer and close before the body is through: stop writing then.
+    for chunk in body.chunks(64 << 10) {
+        if tokio::io::AsyncWriteExt::write_all(&mut tcp, chunk)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut buf = vec![0u8; 8192];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod artifacts;
 mod errors;
 mod events;
 mod health;

@@ -1,5 +1,6 @@
 //! The Postgres store: the production backend.
 
+mod artifacts;
 mod metrics;
 mod stages;
 
@@ -681,5 +682,55 @@ impl Store for PgStore {
 
     fn stream_points(&self, series_id: i64, from: i64, to: i64) -> PointStream {
         self.point_stream(series_id, from, to)
+    }
+
+    async fn version_status(&self, model: &ModelName, version: i64) -> Result<VersionStatus> {
+        let mut conn = self.pool.acquire().await?;
+        let row = Self::version_row(&mut conn, model, version, false).await?;
+        VersionStatus::from_stored(&row.status)
+    }
+
+    #[instrument(skip_all, fields(model = %model, version, path = %artifact.path))]
+    async fn add_artifact(
+        &self,
+        model: &ModelName,
+        version: i64,
+        artifact: Artifact,
+        actor: &Actor,
+    ) -> Result<Artifact> {
+        let mut tx = self.pool.begin().await?;
+        Self::insert_artifact(&mut tx, model, version, &artifact, actor).await?;
+        tx.commit().await?;
+        Ok(artifact)
+    }
+
+    async fn list_artifacts(&self, model: &ModelName, version: i64) -> Result<Vec<Artifact>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::artifacts_of(&mut conn, model, version).await
+    }
+
+    async fn get_artifact(&self, model: &ModelName, version: i64, path: &str) -> Result<Artifact> {
+        let mut conn = self.pool.acquire().await?;
+        Self::artifact(&mut conn, model, version, path).await
+    }
+
+    #[instrument(skip_all, fields(model = %model, version, path))]
+    async fn delete_artifact(
+        &self,
+        model: &ModelName,
+        version: i64,
+        path: &str,
+        actor: &Actor,
+    ) -> Result<Artifact> {
+        let mut tx = self.pool.begin().await?;
+        let removed = Self::remove_artifact(&mut tx, model, version, path, actor).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn artifact_keys(&self) -> Result<Vec<String>> {
+        Ok(query_scalar("select object_key from artifacts")
+            .fetch_all(&self.pool)
+            .await?)
     }
 }

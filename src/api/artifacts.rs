@@ -1,0 +1,277 @@
+//! `…/versions/{version}/artifacts`: streamed, checksummed, write-once uploads; downloads
+//! with ETag and Range; presigned URLs where the store can sign.
+
+use super::Endpoint;
+use super::extract::{Query, VersionPath};
+use crate::AppState;
+use crate::auth::Scope;
+use crate::blob::{ByteRange, Unsatisfiable, parse_range};
+use crate::domain::artifact::{ArtifactPath, parse_sha256};
+use crate::domain::time;
+use crate::error::{Error, Kind, Result};
+use crate::store::{Actor, Artifact};
+use axum::body::Body;
+use axum::extract::{RawPathParams, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub fn endpoints() -> Vec<Endpoint> {
+    const ONE: &str = "/api/v1/models/{model}/versions/{version}/artifacts/{*path}";
+    vec![
+        // Artifact bodies are streamed: no JSON body limit here.
+        Endpoint::new(Method::PUT, ONE, Scope::Write, upload).streaming(),
+        Endpoint::new(
+            Method::GET,
+            "/api/v1/models/{model}/versions/{version}/artifacts",
+            Scope::Read,
+            list,
+        ),
+        Endpoint::new(Method::GET, ONE, Scope::Read, download),
+        Endpoint::new(Method::DELETE, ONE, Scope::Write, delete),
+    ]
+}
+
+/// Longest lifetime of a presigned URL.
+const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Deserialize)]
+struct DownloadParams {
+    presign: Option<bool>,
+    /// Seconds the presigned URL stays valid (default 3600).
+    expires_in: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Presigned {
+    url: String,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    expires_at: time::Timestamp,
+}
+
+#[derive(Serialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+fn path_param(params: &RawPathParams) -> Result<ArtifactPath> {
+    let raw = params
+        .iter()
+        .find(|(k, _)| *k == "path")
+        .map(|(_, v)| v)
+        .ok_or_else(|| Error::internal("route has no path parameter"))?;
+    ArtifactPath::parse(raw)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+    params: RawPathParams,
+    actor: Actor,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, axum::Json<Artifact>)> {
+    let path = path_param(&params)?;
+    let expected = header_str(&headers, "x-content-sha256")
+        .map(parse_sha256)
+        .transpose()?;
+    let content_type = header_str(&headers, "content-type")
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    // Refuse before reading the body when the upload cannot be recorded anyway.
+    let status = state.store.version_status(&model, version).await?;
+    if !status.is_mutable() {
+        return Err(Error::conflict(
+            "version_immutable",
+            format!(
+                "version {version} is {}; artifacts can only change while a version is pending",
+                status.as_str()
+            ),
+        ));
+    }
+    match state
+        .store
+        .get_artifact(&model, version, path.as_str())
+        .await
+    {
+        Ok(_) => {
+            return Err(Error::conflict(
+                "artifact_exists",
+                format!("artifact '{}' is already uploaded; artifacts are write-once (delete it first while pending)", path.as_str()),
+            )
+            .with_field("path"));
+        }
+        Err(e) if e.code == "artifact_not_found" => {}
+        Err(e) => return Err(e),
+    }
+    let key = state.blobs.new_key(model.as_str(), version, path.as_str());
+    let stream = body.into_data_stream();
+    let written = state
+        .blobs
+        .upload(
+            &key,
+            stream,
+            expected.as_deref(),
+            state.config.max_artifact_size,
+        )
+        .await?;
+    let artifact = Artifact {
+        path: path.as_str().to_owned(),
+        size: written.size,
+        sha256: written.sha256,
+        content_type,
+        created_at: time::now(),
+        object_key: written.key,
+    };
+    match state
+        .store
+        .add_artifact(&model, version, artifact, &actor)
+        .await
+    {
+        Ok(a) => Ok((StatusCode::CREATED, axum::Json(a))),
+        Err(e) => {
+            // Lost a race (finalized meanwhile, or the same path won by another upload).
+            if let Err(cleanup) = state.blobs.delete(key.as_ref()).await {
+                tracing::warn!(error = ?cleanup, "could not delete an unrecorded upload; `modelreg gc` will");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+) -> Result<axum::Json<Items<Artifact>>> {
+    let items = state.store.list_artifacts(&model, version).await?;
+    Ok(axum::Json(Items { items }))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+    params: RawPathParams,
+    Query(p): Query<DownloadParams>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let path = path_param(&params)?;
+    let artifact = state
+        .store
+        .get_artifact(&model, version, path.as_str())
+        .await?;
+    if p.presign == Some(true) {
+        let expires_in = Duration::from_secs(p.expires_in.unwrap_or(3600));
+        if expires_in.is_zero() || expires_in > MAX_PRESIGN {
+            return Err(Error::bad_request(
+                "invalid_query_parameter",
+                "expires_in must be 1 to 604800 seconds",
+            )
+            .with_field("expires_in"));
+        }
+        let url = state
+            .blobs
+            .presign(&artifact.object_key, expires_in)
+            .await?;
+        let expires_at =
+            time::now() + chrono::Duration::from_std(expires_in).map_err(Error::internal)?;
+        return Ok(axum::Json(Presigned { url, expires_at }).into_response());
+    }
+    let etag = format!("\"{}\"", artifact.sha256);
+    if header_str(&headers, "if-none-match")
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let size = artifact.size as u64;
+    let range = match parse_range(header_str(&headers, "range"), size) {
+        Ok(r) => r,
+        Err(Unsatisfiable) => {
+            let mut resp = Error::new(
+                Kind::BadRequest,
+                "range_not_satisfiable",
+                format!("the artifact has {size} bytes"),
+            )
+            .into_response();
+            *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(resp);
+        }
+    };
+    let stream = state.blobs.get(&artifact.object_key, range).await?;
+    let (status, length) = match range {
+        Some(ByteRange { start, end }) => (StatusCode::PARTIAL_CONTENT, end - start),
+        None => (StatusCode::OK, size),
+    };
+    let mut resp = Response::new(Body::from_stream(stream.map_err(std::io::Error::other)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, artifact.content_type.clone()),
+        (header::CONTENT_LENGTH, length.to_string()),
+        (header::ETAG, etag),
+        (header::ACCEPT_RANGES, "bytes".to_owned()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    if let Some(r) = range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(resp)
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+    params: RawPathParams,
+    actor: Actor,
+) -> Result<StatusCode> {
+    let path = path_param(&params)?;
+    let removed = state
+        .store
+        .delete_artifact(&model, version, path.as_str(), &actor)
+        .await?;
+    if let Err(e) = state.blobs.delete(&removed.object_key).await {
+        tracing::warn!(error = ?e, "artifact row removed but its object was not; `modelreg gc` will remove it");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks that every recorded artifact of a version is in the store with its recorded size.
+pub(crate) async fn check_artifacts_present(
+    state: &AppState,
+    artifacts: &[Artifact],
+) -> Result<()> {
+    for a in artifacts {
+        match state.blobs.head(&a.object_key).await? {
+            Some(meta) if meta.size == a.size as u64 => {}
+            Some(meta) => {
+                return Err(Error::conflict(
+                    "artifact_missing",
+                    format!(
+                        "artifact '{}' has {} bytes in the store but {} were recorded",
+                        a.path, meta.size, a.size
+                    ),
+                ));
+            }
+            None => {
+                return Err(Error::conflict(
+                    "artifact_missing",
+                    format!("artifact '{}' is missing from the store", a.path),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! Artifact paths and checksums.
+
+use crate::error::Error;
+
+/// A relative, `/`-separated path: no empty, `.` or `..` segments, no leading `/`,
+/// at most 1024 bytes, no control characters, backslashes or `%` (so that nothing decodes
+/// into something else later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactPath(String);
+
+impl ArtifactPath {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let bad = |why: &str| {
+            Error::bad_request(
+                "invalid_artifact_path",
+                format!("artifact path {raw:?} {why}"),
+            )
+            .with_field("path")
+        };
+        if raw.is_empty() {
+            return Err(bad("is empty"));
+        }
+        if raw.len() > 1024 {
+            return Err(bad("is longer than 1024 bytes"));
+        }
+        if raw.starts_with('/') {
+            return Err(bad("must be relative (no leading /)"));
+        }
+        if raw.chars().any(|c| c.is_control() || c == '\\' || c == '%') {
+            return Err(bad("contains a control character, a backslash or %"));
+        }
+        for segment in raw.split('/') {
+            match segment {
+                "" => return Err(bad("has an empty segment")),
+                "." | ".." => return Err(bad("has a . or .. segment")),
+                _ => {}
+            }
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+}
+
+/// A sha256 digest as 64 lower-case hex digits.
+pub fn parse_sha256(raw: &str) -> Result<String, Error> {
+    let hex = raw.trim().to_ascii_lowercase();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(
+            Error::bad_request("invalid_checksum", "x-content-sha256 must be 64 hex digits")
+                .with_field("x-content-sha256"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_paths() {
+        for ok in [
+            "model.onnx",
+            "weights/layer-1.bin",
+            "a/b/c/d.txt",
+            "ünïcode/ファイル",
+            "..a/b..",
+            ".hidden",
+        ] {
+            assert!(ArtifactPath::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn bad_paths() {
+        let long = "a".repeat(1025);
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/",
+            "./a",
+            "a/./b",
+            "../x",
+            "a/../../etc/passwd",
+            "..",
+            "a\\..\\b",
+            "a%2e%2e/b",
+            "a\u{0}b",
+            long.as_str(),
+        ] {
+            let e = ArtifactPath::parse(bad).unwrap_err();
+            assert_eq!(e.code, "invalid_artifact_path", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn checksums() {
+        let h = "A".repeat(64);
+        assert_eq!(parse_sha256(&h).unwrap(), "a".repeat(64));
+        assert!(parse_sha256("abc").is_err());
+        assert!(parse_sha256(&"g".repeat(64)).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! `modelreg gc`: removes objects that no artifact row refers to — left by a crash between
+//! writing an object and recording it — once they are older than a grace period.
+
+use crate::blob::BlobStore;
+use crate::store::Store;
+use futures::TryStreamExt;
+use std::collections::HashSet;
+
+/// What a collection found (and, unless a dry run, deleted).
+#[derive(Debug, Default)]
+pub struct Report {
+    pub scanned: usize,
+    pub orphans: Vec<(String, u64)>,
+}
+
+/// Objects younger than `grace` are left alone: they may be uploads still in flight.
+pub async fn collect(
+    store: &dyn Store,
+    blobs: &BlobStore,
+    grace: chrono::Duration,
+    dry_run: bool,
+) -> anyhow::Result<Report> {
+    let referenced: HashSet<String> = store.artifact_keys().await?.into_iter().collect();
+    let cutoff = chrono::Utc::now() - grace;
+    let mut report = Report::default();
+    let objects: Vec<_> = blobs.list().try_collect().await?;
+    for meta in objects {
+        report.scanned += 1;
+        let key = meta.location.to_string();
+        if referenced.contains(&key) || meta.last_modified > cutoff {
+            continue;
+        }
+        if !dry_run {
+            blobs.delete(&key).await?;
+        }
+        report.orphans.push((key, meta.size));
+    }
+    Ok(report)
+}
+
+/// Parses `24h`, `30m`, `90s`, `7d`.
+pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 24h"))?;
+    match unit {
+        "s" => Ok(chrono::Duration::seconds(n)),
+        "m" => Ok(chrono::Duration::minutes(n)),
+        "h" | "" => Ok(chrono::Duration::hours(n)),
+        "d" => Ok(chrono::Duration::days(n)),
+        other => Err(format!("unknown duration unit {other:?}; use s, m, h or d")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h").unwrap(), chrono::Duration::hours(24));
+        assert_eq!(parse_duration("0s").unwrap(), chrono::Duration::zero());
+        assert_eq!(parse_duration("7d").unwrap(), chrono::Duration::days(7));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}
