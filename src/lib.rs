@@ -66,6 +66,10 @@ pub fn app(state: AppState) -> Router {
                 .latency_unit(LatencyUnit::Micros),
         );
     api::router()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -23,6 +23,33 @@ enum Command {
     Migrate(DatabaseConfig),
     /// Delete artifact objects that no artifact row refers to (left by crashes).
     Gc(GcArgs),
+    /// Manage bearer tokens directly in the database (to bootstrap the first admin token).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (it is shown only this once).
+    Create(TokenCreateArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenCreateArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    /// A name for the token; it is the actor recorded in events and stage history.
+    #[arg(long)]
+    name: String,
+    /// read, write, promote or admin (repeatable; admin implies all).
+    #[arg(long = "scope", required = true)]
+    scopes: Vec<String>,
+    /// Limit the token to models matching this glob, e.g. 'fraud-*' (repeatable).
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// Make the token expire after this long: 90d, 12h.
+    #[arg(long, value_parser = modelreg::gc::parse_duration)]
+    expires_in: Option<chrono::Duration>,
 }
 
 #[derive(clap::Args)]
@@ -69,6 +96,7 @@ fn main() -> ExitCode {
             Command::Serve(config) => serve(*config).await,
             Command::Migrate(db) => migrate(db).await,
             Command::Gc(args) => gc(args).await,
+            Command::Token(TokenCommand::Create(args)) => token_create(args).await,
         }
     });
     match result {
@@ -123,6 +151,30 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
         report.scanned,
         report.orphans.len()
     );
+    Ok(())
+}
+
+async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text);
+    let store = connect(&args.database).await?;
+    let body = modelreg::api::tokens::CreateBody {
+        name: args.name,
+        scopes: args.scopes,
+        models: (!args.models.is_empty()).then_some(args.models),
+        expires_at: args.expires_in.map(|d| chrono::Utc::now() + d),
+    };
+    let actor = modelreg::store::Actor("cli".to_owned());
+    let (record, token) = modelreg::api::tokens::make_token(body, &actor)
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    store
+        .create_token(&record, &actor)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!(
+        "created token {} ({}); it is shown only this once:",
+        record.id, record.name
+    );
+    println!("{token}");
     Ok(())
 }
 

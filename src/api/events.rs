@@ -3,7 +3,7 @@
 use super::Endpoint;
 use super::extract::{Query, page_limit};
 use crate::AppState;
-use crate::auth::Scope;
+use crate::auth::{Principal, Scope};
 use crate::error::{Error, Result};
 use crate::store::{Event, EventQuery, Page};
 use axum::extract::State;
@@ -31,6 +31,7 @@ struct ListParams {
 
 async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Query(p): Query<ListParams>,
 ) -> Result<axum::Json<Page<Event>>> {
     let after = match p.after.or(p.cursor) {
@@ -44,6 +45,7 @@ async fn list(
         })?),
     };
     let query = EventQuery {
+        visible: principal.like_patterns(),
         model: p.model,
         action: p.action,
         after,

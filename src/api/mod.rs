@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod models;
 pub mod stages;
+pub mod tokens;
 pub mod versions;
 
 use crate::AppState;
@@ -70,6 +71,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         metrics::endpoints(),
         compare::endpoints(),
         artifacts::endpoints(),
+        tokens::endpoints(),
         events::endpoints(),
     ]
     .into_iter()

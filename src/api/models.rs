@@ -3,10 +3,10 @@
 use super::Endpoint;
 use super::extract::{Json, ModelPath, Query, double_option, page_limit, query_error};
 use crate::AppState;
-use crate::auth::Scope;
+use crate::auth::{Principal, Scope};
 use crate::domain::names::check_description;
 use crate::domain::{ModelName, TagFilter, TagPatch, Tags, cursor};
-use crate::error::Result;
+use crate::error::{Error, Kind, Result};
 use crate::store::{Actor, Model, ModelQuery, NewModel, Page, Patch, PutModel};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -81,9 +81,18 @@ fn location(model: &str) -> HeaderMap {
 async fn create(
     State(state): State<AppState>,
     actor: Actor,
+    principal: Principal,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, HeaderMap, axum::Json<Model>)> {
     let name = ModelName::parse("name", &body.name)?;
+    if !principal.sees_model(name.as_str()) {
+        return Err(Error::new(
+            Kind::Forbidden,
+            "model_forbidden",
+            format!("this token may not create model '{name}'"),
+        )
+        .with_field("name"));
+    }
     if let Some(d) = &body.description {
         check_description("description", d)?;
     }
@@ -133,10 +142,12 @@ async fn get(
 
 async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Query(p): Query<ListParams>,
 ) -> Result<axum::Json<Page<Model>>> {
     let query = ModelQuery {
         prefix: p.q.filter(|q| !q.is_empty()),
+        visible: principal.like_patterns(),
         tags: TagFilter::parse(&p.tag).map_err(query_error)?,
         limit: page_limit(p.limit, &state)?,
         after: p.cursor.map(|c| cursor::decode("m", &c)).transpose()?,

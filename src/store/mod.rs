@@ -110,6 +110,8 @@ pub struct Patch {
 #[derive(Debug, Clone)]
 pub struct ModelQuery {
     pub prefix: Option<String>,
+    /// SQL LIKE patterns the names must match one of (a token's model globs).
+    pub visible: Option<Vec<String>>,
     pub tags: TagFilter,
     pub limit: u32,
     /// Name of the last model of the previous page.
@@ -144,6 +146,8 @@ pub struct VersionQuery {
 #[derive(Debug, Clone)]
 pub struct EventQuery {
     pub model: Option<String>,
+    /// SQL LIKE patterns the model must match one of (a token's model globs).
+    pub visible: Option<Vec<String>>,
     pub action: Option<String>,
     pub after: Option<i64>,
     pub limit: u32,
@@ -248,6 +252,20 @@ pub struct Artifact {
     pub object_key: String,
 }
 
+/// A bearer token as stored (the secret itself never is).
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub secret_hash: String,
+    pub scopes: Vec<crate::auth::Scope>,
+    pub models: Option<Vec<crate::auth::Glob>>,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub created_by: String,
+}
+
 /// How long idempotency keys are honoured, at least.
 pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
 
@@ -344,6 +362,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every object key an artifact row refers to (for `gc`).
     async fn artifact_keys(&self) -> Result<Vec<String>>;
 
+    /// Stores a new token (its hash) and records `token.created`.
+    async fn create_token(&self, token: &TokenRecord, actor: &Actor) -> Result<()>;
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    async fn find_token(&self, id: Uuid) -> Result<Option<TokenRecord>>;
+    /// Marks a token revoked (effective at the next request); 404 `token_not_found`.
+    async fn revoke_token(&self, id: Uuid, actor: &Actor) -> Result<()>;
+
     /// Stages that hold a version, by name.
     async fn list_stages(&self, model: &ModelName) -> Result<Vec<StageEntry>>;
     /// What the stage holds now, or held at `at` (from the history).
@@ -419,6 +444,19 @@ impl<'a> NewEvent<'a> {
             version: None,
             stage: None,
             details: Value::Object(Map::new()),
+            at,
+        }
+    }
+
+    /// An event about no model (tokens).
+    pub fn global(action: &'static str, at: Timestamp, details: Value) -> Self {
+        Self {
+            action,
+            model_id: None,
+            model: None,
+            version: None,
+            stage: None,
+            details,
             at,
         }
     }

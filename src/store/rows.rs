@@ -113,3 +113,36 @@ pub(crate) struct IdempotencyRow {
 pub(crate) fn versions_into(rows: Vec<VersionRow>) -> Result<Vec<Version>> {
     rows.into_iter().map(VersionRow::into_version).collect()
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TokenRow {
+    pub id: Uuid,
+    pub name: String,
+    pub secret_hash: String,
+    pub scopes: Json<Vec<crate::auth::Scope>>,
+    pub models: Option<Json<Vec<String>>>,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub created_by: String,
+}
+
+impl From<TokenRow> for super::TokenRecord {
+    fn from(r: TokenRow) -> Self {
+        super::TokenRecord {
+            id: r.id,
+            name: r.name,
+            secret_hash: r.secret_hash,
+            scopes: r.scopes.0,
+            models: r.models.map(|m| {
+                m.0.into_iter()
+                    .map(crate::auth::Glob::from_stored)
+                    .collect()
+            }),
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            created_at: r.created_at,
+            created_by: r.created_by,
+        }
+    }
+}

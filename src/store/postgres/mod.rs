@@ -3,6 +3,7 @@
 mod artifacts;
 mod metrics;
 mod stages;
+mod tokens;
 
 use super::rows::{EventRow, IdempotencyRow, ModelRow, VersionRow, versions_into};
 use super::stages::{change_stage, in_stage_error};
@@ -250,12 +251,14 @@ impl Store for PgStore {
             "where ($1::text is null or starts_with(name, $1)) \
                and ($2::jsonb is null or tags @> $2) \
                and ($3::text is null or name > $3) \
+               and ($5::text[] is null or name like any($5)) \
              order by name limit $4"
         ))
         .bind(&q.prefix)
         .bind(tags)
         .bind(&q.after)
         .bind(i64::from(q.limit) + 1)
+        .bind(&q.visible)
         .fetch_all(&self.pool)
         .await?;
         let mut conn = self.pool.acquire().await?;
@@ -564,12 +567,14 @@ impl Store for PgStore {
              where ($1::bigint is null or id > $1) \
                and ($2::text is null or model = $2) \
                and ($3::text is null or action = $3) \
+               and ($5::text[] is null or model like any($5)) \
              order by id limit $4",
         )
         .bind(q.after)
         .bind(&q.model)
         .bind(&q.action)
         .bind(i64::from(q.limit) + 1)
+        .bind(&q.visible)
         .fetch_all(&self.pool)
         .await?;
         let items: Vec<Event> = rows.into_iter().map(Event::from).collect();
@@ -732,5 +737,21 @@ impl Store for PgStore {
         Ok(query_scalar("select object_key from artifacts")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn create_token(&self, token: &TokenRecord, actor: &Actor) -> Result<()> {
+        self.insert_token(token, actor).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.all_tokens().await
+    }
+
+    async fn find_token(&self, id: Uuid) -> Result<Option<TokenRecord>> {
+        self.token(id).await
+    }
+
+    async fn revoke_token(&self, id: Uuid, actor: &Actor) -> Result<()> {
+        self.revoke(id, actor).await
     }
 }

@@ -8,6 +8,7 @@
 mod artifacts;
 mod metrics;
 mod stages;
+mod tokens;
 
 use super::rows::{EventRow, IdempotencyRow, ModelRow, VersionRow, versions_into};
 use super::stages::{change_stage, in_stage_error};
@@ -287,12 +288,14 @@ impl Store for SqliteStore {
                and ($2 is null or not exists (select 1 from json_each($2) f \
                     where json_extract(models.tags, '$.\"' || f.key || '\"') is not f.value)) \
                and ($3 is null or name > $3) \
+               and ($5 is null or exists (select 1 from json_each($5) g where name like g.value escape '\\')) \
              order by name limit $4"
         ))
         .bind(&q.prefix)
         .bind(tags)
         .bind(&q.after)
         .bind(i64::from(q.limit) + 1)
+        .bind(q.visible.as_ref().map(sqlx::types::Json))
         .fetch_all(&mut *conn)
         .await?;
         let mut items = Vec::with_capacity(rows.len());
@@ -593,12 +596,14 @@ impl Store for SqliteStore {
              where ($1 is null or id > $1) \
                and ($2 is null or model = $2) \
                and ($3 is null or action = $3) \
+               and ($5 is null or exists (select 1 from json_each($5) g where model like g.value escape '\\')) \
              order by id limit $4",
         )
         .bind(q.after)
         .bind(&q.model)
         .bind(&q.action)
         .bind(i64::from(q.limit) + 1)
+        .bind(q.visible.as_ref().map(sqlx::types::Json))
         .fetch_all(&self.reader)
         .await?;
         let items: Vec<Event> = rows.into_iter().map(Event::from).collect();
@@ -755,5 +760,21 @@ impl Store for SqliteStore {
         Ok(query_scalar("select object_key from artifacts")
             .fetch_all(&self.reader)
             .await?)
+    }
+
+    async fn create_token(&self, token: &TokenRecord, actor: &Actor) -> Result<()> {
+        self.insert_token(token, actor).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.all_tokens().await
+    }
+
+    async fn find_token(&self, id: Uuid) -> Result<Option<TokenRecord>> {
+        self.token(id).await
+    }
+
+    async fn revoke_token(&self, id: Uuid, actor: &Actor) -> Result<()> {
+        self.revoke(id, actor).await
     }
 }

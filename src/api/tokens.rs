@@ -1,0 +1,178 @@
+//! `/api/v1/tokens`: create (the secret is shown once), list (never the secret), revoke.
+
+use super::Endpoint;
+use super::extract::Json;
+use crate::AppState;
+use crate::auth::{Glob, Scope, new_secret};
+use crate::domain::time::{self, Timestamp};
+use crate::error::{Error, Result};
+use crate::store::{Actor, TokenRecord};
+use axum::extract::{RawPathParams, State};
+use axum::http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(Method::POST, "/api/v1/tokens", Scope::Admin, create),
+        Endpoint::new(Method::GET, "/api/v1/tokens", Scope::Admin, list),
+        Endpoint::new(Method::DELETE, "/api/v1/tokens/{id}", Scope::Admin, revoke),
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub models: Option<Vec<String>>,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A token as listed: everything but the secret.
+#[derive(Serialize)]
+pub struct TokenView {
+    pub id: Uuid,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub models: Option<Vec<Glob>>,
+    #[serde(with = "crate::domain::time::rfc3339::option")]
+    pub expires_at: Option<Timestamp>,
+    #[serde(with = "crate::domain::time::rfc3339::option")]
+    pub revoked_at: Option<Timestamp>,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub created_at: Timestamp,
+    pub created_by: String,
+}
+
+impl From<TokenRecord> for TokenView {
+    fn from(t: TokenRecord) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            scopes: t.scopes,
+            models: t.models,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            created_at: t.created_at,
+            created_by: t.created_by,
+        }
+    }
+}
+
+/// The answer to a create: the token itself, once.
+#[derive(Serialize)]
+pub struct Created {
+    #[serde(flatten)]
+    pub view: TokenView,
+    pub token: String,
+}
+
+#[derive(Serialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+/// Validates a request and makes the token (shared with `modelreg token create`).
+pub fn make_token(body: CreateBody, actor: &Actor) -> Result<(TokenRecord, String)> {
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(Error::validation(
+            "name",
+            "name must be 1-128 printable characters",
+        ));
+    }
+    if body.scopes.is_empty() {
+        return Err(Error::validation(
+            "scopes",
+            "name at least one scope: read, write, promote, admin",
+        ));
+    }
+    let mut scopes = Vec::new();
+    for (i, s) in body.scopes.iter().enumerate() {
+        let scope = Scope::parse(&format!("scopes[{i}]"), s)?;
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    let models = match body.models {
+        None => None,
+        Some(m) if m.is_empty() => {
+            return Err(Error::validation(
+                "models",
+                "leave models out for every model, or name at least one glob",
+            ));
+        }
+        Some(m) => Some(
+            m.iter()
+                .enumerate()
+                .map(|(i, g)| Glob::parse(&format!("models[{i}]"), g))
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
+    let now = time::now();
+    if body.expires_at.is_some_and(|e| e <= now) {
+        return Err(Error::validation("expires_at", "expires_at is in the past"));
+    }
+    let secret = new_secret()?;
+    let record = TokenRecord {
+        id: secret.id,
+        name,
+        secret_hash: secret.hash,
+        scopes,
+        models,
+        expires_at: body.expires_at,
+        revoked_at: None,
+        created_at: now,
+        created_by: actor.0.clone(),
+    };
+    Ok((record, secret.token))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    actor: Actor,
+    Json(body): Json<CreateBody>,
+) -> Result<(StatusCode, axum::Json<Created>)> {
+    let (record, token) = make_token(body, &actor)?;
+    state.store.create_token(&record, &actor).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(Created {
+            view: record.into(),
+            token,
+        }),
+    ))
+}
+
+async fn list(State(state): State<AppState>) -> Result<axum::Json<Items<TokenView>>> {
+    let items = state
+        .store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .map(TokenView::from)
+        .collect();
+    Ok(axum::Json(Items { items }))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    params: RawPathParams,
+    actor: Actor,
+) -> Result<StatusCode> {
+    let raw = params
+        .iter()
+        .find(|(k, _)| *k == "id")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let id = Uuid::try_parse(raw).map_err(|_| {
+        Error::bad_request(
+            "invalid_path_parameter",
+            format!("{raw:?} is not a token id"),
+        )
+        .with_field("id")
+    })?;
+    state.store.revoke_token(id, &actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
