@@ -286,11 +286,23 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         )
         .into_response();
     }
-    if principal.models.is_some()
-        && let Some(model) = model_of(&mut req).await
-        && !principal.sees_model(&model)
-    {
-        return Error::model_not_found(&model).into_response();
+    if principal.models.is_some() {
+        match model_of(&mut req).await {
+            Some(model) if !principal.sees_model(&model) => {
+                return Error::model_not_found(&model).into_response();
+            }
+            Some(_) => {}
+            // Admin routes about no model (tokens) would let a limited token widen itself.
+            None if scope == Scope::Admin => {
+                return Error::new(
+                    Kind::Forbidden,
+                    "insufficient_scope",
+                    "this endpoint needs an admin token not limited to models",
+                )
+                .into_response();
+            }
+            None => {}
+        }
     }
     req.extensions_mut().insert(principal.actor.clone());
     req.extensions_mut().insert(Arc::new(principal));

@@ -129,6 +129,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The state the server runs with: its store and artifact store, for direct checks.
     pub state: AppState,
+    pub db_url: String,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<()>,
@@ -247,6 +248,7 @@ impl TestApp {
         let app = Self {
             addr,
             state: kept,
+            db_url: db_url.clone(),
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             handle,

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod artifacts;
+mod auth;
 mod errors;
 mod events;
 mod health;

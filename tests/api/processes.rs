@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Every line the server logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -20,23 +22,31 @@ impl Drop for Server {
 
 /// Starts the binary on a free port and reads the bound address from its log.
 fn start(db_url: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelreg"))
-        .arg("serve")
+    start_with(db_url, &[])
+}
+
+fn start_with(db_url: &str, env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelreg"));
+    cmd.arg("serve")
         .env("MODELREG_LISTEN", "127.0.0.1:0")
         .env("MODELREG_DATABASE_URL", db_url)
         .env("MODELREG_ARTIFACTS_URL", "memory://")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start modelreg");
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start modelreg");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let addr = loop {
         let line = lines
             .next()
             .expect("server exited before listening")
             .expect("read log");
+        log.lock().unwrap().push(line.clone());
         if let Some(rest) = line.split("addr=").nth(1) {
             break rest
                 .split_whitespace()
@@ -47,12 +57,33 @@ fn start(db_url: &str) -> Server {
         }
     };
     // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Server { child, addr, log }
 }
 
 pub(crate) fn start_servers(db_url: &str, n: usize) -> Vec<(SocketAddr, impl Drop)> {
     (0..n).map(|_| start(db_url)).map(|s| (s.addr, s)).collect()
+}
+
+/// `modelreg token create`, as an operator bootstraps the first admin token.
+fn cli_token(db_url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_modelreg"))
+        .args(["token", "create"])
+        .args(args)
+        .env("MODELREG_DATABASE_URL", db_url)
+        .output()
+        .expect("run modelreg token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,4 +232,103 @@ async fn current(client: &reqwest::Client, base: &str) -> i64 {
     )
     .await;
     r.ok(200)["version"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_holds_at_once_across_processes_postgres() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let root = cli_token(&db.url, &["--name", "root", "--scope", "admin"]);
+    assert!(root.starts_with("mrt_"));
+    let env = [("MODELREG_AUTH", "required"), ("RUST_LOG", "trace")];
+    let (a, b) = (start_with(&db.url, &env), start_with(&db.url, &env));
+    let client = reqwest::Client::new();
+    for s in [&a, &b] {
+        wait_ready(&client, s.addr).await;
+    }
+    let r = client
+        .post(format!("http://{}/api/v1/tokens", a.addr))
+        .bearer_auth(&root)
+        .json(&json!({"name": "ci", "scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    let created = into_resp(r).await;
+    let token = created.ok(201)["token"].as_str().unwrap().to_owned();
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let on_b = || {
+        client
+            .get(format!("http://{}/api/v1/models", b.addr))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(on_b().await.unwrap().status(), 200);
+    let r = client
+        .delete(format!("http://{}/api/v1/tokens/{id}", a.addr))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        on_b().await.unwrap().status(),
+        401,
+        "the other process still accepts a revoked token"
+    );
+
+    // Nothing any of this logged contains a token, even at trace level.
+    let secrets = [
+        root.as_str(),
+        token.as_str(),
+        root.rsplit('_').next().unwrap(),
+        token.rsplit('_').next().unwrap(),
+    ];
+    for server in [&a, &b] {
+        let log = server.log.lock().unwrap();
+        assert!(log.len() > 10, "the log was captured");
+        for line in log.iter() {
+            for s in secrets {
+                assert!(!line.contains(s), "a token reached the log: {line}");
+            }
+        }
+    }
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[test]
+fn refuses_to_start_without_auth_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_modelreg"))
+            .arg("serve")
+            .args(extra)
+            .env("MODELREG_LISTEN", "0.0.0.0:0")
+            .env("MODELREG_AUTH", "disabled")
+            .env(
+                "MODELREG_DATABASE_URL",
+                format!("sqlite://{}/db.sqlite", dir.path().display()),
+            )
+            .env("MODELREG_ARTIFACTS_URL", "memory://")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = run(&[]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without authentication"),
+        "{err}"
+    );
+    // Said in so many words, it starts.
+    let mut child = run(&["--insecure-no-auth"]);
+    let stderr = child.stderr.take().unwrap();
+    let started = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("listening"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(started);
 }

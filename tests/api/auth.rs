@@ -1,0 +1,608 @@
+//! Access control: every route × every kind of caller, on both backends.
+
+use crate::helpers::{Backend, Resp, TestApp, TestDb};
+use futures::FutureExt;
+use modelreg::api::tokens::{CreateBody, make_token};
+use modelreg::auth::Scope;
+use modelreg::config::AuthMode;
+use modelreg::store::Actor;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::panic::AssertUnwindSafe;
+
+async fn run_with_auth<F: AsyncFn(&TestApp, &str)>(backend: Backend, case: F) {
+    let db = TestDb::create(backend).await;
+    let app = TestApp::spawn(db.url.clone(), |c| c.auth = AuthMode::Required).await;
+    // The first admin token, as `modelreg token create` makes it.
+    let body = CreateBody {
+        name: "root".into(),
+        scopes: vec!["admin".into()],
+        models: None,
+        expires_at: None,
+    };
+    let (record, root) = make_token(body, &Actor("cli".into())).unwrap();
+    app.state
+        .store
+        .create_token(&record, &Actor("cli".into()))
+        .await
+        .unwrap();
+    let outcome = AssertUnwindSafe(case(&app, &root)).catch_unwind().await;
+    app.stop().await;
+    db.drop_db().await;
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+}
+
+macro_rules! auth_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::helpers::Backend;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::run_with_auth(Backend::Sqlite, super::$name).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::run_with_auth(Backend::Postgres, super::$name).await }
+        }
+    )*};
+}
+
+auth_tests!(
+    every_route_checks_its_scope,
+    secrets_are_stored_hashed,
+    tokens_api_and_actor
+);
+
+async fn call(
+    app: &TestApp,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<&Body>,
+) -> Resp {
+    let mut req = app.client.request(method, app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req = match body {
+        Some(Body::Json(v)) => req.json(v),
+        Some(Body::Bytes(b)) => req.body(b.clone()),
+        None => req,
+    };
+    app.send(req).await
+}
+
+#[derive(Clone)]
+enum Body {
+    Json(Value),
+    Bytes(Vec<u8>),
+}
+
+async fn token(
+    app: &TestApp,
+    root: &str,
+    name: &str,
+    scopes: &[&str],
+    models: Option<&[&str]>,
+) -> (String, String) {
+    let body = json!({"name": name, "scopes": scopes, "models": models});
+    let r = call(
+        app,
+        Some(root),
+        Method::POST,
+        "/api/v1/tokens",
+        Some(&Body::Json(body)),
+    )
+    .await;
+    let b = r.ok(201);
+    (
+        b["token"].as_str().unwrap().to_owned(),
+        b["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// What each route is called with, what scope it must need, and what success it gives.
+struct Case {
+    path: String,
+    body: Option<Body>,
+    scope: Scope,
+    success: u16,
+}
+
+fn case_for(method: &Method, template: &str, throwaway: &str) -> Option<Case> {
+    let j = |v: Value| Some(Body::Json(v));
+    let (path, body, scope, success): (&str, Option<Body>, Scope, u16) =
+        match (method.as_str(), template) {
+            ("GET", "/healthz") => ("/healthz", None, Scope::Public, 200),
+            ("GET", "/readyz") => ("/readyz", None, Scope::Public, 200),
+            ("POST", "/api/v1/models") => (
+                "/api/v1/models",
+                j(json!({"name": "fraud-new"})),
+                Scope::Write,
+                201,
+            ),
+            ("GET", "/api/v1/models") => ("/api/v1/models", None, Scope::Read, 200),
+            ("PUT", "/api/v1/models/{model}") => {
+                ("/api/v1/models/fraud-put", j(json!({})), Scope::Write, 201)
+            }
+            ("GET", "/api/v1/models/{model}") => ("/api/v1/models/fraud-a", None, Scope::Read, 200),
+            ("PATCH", "/api/v1/models/{model}") => (
+                "/api/v1/models/fraud-a",
+                j(json!({"tags": {"x": "1"}})),
+                Scope::Write,
+                200,
+            ),
+            ("DELETE", "/api/v1/models/{model}") => {
+                ("/api/v1/models/fraud-empty", None, Scope::Admin, 204)
+            }
+            ("POST", "/api/v1/models/{model}/versions") => (
+                "/api/v1/models/fraud-a/versions",
+                j(json!({})),
+                Scope::Write,
+                201,
+            ),
+            ("GET", "/api/v1/models/{model}/versions") => {
+                ("/api/v1/models/fraud-a/versions", None, Scope::Read, 200)
+            }
+            ("GET", "/api/v1/models/{model}/versions/{version}") => {
+                ("/api/v1/models/fraud-a/versions/1", None, Scope::Read, 200)
+            }
+            ("PATCH", "/api/v1/models/{model}/versions/{version}") => (
+                "/api/v1/models/fraud-a/versions/1",
+                j(json!({"tags": {"a": "b"}})),
+                Scope::Write,
+                200,
+            ),
+            ("POST", "/api/v1/models/{model}/versions/{version}/finalize") => (
+                "/api/v1/models/fraud-a/versions/3/finalize",
+                None,
+                Scope::Write,
+                200,
+            ),
+            ("POST", "/api/v1/models/{model}/versions/{version}/fail") => (
+                "/api/v1/models/fraud-a/versions/4/fail",
+                None,
+                Scope::Write,
+                200,
+            ),
+            ("POST", "/api/v1/models/{model}/versions/{version}/archive") => (
+                "/api/v1/models/fraud-a/versions/5/archive",
+                None,
+                Scope::Write,
+                200,
+            ),
+            ("GET", "/api/v1/models/{model}/stages") => {
+                ("/api/v1/models/fraud-a/stages", None, Scope::Read, 200)
+            }
+            ("GET", "/api/v1/models/{model}/stages/{stage}") => (
+                "/api/v1/models/fraud-a/stages/staging",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("DELETE", "/api/v1/models/{model}/stages/{stage}") => (
+                "/api/v1/models/fraud-a/stages/canary",
+                None,
+                Scope::Promote,
+                200,
+            ),
+            ("POST", "/api/v1/models/{model}/stages/{stage}/promote") => (
+                "/api/v1/models/fraud-a/stages/production/promote",
+                j(json!({"version": 1})),
+                Scope::Promote,
+                200,
+            ),
+            ("POST", "/api/v1/models/{model}/stages/{stage}/rollback") => (
+                "/api/v1/models/fraud-a/stages/staging/rollback",
+                None,
+                Scope::Promote,
+                200,
+            ),
+            ("GET", "/api/v1/models/{model}/stages/{stage}/history") => (
+                "/api/v1/models/fraud-a/stages/staging/history",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("POST", "/api/v1/models/{model}/versions/{version}/metrics") => (
+                "/api/v1/models/fraud-a/versions/1/metrics",
+                j(json!({"points": [{"key": "loss", "step": 9, "value": 0.5}]})),
+                Scope::Write,
+                200,
+            ),
+            ("GET", "/api/v1/models/{model}/versions/{version}/metrics") => (
+                "/api/v1/models/fraud-a/versions/1/metrics",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("GET", "/api/v1/models/{model}/versions/{version}/metrics/{*key}") => (
+                "/api/v1/models/fraud-a/versions/1/metrics/loss",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("GET", "/api/v1/models/{model}/metrics/{*key}") => (
+                "/api/v1/models/fraud-a/metrics/loss?versions=1,2",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("GET", "/api/v1/models/{model}/compare") => (
+                "/api/v1/models/fraud-a/compare?versions=1,2",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("PUT", "/api/v1/models/{model}/versions/{version}/artifacts/{*path}") => (
+                "/api/v1/models/fraud-a/versions/2/artifacts/new.bin",
+                Some(Body::Bytes(b"new".to_vec())),
+                Scope::Write,
+                201,
+            ),
+            ("GET", "/api/v1/models/{model}/versions/{version}/artifacts") => (
+                "/api/v1/models/fraud-a/versions/2/artifacts",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("GET", "/api/v1/models/{model}/versions/{version}/artifacts/{*path}") => (
+                "/api/v1/models/fraud-a/versions/2/artifacts/model.bin",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("DELETE", "/api/v1/models/{model}/versions/{version}/artifacts/{*path}") => (
+                "/api/v1/models/fraud-a/versions/2/artifacts/del.bin",
+                None,
+                Scope::Write,
+                204,
+            ),
+            ("GET", "/api/v1/events") => ("/api/v1/events", None, Scope::Read, 200),
+            ("POST", "/api/v1/tokens") => (
+                "/api/v1/tokens",
+                j(json!({"name": "t", "scopes": ["read"]})),
+                Scope::Admin,
+                201,
+            ),
+            ("GET", "/api/v1/tokens") => ("/api/v1/tokens", None, Scope::Admin, 200),
+            ("DELETE", "/api/v1/tokens/{id}") => {
+                return Some(Case {
+                    path: format!("/api/v1/tokens/{throwaway}"),
+                    body: None,
+                    scope: Scope::Admin,
+                    success: 204,
+                });
+            }
+            _ => return None,
+        };
+    Some(Case {
+        path: path.to_owned(),
+        body,
+        scope,
+        success,
+    })
+}
+
+async fn fixture(app: &TestApp, root: &str) {
+    let post = |path: &'static str, body: Value| async move {
+        call(app, Some(root), Method::POST, path, Some(&Body::Json(body))).await
+    };
+    for name in ["fraud-a", "fraud-empty", "other-x"] {
+        post("/api/v1/models", json!({"name": name})).await.ok(201);
+    }
+    post("/api/v1/models/other-x/versions", json!({"finalize": true}))
+        .await
+        .ok(201);
+    for finalize in [true, false, false, false, true, true] {
+        post(
+            "/api/v1/models/fraud-a/versions",
+            json!({"finalize": finalize}),
+        )
+        .await
+        .ok(201);
+    }
+    post(
+        "/api/v1/models/fraud-a/versions/1/metrics",
+        json!({"points": [{"key": "loss", "step": 1, "value": 1.0}]}),
+    )
+    .await
+    .ok(200);
+    for path in ["model.bin", "del.bin"] {
+        let url = format!("/api/v1/models/fraud-a/versions/2/artifacts/{path}");
+        call(
+            app,
+            Some(root),
+            Method::PUT,
+            &url,
+            Some(&Body::Bytes(b"bytes".to_vec())),
+        )
+        .await
+        .ok(201);
+    }
+    for v in [1, 6] {
+        post(
+            "/api/v1/models/fraud-a/stages/staging/promote",
+            json!({"version": v}),
+        )
+        .await
+        .ok(200);
+    }
+}
+
+async fn every_route_checks_its_scope(app: &TestApp, root: &str) {
+    fixture(app, root).await;
+    let limited = Some(&["fraud-*"][..]);
+    let (read, _) = token(app, root, "reader", &["read"], limited).await;
+    let (write, _) = token(app, root, "writer", &["write"], limited).await;
+    let (promote, _) = token(app, root, "operator", &["promote"], limited).await;
+    let (admin_limited, _) = token(app, root, "fraud-admin", &["admin"], limited).await;
+    let (wrong_glob, _) = token(
+        app,
+        root,
+        "other-team",
+        &["read", "write", "promote", "admin"],
+        Some(&["other-*"]),
+    )
+    .await;
+    let (revoked, revoked_id) = token(app, root, "gone", &["admin"], None).await;
+    call(
+        app,
+        Some(root),
+        Method::DELETE,
+        &format!("/api/v1/tokens/{revoked_id}"),
+        None,
+    )
+    .await
+    .ok(204);
+    let (_, throwaway) = token(app, root, "throwaway", &["read"], None).await;
+    let expired = {
+        let past = chrono::Utc::now() - chrono::Duration::hours(1);
+        let body = CreateBody {
+            name: "old".into(),
+            scopes: vec!["admin".into()],
+            models: None,
+            expires_at: None,
+        };
+        let (mut record, secret) = make_token(body, &Actor("cli".into())).unwrap();
+        record.expires_at = Some(past);
+        app.state
+            .store
+            .create_token(&record, &Actor("cli".into()))
+            .await
+            .unwrap();
+        secret
+    };
+    let by_scope = [
+        (Scope::Read, &read),
+        (Scope::Write, &write),
+        (Scope::Promote, &promote),
+    ];
+
+    let endpoints = modelreg::api::endpoints();
+    assert!(
+        endpoints.len() >= 34,
+        "every route of the contract is in the router"
+    );
+    for e in &endpoints {
+        let c = case_for(&e.method, e.path, &throwaway).unwrap_or_else(|| {
+            panic!(
+                "no access case for {} {}: declare its scope in this table",
+                e.method, e.path
+            )
+        });
+        assert_eq!(
+            e.scope, c.scope,
+            "{} {} declares the wrong scope",
+            e.method, e.path
+        );
+        let ctx = format!("{} {}", e.method, c.path);
+        let m = || e.method.clone();
+        if c.scope == Scope::Public {
+            call(app, None, m(), &c.path, None).await.ok(c.success);
+            continue;
+        }
+        call(app, None, m(), &c.path, c.body.as_ref())
+            .await
+            .problem(401, "unauthorized");
+        for bad in [
+            "garbage",
+            "mrt_01a21997b68674bc8f474e033e10a64e_xyz",
+            &format!("{root}x"),
+        ] {
+            let r = call(app, Some(bad), m(), &c.path, c.body.as_ref()).await;
+            assert_eq!(r.status, 401, "{ctx} with a bad token: {}", r.body);
+        }
+        for t in [&expired, &revoked] {
+            call(app, Some(t), m(), &c.path, c.body.as_ref())
+                .await
+                .problem(401, "unauthorized");
+        }
+        for (scope, t) in by_scope {
+            if scope != c.scope {
+                let r = call(app, Some(t), m(), &c.path, c.body.as_ref()).await;
+                assert_eq!(r.status, 403, "{ctx} with a {scope:?} token: {}", r.body);
+            }
+        }
+        // A token for other models: those routes answer as if the model were absent.
+        let r = call(app, Some(&wrong_glob), m(), &c.path, c.body.as_ref()).await;
+        match (e.path.contains("{model}"), e.path) {
+            (true, _) => assert_eq!(
+                r.problem(404, "model_not_found")["code"],
+                "model_not_found",
+                "{ctx}"
+            ),
+            (false, p) if p.starts_with("/api/v1/tokens") => {
+                r.problem(403, "insufficient_scope");
+            }
+            (false, "/api/v1/models") if e.method == Method::POST => {
+                r.problem(403, "model_forbidden");
+            }
+            (false, _) => {
+                let names: Vec<&str> = r.ok(200)["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|i| i["model"].as_str().or(i["name"].as_str()))
+                    .collect();
+                assert!(
+                    names.iter().all(|n| n.starts_with("other-")),
+                    "{ctx} leaks other models: {names:?}"
+                );
+            }
+        }
+        // The right scope succeeds; a limited admin passes the scope check too.
+        let allowed = match c.scope {
+            Scope::Admin => {
+                if e.path.starts_with("/api/v1/tokens") {
+                    call(app, Some(&admin_limited), m(), &c.path, c.body.as_ref())
+                        .await
+                        .problem(403, "insufficient_scope");
+                    root.to_owned()
+                } else {
+                    admin_limited.clone()
+                }
+            }
+            s => by_scope
+                .iter()
+                .find(|(x, _)| *x == s)
+                .map(|(_, t)| (*t).clone())
+                .unwrap(),
+        };
+        let r = call(app, Some(&allowed), m(), &c.path, c.body.as_ref()).await;
+        assert_eq!(
+            r.status.as_u16(),
+            c.success,
+            "{ctx} with the {:?} scope: {}",
+            c.scope,
+            r.body
+        );
+        let r = call(app, Some(root), m(), &c.path, c.body.as_ref()).await;
+        assert!(
+            ![401, 403].contains(&r.status.as_u16()),
+            "{ctx} with admin: {}",
+            r.body
+        );
+    }
+}
+
+async fn secrets_are_stored_hashed(app: &TestApp, root: &str) {
+    let (secret, id) = token(app, root, "ci", &["read"], None).await;
+    let list = call(app, Some(root), Method::GET, "/api/v1/tokens", None).await;
+    let text = list.ok(200).to_string();
+    assert!(
+        !text.contains(&secret) && !text.contains("secret_hash"),
+        "{text}"
+    );
+    assert!(text.contains(&id));
+    // Read the table itself: no column holds the secret or its random part.
+    let random = secret.rsplit('_').next().unwrap().to_owned();
+    let rows: Vec<String> = if app.db_url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&app.db_url).await.unwrap();
+        let rows = sqlx::query_scalar("select t::text from tokens t")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    } else {
+        let pool = sqlx::SqlitePool::connect(&app.db_url).await.unwrap();
+        let rows = sqlx::query_scalar("select name || secret_hash || scopes || coalesce(models, '') || created_by from tokens")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    };
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert!(
+            !row.contains(&random),
+            "the secret is stored in plain text: {row}"
+        );
+    }
+    call(app, Some(&secret), Method::GET, "/api/v1/models", None)
+        .await
+        .ok(200);
+}
+
+async fn tokens_api_and_actor(app: &TestApp, root: &str) {
+    let (ci, _) = token(
+        app,
+        root,
+        "pipeline-ci",
+        &["read", "write"],
+        Some(&["churn-*"]),
+    )
+    .await;
+    let (ops, _) = token(app, root, "alice", &["promote", "read"], None).await;
+    let post = |t: &str, path: &str, body: Value| {
+        let t = t.to_owned();
+        let path = path.to_owned();
+        async move { call(app, Some(&t), Method::POST, &path, Some(&Body::Json(body))).await }
+    };
+    post(&ci, "/api/v1/models", json!({"name": "churn-a"}))
+        .await
+        .ok(201);
+    let v = post(
+        &ci,
+        "/api/v1/models/churn-a/versions",
+        json!({"finalize": true}),
+    )
+    .await;
+    assert_eq!(v.ok(201)["created_by"], "pipeline-ci");
+    post(
+        &ops,
+        "/api/v1/models/churn-a/stages/production/promote",
+        json!({"version": 1, "reason": "go"}),
+    )
+    .await
+    .ok(200);
+    let h = call(
+        app,
+        Some(&ops),
+        Method::GET,
+        "/api/v1/models/churn-a/stages/production/history",
+        None,
+    )
+    .await;
+    assert_eq!(h.ok(200)["items"][0]["actor"], "alice");
+    let ev = call(
+        app,
+        Some(root),
+        Method::GET,
+        "/api/v1/events?action=token.created",
+        None,
+    )
+    .await;
+    assert_eq!(ev.ok(200)["items"][0]["actor"], "cli");
+    // Bad requests for tokens.
+    for (body, field) in [
+        (json!({"name": "x", "scopes": []}), "scopes"),
+        (json!({"name": "x", "scopes": ["root"]}), "scopes[0]"),
+        (
+            json!({"name": "x", "scopes": ["read"], "models": ["Bad"]}),
+            "models[0]",
+        ),
+        (json!({"name": "", "scopes": ["read"]}), "name"),
+        (
+            json!({"name": "x", "scopes": ["read"], "expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+    ] {
+        let r = post(root, "/api/v1/tokens", body.clone()).await;
+        assert_eq!(
+            r.problem(422, "validation_failed")["field"],
+            field,
+            "{body}"
+        );
+    }
+    call(app, Some(root), Method::DELETE, "/api/v1/tokens/nope", None)
+        .await
+        .problem(400, "invalid_path_parameter");
+    let missing = format!("/api/v1/tokens/{}", uuid::Uuid::now_v7());
+    call(app, Some(root), Method::DELETE, &missing, None)
+        .await
+        .problem(404, "token_not_found");
+    let r = call(app, None, Method::GET, "/api/v1/models", None).await;
+    assert_eq!(r.headers["www-authenticate"], "Bearer");
+}
