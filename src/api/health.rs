@@ -13,7 +13,16 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new(Method::GET, "/healthz", Scope::Public, healthz),
         Endpoint::new(Method::GET, "/readyz", Scope::Public, readyz),
+        Endpoint::new(Method::GET, "/openapi.yaml", Scope::Public, openapi),
     ]
+}
+
+/// The contract this server implements (kept equal to the router by a test).
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+        include_str!("../../openapi.yaml"),
+    )
 }
 
 /// The process is up and serving.

@@ -8,9 +8,7 @@ use crate::auth::Scope;
 use crate::domain::names::check_description;
 use crate::domain::{TagFilter, Tags, Transition, VersionStatus, cursor};
 use crate::error::{Error, Result};
-use crate::store::{
-    Actor, Artifact, Idempotency, MetricSummary, NewVersion, Page, Version, VersionQuery,
-};
+use crate::store::{Actor, Idempotency, NewVersion, Page, Version, VersionDetail, VersionQuery};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use serde::{Deserialize, Serialize};
@@ -176,27 +174,13 @@ async fn list(
     Ok(axum::Json(state.store.list_versions(&model, &query).await?))
 }
 
-/// A version with its artifacts and metric summaries.
-#[derive(Serialize)]
-struct VersionDetail {
-    #[serde(flatten)]
-    version: Version,
-    artifacts: Vec<Artifact>,
-    metrics: Vec<MetricSummary>,
-}
-
 async fn get(
     State(state): State<AppState>,
     VersionPath(model, version): VersionPath,
 ) -> Result<axum::Json<VersionDetail>> {
-    let v = state.store.get_version(&model, version).await?;
-    let artifacts = state.store.list_artifacts(&model, version).await?;
-    let metrics = state.store.metric_summaries(&model, version).await?;
-    Ok(axum::Json(VersionDetail {
-        version: v,
-        artifacts,
-        metrics,
-    }))
+    Ok(axum::Json(
+        state.store.version_detail(&model, version).await?,
+    ))
 }
 
 async fn patch(

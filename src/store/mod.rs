@@ -239,17 +239,26 @@ pub struct StageRequest {
 }
 
 /// An artifact of a version.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct Artifact {
     pub path: String,
     pub size: i64,
     pub sha256: String,
     pub content_type: String,
-    #[serde(with = "crate::domain::time::rfc3339")]
+    #[serde(serialize_with = "crate::domain::time::rfc3339::serialize")]
     pub created_at: Timestamp,
     /// Where the bytes are in the object store.
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub object_key: String,
+}
+
+/// A version with its artifacts and metric summaries: what `GET …/versions/{version}` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionDetail {
+    #[serde(flatten)]
+    pub version: Version,
+    pub artifacts: Vec<Artifact>,
+    pub metrics: Vec<MetricSummary>,
 }
 
 /// A bearer token as stored (the secret itself never is).
@@ -297,6 +306,8 @@ pub trait Store: Send + Sync + 'static {
         actor: &Actor,
     ) -> Result<Registered>;
     async fn get_version(&self, model: &ModelName, version: i64) -> Result<Version>;
+    /// A version with its artifacts and metric summaries, read together.
+    async fn version_detail(&self, model: &ModelName, version: i64) -> Result<VersionDetail>;
     async fn list_versions(&self, model: &ModelName, query: &VersionQuery)
     -> Result<Page<Version>>;
     async fn update_version(

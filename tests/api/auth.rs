@@ -114,6 +114,7 @@ fn case_for(method: &Method, template: &str, throwaway: &str) -> Option<Case> {
         match (method.as_str(), template) {
             ("GET", "/healthz") => ("/healthz", None, Scope::Public, 200),
             ("GET", "/readyz") => ("/readyz", None, Scope::Public, 200),
+            ("GET", "/openapi.yaml") => ("/openapi.yaml", None, Scope::Public, 200),
             ("POST", "/api/v1/models") => (
                 "/api/v1/models",
                 j(json!({"name": "fraud-new"})),

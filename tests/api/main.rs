@@ -12,5 +12,6 @@ mod health;
 mod metrics;
 mod models;
 mod processes;
+mod spec;
 mod stages;
 mod versions;

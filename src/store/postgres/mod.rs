@@ -23,6 +23,14 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+#[derive(sqlx::FromRow)]
+struct DetailRow {
+    #[sqlx(flatten)]
+    version: VersionRow,
+    artifacts: sqlx::types::Json<Vec<Artifact>>,
+    metrics: sqlx::types::Json<Vec<MetricSummary>>,
+}
+
 macro_rules! model_select {
     () => {
         "select id, name, description, tags, last_version, created_at, updated_at, created_by from models "
@@ -443,6 +451,41 @@ impl Store for PgStore {
             version,
             created: true,
         })
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn version_detail(&self, model: &ModelName, version: i64) -> Result<VersionDetail> {
+        // One round trip: the version row with its artifacts and summaries as JSON.
+        let row = query_as::<_, DetailRow>(
+            "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
+                    v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by, \
+                    (select coalesce(json_agg(json_build_object('path', a.path, 'size', a.size, 'sha256', a.sha256, \
+                            'content_type', a.content_type, 'created_at', a.created_at, 'object_key', a.object_key) \
+                            order by a.path), '[]') from artifacts a where a.version_id = v.id) as artifacts, \
+                    (select coalesce(json_agg(x order by x.key), '[]') from \
+                       (select s.key, sum(r.count)::bigint as count, min(r.first_step) as first_step, \
+                               max(r.last_step) as last_step, min(r.min) as min, max(r.max) as max, \
+                               (array_agg(r.last order by r.last_step desc))[1] as last \
+                        from metric_series s join metric_rollups r on r.series_id = s.id and r.level = 3 \
+                        where s.version_id = v.id group by s.key) x) as metrics \
+             from versions v join models m on m.id = v.model_id where m.name = $1 and v.version = $2",
+        )
+        .bind(model.as_str())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(VersionDetail {
+                artifacts: r.artifacts.0,
+                metrics: r.metrics.0,
+                version: r.version.into_version()?,
+            }),
+            None => {
+                let mut conn = self.pool.acquire().await?;
+                Self::model_row(&mut conn, model, false).await?;
+                Err(Error::version_not_found(model.as_str(), version))
+            }
+        }
     }
 
     #[instrument(skip_all, fields(model = %model, version))]

@@ -474,6 +474,25 @@ impl Store for SqliteStore {
     }
 
     #[instrument(skip_all, fields(model = %model, version))]
+    async fn version_detail(&self, model: &ModelName, version: i64) -> Result<VersionDetail> {
+        let mut conn = self.reader.acquire().await?;
+        let row = Self::version_row(&mut conn, model, version).await?;
+        let artifacts = query_as("select path, size, sha256, content_type, created_at, object_key from artifacts where version_id = $1 order by path")
+            .bind(row.id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let metrics = query_as(shared::SUMMARIES)
+            .bind(row.id)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(VersionDetail {
+            version: row.into_version()?,
+            artifacts,
+            metrics,
+        })
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
     async fn get_version(&self, model: &ModelName, version: i64) -> Result<Version> {
         let mut conn = self.reader.acquire().await?;
         Self::version_row(&mut conn, model, version)

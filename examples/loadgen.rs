@@ -1,0 +1,517 @@
+//! Load generator behind BENCHMARKS.md.
+//!
+//! `loadgen http`   drives a running server with N closed-loop clients for a bounded time
+//!                  and request count, and prints one JSON line: throughput, p50/p99 latency,
+//!                  and the server's CPU time per request (from /proc, with --server-pid).
+//! `loadgen setup`  loads the fixtures the HTTP scenarios read (models, versions, series).
+//! `loadgen bare`   measures the database alone with the same table shapes: COPY, unnest
+//!                  inserts, single-row transactions, primary-key selects, full-scan bucketing.
+//!
+//! Every loop is bounded in requests and seconds, and only talks to the addresses given
+//! (127.0.0.1 in bench/compare.sh).
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Http(HttpArgs),
+    Setup(SetupArgs),
+    Bare(BareArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct HttpArgs {
+    /// register | promote10 | promote10k | ingest | get_version | buckets | raw100k | overlay | noop
+    scenario: String,
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base: String,
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 200_000)]
+    max_requests: u64,
+    /// Server process to charge CPU time to.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+#[derive(clap::Args)]
+struct SetupArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base: String,
+    /// Points of the long series read as buckets.
+    #[arg(long, default_value_t = 1_000_000)]
+    series_points: i64,
+}
+
+#[derive(clap::Args)]
+struct BareArgs {
+    /// copy | unnest | tx | select | bucket
+    scenario: String,
+    #[arg(long)]
+    database_url: String,
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 200_000)]
+    max_requests: u64,
+}
+
+/// One measured run.
+struct Run {
+    latencies: Vec<Duration>,
+    errors: u64,
+    elapsed: Duration,
+    items_per_request: f64,
+    cpu_seconds: Option<f64>,
+}
+
+impl Run {
+    fn report(&self, scenario: &str, clients: usize) -> Value {
+        let mut l = self.latencies.clone();
+        l.sort();
+        let pct = |p: f64| {
+            l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        let n = l.len() as f64;
+        let secs = self.elapsed.as_secs_f64();
+        json!({
+            "scenario": scenario,
+            "clients": clients,
+            "requests": l.len(),
+            "errors": self.errors,
+            "seconds": (secs * 100.0).round() / 100.0,
+            "per_second": (n / secs * 10.0).round() / 10.0,
+            "items_per_second": (n * self.items_per_request / secs).round(),
+            "p50_ms": (pct(0.50) * 1000.0).round() / 1000.0,
+            "p99_ms": (pct(0.99) * 1000.0).round() / 1000.0,
+            "server_cpu_ms_per_request": self.cpu_seconds.map(|c| (c * 1e3 / n.max(1.0) * 1000.0).round() / 1000.0),
+        })
+    }
+}
+
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Runs `clients` closed loops of `op(client, i)` until the time or request budget is spent.
+async fn closed_loop<F, Fut>(
+    clients: usize,
+    seconds: f64,
+    max_requests: u64,
+    pid: Option<u32>,
+    op: F,
+) -> Run
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let issued = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let cpu0 = pid.and_then(cpu_seconds);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (op, issued, errors) = (op.clone(), issued.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = issued.fetch_add(1, Ordering::Relaxed);
+                    if i >= max_requests || Instant::now() >= deadline {
+                        break;
+                    }
+                    let t = Instant::now();
+                    if op(c, i).await {
+                        lat.push(t.elapsed());
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap_or_default());
+    }
+    let elapsed = start.elapsed();
+    let cpu_seconds = match (cpu0, pid.and_then(cpu_seconds)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    Run {
+        latencies,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        items_per_request: 1.0,
+        cpu_seconds,
+    }
+}
+
+fn points(key: &str, from: i64, n: i64) -> Value {
+    let pts: Vec<Value> = (from..from + n)
+        .map(|s| json!({"key": key, "step": s, "value": ((s as f64) * 0.001).sin() + (s % 97) as f64 * 1e-3}))
+        .collect();
+    json!({"points": pts})
+}
+
+async fn ok(r: reqwest::Result<reqwest::Response>) -> bool {
+    match r {
+        Ok(r) => {
+            let good = r.status().is_success();
+            let _ = r.bytes().await;
+            good
+        }
+        Err(_) => false,
+    }
+}
+
+async fn http(a: HttpArgs) -> Value {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()
+        .expect("client");
+    let base = a.base.clone();
+    let (c, b) = (client.clone(), base.clone());
+    let mut items = 1.0;
+    let run = match a.scenario.as_str() {
+        "register" => {
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, i| {
+                let req = c.post(format!("{b}/api/v1/models/bench-register/versions"))
+                    .json(&json!({"config": {"lr": 0.01, "layers": [64, 32]}, "tags": {"run": i.to_string()}}));
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
+        s @ ("promote10" | "promote10k") => {
+            let model = if s == "promote10" { "bench-p10" } else { "bench-p10k" };
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, i| {
+                let req = c.post(format!("{b}/api/v1/models/{model}/stages/production/promote"))
+                    .json(&json!({"version": i % 2 + 1}));
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
+        "ingest" => {
+            items = 10_000.0;
+            let steps: Arc<Vec<AtomicU64>> = Arc::new((0..a.clients).map(|_| AtomicU64::new(0)).collect());
+            let run_id = std::process::id();
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |client, _| {
+                let from = steps[client].fetch_add(10_000, Ordering::Relaxed) as i64;
+                let body = points(&format!("run{run_id}/client{client}/loss"), from, 10_000);
+                let req = c.post(format!("{b}/api/v1/models/bench-metrics/versions/1/metrics")).json(&body);
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
+        "get_version" => {
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, _| {
+                let req = c.get(format!("{b}/api/v1/models/bench-p10/versions/1"));
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
+        "buckets" => {
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, _| {
+                let req = c.get(format!("{b}/api/v1/models/bench-series/versions/1/metrics/long?max_points=1000"));
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
+        "raw100k" => {
+            items = 100_000.0;
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, _| {
+                let req = c.get(format!("{b}/api/v1/models/bench-series/versions/1/metrics/short"));
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
+        "overlay" => {
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, _| {
+                let req = c.get(format!("{b}/api/v1/models/bench-series/metrics/long?versions=1,2,3,4,5&max_points=1000"));
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
+        "noop" => {
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, _| {
+                let req = c.get(format!("{b}/"));
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
+        other => panic!("unknown scenario {other}"),
+    };
+    let mut run = run;
+    run.items_per_request = items;
+    run.report(&a.scenario, a.clients)
+}
+
+async fn setup(a: SetupArgs) {
+    let c = reqwest::Client::new();
+    let b = &a.base;
+    let post = |path: String, body: Value| {
+        let c = c.clone();
+        async move {
+            let r = c.post(path).json(&body).send().await.expect("request");
+            assert!(
+                r.status().is_success(),
+                "{}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+    };
+    for m in [
+        "bench-register",
+        "bench-p10",
+        "bench-p10k",
+        "bench-metrics",
+        "bench-series",
+    ] {
+        let r = c
+            .put(format!("{b}/api/v1/models/{m}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("put model");
+        assert!(r.status().is_success());
+    }
+    post(
+        format!("{b}/api/v1/models/bench-metrics/versions"),
+        json!({}),
+    )
+    .await;
+    for _ in 0..10 {
+        post(
+            format!("{b}/api/v1/models/bench-p10/versions"),
+            json!({"finalize": true, "config": {"lr": 0.1}}),
+        )
+        .await;
+    }
+    // 10,000 ready versions, registered 8 at a time.
+    let n = 10_000;
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, b, next) = (c.clone(), b.clone(), next.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < n {
+                    let r = c
+                        .post(format!("{b}/api/v1/models/bench-p10k/versions"))
+                        .json(&json!({"finalize": true}))
+                        .send()
+                        .await;
+                    assert!(r.is_ok_and(|r| r.status().is_success()));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("register");
+    }
+    for v in 1..=5 {
+        post(
+            format!("{b}/api/v1/models/bench-series/versions"),
+            json!({}),
+        )
+        .await;
+        let total = if v == 1 {
+            a.series_points
+        } else {
+            a.series_points / 5
+        };
+        let mut step = 0;
+        while step < total {
+            let n = 10_000.min(total - step);
+            post(
+                format!("{b}/api/v1/models/bench-series/versions/{v}/metrics"),
+                points("long", step, n),
+            )
+            .await;
+            step += n;
+        }
+    }
+    let mut step = 0;
+    while step < 100_000 {
+        post(
+            format!("{b}/api/v1/models/bench-series/versions/1/metrics"),
+            points("short", step, 10_000),
+        )
+        .await;
+        step += 10_000;
+    }
+    eprintln!("fixtures loaded");
+}
+
+async fn bare(a: BareArgs) -> Value {
+    use sqlx::postgres::PgPoolOptions;
+    let pool = PgPoolOptions::new()
+        .max_connections(a.clients as u32 + 1)
+        .connect(&a.database_url)
+        .await
+        .expect("connect");
+    let store = modelreg::store::PgStore::connect(&a.database_url, 2)
+        .await
+        .expect("store");
+    modelreg::store::Store::migrate(&store)
+        .await
+        .expect("migrate");
+    let model_id = uuid::Uuid::now_v7();
+    sqlx::query("insert into models (id, name, created_at, updated_at, created_by) values ($1, $2, now(), now(), 'bench') on conflict do nothing")
+        .bind(model_id)
+        .bind(format!("bare-{model_id}"))
+        .execute(&pool)
+        .await
+        .expect("model");
+    let p = pool.clone();
+    let mut items = 1.0;
+    let run = match a.scenario.as_str() {
+        // One-row transactions: a version row, as registration writes it.
+        "tx" => {
+            closed_loop(a.clients, a.seconds, a.max_requests, None, move |_, i| {
+                let p = p.clone();
+                async move {
+                    sqlx::query(
+                        "insert into versions (id, model_id, version, status, config, source, tags, created_at, updated_at, created_by) \
+                         values ($1, $2, $3, 'pending', '{\"lr\": 0.01}', '{}', '{}', now(), now(), 'bench')",
+                    )
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(model_id)
+                    .bind(i as i64 + 1)
+                    .execute(&p)
+                    .await
+                    .is_ok()
+                }
+            })
+            .await
+        }
+        "select" => {
+            for v in 1..=10 {
+                sqlx::query("insert into versions (id, model_id, version, status, created_at, updated_at, created_by) values ($1, $2, $3, 'ready', now(), now(), 'bench')")
+                    .bind(uuid::Uuid::now_v7()).bind(model_id).bind(v as i64).execute(&pool).await.expect("seed");
+            }
+            closed_loop(a.clients, a.seconds, a.max_requests, None, move |_, i| {
+                let p = p.clone();
+                async move {
+                    sqlx::query("select * from versions where model_id = $1 and version = $2")
+                        .bind(model_id)
+                        .bind((i % 10) as i64 + 1)
+                        .fetch_one(&p)
+                        .await
+                        .is_ok()
+                }
+            })
+            .await
+        }
+        // 10k-row `insert … select from unnest` statements, each client its own series.
+        "unnest" => {
+            items = 10_000.0;
+            let steps: Arc<Vec<AtomicU64>> = Arc::new((0..a.clients).map(|_| AtomicU64::new(0)).collect());
+            let base = (std::process::id() as i64) << 20;
+            closed_loop(a.clients, a.seconds, a.max_requests, None, move |c, _| {
+                let p = p.clone();
+                let from = steps[c].fetch_add(10_000, Ordering::Relaxed) as i64;
+                async move {
+                    let step: Vec<i64> = (from..from + 10_000).collect();
+                    let sid = vec![base + c as i64; 10_000];
+                    let value: Vec<f64> = step.iter().map(|s| *s as f64 * 0.5).collect();
+                    let at = vec![0i64; 10_000];
+                    sqlx::query(
+                        "insert into metric_points (series_id, step, value, at) \
+                         select * from unnest($1::bigint[], $2::bigint[], $3::float8[], $4::bigint[]) \
+                         on conflict (series_id, step) do update set value = excluded.value, at = excluded.at",
+                    )
+                    .bind(&sid).bind(&step).bind(&value).bind(&at)
+                    .execute(&p)
+                    .await
+                    .is_ok()
+                }
+            })
+            .await
+        }
+        // COPY of 1M rows into the points table, one series, primary key in place.
+        "copy" => {
+            let sid = (std::process::id() as i64) << 21;
+            let mut conn = pool.acquire().await.expect("conn");
+            let start = Instant::now();
+            let mut copy = conn.copy_in_raw("copy metric_points (series_id, step, value, at) from stdin").await.expect("copy");
+            let mut buf = String::with_capacity(1 << 22);
+            for s in 0..1_000_000i64 {
+                use std::fmt::Write;
+                let _ = writeln!(buf, "{sid}\t{s}\t{}\t0", s as f64 * 0.5);
+                if buf.len() > (1 << 22) - 64 {
+                    copy.send(buf.as_bytes()).await.expect("send");
+                    buf.clear();
+                }
+            }
+            copy.send(buf.as_bytes()).await.expect("send");
+            copy.finish().await.expect("finish");
+            let elapsed = start.elapsed();
+            return json!({"scenario": "bare_copy", "rows": 1_000_000, "seconds": elapsed.as_secs_f64(),
+                          "items_per_second": (1e6 / elapsed.as_secs_f64()).round()});
+        }
+        // The query a chart would run without rollups: 1M rows into 1,000 buckets.
+        "bucket" => {
+            let sid: i64 = sqlx::query_scalar("select series_id from metric_points group by series_id having count(*) >= 1000000 limit 1")
+                .fetch_optional(&pool)
+                .await
+                .expect("find series")
+                .expect("run `loadgen bare copy` first");
+            closed_loop(1, a.seconds, a.max_requests.min(20), None, move |_, _| {
+                let p = p.clone();
+                async move {
+                    sqlx::query(
+                        "select step / 1000 as b, min(value), max(value), avg(value), count(*), \
+                                (array_agg(value order by step desc))[1] \
+                         from metric_points where series_id = $1 group by 1 order by 1",
+                    )
+                    .bind(sid)
+                    .fetch_all(&p)
+                    .await
+                    .is_ok()
+                }
+            })
+            .await
+        }
+        other => panic!("unknown bare scenario {other}"),
+    };
+    let mut run = run;
+    run.items_per_request = items;
+    let mut v = run.report(&format!("bare_{}", a.scenario), a.clients);
+    v["server_cpu_ms_per_request"] = Value::Null;
+    v
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let out = match cli.command {
+        Cmd::Http(a) => http(a).await,
+        Cmd::Setup(a) => {
+            setup(a).await;
+            return;
+        }
+        Cmd::Bare(a) => bare(a).await,
+    };
+    println!("{out}");
+}

@@ -1,0 +1,76 @@
+//! openapi.yaml and the router describe the same endpoints.
+
+use std::collections::BTreeSet;
+
+fn spec() -> serde_yaml::Value {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+    serde_yaml::from_str(&text).expect("openapi.yaml is YAML")
+}
+
+/// `{*path}` in the router is `{path}` in OpenAPI.
+fn normalise(path: &str) -> String {
+    path.replace("{*", "{")
+}
+
+#[test]
+fn every_route_is_in_the_spec_and_the_reverse() {
+    let spec = spec();
+    assert_eq!(spec["openapi"].as_str(), Some("3.1.0"));
+    let mut documented = BTreeSet::new();
+    for (path, item) in spec["paths"].as_mapping().unwrap() {
+        for (method, _) in item.as_mapping().unwrap() {
+            let m = method.as_str().unwrap();
+            if ["get", "put", "post", "patch", "delete"].contains(&m) {
+                documented.insert((m.to_uppercase(), path.as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String)> = modelreg::api::endpoints()
+        .iter()
+        .map(|e| (e.method.to_string(), normalise(e.path)))
+        .collect();
+    let missing: Vec<_> = routed.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        missing.is_empty(),
+        "routes missing from openapi.yaml: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "openapi.yaml documents routes the router lacks: {extra:?}"
+    );
+}
+
+#[test]
+fn every_problem_code_used_is_documented() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+    for code in [
+        "model_exists",
+        "model_not_empty",
+        "invalid_transition",
+        "version_in_stage",
+        "version_not_ready",
+        "stage_conflict",
+        "nothing_to_roll_back",
+        "not_in_history",
+        "version_immutable",
+        "artifact_exists",
+        "artifact_missing",
+        "payload_too_large",
+        "too_many_points",
+        "validation_failed",
+        "idempotency_key_reused",
+        "checksum_mismatch",
+        "range_not_satisfiable",
+        "model_not_found",
+        "version_not_found",
+        "stage_empty",
+        "metric_not_found",
+        "artifact_not_found",
+        "token_not_found",
+    ] {
+        assert!(text.contains(code), "{code} is not in openapi.yaml");
+    }
+}
