@@ -53,6 +53,8 @@ run get_version --clients "$CLIENTS"
 $LOADGEN http get_version --base "http://$MR_ADDR" --server-pid "$MR_PID" --seconds "$SECS" --clients 1 \
     | sed 's/"get_version"/"get_version_1client"/' | tee -a "$RESULTS" >&2
 run buckets --clients "$CLIENTS"
+$LOADGEN http buckets --base "http://$MR_ADDR" --server-pid "$MR_PID" --seconds "$SECS" --clients 1 \
+    | sed 's/"buckets"/"buckets_1client"/' | tee -a "$RESULTS" >&2
 run raw100k --clients 1 --max-requests 50
 run overlay --clients "$CLIENTS"
 kill "$MR_PID"

@@ -60,6 +60,8 @@ add("get version", "get_version", "per_second", "/s", "bare_select", None, "mlfl
 add("get version, 1 client (keep-alive)", "get_version_1client", "per_second", "/s")
 add("1M points -> 1,000 buckets (p50 ms; lower is better)", "buckets", "p50_ms", " ms", "bare_bucket", "p50_ms",
     "mlflow_history_sampled_1000", "p50_ms", lower_is_better=True)
+add("  same, 1 client", "buckets_1client", "p50_ms", " ms", "bare_bucket", "p50_ms",
+    "mlflow_history_sampled_1000", "p50_ms", lower_is_better=True)
 add("100k raw points (p50 ms; lower is better)", "raw100k", "p50_ms", " ms", None, None, "mlflow_history_100k", "p50_ms",
     lower_is_better=True)
 add("overlay of 5 versions, 1,000 buckets each", "overlay", "per_second", "/s")

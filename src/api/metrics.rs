@@ -251,13 +251,13 @@ fn write_points(out: &mut String, points: &[Point], first: &mut bool) {
             out.push(',');
         }
         *first = false;
-        let ts = time::from_micros(p.at).format("%Y-%m-%dT%H:%M:%S%.6fZ");
-        let _ = write!(
-            out,
-            "{{\"step\":{},\"value\":{},\"timestamp\":\"{ts}\"}}",
-            p.step,
-            num.format_finite(p.value)
-        );
+        out.push_str("{\"step\":");
+        let _ = write!(out, "{}", p.step);
+        out.push_str(",\"value\":");
+        out.push_str(num.format_finite(p.value));
+        out.push_str(",\"timestamp\":\"");
+        time::write_rfc3339_micros(out, p.at);
+        out.push_str("\"}");
     }
 }
 

@@ -89,16 +89,25 @@ pub(crate) struct RollupWork {
     pub recompute: [Vec<(i64, i64)>; 3],
 }
 
+/// Whether a batch only adds steps after everything the series holds (so it can conflict with
+/// nothing stored, and its block aggregates can be merged rather than recomputed).
+pub(crate) fn appends_only(
+    last_steps: &HashMap<i64, i64>,
+    series_id: i64,
+    batch: &SeriesBatch,
+) -> bool {
+    match (last_steps.get(&series_id), batch.points.first()) {
+        (Some(last), Some(first)) => first.step > *last,
+        _ => true,
+    }
+}
+
 impl RollupWork {
     /// Splits batches by whether they only append to their series.
     pub fn plan(batches: &[(i64, &SeriesBatch)], last_steps: &HashMap<i64, i64>) -> Self {
         let mut work = RollupWork::default();
         for (sid, batch) in batches {
-            let appends = match (last_steps.get(sid), batch.points.first()) {
-                (Some(last), Some(first)) => first.step > *last,
-                _ => true,
-            };
-            if appends {
+            if appends_only(last_steps, *sid, batch) {
                 work.merge.extend(
                     block_aggs(&batch.points)
                         .into_iter()

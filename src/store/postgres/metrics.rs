@@ -5,10 +5,11 @@ use super::PgStore;
 use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, Point, SeriesBatch};
 use crate::domain::{ModelName, time};
 use crate::error::{Error, Result};
-use crate::store::metrics::{POINTS, RollupWork};
+use crate::store::metrics::{POINTS, RollupWork, appends_only};
 use futures::StreamExt;
 use sqlx::{PgConnection, query, query_as};
 use std::collections::HashMap;
+use std::fmt::Write;
 use uuid::Uuid;
 
 impl PgStore {
@@ -75,14 +76,60 @@ impl PgStore {
         .into_iter()
         .collect();
 
-        let n: usize = batches.iter().map(|b| b.points.len()).sum();
+        // Under the series locks, a series whose new points all lie after its last step cannot
+        // conflict with stored points: those go in by COPY. The rest are upserted.
+        let (appends, overwrites): (Vec<_>, Vec<_>) = series
+            .iter()
+            .partition(|(id, b)| appends_only(&last_steps, *id, b));
+        Self::copy_points(conn, &appends).await?;
+        Self::upsert_points(conn, &overwrites).await?;
+
+        let work = RollupWork::plan(&series, &last_steps);
+        Self::merge_rollups(conn, &work).await?;
+        Self::recompute_rollups(conn, &work).await
+    }
+
+    async fn copy_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)]) -> Result<()> {
+        if series.is_empty() {
+            return Ok(());
+        }
+        let mut copy = conn
+            .copy_in_raw("copy metric_points (series_id, step, value, at) from stdin")
+            .await?;
+        let mut buf = String::with_capacity(256 * 1024);
+        let mut num = ryu::Buffer::new();
+        for (id, b) in series {
+            for p in &b.points {
+                let _ = write!(
+                    buf,
+                    "{id}\t{}\t{}\t{}\n",
+                    p.step,
+                    num.format_finite(p.value),
+                    p.at
+                );
+                if buf.len() > 240 * 1024 {
+                    copy.send(buf.as_bytes()).await?;
+                    buf.clear();
+                }
+            }
+        }
+        copy.send(buf.as_bytes()).await?;
+        copy.finish().await?;
+        Ok(())
+    }
+
+    async fn upsert_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)]) -> Result<()> {
+        if series.is_empty() {
+            return Ok(());
+        }
+        let n: usize = series.iter().map(|(_, b)| b.points.len()).sum();
         let (mut sid, mut step, mut value, mut at) = (
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        for (id, b) in &series {
+        for (id, b) in series {
             for p in &b.points {
                 sid.push(*id);
                 step.push(p.step);
@@ -101,10 +148,7 @@ impl PgStore {
         .bind(&at)
         .execute(&mut *conn)
         .await?;
-
-        let work = RollupWork::plan(&series, &last_steps);
-        Self::merge_rollups(conn, &work).await?;
-        Self::recompute_rollups(conn, &work).await
+        Ok(())
     }
 
     /// Appends: block aggregates of the new points combined with what the rows hold.

@@ -101,6 +101,70 @@ impl PgStore {
         }
     }
 
+    /// Registration without an idempotency key as one statement (its own transaction): the
+    /// model row is locked from the number's increment to the commit and no longer, which is
+    /// what bounds the registration rate of one model.
+    async fn register_one_statement(
+        &self,
+        model: &ModelName,
+        new: NewVersion,
+        actor: &Actor,
+    ) -> Result<Registered> {
+        let now = time::now();
+        let id = Uuid::now_v7();
+        let status = if new.finalize {
+            VersionStatus::Ready
+        } else {
+            VersionStatus::Pending
+        };
+        let details = serde_json::json!({"status": status.as_str()});
+        let row: Option<(i64,)> = query_as(
+            "with m as (update models set last_version = last_version + 1 where name = $1 returning id, last_version), \
+             v as (insert into versions (id, model_id, version, status, description, config, source, tags, \
+                                         created_at, updated_at, created_by) \
+                   select $2, m.id, m.last_version, $3, $4, $5, $6, $7, $8, $8, $9 from m \
+                   returning model_id, version), \
+             e as (insert into events (at, action, model_id, model, version, actor, details) \
+                   select $8, x.action, v.model_id, $1, v.version, $9, x.details \
+                   from v, (values (1, 'version.created', $10::jsonb), (2, 'version.finalized', '{}'::jsonb)) \
+                        as x(o, action, details) \
+                   where x.o = 1 or $11 order by x.o) \
+             select version from v",
+        )
+        .bind(model.as_str())
+        .bind(id)
+        .bind(status.as_str())
+        .bind(&new.description)
+        .bind(sqlx::types::Json(&new.config))
+        .bind(sqlx::types::Json(&new.source))
+        .bind(sqlx::types::Json(&new.tags))
+        .bind(now)
+        .bind(&actor.0)
+        .bind(sqlx::types::Json(&details))
+        .bind(new.finalize)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (number,) = row.ok_or_else(|| Error::model_not_found(model.as_str()))?;
+        let version = Version {
+            id,
+            model: model.as_str().to_owned(),
+            version: number,
+            status,
+            description: new.description,
+            config: new.config,
+            source: new.source,
+            tags: new.tags,
+            status_reason: None,
+            created_at: now,
+            updated_at: now,
+            created_by: actor.0.clone(),
+        };
+        Ok(Registered {
+            version,
+            created: true,
+        })
+    }
+
     async fn stages_of(conn: &mut PgConnection, model_id: Uuid) -> Result<BTreeMap<String, i64>> {
         let entries = Self::stage_entries(conn, model_id).await?;
         Ok(entries.into_iter().map(|e| (e.stage, e.version)).collect())
@@ -346,6 +410,9 @@ impl Store for PgStore {
         idempotency: Option<Idempotency>,
         actor: &Actor,
     ) -> Result<Registered> {
+        if idempotency.is_none() {
+            return self.register_one_statement(model, new, actor).await;
+        }
         let mut tx = self.pool.begin().await?;
         let now = time::now();
         // Taking the next number locks the model row until commit: registrations of one model
