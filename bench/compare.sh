@@ -46,6 +46,7 @@ wait_http "http://$MR_ADDR/readyz" 30
 $LOADGEN setup --base "http://$MR_ADDR" >&2
 run() { $LOADGEN http "$1" --base "http://$MR_ADDR" --server-pid "$MR_PID" --seconds "$SECS" "${@:2}" | tee -a "$RESULTS" >&2; }
 run register --clients "$CLIENTS"
+run register_8models --clients "$CLIENTS"
 run promote10 --clients "$CLIENTS"
 run promote10k --clients "$CLIENTS"
 run ingest --clients "$CLIENTS" --max-requests 400

@@ -52,6 +52,7 @@ def add(label, name, field, unit, bare=None, bare_field=None, mlflow=None, mlflo
 
 
 add("register version", "register", "per_second", "/s", "bare_tx", None, "mlflow_create_version")
+add("  register, each client its own model", "register_8models", "per_second", "/s", "bare_tx", None, "mlflow_create_version")
 add("promote, 10 versions", "promote10", "per_second", "/s", "bare_tx", None, "mlflow_alias_10")
 add("promote, 10,000 versions", "promote10k", "per_second", "/s", "bare_tx", None, mlflow_many)
 add("log metrics, 10k-point batches (points/s)", "ingest", "items_per_second", "", "bare_copy", None, "mlflow_log_batch_1000")

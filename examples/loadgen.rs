@@ -213,6 +213,17 @@ async fn http(a: HttpArgs) -> Value {
             })
             .await
         }
+        // The same with each client on its own model: registrations of different models do
+        // not wait on each other.
+        "register_8models" => {
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |client, i| {
+                let req = c
+                    .post(format!("{b}/api/v1/models/bench-register-{}/versions", client % 8))
+                    .json(&json!({"config": {"lr": 0.01, "layers": [64, 32]}, "tags": {"run": i.to_string()}}));
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
         s @ ("promote10" | "promote10k") => {
             let model = if s == "promote10" { "bench-p10" } else { "bench-p10k" };
             closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, i| {
@@ -311,6 +322,15 @@ async fn setup(a: SetupArgs) {
             );
         }
     };
+    for i in 0..8 {
+        let r = c
+            .put(format!("{b}/api/v1/models/bench-register-{i}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("put model");
+        assert!(r.status().is_success());
+    }
     for m in [
         "bench-register",
         "bench-p10",

@@ -52,6 +52,11 @@ pub struct Config {
     #[arg(long, env = "MODELREG_MAX_ARTIFACT_SIZE", value_parser = parse_size_u64)]
     pub max_artifact_size: Option<u64>,
 
+    /// An admin token (from `modelreg token new`) to create at start-up if its id is not
+    /// known yet: how containers bootstrap their first token from a secret.
+    #[arg(long, env = "MODELREG_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "MODELREG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -213,6 +218,7 @@ impl Config {
             max_page_size: 1000,
             max_metric_points: 10_000,
             max_artifact_size: None,
+            bootstrap_token: None,
             log_format: LogFormat::Text,
         }
     }

@@ -32,6 +32,8 @@ enum Command {
 enum TokenCommand {
     /// Create a token and print it (it is shown only this once).
     Create(TokenCreateArgs),
+    /// Print a fresh token without storing it, for MODELREG_BOOTSTRAP_TOKEN.
+    New,
 }
 
 #[derive(clap::Args)]
@@ -97,6 +99,12 @@ fn main() -> ExitCode {
             Command::Migrate(db) => migrate(db).await,
             Command::Gc(args) => gc(args).await,
             Command::Token(TokenCommand::Create(args)) => token_create(args).await,
+            Command::Token(TokenCommand::New) => {
+                let secret =
+                    modelreg::auth::new_secret().map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+                println!("{}", secret.token);
+                Ok(())
+            }
         }
     });
     match result {
@@ -178,12 +186,56 @@ async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes sure the bootstrap admin token exists (it is stored as a hash, like any other).
+async fn bootstrap(store: &dyn store::Store, token: &str) -> anyhow::Result<()> {
+    use modelreg::auth::{Scope, hash_secret, parse_token, secret_matches};
+    let Some((id, secret)) = parse_token(token) else {
+        anyhow::bail!(
+            "MODELREG_BOOTSTRAP_TOKEN is not a modelreg token; make one with `modelreg token new`"
+        );
+    };
+    if secret.len() < 32 {
+        anyhow::bail!("MODELREG_BOOTSTRAP_TOKEN is too short; make one with `modelreg token new`");
+    }
+    match store
+        .find_token(id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        Some(t) if secret_matches(secret, &t.secret_hash) => Ok(()),
+        Some(_) => anyhow::bail!("MODELREG_BOOTSTRAP_TOKEN's id belongs to another token"),
+        None => {
+            let record = store::TokenRecord {
+                id,
+                name: "bootstrap-admin".to_owned(),
+                secret_hash: hash_secret(secret),
+                scopes: vec![Scope::Admin],
+                models: None,
+                expires_at: None,
+                revoked_at: None,
+                created_at: modelreg::domain::time::now(),
+                created_by: "bootstrap".to_owned(),
+            };
+            let actor = store::Actor("bootstrap".to_owned());
+            store
+                .create_token(&record, &actor)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(token_id = %id, "bootstrap admin token created");
+            Ok(())
+        }
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     config.validate().map_err(anyhow::Error::msg)?;
     let blobs = BlobStore::from_url(&config.artifacts_url)
         .map_err(|e| anyhow::anyhow!("artifact store: {e}"))?;
     let store = connect(&config.database).await?;
+    if let Some(token) = config.bootstrap_token.as_deref().filter(|t| !t.is_empty()) {
+        bootstrap(store.as_ref(), token).await?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

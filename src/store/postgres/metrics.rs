@@ -100,9 +100,9 @@ impl PgStore {
         let mut num = ryu::Buffer::new();
         for (id, b) in series {
             for p in &b.points {
-                let _ = write!(
+                let _ = writeln!(
                     buf,
-                    "{id}\t{}\t{}\t{}\n",
+                    "{id}\t{}\t{}\t{}",
                     p.step,
                     num.format_finite(p.value),
                     p.at
