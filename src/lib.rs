@@ -43,6 +43,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
+    telemetry::prometheus();
     let body_limit = state.config.body_limit;
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request| {
@@ -70,6 +71,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
+        .layer(axum::middleware::from_fn(telemetry::record_request))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -134,7 +134,10 @@ async fn upload(
         .add_artifact(&model, version, artifact, &actor)
         .await
     {
-        Ok(a) => Ok((StatusCode::CREATED, axum::Json(a))),
+        Ok(a) => {
+            metrics::counter!("modelreg_artifact_bytes_in_total").increment(a.size as u64);
+            Ok((StatusCode::CREATED, axum::Json(a)))
+        }
         Err(e) => {
             // Lost a race (finalized meanwhile, or the same path won by another upload).
             if let Err(cleanup) = state.blobs.delete(key.as_ref()).await {
@@ -210,6 +213,7 @@ async fn download(
         Some(ByteRange { start, end }) => (StatusCode::PARTIAL_CONTENT, end - start),
         None => (StatusCode::OK, size),
     };
+    metrics::counter!("modelreg_artifact_bytes_out_total").increment(length);
     let mut resp = Response::new(Body::from_stream(stream.map_err(std::io::Error::other)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();

@@ -14,7 +14,24 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::GET, "/healthz", Scope::Public, healthz),
         Endpoint::new(Method::GET, "/readyz", Scope::Public, readyz),
         Endpoint::new(Method::GET, "/openapi.yaml", Scope::Public, openapi),
+        Endpoint::new(Method::GET, "/metrics", Scope::Public, prometheus),
     ]
+}
+
+/// Prometheus text format: requests by route and status, latencies, metric points and artifact
+/// bytes, database connections, build info.
+async fn prometheus(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    let pool = state.store.pool_stats();
+    metrics::gauge!("modelreg_db_connections", "state" => "in_use")
+        .set(pool.size.saturating_sub(pool.idle) as f64);
+    metrics::gauge!("modelreg_db_connections", "state" => "idle").set(pool.idle as f64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::telemetry::prometheus().render(),
+    )
 }
 
 /// The contract this server implements (kept equal to the router by a test).

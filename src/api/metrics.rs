@@ -127,6 +127,7 @@ async fn ingest(
     let batches = group(raw, time::now())?;
     if !batches.is_empty() {
         state.store.write_metrics(&model, version, &batches).await?;
+        metrics::counter!("modelreg_metric_points_ingested_total").increment(n as u64);
     }
     Ok(axum::Json(Accepted { accepted: n }))
 }

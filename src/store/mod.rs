@@ -275,6 +275,13 @@ pub struct TokenRecord {
     pub created_by: String,
 }
 
+/// Database connections, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+}
+
 /// How long idempotency keys are honoured, at least.
 pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
 
@@ -284,6 +291,8 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<()>;
+    /// Connections open and idle, for `/metrics`.
+    fn pool_stats(&self) -> PoolStats;
 
     async fn create_model(&self, new: NewModel, actor: &Actor) -> Result<Model>;
     /// Creates or updates; the flag says whether it was created.

@@ -115,6 +115,7 @@ fn case_for(method: &Method, template: &str, throwaway: &str) -> Option<Case> {
             ("GET", "/healthz") => ("/healthz", None, Scope::Public, 200),
             ("GET", "/readyz") => ("/readyz", None, Scope::Public, 200),
             ("GET", "/openapi.yaml") => ("/openapi.yaml", None, Scope::Public, 200),
+            ("GET", "/metrics") => ("/metrics", None, Scope::Public, 200),
             ("POST", "/api/v1/models") => (
                 "/api/v1/models",
                 j(json!({"name": "fraud-new"})),

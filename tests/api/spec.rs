@@ -78,25 +78,44 @@ fn every_problem_code_used_is_documented() {
 /// No Docker engine runs the compose file in CI; this at least holds it to its promises.
 #[test]
 fn compose_file_wires_postgres_minio_and_modelreg() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml")).unwrap();
-    let compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("docker-compose.yml is YAML");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
+        .unwrap();
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(&text).expect("docker-compose.yml is YAML");
     let services = compose["services"].as_mapping().unwrap();
     for name in ["postgres", "minio", "minio-init", "modelreg"] {
         assert!(services.contains_key(name), "service {name}");
     }
     for name in ["postgres", "minio", "modelreg"] {
-        assert!(compose["services"][name]["healthcheck"]["test"].is_sequence(), "{name} has a health check");
+        assert!(
+            compose["services"][name]["healthcheck"]["test"].is_sequence(),
+            "{name} has a health check"
+        );
     }
     let env = &compose["services"]["modelreg"]["environment"];
-    for key in ["MODELREG_DATABASE_URL", "MODELREG_ARTIFACTS_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "MODELREG_AUTH"] {
+    for key in [
+        "MODELREG_DATABASE_URL",
+        "MODELREG_ARTIFACTS_URL",
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "MODELREG_AUTH",
+    ] {
         assert!(env[key].is_string(), "modelreg gets {key}");
     }
     assert_eq!(env["MODELREG_AUTH"], "required");
     assert_eq!(compose["services"]["modelreg"]["env_file"], ".env");
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
     assert!(example.contains("MODELREG_BOOTSTRAP_TOKEN="));
-    let docker = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
-    for needle in ["--locked", "USER modelreg", "HEALTHCHECK", "/healthz", "cargo chef cook"] {
+    let docker =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    for needle in [
+        "--locked",
+        "USER modelreg",
+        "HEALTHCHECK",
+        "/healthz",
+        "cargo chef cook",
+    ] {
         assert!(docker.contains(needle), "Dockerfile: {needle}");
     }
 }

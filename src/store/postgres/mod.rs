@@ -203,6 +203,13 @@ impl Store for PgStore {
             .map_err(Error::internal)
     }
 
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+        }
+    }
+
     async fn ping(&self) -> Result<()> {
         query("select 1").execute(&self.pool).await?;
         Ok(())

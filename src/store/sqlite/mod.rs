@@ -190,6 +190,13 @@ impl Store for SqliteStore {
             .map_err(Error::internal)
     }
 
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.writer.size() + self.reader.size(),
+            idle: (self.writer.num_idle() + self.reader.num_idle()) as u32,
+        }
+    }
+
     async fn ping(&self) -> Result<()> {
         query("select 1").execute(&self.reader).await?;
         Ok(())
