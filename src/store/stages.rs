@@ -26,6 +26,20 @@ pub(crate) struct StageLock {
     pub now: Timestamp,
 }
 
+/// Everything one stage change writes.
+pub(crate) struct StageWrite<'a> {
+    pub model_id: Uuid,
+    pub stage: &'a StageName,
+    /// Stack entries above this position are removed first (rollback, clear).
+    pub keep: Option<i64>,
+    /// A new top entry `(position, version)` (promote).
+    pub push: Option<(i64, i64)>,
+    /// The stage's new version and stack depth.
+    pub version: Option<i64>,
+    pub depth: i64,
+    pub event: NewEvent<'a>,
+}
+
 #[async_trait]
 pub(crate) trait StageTx: Send {
     /// Locks (creating if needed) the stage row; `None` when the model does not exist.
@@ -44,25 +58,9 @@ pub(crate) trait StageTx: Send {
         depth: i64,
         to: Option<i64>,
     ) -> Result<Option<(i64, i64)>>;
-    async fn record(&mut self, event: NewEvent<'_>, actor: &Actor) -> Result<i64>;
-    async fn push(
-        &mut self,
-        model_id: Uuid,
-        stage: &StageName,
-        position: i64,
-        version: i64,
-    ) -> Result<()>;
-    /// Removes the stack entries above `depth`.
-    async fn truncate(&mut self, model_id: Uuid, stage: &StageName, depth: i64) -> Result<()>;
-    async fn set_stage(
-        &mut self,
-        model_id: Uuid,
-        stage: &StageName,
-        version: Option<i64>,
-        depth: i64,
-        event_id: i64,
-        at: Timestamp,
-    ) -> Result<()>;
+    /// Writes a change: trims the stack, pushes onto it, records the event and moves the
+    /// pointer; returns the event id.
+    async fn write_change(&mut self, change: StageWrite<'_>, actor: &Actor) -> Result<i64>;
 }
 
 async fn ready_version<T: StageTx>(
@@ -92,7 +90,7 @@ pub(crate) async fn change_stage<T: StageTx>(
         .await?
         .ok_or_else(|| Error::model_not_found(model.as_str()))?;
     check_expected(stage.as_str(), lock.version, req.expected)?;
-    let (action, to, depth) = match req.op {
+    let (action, to, depth, keep, push) = match req.op {
         StageOp::Promote { version } => {
             ready_version(tx, model, lock.model_id, version).await?;
             if lock.version == Some(version) {
@@ -105,9 +103,13 @@ pub(crate) async fn change_stage<T: StageTx>(
                     at: lock.since.unwrap_or(lock.now),
                 });
             }
-            tx.push(lock.model_id, stage, lock.depth + 1, version)
-                .await?;
-            ("stage.promoted", Some(version), lock.depth + 1)
+            (
+                "stage.promoted",
+                Some(version),
+                lock.depth + 1,
+                None,
+                Some((lock.depth + 1, version)),
+            )
         }
         StageOp::Rollback { to } => {
             if lock.depth < 2 {
@@ -124,8 +126,13 @@ pub(crate) async fn change_stage<T: StageTx>(
                     }
                 };
             ready_version(tx, model, lock.model_id, target).await?;
-            tx.truncate(lock.model_id, stage, position).await?;
-            ("stage.rolled_back", Some(target), position)
+            (
+                "stage.rolled_back",
+                Some(target),
+                position,
+                Some(position),
+                None,
+            )
         }
         StageOp::Clear => {
             if lock.version.is_none() && lock.depth == 0 {
@@ -137,8 +144,7 @@ pub(crate) async fn change_stage<T: StageTx>(
                     at: lock.now,
                 });
             }
-            tx.truncate(lock.model_id, stage, 0).await?;
-            ("stage.cleared", None, 0)
+            ("stage.cleared", None, 0, Some(0), None)
         }
     };
     let event = NewEvent {
@@ -150,9 +156,16 @@ pub(crate) async fn change_stage<T: StageTx>(
         details: json!({"from_version": lock.version, "to_version": to, "reason": req.reason}),
         at: lock.now,
     };
-    let event_id = tx.record(event, actor).await?;
-    tx.set_stage(lock.model_id, stage, to, depth, event_id, lock.now)
-        .await?;
+    let write = StageWrite {
+        model_id: lock.model_id,
+        stage,
+        keep,
+        push,
+        version: to,
+        depth,
+        event,
+    };
+    let event_id = tx.write_change(write, actor).await?;
     Ok(StageChange {
         stage: stage.as_str().to_owned(),
         version: to,

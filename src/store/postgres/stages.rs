@@ -6,10 +6,10 @@ use crate::domain::time::Timestamp;
 use crate::domain::{ModelName, StageName};
 use crate::error::Result;
 use crate::store::rows::EventRow;
-use crate::store::stages::{StageLock, StageTx};
-use crate::store::{Actor, HistoryEntry, NewEvent, Page, StageEntry, page};
+use crate::store::stages::{StageLock, StageTx, StageWrite};
+use crate::store::{Actor, HistoryEntry, Page, StageEntry, page};
 use async_trait::async_trait;
-use sqlx::{PgConnection, query, query_as, query_scalar};
+use sqlx::{PgConnection, query_as, query_scalar};
 use uuid::Uuid;
 
 pub(super) struct PgStageTx<'c>(pub &'c mut PgConnection);
@@ -83,61 +83,35 @@ impl StageTx for PgStageTx<'_> {
         .await?)
     }
 
-    async fn record(&mut self, event: NewEvent<'_>, actor: &Actor) -> Result<i64> {
-        PgStore::record(self.0, event, actor).await
-    }
-
-    async fn push(
-        &mut self,
-        model_id: Uuid,
-        stage: &StageName,
-        position: i64,
-        version: i64,
-    ) -> Result<()> {
-        query(
-            "insert into stage_stack (model_id, stage, position, version) values ($1, $2, $3, $4)",
+    async fn write_change(&mut self, w: StageWrite<'_>, actor: &Actor) -> Result<i64> {
+        // One statement: trim the stack, push, record the event, move the pointer.
+        let e = &w.event;
+        let (push_at, push_version) = w.push.unzip();
+        let event_id: i64 = query_scalar(
+            "with trimmed as (delete from stage_stack \
+                              where $3::bigint is not null and model_id = $1 and stage = $2 and position > $3), \
+                  pushed as (insert into stage_stack (model_id, stage, position, version) \
+                             select $1, $2, $4, $5 where $4::bigint is not null), \
+                  event as (insert into events (at, action, model_id, model, version, stage, actor, details) \
+                            values ($6, $7, $1, $8, $9, $2, $10, $11) returning id) \
+             update stages set version = $9, depth = $12, event_id = (select id from event), since = $6, updated_at = $6 \
+             where model_id = $1 and name = $2 returning event_id",
         )
-        .bind(model_id)
-        .bind(stage.as_str())
-        .bind(position)
-        .bind(version)
-        .execute(&mut *self.0)
+        .bind(w.model_id)
+        .bind(w.stage.as_str())
+        .bind(w.keep)
+        .bind(push_at)
+        .bind(push_version)
+        .bind(e.at)
+        .bind(e.action)
+        .bind(e.model)
+        .bind(w.version)
+        .bind(&actor.0)
+        .bind(sqlx::types::Json(&e.details))
+        .bind(w.depth)
+        .fetch_one(&mut *self.0)
         .await?;
-        Ok(())
-    }
-
-    async fn truncate(&mut self, model_id: Uuid, stage: &StageName, depth: i64) -> Result<()> {
-        query("delete from stage_stack where model_id = $1 and stage = $2 and position > $3")
-            .bind(model_id)
-            .bind(stage.as_str())
-            .bind(depth)
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn set_stage(
-        &mut self,
-        model_id: Uuid,
-        stage: &StageName,
-        version: Option<i64>,
-        depth: i64,
-        event_id: i64,
-        at: Timestamp,
-    ) -> Result<()> {
-        query(
-            "update stages set version = $3, depth = $4, event_id = $5, since = $6, updated_at = $6 \
-             where model_id = $1 and name = $2",
-        )
-        .bind(model_id)
-        .bind(stage.as_str())
-        .bind(version)
-        .bind(depth)
-        .bind(event_id)
-        .bind(at)
-        .execute(&mut *self.0)
-        .await?;
-        Ok(())
+        Ok(event_id)
     }
 }
 

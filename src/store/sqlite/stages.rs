@@ -7,8 +7,8 @@ use crate::domain::time::Timestamp;
 use crate::domain::{ModelName, StageName};
 use crate::error::Result;
 use crate::store::rows::EventRow;
-use crate::store::stages::{StageLock, StageTx};
-use crate::store::{Actor, HistoryEntry, NewEvent, Page, StageEntry, page};
+use crate::store::stages::{StageLock, StageTx, StageWrite};
+use crate::store::{Actor, HistoryEntry, Page, StageEntry, page};
 use async_trait::async_trait;
 use sqlx::{SqliteConnection, query, query_as, query_scalar};
 use uuid::Uuid;
@@ -86,61 +86,39 @@ impl StageTx for SqliteStageTx<'_> {
         .await?)
     }
 
-    async fn record(&mut self, event: NewEvent<'_>, actor: &Actor) -> Result<i64> {
-        SqliteStore::record(self.0, event, actor).await
-    }
-
-    async fn push(
-        &mut self,
-        model_id: Uuid,
-        stage: &StageName,
-        position: i64,
-        version: i64,
-    ) -> Result<()> {
-        query(
-            "insert into stage_stack (model_id, stage, position, version) values ($1, $2, $3, $4)",
-        )
-        .bind(model_id)
-        .bind(stage.as_str())
-        .bind(position)
-        .bind(version)
-        .execute(&mut *self.0)
-        .await?;
-        Ok(())
-    }
-
-    async fn truncate(&mut self, model_id: Uuid, stage: &StageName, depth: i64) -> Result<()> {
-        query("delete from stage_stack where model_id = $1 and stage = $2 and position > $3")
-            .bind(model_id)
-            .bind(stage.as_str())
-            .bind(depth)
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn set_stage(
-        &mut self,
-        model_id: Uuid,
-        stage: &StageName,
-        version: Option<i64>,
-        depth: i64,
-        event_id: i64,
-        at: Timestamp,
-    ) -> Result<()> {
+    async fn write_change(&mut self, w: StageWrite<'_>, actor: &Actor) -> Result<i64> {
+        if let Some(keep) = w.keep {
+            query("delete from stage_stack where model_id = $1 and stage = $2 and position > $3")
+                .bind(w.model_id)
+                .bind(w.stage.as_str())
+                .bind(keep)
+                .execute(&mut *self.0)
+                .await?;
+        }
+        if let Some((position, version)) = w.push {
+            query("insert into stage_stack (model_id, stage, position, version) values ($1, $2, $3, $4)")
+                .bind(w.model_id)
+                .bind(w.stage.as_str())
+                .bind(position)
+                .bind(version)
+                .execute(&mut *self.0)
+                .await?;
+        }
+        let at = w.event.at;
+        let event_id = SqliteStore::record(self.0, w.event, actor).await?;
         query(
             "update stages set version = $3, depth = $4, event_id = $5, since = $6, updated_at = $6 \
              where model_id = $1 and name = $2",
         )
-        .bind(model_id)
-        .bind(stage.as_str())
-        .bind(version)
-        .bind(depth)
+        .bind(w.model_id)
+        .bind(w.stage.as_str())
+        .bind(w.version)
+        .bind(w.depth)
         .bind(event_id)
         .bind(ts(at))
         .execute(&mut *self.0)
         .await?;
-        Ok(())
+        Ok(event_id)
     }
 }
 
