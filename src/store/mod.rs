@@ -160,6 +160,38 @@ pub struct Registered {
     pub created: bool,
 }
 
+impl Registered {
+    /// A version just registered, as the registering transaction wrote it.
+    pub(crate) fn new(
+        id: Uuid,
+        model: &ModelName,
+        number: i64,
+        status: VersionStatus,
+        new: NewVersion,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Self {
+        let version = Version {
+            id,
+            model: model.as_str().to_owned(),
+            version: number,
+            status,
+            description: new.description,
+            config: new.config,
+            source: new.source,
+            tags: new.tags,
+            status_reason: None,
+            created_at: now,
+            updated_at: now,
+            created_by: actor.0.clone(),
+        };
+        Self {
+            version,
+            created: true,
+        }
+    }
+}
+
 /// Who did it, as recorded in events and `created_by`.
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);

@@ -145,24 +145,7 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         let (number,) = row.ok_or_else(|| Error::model_not_found(model.as_str()))?;
-        let version = Version {
-            id,
-            model: model.as_str().to_owned(),
-            version: number,
-            status,
-            description: new.description,
-            config: new.config,
-            source: new.source,
-            tags: new.tags,
-            status_reason: None,
-            created_at: now,
-            updated_at: now,
-            created_by: actor.0.clone(),
-        };
-        Ok(Registered {
-            version,
-            created: true,
-        })
+        Ok(Registered::new(id, model, number, status, new, now, actor))
     }
 
     async fn stages_of(conn: &mut PgConnection, model_id: Uuid) -> Result<BTreeMap<String, i64>> {
@@ -507,24 +490,7 @@ impl Store for PgStore {
             .await?;
         }
         tx.commit().await?;
-        let version = Version {
-            id,
-            model: model.as_str().to_owned(),
-            version: number,
-            status,
-            description: new.description,
-            config: new.config,
-            source: new.source,
-            tags: new.tags,
-            status_reason: None,
-            created_at: now,
-            updated_at: now,
-            created_by: actor.0.clone(),
-        };
-        Ok(Registered {
-            version,
-            created: true,
-        })
+        Ok(Registered::new(id, model, number, status, new, now, actor))
     }
 
     #[instrument(skip_all, fields(model = %model, version))]

@@ -460,24 +460,7 @@ impl Store for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        let version = Version {
-            id,
-            model: model.as_str().to_owned(),
-            version: number,
-            status,
-            description: new.description,
-            config: new.config,
-            source: new.source,
-            tags: new.tags,
-            status_reason: None,
-            created_at: now,
-            updated_at: now,
-            created_by: actor.0.clone(),
-        };
-        Ok(Registered {
-            version,
-            created: true,
-        })
+        Ok(Registered::new(id, model, number, status, new, now, actor))
     }
 
     #[instrument(skip_all, fields(model = %model, version))]
