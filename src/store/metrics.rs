@@ -80,6 +80,49 @@ pub(crate) const BUCKETS: &str = "\
 
 pub(crate) const POINTS: &str = "select step, value, at from metric_points where series_id = $1 and step >= $2 and step <= $3 order by step";
 
+/// Hands rows of a points query to a reader in chunks, stopping when the reader goes away
+/// (the client disconnected). Both backends stream through this.
+pub(crate) async fn forward_chunks<S>(
+    mut rows: S,
+    tx: tokio::sync::mpsc::Sender<Result<Vec<Point>>>,
+) where
+    S: futures::Stream<Item = Result<(i64, f64, i64), sqlx::Error>> + Unpin,
+{
+    use futures::StreamExt;
+    let mut chunk = Vec::with_capacity(STREAM_CHUNK);
+    while let Some(row) = rows.next().await {
+        match row {
+            Ok((step, value, at)) => {
+                chunk.push(Point { step, value, at });
+                if chunk.len() == STREAM_CHUNK
+                    && tx.send(Ok(std::mem::take(&mut chunk))).await.is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(Ok(chunk)).await;
+    }
+}
+
+/// A [`PointStream`] fed by a task running `feed` with the sending half.
+pub(crate) fn spawn_point_stream<F, Fut>(feed: F) -> PointStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Vec<Point>>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(feed(tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}
+
 /// What a batch does to the rollups, once the series' current extents are known.
 #[derive(Debug, Default)]
 pub(crate) struct RollupWork {

@@ -2,11 +2,10 @@
 //! (`json_each`), never a statement per point.
 
 use super::{SqliteStore, ts};
-use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, Point, SeriesBatch};
+use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SeriesBatch};
 use crate::domain::{ModelName, time};
 use crate::error::{Error, Result};
-use crate::store::metrics::{POINTS, RollupWork};
-use futures::StreamExt;
+use crate::store::metrics::{POINTS, RollupWork, forward_chunks, spawn_point_stream};
 use sqlx::{SqliteConnection, query, query_as};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -194,35 +193,14 @@ impl SqliteStore {
         from: i64,
         to: i64,
     ) -> crate::store::PointStream {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Point>>>(4);
         let pool = self.reader.clone();
-        tokio::spawn(async move {
-            let mut rows = query_as::<_, (i64, f64, i64)>(POINTS)
+        spawn_point_stream(move |tx| async move {
+            let rows = query_as::<_, (i64, f64, i64)>(POINTS)
                 .bind(series_id)
                 .bind(from)
                 .bind(to)
                 .fetch(&pool);
-            let mut chunk = Vec::with_capacity(crate::store::STREAM_CHUNK);
-            while let Some(row) = rows.next().await {
-                match row {
-                    Ok((step, value, at)) => {
-                        chunk.push(Point { step, value, at });
-                        if chunk.len() == crate::store::STREAM_CHUNK
-                            && tx.send(Ok(std::mem::take(&mut chunk))).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
-                    }
-                }
-            }
-            if !chunk.is_empty() {
-                let _ = tx.send(Ok(chunk)).await;
-            }
-        });
-        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+            forward_chunks(rows, tx).await;
+        })
     }
 }
