@@ -142,74 +142,70 @@ async fn get(
     Ok(axum::Json(state.store.get_stage(&model, &stage, at).await?))
 }
 
+/// Checks what every stage change carries and applies it.
+async fn change(
+    state: &AppState,
+    StagePath(model, stage): StagePath,
+    actor: &Actor,
+    req: StageRequest,
+) -> Result<axum::Json<StageChange>> {
+    check_reason(&req.reason)?;
+    check_expected(req.expected)?;
+    Ok(axum::Json(
+        state.store.change_stage(&model, &stage, req, actor).await?,
+    ))
+}
+
 async fn promote(
     State(state): State<AppState>,
-    StagePath(model, stage): StagePath,
+    path: StagePath,
     actor: Actor,
     Json(body): Json<PromoteBody>,
 ) -> Result<axum::Json<StageChange>> {
     check_version("version", body.version)?;
-    check_reason(&body.reason)?;
-    check_expected(body.expected_version)?;
+    let op = StageOp::Promote {
+        version: body.version,
+    };
     let req = StageRequest {
-        op: StageOp::Promote {
-            version: body.version,
-        },
+        op,
         reason: body.reason,
         expected: body.expected_version,
     };
-    Ok(axum::Json(
-        state
-            .store
-            .change_stage(&model, &stage, req, &actor)
-            .await?,
-    ))
+    change(&state, path, &actor, req).await
 }
 
 async fn rollback(
     State(state): State<AppState>,
-    StagePath(model, stage): StagePath,
+    path: StagePath,
     actor: Actor,
     OptionalJson(body): OptionalJson<RollbackBody>,
 ) -> Result<axum::Json<StageChange>> {
     if let Some(v) = body.to_version {
         check_version("to_version", v)?;
     }
-    check_reason(&body.reason)?;
-    check_expected(body.expected_version)?;
+    let op = StageOp::Rollback {
+        to: body.to_version,
+    };
     let req = StageRequest {
-        op: StageOp::Rollback {
-            to: body.to_version,
-        },
+        op,
         reason: body.reason,
         expected: body.expected_version,
     };
-    Ok(axum::Json(
-        state
-            .store
-            .change_stage(&model, &stage, req, &actor)
-            .await?,
-    ))
+    change(&state, path, &actor, req).await
 }
 
 async fn clear(
     State(state): State<AppState>,
-    StagePath(model, stage): StagePath,
+    path: StagePath,
     actor: Actor,
     Query(p): Query<ClearParams>,
 ) -> Result<axum::Json<StageChange>> {
-    check_reason(&p.reason)?;
     let req = StageRequest {
         op: StageOp::Clear,
         reason: p.reason,
         expected: None,
     };
-    Ok(axum::Json(
-        state
-            .store
-            .change_stage(&model, &stage, req, &actor)
-            .await?,
-    ))
+    change(&state, path, &actor, req).await
 }
 
 async fn history(

@@ -171,6 +171,27 @@ impl PgStore {
         Ok(id)
     }
 
+    /// Writes a model's new description and tags and records `model.updated`.
+    async fn write_model_change(
+        conn: &mut PgConnection,
+        model_id: Uuid,
+        name: &ModelName,
+        (description, tags, details): (Option<String>, Tags, Value),
+        now: time::Timestamp,
+        actor: &Actor,
+    ) -> Result<()> {
+        query("update models set description = $2, tags = $3, updated_at = $4 where id = $1")
+            .bind(model_id)
+            .bind(&description)
+            .bind(sqlx::types::Json(&tags))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        let event = NewEvent::model("model.updated", model_id, name.as_str(), now).details(details);
+        Self::record(conn, event, actor).await?;
+        Ok(())
+    }
+
     async fn full_model(conn: &mut PgConnection, row: ModelRow) -> Result<Model> {
         let stages = Self::stages_of(conn, row.id).await?;
         Ok(row.into_model(stages))
@@ -279,16 +300,12 @@ impl Store for PgStore {
             tx.commit().await?;
             return Ok((current, false));
         };
-        query("update models set description = $2, tags = $3, updated_at = $4 where id = $1")
-            .bind(model_id)
-            .bind(&description)
-            .bind(sqlx::types::Json(&tags))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        Self::record(
+        Self::write_model_change(
             &mut tx,
-            NewEvent::model("model.updated", model_id, name.as_str(), now).details(details),
+            model_id,
+            name,
+            (description, tags, details),
+            now,
             actor,
         )
         .await?;
@@ -339,20 +356,8 @@ impl Store for PgStore {
         let tags = Tags::from_stored(row.tags.0.clone());
         if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
         {
-            let now = time::now();
-            query("update models set description = $2, tags = $3, updated_at = $4 where id = $1")
-                .bind(model_id)
-                .bind(&description)
-                .bind(sqlx::types::Json(&tags))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            Self::record(
-                &mut tx,
-                NewEvent::model("model.updated", model_id, name.as_str(), now).details(details),
-                actor,
-            )
-            .await?;
+            let change = (description, tags, details);
+            Self::write_model_change(&mut tx, model_id, name, change, time::now(), actor).await?;
         }
         let row = Self::model_row(&mut tx, name, false).await?;
         let model = Self::full_model(&mut tx, row).await?;

@@ -163,20 +163,24 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn set_model(
+    /// Writes a model's new description and tags and records `model.updated`.
+    async fn write_model_change(
         conn: &mut SqliteConnection,
-        id: Uuid,
-        description: &Option<String>,
-        tags: &Tags,
+        model_id: Uuid,
+        name: &ModelName,
+        (description, tags, details): (Option<String>, Tags, Value),
         now: time::Timestamp,
+        actor: &Actor,
     ) -> Result<()> {
         query("update models set description = $2, tags = $3, updated_at = $4 where id = $1")
-            .bind(id)
-            .bind(description)
-            .bind(sqlx::types::Json(tags))
+            .bind(model_id)
+            .bind(&description)
+            .bind(sqlx::types::Json(&tags))
             .bind(ts(now))
-            .execute(conn)
+            .execute(&mut *conn)
             .await?;
+        let event = NewEvent::model("model.updated", model_id, name.as_str(), now).details(details);
+        Self::record(conn, event, actor).await?;
         Ok(())
     }
 }
@@ -265,10 +269,12 @@ impl Store for SqliteStore {
             tx.commit().await?;
             return Ok((current, false));
         };
-        Self::set_model(&mut tx, model_id, &description, &tags, now).await?;
-        Self::record(
+        Self::write_model_change(
             &mut tx,
-            NewEvent::model("model.updated", model_id, name.as_str(), now).details(details),
+            model_id,
+            name,
+            (description, tags, details),
+            now,
             actor,
         )
         .await?;
@@ -320,14 +326,8 @@ impl Store for SqliteStore {
         let tags = Tags::from_stored(row.tags.0.clone());
         if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
         {
-            let now = time::now();
-            Self::set_model(&mut tx, model_id, &description, &tags, now).await?;
-            Self::record(
-                &mut tx,
-                NewEvent::model("model.updated", model_id, name.as_str(), now).details(details),
-                actor,
-            )
-            .await?;
+            let change = (description, tags, details);
+            Self::write_model_change(&mut tx, model_id, name, change, time::now(), actor).await?;
         }
         let row = Self::model_row(&mut tx, name).await?;
         let model = Self::full_model(&mut tx, row).await?;
