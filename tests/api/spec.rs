@@ -42,6 +42,27 @@ fn every_route_is_in_the_spec_and_the_reverse() {
     );
 }
 
+/// Any request can be refused by the HTTP layer for an oversize target (414) or headers (431),
+/// so every operation lists both.
+#[test]
+fn every_operation_documents_the_http_layer_refusals() {
+    let spec = spec();
+    for (path, item) in spec["paths"].as_mapping().unwrap() {
+        for (method, op) in item.as_mapping().unwrap() {
+            if method.as_str() == Some("parameters") {
+                continue;
+            }
+            let responses = op["responses"].as_mapping().unwrap();
+            for status in ["414", "431"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method:?} {path:?} does not document {status}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn every_problem_code_used_is_documented() {
     let text =
