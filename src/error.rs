@@ -48,6 +48,8 @@ pub struct Error {
     pub code: &'static str,
     pub detail: String,
     pub field: Option<String>,
+    /// For a parse error: the character position (0-based) in the field's value.
+    pub position: Option<usize>,
     /// The underlying cause of a 5xx: logged, never rendered.
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -73,6 +75,7 @@ impl Error {
             code,
             detail: detail.into(),
             field: None,
+            position: None,
             source: None,
         }
     }
@@ -80,6 +83,12 @@ impl Error {
     /// Names the request field (JSON path, query or path parameter) the error is about.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    /// Where in the field's value a parse error is.
+    pub fn with_position(mut self, position: usize) -> Self {
+        self.position = Some(position);
         self
     }
 
@@ -197,6 +206,8 @@ struct Problem<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<usize>,
 }
 
 impl IntoResponse for Error {
@@ -213,6 +224,7 @@ impl IntoResponse for Error {
             detail: &self.detail,
             code: self.code,
             field: self.field.as_deref(),
+            position: self.position,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

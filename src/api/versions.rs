@@ -5,8 +5,9 @@ use super::extract::{Json, ModelPath, OptionalJson, Query, VersionPath, page_lim
 use super::models::PatchBody;
 use crate::AppState;
 use crate::auth::Scope;
+use crate::domain::filter::{Filter, OrderBy};
 use crate::domain::names::check_description;
-use crate::domain::{TagFilter, Tags, Transition, VersionStatus, cursor};
+use crate::domain::{TagFilter, Tags, Transition, VersionStatus};
 use crate::error::{Error, Result};
 use crate::store::{Actor, Idempotency, NewVersion, Page, Version, VersionDetail, VersionQuery};
 use axum::extract::State;
@@ -152,15 +153,10 @@ async fn list(
     ModelPath(model): ModelPath,
     Query(p): Query<ListParams>,
 ) -> Result<axum::Json<Page<Version>>> {
-    for (name, given) in [("filter", &p.filter), ("order_by", &p.order_by)] {
-        if given.is_some() {
-            return Err(Error::bad_request(
-                "unsupported_parameter",
-                format!("{name} is not supported by this server yet; use status and tag"),
-            )
-            .with_field(name));
-        }
-    }
+    let order = match p.order_by.as_deref() {
+        Some(o) => OrderBy::parse(o)?,
+        None => OrderBy::newest_first(),
+    };
     let query = VersionQuery {
         status: p
             .status
@@ -168,8 +164,10 @@ async fn list(
             .transpose()
             .map_err(query_error)?,
         tags: TagFilter::parse(&p.tag).map_err(query_error)?,
+        filter: p.filter.as_deref().map(Filter::parse).transpose()?,
+        after: p.cursor.map(|c| order.decode_cursor(&c)).transpose()?,
+        order,
         limit: page_limit(p.limit, &state)?,
-        before: p.cursor.map(|c| cursor::decode_i64("v", &c)).transpose()?,
     };
     Ok(axum::Json(state.store.list_versions(&model, &query).await?))
 }

@@ -6,6 +6,7 @@
 pub mod artifact;
 pub mod cursor;
 pub mod diff;
+pub mod filter;
 pub mod metrics;
 pub mod names;
 pub mod stage;

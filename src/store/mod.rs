@@ -4,17 +4,29 @@
 //! version numbers, idempotency keys, serialized stage changes) are enforced here by the
 //! database, never by in-process locks.
 
+/// The columns of [`rows::VersionRow`], from `versions v` joined to `models m`, ready for a
+/// `where`. Both dialects read versions the same way.
+macro_rules! version_select {
+    () => {
+        "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
+         v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by \
+         from versions v join models m on m.id = v.model_id "
+    };
+}
+
 mod artifacts;
 pub(crate) mod metrics;
 mod postgres;
 mod rows;
 mod sqlite;
 mod stages;
+mod version_list;
 
 pub use metrics::{BucketRow, MetricSummary, PointStream, STREAM_CHUNK, SeriesInfo};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use crate::domain::filter::{After, Filter, OrderBy};
 use crate::domain::metrics::{BucketPlan, SeriesBatch};
 use crate::domain::stage::Expected;
 use crate::domain::time::Timestamp;
@@ -138,9 +150,11 @@ pub struct Idempotency {
 pub struct VersionQuery {
     pub status: Option<VersionStatus>,
     pub tags: TagFilter,
+    pub filter: Option<Filter>,
+    pub order: OrderBy,
+    /// The position of the last item of the previous page.
+    pub after: Option<After>,
     pub limit: u32,
-    /// Version number of the last item of the previous page (the list is newest first).
-    pub before: Option<i64>,
 }
 
 #[derive(Debug, Clone)]

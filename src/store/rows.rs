@@ -57,6 +57,15 @@ pub(crate) struct VersionRow {
     pub created_by: String,
 }
 
+/// A row of the version list: the version and the value it is sorted by (a metric's last
+/// value; null for other orders and for versions without the metric).
+#[derive(sqlx::FromRow)]
+pub(crate) struct ListedVersionRow {
+    #[sqlx(flatten)]
+    pub row: VersionRow,
+    pub sort_value: Option<f64>,
+}
+
 impl VersionRow {
     pub fn into_version(self) -> Result<Version> {
         Ok(Version {
@@ -108,10 +117,6 @@ impl From<EventRow> for Event {
 pub(crate) struct IdempotencyRow {
     pub request_hash: String,
     pub version: i64,
-}
-
-pub(crate) fn versions_into(rows: Vec<VersionRow>) -> Result<Vec<Version>> {
-    rows.into_iter().map(VersionRow::into_version).collect()
 }
 
 #[derive(sqlx::FromRow)]

@@ -11,6 +11,7 @@ crate::backend_tests!(
     invalid_names_and_tags_are_422,
     bad_path_parameters_are_400,
     bad_query_parameters_are_400,
+    bad_filters_are_400_with_the_position,
     oversize_bodies_are_413,
     oversize_targets_and_headers_are_414_and_431,
     unknown_routes_and_methods,
@@ -189,6 +190,59 @@ async fn bad_query_parameters_are_400(app: &TestApp) {
     app.get(&format!("/api/v1/models/m/versions?cursor={cursor}"))
         .await
         .problem(400, "invalid_cursor");
+}
+
+async fn bad_filters_are_400_with_the_position(app: &TestApp) {
+    app.model("m").await;
+    for (filter, position) in [
+        ("   ", 0),
+        ("accuracy > 0.9", 0),
+        ("metric.acc 0.9", 11),
+        ("metric.acc > high", 13),
+        ("metric.acc > 0.9 or status = ready", 17),
+        (r#"tag.team < "a""#, 9),
+        ("status = done", 9),
+        (r#"config.arch = "vit"#, 14),
+    ] {
+        let r = app
+            .send(
+                app.client
+                    .get(app.url("/api/v1/models/m/versions"))
+                    .query(&[("filter", filter)]),
+            )
+            .await;
+        let p = r.problem(400, "invalid_filter");
+        assert_eq!(p["field"], "filter", "{filter}");
+        assert_eq!(p["position"], position, "{filter}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("position {position}")),
+            "{filter}: {p}"
+        );
+    }
+    for order in ["accuracy:desc", "metric.:asc", "created_at:newest"] {
+        let r = app
+            .send(
+                app.client
+                    .get(app.url("/api/v1/models/m/versions"))
+                    .query(&[("order_by", order)]),
+            )
+            .await;
+        assert_eq!(r.problem(400, "invalid_order_by")["field"], "order_by");
+    }
+    // A cursor from another list or order, or none at all.
+    for cursor in ["garbage", "dnM6eA"] {
+        let r = app
+            .send(
+                app.client
+                    .get(app.url("/api/v1/models/m/versions"))
+                    .query(&[("order_by", "metric.a:asc"), ("cursor", cursor)]),
+            )
+            .await;
+        r.problem(400, "invalid_cursor");
+    }
 }
 
 async fn oversize_bodies_are_413(app: &TestApp) {

@@ -91,6 +91,9 @@ fn every_problem_code_used_is_documented() {
         "metric_not_found",
         "artifact_not_found",
         "token_not_found",
+        "invalid_filter",
+        "invalid_order_by",
+        "invalid_cursor",
     ] {
         assert!(text.contains(code), "{code} is not in openapi.yaml");
     }

@@ -8,6 +8,8 @@ crate::backend_tests!(
     idempotency_key_replays_and_rejects_other_bodies,
     paging_returns_each_version_once_newest_first,
     list_filters_by_status_and_tag,
+    list_filter_grammar,
+    list_order_by_pages_through_ties_and_missing_values,
     patch_changes_only_description_and_tags,
     lifecycle_transitions,
 );
@@ -349,4 +351,222 @@ async fn lifecycle_transitions(app: &TestApp) {
             "version.failed"
         ]
     );
+}
+
+/// Lists `GET …/versions` with the given query pairs; the version numbers and the next cursor.
+async fn list(app: &TestApp, pairs: &[(&str, &str)]) -> (Vec<i64>, Option<String>) {
+    let r = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/models/m/versions"))
+                .query(pairs),
+        )
+        .await;
+    let body = r.ok(200);
+    let versions = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    (versions, body["next_cursor"].as_str().map(str::to_owned))
+}
+
+async fn log(app: &TestApp, version: i64, points: Value) {
+    app.post(
+        &format!("/api/v1/models/m/versions/{version}/metrics"),
+        json!({ "points": points }),
+    )
+    .await
+    .ok(200);
+}
+
+async fn list_filter_grammar(app: &TestApp) {
+    app.model("m").await;
+    // v1: acc 0.70 (last of two points), lr 0.01, team a, ready
+    // v2: acc 0.90, lr 0.001, team b, pending
+    // v3: no acc, lr "auto" (a string), team a, ready
+    // v4: acc 0.90, nested depth 18, no team, failed
+    let configs = [
+        json!({"optimizer": {"lr": 0.01, "name": "adam"}, "arch": "resnet"}),
+        json!({"optimizer": {"lr": 0.001, "name": "sgd"}, "arch": "resnet"}),
+        json!({"optimizer": {"lr": "auto"}, "arch": "vit"}),
+        json!({"depth": 18, "huge": 1e300}),
+    ];
+    let tags = [
+        json!({"team": "a"}),
+        json!({"team": "b"}),
+        json!({"team": "a", "eval:set": "holdout/2"}),
+        json!({}),
+    ];
+    for (c, t) in configs.iter().zip(&tags) {
+        app.version("m", json!({"config": c, "tags": t})).await;
+    }
+    log(app, 1, json!([{"key": "val/acc", "step": 1, "value": 0.95}, {"key": "val/acc", "step": 2000, "value": 0.7}])).await;
+    log(app, 2, json!([{"key": "val/acc", "step": 5, "value": 0.9}])).await;
+    log(app, 4, json!([{"key": "val/acc", "step": 0, "value": 0.9}])).await;
+    for v in [1, 3] {
+        app.post_empty(&format!("/api/v1/models/m/versions/{v}/finalize"))
+            .await
+            .ok(200);
+    }
+    app.post(
+        "/api/v1/models/m/versions/4/fail",
+        json!({"reason": "diverged"}),
+    )
+    .await
+    .ok(200);
+
+    for (filter, expected) in [
+        // The last value (at the highest step) counts, not any value.
+        ("metric.val/acc > 0.8", vec![4, 2]),
+        ("metric.val/acc >= 0.7", vec![4, 2, 1]),
+        ("metric.val/acc = 0.9", vec![4, 2]),
+        // A version without the metric matches no comparison on it, != included.
+        ("metric.val/acc != 0.9", vec![1]),
+        ("metric.val/acc < 1e9", vec![4, 2, 1]),
+        ("metric.nothing > 0", vec![]),
+        (r#"tag.team = "a""#, vec![3, 1]),
+        (r#"tag.team != "a""#, vec![2]),
+        (r#"tag.eval:set = "holdout/2""#, vec![3]),
+        ("config.optimizer.lr < 0.005", vec![2]),
+        ("config.optimizer.lr > 0", vec![2, 1]),
+        // Numbers and strings do not compare with each other.
+        (r#"config.optimizer.lr = "auto""#, vec![3]),
+        (r#"config.arch != "vit""#, vec![2, 1]),
+        ("config.depth >= 18", vec![4]),
+        ("config.huge > 1e299", vec![4]),
+        ("config.optimizer > 0", vec![]),
+        ("status = ready", vec![3, 1]),
+        (r#"status != "ready""#, vec![4, 2]),
+        (
+            r#"metric.val/acc > 0.5 and tag.team = "a" and status = ready"#,
+            vec![1],
+        ),
+        (
+            r#"config.optimizer.name = "sgd" AND metric.val/acc >= 0.9"#,
+            vec![2],
+        ),
+    ] {
+        assert_eq!(
+            list(app, &[("filter", filter)]).await.0,
+            expected,
+            "{filter}"
+        );
+    }
+    // Filters combine with status and tag parameters.
+    assert_eq!(
+        list(
+            app,
+            &[("filter", "metric.val/acc > 0"), ("status", "pending")]
+        )
+        .await
+        .0,
+        [2]
+    );
+    assert_eq!(
+        list(app, &[("filter", "metric.val/acc > 0"), ("tag", "team:a")])
+            .await
+            .0,
+        [1]
+    );
+    // And with order_by.
+    assert_eq!(
+        list(
+            app,
+            &[
+                ("filter", r#"tag.team = "a""#),
+                ("order_by", "metric.val/acc:desc")
+            ]
+        )
+        .await
+        .0,
+        [1, 3]
+    );
+}
+
+async fn list_order_by_pages_through_ties_and_missing_values(app: &TestApp) {
+    app.model("m").await;
+    // Eleven versions; loss values with ties, and versions 4 and 9 without the metric.
+    let loss = [
+        Some(0.5),
+        Some(0.3),
+        Some(0.5),
+        None,
+        Some(0.1),
+        Some(0.3),
+        Some(0.5),
+        Some(-2.0),
+        None,
+        Some(0.3),
+        Some(1e10),
+    ];
+    for (i, l) in loss.iter().enumerate() {
+        let v = app.version("m", json!({})).await;
+        assert_eq!(v, i as i64 + 1);
+        if let Some(l) = l {
+            log(app, v, json!([{"key": "loss", "step": 0, "value": l}])).await;
+        }
+    }
+    let mut with: Vec<(f64, i64)> = loss
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.map(|l| (l, i as i64 + 1)))
+        .collect();
+    // Ties newest first, missing values last, in either direction.
+    with.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+    let missing = [9, 4];
+    let asc: Vec<i64> = with.iter().map(|p| p.1).chain(missing).collect();
+    with.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+    let desc: Vec<i64> = with.iter().map(|p| p.1).chain(missing).collect();
+
+    for (order, expected) in [
+        ("metric.loss:asc", asc.clone()),
+        ("metric.loss", asc),
+        ("metric.loss:desc", desc),
+        ("version:asc", (1..=11).collect()),
+        ("version:desc", (1..=11).rev().collect()),
+        ("created_at:desc", (1..=11).rev().collect()),
+        ("created_at:asc", (1..=11).collect()),
+    ] {
+        // Whole, then in pages of every size: each version exactly once, in the same order.
+        assert_eq!(
+            list(app, &[("order_by", order)]).await.0,
+            expected,
+            "{order}"
+        );
+        for size in 1..=4 {
+            let limit = size.to_string();
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut pairs = vec![("order_by", order), ("limit", limit.as_str())];
+                if let Some(c) = &cursor {
+                    pairs.push(("cursor", c.as_str()));
+                }
+                let (page, next) = list(app, &pairs).await;
+                assert!(page.len() <= size);
+                seen.extend(page);
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, expected, "{order} in pages of {size}");
+        }
+    }
+
+    // A cursor belongs to its order.
+    let (_, cursor) = list(app, &[("order_by", "metric.loss:asc"), ("limit", "2")]).await;
+    let r = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/models/m/versions"))
+                .query(&[
+                    ("order_by", "metric.loss:desc"),
+                    ("cursor", cursor.unwrap().as_str()),
+                ]),
+        )
+        .await;
+    r.problem(400, "invalid_cursor");
 }

@@ -5,8 +5,9 @@ mod metrics;
 mod stages;
 mod tokens;
 
-use super::rows::{EventRow, IdempotencyRow, ModelRow, VersionRow, versions_into};
+use super::rows::{EventRow, IdempotencyRow, ListedVersionRow, ModelRow, VersionRow};
 use super::stages::{change_stage, in_stage_error};
+use super::version_list::{self, Arg, Dialect};
 use super::*;
 use crate::domain::cursor;
 use crate::domain::time;
@@ -37,20 +38,22 @@ macro_rules! model_select {
     };
 }
 
-macro_rules! version_select {
-    () => {
-        "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
-         v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by \
-         from versions v join models m on m.id = v.model_id "
-    };
-}
-
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
         let options = PgConnectOptions::from_str(url)?.application_name("modelreg");
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // JIT compilation pays off for long analytical queries; here it only adds hundreds
+            // of milliseconds to the occasional query the planner overestimates (a list ordered
+            // by a metric over thousands of versions). A session setting rather than a startup
+            // option, which connection poolers such as PgBouncer refuse.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(conn, "set jit = off").await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         Ok(Self { pool })
@@ -545,25 +548,21 @@ impl Store for PgStore {
     async fn list_versions(&self, model: &ModelName, q: &VersionQuery) -> Result<Page<Version>> {
         let mut conn = self.pool.acquire().await?;
         let m = Self::model_row(&mut conn, model, false).await?;
-        let tags = (!q.tags.is_empty()).then(|| sqlx::types::Json(q.tags.as_map()));
-        let rows = query_as::<_, VersionRow>(concat!(
-            version_select!(),
-            "where v.model_id = $1 \
-               and ($2::bigint is null or v.version < $2) \
-               and ($3::text is null or v.status = $3) \
-               and ($4::jsonb is null or v.tags @> $4) \
-             order by v.version desc limit $5"
-        ))
-        .bind(m.id)
-        .bind(q.before)
-        .bind(q.status.map(VersionStatus::as_str))
-        .bind(tags)
-        .bind(i64::from(q.limit) + 1)
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok(page(versions_into(rows)?, q.limit, |v| {
-            cursor::encode("v", &v.version.to_string())
-        }))
+        let (sql, args) = version_list::build(Dialect::Postgres, m.id, q);
+        let mut query = query_as::<_, ListedVersionRow>(sqlx::AssertSqlSafe(sql));
+        for arg in args {
+            query = match arg {
+                Arg::Uuid(u) => query.bind(u),
+                Arg::I64(n) => query.bind(n),
+                Arg::F64(n) => query.bind(n),
+                Arg::Text(t) => query.bind(t),
+                Arg::TextArray(a) => query.bind(a),
+                Arg::Time(t) => query.bind(t),
+                Arg::Json(j) => query.bind(sqlx::types::Json(j)),
+            };
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        version_list::into_page(rows, q)
     }
 
     #[instrument(skip_all, fields(model = %model, version))]

@@ -10,8 +10,9 @@ mod metrics;
 mod stages;
 mod tokens;
 
-use super::rows::{EventRow, IdempotencyRow, ModelRow, VersionRow, versions_into};
+use super::rows::{EventRow, IdempotencyRow, ListedVersionRow, ModelRow, VersionRow};
 use super::stages::{change_stage, in_stage_error};
+use super::version_list::{self, Arg, Dialect};
 use super::*;
 use crate::domain::cursor;
 use crate::domain::time;
@@ -32,14 +33,6 @@ pub struct SqliteStore {
 macro_rules! model_select {
     () => {
         "select id, name, description, tags, last_version, created_at, updated_at, created_by from models "
-    };
-}
-
-macro_rules! version_select {
-    () => {
-        "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
-         v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by \
-         from versions v join models m on m.id = v.model_id "
     };
 }
 
@@ -494,26 +487,22 @@ impl Store for SqliteStore {
     async fn list_versions(&self, model: &ModelName, q: &VersionQuery) -> Result<Page<Version>> {
         let mut conn = self.reader.acquire().await?;
         let m = Self::model_row(&mut conn, model).await?;
-        let tags = (!q.tags.is_empty()).then(|| sqlx::types::Json(q.tags.as_map()));
-        let rows = query_as::<_, VersionRow>(concat!(
-            version_select!(),
-            "where v.model_id = $1 \
-               and ($2 is null or v.version < $2) \
-               and ($3 is null or v.status = $3) \
-               and ($4 is null or not exists (select 1 from json_each($4) f \
-                    where json_extract(v.tags, '$.\"' || f.key || '\"') is not f.value)) \
-             order by v.version desc limit $5"
-        ))
-        .bind(m.id)
-        .bind(q.before)
-        .bind(q.status.map(VersionStatus::as_str))
-        .bind(tags)
-        .bind(i64::from(q.limit) + 1)
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok(page(versions_into(rows)?, q.limit, |v| {
-            cursor::encode("v", &v.version.to_string())
-        }))
+        let (sql, args) = version_list::build(Dialect::Sqlite, m.id, q);
+        let mut query = query_as::<_, ListedVersionRow>(sqlx::AssertSqlSafe(sql));
+        for arg in args {
+            query = match arg {
+                Arg::Uuid(u) => query.bind(u),
+                Arg::I64(n) => query.bind(n),
+                Arg::F64(n) => query.bind(n),
+                Arg::Text(t) => query.bind(t),
+                // The SQLite dialect builds JSON paths as text; an array binds as JSON.
+                Arg::TextArray(a) => query.bind(sqlx::types::Json(a)),
+                Arg::Time(t) => query.bind(ts(t)),
+                Arg::Json(j) => query.bind(sqlx::types::Json(j)),
+            };
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        version_list::into_page(rows, q)
     }
 
     #[instrument(skip_all, fields(model = %model, version))]
