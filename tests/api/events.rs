@@ -1,5 +1,6 @@
-use crate::helpers::TestApp;
+use crate::helpers::{Backend, TestApp, TestDb};
 use serde_json::json;
+use std::time::Duration;
 
 crate::backend_tests!(every_mutation_is_logged_in_order);
 
@@ -68,4 +69,55 @@ async fn every_mutation_is_logged_in_order(app: &TestApp) {
     app.get("/api/v1/events?after=abc")
         .await
         .problem(400, "invalid_query_parameter");
+}
+
+/// Postgres only (SQLite has one writer, so ids commit in order): an event whose transaction
+/// commits after a later-numbered one is not skipped by a reader tailing with `after=`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tailing_never_skips_an_event_that_commits_late_postgres() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let app = TestApp::spawn(db.url.clone(), |_| {}).await;
+    app.model("a").await;
+    let first: i64 = app.get("/api/v1/events").await.ok(200)["items"][0]["event_id"]
+        .as_i64()
+        .unwrap();
+
+    // A writer draws the next event id and has not committed yet.
+    let mut slow = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::Executor::execute(&mut slow, "begin").await.unwrap();
+    let late: i64 = sqlx::query_scalar(
+        "insert into events (at, action, model, actor) values (now(), 'test.late', 'a', 'test') returning id",
+    )
+    .fetch_one(&mut slow)
+    .await
+    .unwrap();
+    assert_eq!(late, first + 1);
+    // Another commits a higher id meanwhile.
+    app.model("b").await;
+
+    // A reader asks for what follows `first` while `late` is in flight: it must not answer
+    // with the higher id alone.
+    let url = app.url(&format!("/api/v1/events?after={first}"));
+    let client = app.client.clone();
+    let read = tokio::spawn(async move {
+        let r = client.get(url).send().await.unwrap();
+        r.json::<serde_json::Value>().await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::Executor::execute(&mut slow, "commit").await.unwrap();
+    let page = read.await.unwrap();
+    let ids: Vec<i64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [late, late + 1], "{page}");
+    assert_eq!(page["items"][0]["action"], "test.late");
+
+    drop(slow);
+    app.stop().await;
+    db.drop_db().await;
 }

@@ -38,6 +38,10 @@ macro_rules! model_select {
     };
 }
 
+/// How long an event log read waits for the transactions that may still commit events below
+/// the log's current end.
+const EVENT_WAIT: Duration = Duration::from_secs(2);
+
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
         let options = PgConnectOptions::from_str(url)?.application_name("modelreg");
@@ -172,6 +176,47 @@ impl PgStore {
         .fetch_one(conn)
         .await?;
         Ok(id)
+    }
+
+    /// The highest event id up to which the log is final: every event with an id up to it has
+    /// committed or rolled back, so a reader tailing with `after=` never moves past an event
+    /// that commits later. Event ids are drawn only once their transaction has an xid
+    /// (migration 0006), so the transactions that may hold ids up to the sequence's value are
+    /// among those in progress right after it is read; this waits for them (writes here last
+    /// milliseconds) and never delays a writer. Sessions are seen in `pg_stat_activity` when
+    /// they belong to the same role, as every server replica's do.
+    async fn event_horizon(conn: &mut PgConnection) -> Result<i64> {
+        let (last, called): (i64, bool) = query_as("select last_value, is_called from event_ids")
+            .fetch_one(&mut *conn)
+            .await?;
+        let horizon = if called { last } else { last - 1 };
+        let mut in_flight: Vec<String> = query_scalar(
+            "select coalesce(array_agg(backend_xid::text), '{}') from pg_stat_activity \
+             where datname = current_database() and backend_xid is not null \
+               and pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let deadline = std::time::Instant::now() + EVENT_WAIT;
+        while !in_flight.is_empty() {
+            if std::time::Instant::now() >= deadline {
+                // A transaction open this long is not one of ours; answer rather than hang.
+                tracing::warn!(
+                    transactions = in_flight.len(),
+                    "event log read gave up waiting for transactions in progress"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            in_flight = query_scalar(
+                "select coalesce(array_agg(backend_xid::text), '{}') from pg_stat_activity \
+                 where datname = current_database() and backend_xid::text = any($1)",
+            )
+            .bind(&in_flight)
+            .fetch_one(&mut *conn)
+            .await?;
+        }
+        Ok(horizon)
     }
 
     /// Writes a model's new description and tags and records `model.updated`.
@@ -649,12 +694,15 @@ impl Store for PgStore {
 
     #[instrument(skip_all)]
     async fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
+        let mut conn = self.pool.acquire().await?;
+        let horizon = Self::event_horizon(&mut conn).await?;
         let rows = query_as::<_, EventRow>(
             "select id, action, model, version, stage, actor, at, details from events \
              where ($1::bigint is null or id > $1) \
                and ($2::text is null or model = $2) \
                and ($3::text is null or action = $3) \
                and ($5::text[] is null or model like any($5)) \
+               and id <= $6 \
              order by id limit $4",
         )
         .bind(q.after)
@@ -662,7 +710,8 @@ impl Store for PgStore {
         .bind(&q.action)
         .bind(i64::from(q.limit) + 1)
         .bind(&q.visible)
-        .fetch_all(&self.pool)
+        .bind(horizon)
+        .fetch_all(&mut *conn)
         .await?;
         let items: Vec<Event> = rows.into_iter().map(Event::from).collect();
         Ok(page(items, q.limit, |e| e.event_id.to_string()))
