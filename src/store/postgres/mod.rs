@@ -183,8 +183,8 @@ impl PgStore {
     /// that commits later. Event ids are drawn only once their transaction has an xid
     /// (migration 0006), so the transactions that may hold ids up to the sequence's value are
     /// among those in progress right after it is read; this waits for them (writes here last
-    /// milliseconds) and never delays a writer. Sessions are seen in `pg_stat_activity` when
-    /// they belong to the same role, as every server replica's do.
+    /// milliseconds) and never delays a writer. `pg_stat_activity` shows every session's xid,
+    /// whatever role reads it.
     async fn event_horizon(conn: &mut PgConnection) -> Result<i64> {
         let (last, called): (i64, bool) = query_as("select last_value, is_called from event_ids")
             .fetch_one(&mut *conn)
