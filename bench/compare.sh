@@ -58,6 +58,7 @@ $LOADGEN http buckets --base "http://$MR_ADDR" --server-pid "$MR_PID" --seconds 
     | sed 's/"buckets"/"buckets_1client"/' | tee -a "$RESULTS" >&2
 run raw100k --clients 1 --max-requests 50
 run overlay --clients "$CLIENTS"
+run best --clients "$CLIENTS"
 kill "$MR_PID"
 
 echo "== bare Postgres, same tables" >&2

@@ -66,6 +66,7 @@ add("  same, 1 client", "buckets_1client", "p50_ms", " ms", "bare_bucket", "p50_
 add("100k raw points (p50 ms; lower is better)", "raw100k", "p50_ms", " ms", None, None, "mlflow_history_100k", "p50_ms",
     lower_is_better=True)
 add("overlay of 5 versions, 1,000 buckets each", "overlay", "per_second", "/s")
+add("best 10 of 1,000 versions by a metric (filter + order_by)", "best", "per_second", "/s")
 add("do-nothing axum (HTTP ceiling)", "noop", "per_second", "/s")
 print("\n".join(lines))
 p10, p10k = get("promote10", "per_second"), get("promote10k", "per_second")

@@ -277,6 +277,18 @@ async fn http(a: HttpArgs) -> Value {
             })
             .await
         }
+        // A dashboard's "best versions" query: filter and order by a metric's last value.
+        "best" => {
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, _| {
+                let req = c.get(format!("{b}/api/v1/models/bench-best/versions")).query(&[
+                    ("filter", "metric.val/acc > 0.5 and status = ready"),
+                    ("order_by", "metric.val/acc:desc"),
+                    ("limit", "10"),
+                ]);
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
         "noop" => {
             closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, _| {
                 let req = c.get(format!("{b}/"));
@@ -337,6 +349,7 @@ async fn setup(a: SetupArgs) {
         "bench-p10k",
         "bench-metrics",
         "bench-series",
+        "bench-best",
     ] {
         let r = c
             .put(format!("{b}/api/v1/models/{m}"))
@@ -369,6 +382,48 @@ async fn setup(a: SetupArgs) {
                     let r = c
                         .post(format!("{b}/api/v1/models/bench-p10k/versions"))
                         .json(&json!({"finalize": true}))
+                        .send()
+                        .await;
+                    assert!(r.is_ok_and(|r| r.status().is_success()));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("register");
+    }
+    // 1,000 ready versions of one model, each with a val/acc metric, for the "best" query.
+    let n = 1_000;
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, b, next) = (c.clone(), b.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let r = c
+                        .post(format!("{b}/api/v1/models/bench-best/versions"))
+                        .json(&json!({}))
+                        .send()
+                        .await
+                        .expect("register");
+                    let v: Value = r.json().await.expect("version");
+                    let v = v["version"].as_i64().expect("version number");
+                    // A spread of values in [0, 1) with ties.
+                    let acc = ((i * 7919) % 1000) as f64 / 1000.0;
+                    let r = c
+                        .post(format!("{b}/api/v1/models/bench-best/versions/{v}/metrics"))
+                        .json(&json!({"points": [{"key": "val/acc", "step": 0, "value": acc}]}))
+                        .send()
+                        .await;
+                    assert!(r.is_ok_and(|r| r.status().is_success()));
+                    let r = c
+                        .post(format!(
+                            "{b}/api/v1/models/bench-best/versions/{v}/finalize"
+                        ))
                         .send()
                         .await;
                     assert!(r.is_ok_and(|r| r.status().is_success()));
