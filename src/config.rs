@@ -57,6 +57,12 @@ pub struct Config {
     #[arg(long, env = "MODELREG_BOOTSTRAP_TOKEN", hide_env_values = true)]
     pub bootstrap_token: Option<String>,
 
+    /// Origins allowed to call the API from web pages, comma-separated
+    /// (`https://dash.example.com,http://localhost:3000`), or `*` for any. CORS is off when
+    /// empty.
+    #[arg(long, env = "MODELREG_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "MODELREG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -118,6 +124,7 @@ impl Config {
         if self.body_limit < 1024 {
             return Err("body limit must be at least 1KiB".to_owned());
         }
+        check_cors_origins(&self.cors_origins)?;
         Ok(())
     }
 }
@@ -139,6 +146,33 @@ impl DatabaseConfig {
         }
         Ok(())
     }
+}
+
+/// `*` alone, or origins as browsers send them: `http(s)://host[:port]`, nothing after.
+fn check_cors_origins(origins: &[String]) -> Result<(), String> {
+    if origins.iter().any(|o| o == "*") {
+        if origins.len() > 1 {
+            return Err("CORS origins: `*` allows any origin and cannot be combined".to_owned());
+        }
+        return Ok(());
+    }
+    for o in origins {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        let ok = rest.is_some_and(|host| {
+            !host.is_empty()
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                })
+        });
+        if !ok {
+            return Err(format!(
+                "CORS origin {o:?} is not an origin: use scheme://host[:port], e.g. https://dash.example.com"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Hides the password of a URL: `postgres://u:secret@h/db` → `postgres://u:***@h/db`.
@@ -178,6 +212,7 @@ impl fmt::Debug for Config {
             .field("body_limit", &self.body_limit)
             .field("default_page_size", &self.default_page_size)
             .field("max_page_size", &self.max_page_size)
+            .field("cors_origins", &self.cors_origins)
             .finish_non_exhaustive()
     }
 }
@@ -219,6 +254,7 @@ impl Config {
             max_metric_points: 10_000,
             max_artifact_size: None,
             bootstrap_token: None,
+            cors_origins: Vec::new(),
             log_format: LogFormat::Text,
         }
     }
@@ -231,6 +267,27 @@ fn parse_size_u64(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_origins() {
+        let ok =
+            |v: &[&str]| check_cors_origins(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(ok(&[]).is_ok());
+        assert!(ok(&["*"]).is_ok());
+        assert!(
+            ok(&[
+                "https://dash.example.com",
+                "http://localhost:3000",
+                "http://[::1]:8000"
+            ])
+            .is_ok()
+        );
+        assert!(ok(&["*", "https://a.example"]).is_err());
+        assert!(ok(&["dash.example.com"]).is_err());
+        assert!(ok(&["https://dash.example.com/"]).is_err());
+        assert!(ok(&["ftp://x"]).is_err());
+        assert!(ok(&["https://"]).is_err());
+    }
 
     #[test]
     fn sizes() {

@@ -15,17 +15,22 @@ pub mod telemetry;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, header};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use config::Config;
 use error::{Error, Kind};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use store::Store;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower_http::CompressionLevel;
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{Predicate, SizeAbove};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -84,10 +89,84 @@ pub fn app(state: AppState) -> Router {
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .option_layer(cors(&state.config.cors_origins))
+                .layer(
+                    CompressionLayer::new()
+                        .quality(CompressionLevel::Fastest)
+                        .compress_when(SizeAbove::new(1024).and(compressible)),
+                )
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(DefaultBodyLimit::max(body_limit)),
         )
         .with_state(state)
+}
+
+/// CORS for the configured origins (none: no CORS headers at all). Preflights are answered
+/// here, before authentication, as browsers send them without credentials.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Validated at start-up; an origin that is not a header value cannot match anyway.
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_NONE_MATCH,
+                header::RANGE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("x-content-sha256"),
+            ])
+            .expose_headers([
+                header::ETAG,
+                header::LOCATION,
+                header::CONTENT_RANGE,
+                REQUEST_ID,
+                HeaderName::from_static("idempotent-replayed"),
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// Which answers are compressed for clients that ask (with [`SizeAbove`]: those of 1 KiB or
+/// more, or of unknown length, as streamed metric series are): API answers (JSON,
+/// problem+json, Prometheus text, the spec). Never artifacts: they are served byte for byte,
+/// with ranges, and are usually compressed already.
+fn compressible(
+    _: StatusCode,
+    _: axum::http::Version,
+    headers: &HeaderMap,
+    _: &Extensions,
+) -> bool {
+    if headers.contains_key(header::ACCEPT_RANGES) || headers.contains_key(header::CONTENT_RANGE) {
+        return false;
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    [
+        "application/json",
+        "application/problem+json",
+        "text/plain",
+        "application/yaml",
+    ]
+    .iter()
+    .any(|t| content_type.starts_with(t))
 }
 
 async fn not_found() -> Error {

@@ -15,3 +15,4 @@ mod processes;
 mod spec;
 mod stages;
 mod versions;
+mod web;
