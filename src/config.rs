@@ -148,9 +148,18 @@ impl DatabaseConfig {
     }
 }
 
+/// The configured CORS origins, trimmed, empty entries dropped (an empty variable means none).
+pub fn cors_origins(raw: &[String]) -> Vec<&str> {
+    raw.iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect()
+}
+
 /// `*` alone, or origins as browsers send them: `http(s)://host[:port]`, nothing after.
 fn check_cors_origins(origins: &[String]) -> Result<(), String> {
-    if origins.iter().any(|o| o == "*") {
+    let origins = cors_origins(origins);
+    if origins.contains(&"*") {
         if origins.len() > 1 {
             return Err("CORS origins: `*` allows any origin and cannot be combined".to_owned());
         }
@@ -273,6 +282,8 @@ mod tests {
         let ok =
             |v: &[&str]| check_cors_origins(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert!(ok(&[]).is_ok());
+        assert!(ok(&[""]).is_ok());
+        assert!(ok(&["https://a.example", " https://b.example "]).is_ok());
         assert!(ok(&["*"]).is_ok());
         assert!(
             ok(&[

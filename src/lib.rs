@@ -103,11 +103,12 @@ pub fn app(state: AppState) -> Router {
 
 /// CORS for the configured origins (none: no CORS headers at all). Preflights are answered
 /// here, before authentication, as browsers send them without credentials.
-fn cors(origins: &[String]) -> Option<CorsLayer> {
+fn cors(raw: &[String]) -> Option<CorsLayer> {
+    let origins = config::cors_origins(raw);
     if origins.is_empty() {
         return None;
     }
-    let allow = if origins.iter().any(|o| o == "*") {
+    let allow = if origins.contains(&"*") {
         AllowOrigin::any()
     } else {
         // Validated at start-up; an origin that is not a header value cannot match anyway.
