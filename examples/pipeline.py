@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -103,6 +104,13 @@ def main():
     detail = reg.call("GET", f"/api/v1/models/{a.model}/versions/{v}")
     summary = {m["key"]: round(m["last"], 4) for m in detail["metrics"]}
     print(f"version {v} is ready: artifacts={[x['path'] for x in detail['artifacts']]} metrics={summary}")
+
+    # 6. Which ready version of this model is best on validation accuracy so far?
+    query = urllib.parse.urlencode({"filter": "status = ready and metric.val/accuracy > 0",
+                                    "order_by": "metric.val/accuracy:desc", "limit": 1})
+    best = reg.call("GET", f"/api/v1/models/{a.model}/versions?{query}")["items"]
+    assert best, "the version just finalized has val/accuracy"
+    print(f"best ready version by val/accuracy: {best[0]['version']}")
     return 0
 
 
