@@ -14,7 +14,7 @@ pub mod store;
 pub mod telemetry;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use config::Config;
@@ -71,11 +71,7 @@ pub fn app(state: AppState) -> Router {
                 .level(Level::INFO)
                 .latency_unit(LatencyUnit::Micros),
         );
-    api::router()
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
+    api::router(&state)
         .layer(axum::middleware::from_fn(telemetry::record_request))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -170,11 +166,25 @@ fn compressible(
     .any(|t| content_type.starts_with(t))
 }
 
-async fn not_found() -> Error {
+/// Unknown paths. With authentication on, a caller without a valid token learns nothing
+/// (401), as on every other route that is not public.
+async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Error {
+    if let Err(e) = auth::authenticate(&state, &headers).await {
+        return e;
+    }
     Error::not_found("route_not_found", "no such endpoint; see /openapi.yaml")
 }
 
-async fn method_not_allowed() -> Error {
+/// A known path with a method it does not have (OPTIONS and unknown methods included).
+async fn method_not_allowed(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    headers: HeaderMap,
+) -> Error {
+    let public = matched.is_some_and(|m| api::is_public_path(m.as_str()));
+    if !public && let Err(e) = auth::authenticate(&state, &headers).await {
+        return e;
+    }
     Error::new(
         Kind::MethodNotAllowed,
         "method_not_allowed",

@@ -171,7 +171,7 @@ async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
         models: (!args.models.is_empty()).then_some(args.models),
         expires_at: args.expires_in.map(|d| chrono::Utc::now() + d),
     };
-    let actor = modelreg::store::Actor("cli".to_owned());
+    let actor = modelreg::domain::access::Actor::named("cli");
     let (record, token) = modelreg::api::tokens::make_token(body, &actor)
         .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     store
@@ -188,7 +188,8 @@ async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
 
 /// Makes sure the bootstrap admin token exists (it is stored as a hash, like any other).
 async fn bootstrap(store: &dyn store::Store, token: &str) -> anyhow::Result<()> {
-    use modelreg::auth::{Scope, hash_secret, parse_token, secret_matches};
+    use modelreg::auth::{hash_secret, parse_token, secret_matches};
+    use modelreg::domain::access::Scope;
     let Some((id, secret)) = parse_token(token) else {
         anyhow::bail!(
             "MODELREG_BOOTSTRAP_TOKEN is not a modelreg token; make one with `modelreg token new`"
@@ -216,7 +217,7 @@ async fn bootstrap(store: &dyn store::Store, token: &str) -> anyhow::Result<()> 
                 created_at: modelreg::domain::time::now(),
                 created_by: "bootstrap".to_owned(),
             };
-            let actor = store::Actor("bootstrap".to_owned());
+            let actor = modelreg::domain::access::Actor::named("bootstrap");
             store
                 .create_token(&record, &actor)
                 .await

@@ -4,8 +4,8 @@
 use super::Endpoint;
 use super::extract::{Query, VersionPath};
 use crate::AppState;
-use crate::auth::Scope;
 use crate::blob::{ByteRange, Unsatisfiable, parse_range};
+use crate::domain::access::Scope;
 use crate::domain::artifact::{ArtifactPath, parse_sha256};
 use crate::domain::time;
 use crate::error::{Error, Kind, Result};

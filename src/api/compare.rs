@@ -4,7 +4,7 @@ use super::Endpoint;
 use super::extract::{ModelPath, Query};
 use super::metrics::parse_version_list;
 use crate::AppState;
-use crate::auth::Scope;
+use crate::domain::access::Scope;
 use crate::domain::diff::differing_paths;
 use crate::error::Result;
 use crate::store::{Artifact, MetricSummary, Version};

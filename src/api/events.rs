@@ -3,7 +3,7 @@
 use super::Endpoint;
 use super::extract::{Query, page_limit};
 use crate::AppState;
-use crate::auth::{Principal, Scope};
+use crate::domain::access::{Principal, Scope};
 use crate::error::{Error, Result};
 use crate::store::{Event, EventQuery, Page};
 use axum::extract::State;

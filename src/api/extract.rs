@@ -4,7 +4,6 @@
 use crate::AppState;
 use crate::domain::{ModelName, StageName};
 use crate::error::{Error, Kind};
-use crate::store::Actor;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header::CONTENT_LENGTH;
@@ -221,19 +220,6 @@ impl<S: Send + Sync> FromRequestParts<S> for StagePath {
         let stage = StageName::parse("stage", param(&params, "stage")?)
             .map_err(|e| path_error("stage", e.detail))?;
         Ok(Self(model_param(&params)?, stage))
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Actor {
-    type Rejection = Error;
-
-    /// Set by the authentication middleware; `anonymous` while authentication is off.
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        Ok(parts
-            .extensions
-            .get::<Actor>()
-            .cloned()
-            .unwrap_or_else(Actor::anonymous))
     }
 }
 

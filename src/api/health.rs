@@ -2,7 +2,7 @@
 
 use super::Endpoint;
 use crate::AppState;
-use crate::auth::Scope;
+use crate::domain::access::Scope;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
@@ -14,7 +14,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::GET, "/healthz", Scope::Public, healthz),
         Endpoint::new(Method::GET, "/readyz", Scope::Public, readyz),
         Endpoint::new(Method::GET, "/openapi.yaml", Scope::Public, openapi),
-        Endpoint::new(Method::GET, "/metrics", Scope::Public, prometheus),
+        // Request counts by route say what a registry is used for: a token is needed when
+        // authentication is on (or scrape a separate MODELREG_METRICS_LISTEN address).
+        Endpoint::new(Method::GET, "/metrics", Scope::Read, prometheus),
     ]
 }
 

@@ -4,8 +4,8 @@
 use super::Endpoint;
 use super::extract::{Json, ModelPath, Query, VersionPath};
 use crate::AppState;
-use crate::auth::Scope;
 use crate::domain::ModelName;
+use crate::domain::access::Scope;
 use crate::domain::metrics::{BucketPlan, Point, RawPoint, check_key, group, plan_buckets};
 use crate::domain::time::{self, Timestamp};
 use crate::error::{Error, Kind, Result};

@@ -1,7 +1,8 @@
 //! The HTTP layer: one module per resource, each declaring its endpoints.
 //!
-//! The router is built only from [`endpoints`], so the table is the router: the access scope
-//! of every route and the OpenAPI description are checked against it by tests.
+//! The router is built only from [`endpoints`], so the table is the router: every route
+//! carries its own access guard (its scope travels with it, see [`crate::auth`]), and the
+//! OpenAPI description is checked against the table by tests.
 
 pub mod artifacts;
 pub mod compare;
@@ -15,7 +16,8 @@ pub mod tokens;
 pub mod versions;
 
 use crate::AppState;
-use crate::auth::Scope;
+use crate::auth::{Guard, guard};
+use crate::domain::access::Scope;
 use axum::Router;
 use axum::handler::Handler;
 use axum::http::Method;
@@ -79,9 +81,43 @@ pub fn endpoints() -> Vec<Endpoint> {
     .collect()
 }
 
-/// The router of every endpoint (state still to be supplied).
-pub fn router() -> Router<AppState> {
-    endpoints()
-        .into_iter()
-        .fold(Router::new(), |router, e| router.route(e.path, e.handler))
+impl Endpoint {
+    /// The handler behind its access guard. A public endpoint has none.
+    fn guarded(self, state: &AppState) -> MethodRouter<AppState> {
+        if self.scope == Scope::Public {
+            return self.handler;
+        }
+        let guard_state = Guard {
+            state: state.clone(),
+            scope: self.scope,
+        };
+        self.handler
+            .route_layer(axum::middleware::from_fn_with_state(guard_state, guard))
+    }
+}
+
+/// The router of every endpoint, each behind its guard (state still to be supplied).
+pub fn router(state: &AppState) -> Router<AppState> {
+    endpoints().into_iter().fold(Router::new(), |router, e| {
+        let path = e.path;
+        router.route(path, e.guarded(state))
+    })
+}
+
+/// Whether every endpoint of a route template is public (health, readiness, the spec).
+pub fn is_public_path(path: &str) -> bool {
+    static PUBLIC: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    PUBLIC
+        .get_or_init(|| {
+            let all = endpoints();
+            all.iter()
+                .filter(|e| {
+                    all.iter()
+                        .filter(|o| o.path == e.path)
+                        .all(|o| o.scope == Scope::Public)
+                })
+                .map(|e| e.path)
+                .collect()
+        })
+        .contains(&path)
 }

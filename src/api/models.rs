@@ -3,7 +3,7 @@
 use super::Endpoint;
 use super::extract::{Json, ModelPath, Query, double_option, page_limit, query_error};
 use crate::AppState;
-use crate::auth::{Principal, Scope};
+use crate::domain::access::{Principal, Scope};
 use crate::domain::names::check_description;
 use crate::domain::{ModelName, TagFilter, TagPatch, Tags, cursor};
 use crate::error::{Error, Kind, Result};

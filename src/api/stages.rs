@@ -3,7 +3,7 @@
 use super::Endpoint;
 use super::extract::{Json, ModelPath, OptionalJson, Query, StagePath, double_option, page_limit};
 use crate::AppState;
-use crate::auth::Scope;
+use crate::domain::access::Scope;
 use crate::domain::cursor;
 use crate::domain::stage::Expected;
 use crate::domain::time::Timestamp;

@@ -3,7 +3,8 @@
 use super::Endpoint;
 use super::extract::Json;
 use crate::AppState;
-use crate::auth::{Glob, Scope, new_secret};
+use crate::auth::new_secret;
+use crate::domain::access::{Glob, Principal, Scope};
 use crate::domain::time::{self, Timestamp};
 use crate::error::{Error, Result};
 use crate::store::{Actor, TokenRecord};
@@ -17,6 +18,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, "/api/v1/tokens", Scope::Admin, create),
         Endpoint::new(Method::GET, "/api/v1/tokens", Scope::Admin, list),
         Endpoint::new(Method::DELETE, "/api/v1/tokens/{id}", Scope::Admin, revoke),
+        Endpoint::new(Method::GET, "/api/v1/whoami", Scope::Authenticated, whoami),
     ]
 }
 
@@ -124,7 +126,7 @@ pub fn make_token(body: CreateBody, actor: &Actor) -> Result<(TokenRecord, Strin
         expires_at: body.expires_at,
         revoked_at: None,
         created_at: now,
-        created_by: actor.0.clone(),
+        created_by: actor.name.clone(),
     };
     Ok((record, secret.token))
 }
@@ -154,6 +156,29 @@ async fn list(State(state): State<AppState>) -> Result<axum::Json<Items<TokenVie
         .map(TokenView::from)
         .collect();
     Ok(axum::Json(Items { items }))
+}
+
+/// The caller: what a client (the web UI) needs to know to show only what the token may do.
+#[derive(Serialize)]
+struct WhoAmI {
+    name: String,
+    /// `null` while authentication is off (the anonymous caller has no token).
+    token_id: Option<Uuid>,
+    scopes: Vec<Scope>,
+    /// Model-name globs the token is limited to; `null`: every model.
+    models: Option<Vec<Glob>>,
+    /// Whether the server requires tokens at all.
+    auth_required: bool,
+}
+
+async fn whoami(State(state): State<AppState>, principal: Principal) -> axum::Json<WhoAmI> {
+    axum::Json(WhoAmI {
+        name: principal.actor.name,
+        token_id: principal.actor.token_id,
+        scopes: principal.scopes,
+        models: principal.models,
+        auth_required: state.config.auth == crate::config::AuthMode::Required,
+    })
 }
 
 async fn revoke(

@@ -4,7 +4,7 @@ use super::Endpoint;
 use super::extract::{Json, ModelPath, OptionalJson, Query, VersionPath, page_limit, query_error};
 use super::models::PatchBody;
 use crate::AppState;
-use crate::auth::Scope;
+use crate::domain::access::Scope;
 use crate::domain::filter::{Filter, OrderBy};
 use crate::domain::names::check_description;
 use crate::domain::{TagFilter, Tags, Transition, VersionStatus};

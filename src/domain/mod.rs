@@ -3,6 +3,7 @@
 //! Values of the newtypes here are valid by construction; the API layer converts raw input
 //! into them at the boundary and everything behind it can rely on that.
 
+pub mod access;
 pub mod artifact;
 pub mod cursor;
 pub mod diff;

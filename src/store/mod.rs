@@ -86,6 +86,8 @@ pub struct Event {
     pub version: Option<i64>,
     pub stage: Option<String>,
     pub actor: String,
+    /// The token that made the change (token names are not unique); `null` without one.
+    pub actor_token_id: Option<Uuid>,
     #[serde(with = "crate::domain::time::rfc3339")]
     pub at: Timestamp,
     pub details: Value,
@@ -197,7 +199,7 @@ impl Registered {
             status_reason: None,
             created_at: now,
             updated_at: now,
-            created_by: actor.0.clone(),
+            created_by: actor.name.clone(),
         };
         Self {
             version,
@@ -206,15 +208,7 @@ impl Registered {
     }
 }
 
-/// Who did it, as recorded in events and `created_by`.
-#[derive(Debug, Clone)]
-pub struct Actor(pub String);
-
-impl Actor {
-    pub fn anonymous() -> Self {
-        Self("anonymous".to_owned())
-    }
-}
+pub use crate::domain::access::Actor;
 
 /// A stage and the version it holds.
 #[derive(Debug, Clone, Serialize)]
@@ -247,6 +241,7 @@ pub struct HistoryEntry {
     pub to_version: Option<i64>,
     pub reason: Option<String>,
     pub actor: String,
+    pub actor_token_id: Option<Uuid>,
     #[serde(with = "crate::domain::time::rfc3339")]
     pub at: Timestamp,
 }
@@ -265,6 +260,7 @@ impl From<Event> for HistoryEntry {
                 .map(str::to_owned),
             action: e.action,
             actor: e.actor,
+            actor_token_id: e.actor_token_id,
             at: e.at,
         }
     }
@@ -313,8 +309,8 @@ pub struct TokenRecord {
     pub id: Uuid,
     pub name: String,
     pub secret_hash: String,
-    pub scopes: Vec<crate::auth::Scope>,
-    pub models: Option<Vec<crate::auth::Glob>>,
+    pub scopes: Vec<crate::domain::access::Scope>,
+    pub models: Option<Vec<crate::domain::access::Glob>>,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub created_at: Timestamp,

@@ -93,6 +93,7 @@ pub(crate) struct EventRow {
     pub version: Option<i64>,
     pub stage: Option<String>,
     pub actor: String,
+    pub actor_token_id: Option<Uuid>,
     pub at: Timestamp,
     pub details: Json<Value>,
 }
@@ -106,6 +107,7 @@ impl From<EventRow> for Event {
             version: r.version,
             stage: r.stage,
             actor: r.actor,
+            actor_token_id: r.actor_token_id,
             at: r.at,
             details: r.details.0,
         }
@@ -124,7 +126,7 @@ pub(crate) struct TokenRow {
     pub id: Uuid,
     pub name: String,
     pub secret_hash: String,
-    pub scopes: Json<Vec<crate::auth::Scope>>,
+    pub scopes: Json<Vec<crate::domain::access::Scope>>,
     pub models: Option<Json<Vec<String>>>,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
@@ -141,7 +143,7 @@ impl From<TokenRow> for super::TokenRecord {
             scopes: r.scopes.0,
             models: r.models.map(|m| {
                 m.0.into_iter()
-                    .map(crate::auth::Glob::from_stored)
+                    .map(crate::domain::access::Glob::from_stored)
                     .collect()
             }),
             expires_at: r.expires_at,

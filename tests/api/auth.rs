@@ -3,8 +3,8 @@
 use crate::helpers::{Backend, Resp, TestApp, TestDb};
 use futures::FutureExt;
 use modelreg::api::tokens::{CreateBody, make_token};
-use modelreg::auth::Scope;
 use modelreg::config::AuthMode;
+use modelreg::domain::access::Scope;
 use modelreg::store::Actor;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -20,10 +20,10 @@ async fn run_with_auth<F: AsyncFn(&TestApp, &str)>(backend: Backend, case: F) {
         models: None,
         expires_at: None,
     };
-    let (record, root) = make_token(body, &Actor("cli".into())).unwrap();
+    let (record, root) = make_token(body, &Actor::named("cli")).unwrap();
     app.state
         .store
-        .create_token(&record, &Actor("cli".into()))
+        .create_token(&record, &Actor::named("cli"))
         .await
         .unwrap();
     let outcome = AssertUnwindSafe(case(&app, &root)).catch_unwind().await;
@@ -48,6 +48,7 @@ macro_rules! auth_tests {
 
 auth_tests!(
     every_route_checks_its_scope,
+    every_method_on_every_route,
     secrets_are_stored_hashed,
     tokens_api_and_actor
 );
@@ -115,7 +116,8 @@ fn case_for(method: &Method, template: &str, throwaway: &str) -> Option<Case> {
             ("GET", "/healthz") => ("/healthz", None, Scope::Public, 200),
             ("GET", "/readyz") => ("/readyz", None, Scope::Public, 200),
             ("GET", "/openapi.yaml") => ("/openapi.yaml", None, Scope::Public, 200),
-            ("GET", "/metrics") => ("/metrics", None, Scope::Public, 200),
+            ("GET", "/metrics") => ("/metrics", None, Scope::Read, 200),
+            ("GET", "/api/v1/whoami") => ("/api/v1/whoami", None, Scope::Authenticated, 200),
             ("POST", "/api/v1/models") => (
                 "/api/v1/models",
                 j(json!({"name": "fraud-new"})),
@@ -365,11 +367,11 @@ async fn every_route_checks_its_scope(app: &TestApp, root: &str) {
             models: None,
             expires_at: None,
         };
-        let (mut record, secret) = make_token(body, &Actor("cli".into())).unwrap();
+        let (mut record, secret) = make_token(body, &Actor::named("cli")).unwrap();
         record.expires_at = Some(past);
         app.state
             .store
-            .create_token(&record, &Actor("cli".into()))
+            .create_token(&record, &Actor::named("cli"))
             .await
             .unwrap();
         secret
@@ -420,7 +422,7 @@ async fn every_route_checks_its_scope(app: &TestApp, root: &str) {
                 .problem(401, "unauthorized");
         }
         for (scope, t) in by_scope {
-            if scope != c.scope {
+            if scope != c.scope && c.scope != Scope::Authenticated {
                 let r = call(app, Some(t), m(), &c.path, c.body.as_ref()).await;
                 assert_eq!(r.status, 403, "{ctx} with a {scope:?} token: {}", r.body);
             }
@@ -438,6 +440,12 @@ async fn every_route_checks_its_scope(app: &TestApp, root: &str) {
             }
             (false, "/api/v1/models") if e.method == Method::POST => {
                 r.problem(403, "model_forbidden");
+            }
+            (false, "/api/v1/whoami") => {
+                assert_eq!(r.ok(200)["models"], json!(["other-*"]), "{ctx}");
+            }
+            (false, "/metrics") => {
+                r.ok(200);
             }
             (false, _) => {
                 let names: Vec<&str> = r.ok(200)["items"]
@@ -464,6 +472,7 @@ async fn every_route_checks_its_scope(app: &TestApp, root: &str) {
                     admin_limited.clone()
                 }
             }
+            Scope::Authenticated => read.clone(),
             s => by_scope
                 .iter()
                 .find(|(x, _)| *x == s)
@@ -536,7 +545,10 @@ async fn tokens_api_and_actor(app: &TestApp, root: &str) {
         Some(&["churn-*"]),
     )
     .await;
-    let (ops, _) = token(app, root, "alice", &["promote", "read"], None).await;
+    let (ops, ops_id) = token(app, root, "alice", &["promote", "read"], None).await;
+    // Another token with the same name: the history tells them apart by id.
+    let (_, other_alice) = token(app, root, "alice", &["promote", "read"], None).await;
+    assert_ne!(ops_id, other_alice);
     let post = |t: &str, path: &str, body: Value| {
         let t = t.to_owned();
         let path = path.to_owned();
@@ -568,6 +580,22 @@ async fn tokens_api_and_actor(app: &TestApp, root: &str) {
     )
     .await;
     assert_eq!(h.ok(200)["items"][0]["actor"], "alice");
+    assert_eq!(h.body["items"][0]["actor_token_id"], ops_id.as_str());
+    let ev = call(
+        app,
+        Some(root),
+        Method::GET,
+        "/api/v1/events?action=stage.promoted",
+        None,
+    )
+    .await;
+    assert_eq!(ev.ok(200)["items"][0]["actor_token_id"], ops_id.as_str());
+    let me = call(app, Some(&ops), Method::GET, "/api/v1/whoami", None).await;
+    assert_eq!(
+        me.ok(200).clone(),
+        json!({"name": "alice", "token_id": ops_id, "scopes": ["promote", "read"],
+               "models": null, "auth_required": true})
+    );
     let ev = call(
         app,
         Some(root),
@@ -607,4 +635,93 @@ async fn tokens_api_and_actor(app: &TestApp, root: &str) {
         .problem(404, "token_not_found");
     let r = call(app, None, Method::GET, "/api/v1/models", None).await;
     assert_eq!(r.headers["www-authenticate"], "Bearer");
+}
+
+/// A concrete path for a route template, naming things the fixture made.
+fn concrete(template: &str) -> String {
+    template
+        .replace("{model}", "fraud-a")
+        .replace("{version}", "2")
+        .replace("{stage}", "staging")
+        .replace("{*key}", "loss")
+        .replace("{*path}", "model.bin")
+        .replace("{id}", &uuid::Uuid::now_v7().to_string())
+}
+
+/// Every method, declared or not (HEAD, OPTIONS and an unknown one included), on every route,
+/// without a token, with a bad one and with each scope: nothing is answered before the
+/// caller is authenticated, and a method the router answers in another's stead (HEAD for
+/// GET) needs that method's scope.
+async fn every_method_on_every_route(app: &TestApp, root: &str) {
+    fixture(app, root).await;
+    let mut tokens = vec![(Scope::Admin, root.to_owned())];
+    for scope in [Scope::Read, Scope::Write, Scope::Promote] {
+        let (t, _) = token(app, root, scope.as_str(), &[scope.as_str()], None).await;
+        tokens.push((scope, t));
+    }
+    let endpoints = modelreg::api::endpoints();
+    let mut templates: Vec<&str> = endpoints.iter().map(|e| e.path).collect();
+    templates.sort_unstable();
+    templates.dedup();
+    templates.push("/api/v1/no-such-route");
+    let methods = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::from_bytes(b"FROB").unwrap(),
+    ];
+    let mut checked = 0;
+    for template in templates {
+        let path = concrete(template);
+        let of_path: Vec<_> = endpoints.iter().filter(|e| e.path == template).collect();
+        let public = !of_path.is_empty() && of_path.iter().all(|e| e.scope == Scope::Public);
+        for method in &methods {
+            let declared = of_path.iter().find(|e| {
+                e.method == *method || (*method == Method::HEAD && e.method == Method::GET)
+            });
+            let ctx = format!("{method} {path}");
+            for bad in [None, Some("mrt_01a21997b68674bc8f474e033e10a64e_nope")] {
+                let r = call(app, bad, method.clone(), &path, None).await;
+                match declared {
+                    Some(e) if e.scope == Scope::Public => {
+                        assert!(r.status.is_success(), "{ctx}: {}", r.status)
+                    }
+                    None if public => assert_eq!(r.status, 405, "{ctx}"),
+                    _ => {
+                        assert_eq!(r.status, 401, "{ctx} without a valid token: {}", r.body);
+                        assert_eq!(r.headers["www-authenticate"], "Bearer", "{ctx}");
+                    }
+                }
+                checked += 1;
+            }
+            for (scope, t) in &tokens {
+                let r = call(app, Some(t), method.clone(), &path, None).await;
+                let status = r.status.as_u16();
+                match declared {
+                    None if of_path.is_empty() => assert_eq!(status, 404, "{ctx}"),
+                    None => assert_eq!(status, 405, "{ctx} with {scope:?}: {}", r.body),
+                    Some(e) => {
+                        let allowed = matches!(e.scope, Scope::Public | Scope::Authenticated)
+                            || *scope == Scope::Admin
+                            || *scope == e.scope;
+                        if allowed {
+                            assert!(
+                                ![401, 403, 405].contains(&status),
+                                "{ctx} with {scope:?}: {status} {}",
+                                r.body
+                            );
+                        } else {
+                            assert_eq!(status, 403, "{ctx} with {scope:?}: {}", r.body);
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked} requests checked");
 }

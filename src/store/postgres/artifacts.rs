@@ -50,7 +50,7 @@ impl PgStore {
         .bind(&a.sha256)
         .bind(&a.content_type)
         .bind(a.created_at)
-        .bind(&actor.0)
+        .bind(&actor.name)
         .execute(&mut *conn)
         .await
         .map_err(|e| on_unique(e, || artifact_exists(&a.path)))?;

@@ -131,8 +131,8 @@ impl PgStore {
                                          created_at, updated_at, created_by) \
                    select $2, m.id, m.last_version, $3, $4, $5, $6, $7, $8, $8, $9 from m \
                    returning model_id, version), \
-             e as (insert into events (at, action, model_id, model, version, actor, details) \
-                   select $8, x.action, v.model_id, $1, v.version, $9, x.details \
+             e as (insert into events (at, action, model_id, model, version, actor, actor_token_id, details) \
+                   select $8, x.action, v.model_id, $1, v.version, $9, $12, x.details \
                    from v, (values (1, 'version.created', $10::jsonb), (2, 'version.finalized', '{}'::jsonb)) \
                         as x(o, action, details) \
                    where x.o = 1 or $11 order by x.o) \
@@ -146,9 +146,10 @@ impl PgStore {
         .bind(sqlx::types::Json(&new.source))
         .bind(sqlx::types::Json(&new.tags))
         .bind(now)
-        .bind(&actor.0)
+        .bind(&actor.name)
         .bind(sqlx::types::Json(&details))
         .bind(new.finalize)
+        .bind(actor.token_id)
         .fetch_optional(&self.pool)
         .await?;
         let (number,) = row.ok_or_else(|| Error::model_not_found(model.as_str()))?;
@@ -162,8 +163,8 @@ impl PgStore {
 
     async fn record(conn: &mut PgConnection, e: NewEvent<'_>, actor: &Actor) -> Result<i64> {
         let id = query_scalar(
-            "insert into events (at, action, model_id, model, version, stage, actor, details) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8) returning id",
+            "insert into events (at, action, model_id, model, version, stage, actor, actor_token_id, details) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning id",
         )
         .bind(e.at)
         .bind(e.action)
@@ -171,7 +172,8 @@ impl PgStore {
         .bind(e.model)
         .bind(e.version)
         .bind(e.stage)
-        .bind(&actor.0)
+        .bind(&actor.name)
+        .bind(actor.token_id)
         .bind(sqlx::types::Json(&e.details))
         .fetch_one(conn)
         .await?;
@@ -281,7 +283,7 @@ impl Store for PgStore {
         .bind(&new.description)
         .bind(sqlx::types::Json(&new.tags))
         .bind(now)
-        .bind(&actor.0)
+        .bind(&actor.name)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -324,7 +326,7 @@ impl Store for PgStore {
         .bind(&put.description)
         .bind(sqlx::types::Json(&tags))
         .bind(now)
-        .bind(&actor.0)
+        .bind(&actor.name)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -507,7 +509,7 @@ impl Store for PgStore {
         .bind(sqlx::types::Json(&new.source))
         .bind(sqlx::types::Json(&new.tags))
         .bind(now)
-        .bind(&actor.0)
+        .bind(&actor.name)
         .execute(&mut *tx)
         .await?;
         if let Some(idem) = &idempotency {
@@ -697,7 +699,7 @@ impl Store for PgStore {
         let mut conn = self.pool.acquire().await?;
         let horizon = Self::event_horizon(&mut conn).await?;
         let rows = query_as::<_, EventRow>(
-            "select id, action, model, version, stage, actor, at, details from events \
+            "select id, action, model, version, stage, actor, actor_token_id, at, details from events \
              where ($1::bigint is null or id > $1) \
                and ($2::text is null or model = $2) \
                and ($3::text is null or action = $3) \

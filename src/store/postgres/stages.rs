@@ -92,8 +92,8 @@ impl StageTx for PgStageTx<'_> {
                               where $3::bigint is not null and model_id = $1 and stage = $2 and position > $3), \
                   pushed as (insert into stage_stack (model_id, stage, position, version) \
                              select $1, $2, $4, $5 where $4::bigint is not null), \
-                  event as (insert into events (at, action, model_id, model, version, stage, actor, details) \
-                            values ($6, $7, $1, $8, $9, $2, $10, $11) returning id) \
+                  event as (insert into events (at, action, model_id, model, version, stage, actor, actor_token_id, details) \
+                            values ($6, $7, $1, $8, $9, $2, $10, $13, $11) returning id) \
              update stages set version = $9, depth = $12, event_id = (select id from event), since = $6, updated_at = $6 \
              where model_id = $1 and name = $2 returning event_id",
         )
@@ -106,9 +106,10 @@ impl StageTx for PgStageTx<'_> {
         .bind(e.action)
         .bind(e.model)
         .bind(w.version)
-        .bind(&actor.0)
+        .bind(&actor.name)
         .bind(sqlx::types::Json(&e.details))
         .bind(w.depth)
+        .bind(actor.token_id)
         .fetch_one(&mut *self.0)
         .await?;
         Ok(event_id)
@@ -177,7 +178,7 @@ impl PgStore {
     ) -> Result<Page<HistoryEntry>> {
         let model_id = Self::model_row(conn, model, false).await?.id;
         let rows = query_as::<_, EventRow>(
-            "select id, action, model, version, stage, actor, at, details from events \
+            "select id, action, model, version, stage, actor, actor_token_id, at, details from events \
              where model_id = $1 and stage = $2 and ($3::bigint is null or id < $3) \
              order by id desc limit $4",
         )

@@ -27,7 +27,7 @@ impl PgStore {
         .bind(models.as_ref().map(sqlx::types::Json))
         .bind(t.expires_at)
         .bind(t.created_at)
-        .bind(&actor.0)
+        .bind(&actor.name)
         .execute(&mut *tx)
         .await?;
         let details = serde_json::json!({"id": t.id, "name": t.name, "scopes": t.scopes, "models": models, "expires_at": t.expires_at});

@@ -50,7 +50,7 @@ impl SqliteStore {
         .bind(&a.sha256)
         .bind(&a.content_type)
         .bind(super::ts(a.created_at))
-        .bind(&actor.0)
+        .bind(&actor.name)
         .execute(&mut *conn)
         .await
         .map_err(|e| on_unique(e, || artifact_exists(&a.path)))?;

@@ -111,8 +111,8 @@ impl SqliteStore {
 
     async fn record(conn: &mut SqliteConnection, e: NewEvent<'_>, actor: &Actor) -> Result<i64> {
         let id = query_scalar(
-            "insert into events (at, action, model_id, model, version, stage, actor, details) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8) returning id",
+            "insert into events (at, action, model_id, model, version, stage, actor, actor_token_id, details) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning id",
         )
         .bind(ts(e.at))
         .bind(e.action)
@@ -120,7 +120,8 @@ impl SqliteStore {
         .bind(e.model)
         .bind(e.version)
         .bind(e.stage)
-        .bind(&actor.0)
+        .bind(&actor.name)
+        .bind(actor.token_id)
         .bind(sqlx::types::Json(&e.details))
         .fetch_one(conn)
         .await?;
@@ -150,7 +151,7 @@ impl SqliteStore {
         .bind(description)
         .bind(sqlx::types::Json(tags))
         .bind(ts(now))
-        .bind(&actor.0)
+        .bind(&actor.name)
         .execute(conn)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -417,7 +418,7 @@ impl Store for SqliteStore {
         .bind(sqlx::types::Json(&new.source))
         .bind(sqlx::types::Json(&new.tags))
         .bind(ts(now))
-        .bind(&actor.0)
+        .bind(&actor.name)
         .execute(&mut *tx)
         .await?;
         if let Some(idem) = &idempotency {
@@ -590,7 +591,7 @@ impl Store for SqliteStore {
     #[instrument(skip_all)]
     async fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
         let rows = query_as::<_, EventRow>(
-            "select id, action, model, version, stage, actor, at, details from events \
+            "select id, action, model, version, stage, actor, actor_token_id, at, details from events \
              where ($1 is null or id > $1) \
                and ($2 is null or model = $2) \
                and ($3 is null or action = $3) \

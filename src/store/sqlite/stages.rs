@@ -184,7 +184,7 @@ impl SqliteStore {
     ) -> Result<Page<HistoryEntry>> {
         let model_id = Self::model_row(conn, model).await?.id;
         let rows = query_as::<_, EventRow>(
-            "select id, action, model, version, stage, actor, at, details from events \
+            "select id, action, model, version, stage, actor, actor_token_id, at, details from events \
              where model_id = $1 and stage = $2 and ($3 is null or id < $3) \
              order by id desc limit $4",
         )
