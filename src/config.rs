@@ -144,6 +144,18 @@ impl DatabaseConfig {
         if self.max_connections == 0 {
             return Err("db max connections must be at least 1".to_owned());
         }
+        // The Postgres driver cannot decrypt client keys, and would log the parameter's value
+        // as unrecognized: say so instead.
+        let query = u.split_once('?').map_or("", |(_, q)| q);
+        if form_urlencoded::parse(query.as_bytes())
+            .any(|(k, _)| k.eq_ignore_ascii_case("sslpassword"))
+        {
+            return Err(
+                "sslpassword is not supported: use an unencrypted client key (sslkey) readable \
+                 only by the server's user"
+                    .to_owned(),
+            );
+        }
         Ok(())
     }
 }
@@ -184,8 +196,41 @@ fn check_cors_origins(origins: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Hides the password of a URL: `postgres://u:secret@h/db` → `postgres://u:***@h/db`.
+/// Query parameters of a database URL that carry secrets.
+const SECRET_PARAMETERS: [&str; 3] = ["password", "sslpassword", "passfile"];
+
+/// Hides every credential in a URL: the password of the user info
+/// (`postgres://u:secret@h/db` → `postgres://u:***@h/db`) and secret query parameters
+/// (`?password=secret` → `?password=***`).
 pub fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_parameter(k) => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+fn is_secret_parameter(key: &str) -> bool {
+    let key = form_urlencoded::parse(key.as_bytes())
+        .next()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .unwrap_or_default();
+    SECRET_PARAMETERS.contains(&key.as_str())
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -200,6 +245,46 @@ pub fn redact(url: &str) -> String {
         },
         None => url.to_owned(),
     }
+}
+
+/// The secrets a URL holds, raw and percent-decoded, to scrub from messages that may quote it.
+fn secrets_of(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    if let Some((_, rest)) = base.split_once("://")
+        && let Some((userinfo, _)) = rest.split('/').next().unwrap_or("").rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+    {
+        out.push(password.to_owned());
+    }
+    for pair in query.split('&') {
+        if let Some((k, v)) = pair.split_once('=')
+            && is_secret_parameter(k)
+        {
+            out.push(v.to_owned());
+        }
+    }
+    let decoded: Vec<String> = out
+        .iter()
+        .filter_map(|s| {
+            form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    out.extend(decoded);
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// A message about `url` (a connection error, say) with the URL's secrets replaced by `***`,
+/// wherever the message quotes them.
+pub fn scrub(message: &str, url: &str) -> String {
+    let mut out = message.to_owned();
+    for secret in secrets_of(url) {
+        out = out.replace(&secret, "***");
+    }
+    out
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -317,6 +402,20 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=hunter2&sslmode=require"),
+            "postgres://h/db?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://a:b@h/db?PassWord=x&sslpassword=y"),
+            "postgres://a:***@h/db?PassWord=***&sslpassword=***"
+        );
+        let url = "postgres://u:p%40ss@h/db?password=hunter%202";
+        let msg = "cannot connect to u:p%40ss / p@ss / hunter 2 / hunter%202";
+        let scrubbed = scrub(msg, url);
+        for secret in ["p%40ss", "p@ss", "hunter 2", "hunter%202"] {
+            assert!(!scrubbed.contains(secret), "{scrubbed}");
+        }
         let c = Config::for_database("postgres://u:hunter2@h/db");
         assert!(!format!("{c:?}").contains("hunter2"));
     }
@@ -344,5 +443,9 @@ mod tests {
         c.database.url = "postgres://u:pw@h/db".into();
         c.database.max_connections = 0;
         assert!(c.validate().is_err());
+        c.database.max_connections = 1;
+        c.database.url = "postgres://h/db?sslmode=verify-full&SSLPassword=hunter2".into();
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("sslpassword") && !e.contains("hunter2"), "{e}");
     }
 }

@@ -122,14 +122,17 @@ async fn connect(db: &DatabaseConfig) -> anyhow::Result<Arc<dyn store::Store>> {
         .await
         .map_err(|e| {
             anyhow::anyhow!(
-                "cannot connect to the database {}: {e}",
-                modelreg::config::redact(&db.url)
+                "cannot connect to the database {}: {}",
+                modelreg::config::redact(&db.url),
+                modelreg::config::scrub(&format!("{e:#}"), &db.url)
             )
         })?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| anyhow::anyhow!("database migration failed: {e:?}"))?;
+    store.migrate().await.map_err(|e| {
+        anyhow::anyhow!(
+            "database migration failed: {}",
+            modelreg::config::scrub(&format!("{e:?}"), &db.url)
+        )
+    })?;
     Ok(store)
 }
 

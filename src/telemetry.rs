@@ -7,7 +7,10 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info` level.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+        // The driver's URL parser logs unknown parameters with their values: keep it quiet.
+        .unwrap_or_else(|_| {
+            EnvFilter::new("info,sqlx=warn,sqlx_postgres::options=error,tower_http=info")
+        });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

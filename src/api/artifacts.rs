@@ -69,6 +69,61 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The upload's declared media type, recorded and listed as the client gave it (downloads
+/// never let a browser render it, see [`download`]): `type/subtype` and parameters, ≤ 255
+/// visible characters; `application/octet-stream` when absent.
+fn content_type(headers: &HeaderMap) -> Result<String> {
+    let Some(raw) = headers.get(header::CONTENT_TYPE) else {
+        return Ok("application/octet-stream".to_owned());
+    };
+    let ok = raw.to_str().ok().filter(|v| {
+        let essence = v.split(';').next().unwrap_or_default().trim();
+        v.len() <= 255
+            && essence.split_once('/').is_some_and(|(t, s)| {
+                let token = |x: &str| {
+                    !x.is_empty()
+                        && x.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+                };
+                token(t) && token(s)
+            })
+    });
+    ok.map(str::to_owned).ok_or_else(|| {
+        Error::bad_request(
+            "invalid_content_type",
+            "content-type must be a media type such as application/octet-stream",
+        )
+        .with_field("content-type")
+    })
+}
+
+/// `attachment` with the path's last segment as the file name (an ASCII fallback and the
+/// exact name in RFC 5987 form).
+fn attachment(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
 async fn upload(
     State(state): State<AppState>,
     VersionPath(model, version): VersionPath,
@@ -81,9 +136,7 @@ async fn upload(
     let expected = header_str(&headers, "x-content-sha256")
         .map(parse_sha256)
         .transpose()?;
-    let content_type = header_str(&headers, "content-type")
-        .unwrap_or("application/octet-stream")
-        .to_owned();
+    let content_type = content_type(&headers)?;
     // Refuse before reading the body when the upload cannot be recorded anyway.
     let status = state.store.version_status(&model, version).await?;
     if !status.is_mutable() {
@@ -196,12 +249,11 @@ async fn download(
         Ok(r) => r,
         Err(Unsatisfiable) => {
             let mut resp = Error::new(
-                Kind::BadRequest,
+                Kind::RangeNotSatisfiable,
                 "range_not_satisfiable",
                 format!("the artifact has {size} bytes"),
             )
             .into_response();
-            *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 resp.headers_mut().insert(header::CONTENT_RANGE, v);
             }
@@ -217,11 +269,19 @@ async fn download(
     let mut resp = Response::new(Body::from_stream(stream.map_err(std::io::Error::other)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
+    // Artifacts are whatever was uploaded: never rendered by a browser on this origin (a
+    // `text/html` upload would otherwise run script with the registry's authority).
     for (name, value) in [
         (header::CONTENT_TYPE, artifact.content_type.clone()),
         (header::CONTENT_LENGTH, length.to_string()),
         (header::ETAG, etag),
         (header::ACCEPT_RANGES, "bytes".to_owned()),
+        (header::CONTENT_DISPOSITION, attachment(&artifact.path)),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'".to_owned(),
+        ),
     ] {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);

@@ -1,8 +1,9 @@
 //! `/api/v1/events`: the audit log, oldest first.
 
 use super::Endpoint;
-use super::extract::{Query, page_limit};
+use super::extract::{Query, page_limit, query_error};
 use crate::AppState;
+use crate::domain::ModelName;
 use crate::domain::access::{Principal, Scope};
 use crate::error::{Error, Result};
 use crate::store::{Event, EventQuery, Page};
@@ -29,6 +30,13 @@ struct ListParams {
     limit: Option<u32>,
 }
 
+/// Actions are lower-case words joined by dots (`stage.promoted`, `version.created`).
+fn is_action(a: &str) -> bool {
+    (1..=64).contains(&a.len())
+        && a.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_'))
+}
+
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -44,9 +52,22 @@ async fn list(
             .with_field("after")
         })?),
     };
+    let model = p
+        .model
+        .map(|m| ModelName::parse("model", &m).map_err(query_error))
+        .transpose()?;
+    if let Some(a) = &p.action
+        && !is_action(a)
+    {
+        return Err(Error::bad_request(
+            "invalid_query_parameter",
+            format!("action {a:?} is not an event action such as stage.promoted"),
+        )
+        .with_field("action"));
+    }
     let query = EventQuery {
         visible: principal.like_patterns(),
-        model: p.model,
+        model: model.map(|m| m.as_str().to_owned()),
         action: p.action,
         after,
         limit: page_limit(p.limit, &state)?,

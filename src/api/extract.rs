@@ -46,7 +46,12 @@ async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, Error> {
 }
 
 /// Parses JSON, telling syntax errors (400) from shape errors (422, with the field's path).
+/// A NUL character (`\u0000`) anywhere, in a key or a value, is refused (422 naming the
+/// field): neither database can store one in text, so no request gets that far with it.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if has_escaped_nul(bytes) {
+        return Err(nul_error(bytes));
+    }
     let malformed = |e: serde_json::Error| {
         Error::bad_request(
             "malformed_json",
@@ -65,6 +70,61 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     })?;
     de.end().map_err(malformed)?;
     Ok(value)
+}
+
+/// Whether the JSON text holds a `\u0000` escape (a raw NUL byte is not valid JSON at all).
+/// A scan of the bytes, so that the common case costs no second parse.
+fn has_escaped_nul(bytes: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(i) = bytes[from..].windows(6).position(|w| w == b"\\u0000") {
+        let at = from + i;
+        // `\\u0000` is a backslash followed by the text u0000: count the backslashes.
+        let backslashes = bytes[..=at]
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
+/// The 422 for a body with a NUL character, naming where it is.
+fn nul_error(bytes: &[u8]) -> Error {
+    let field = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| nul_path(&v, String::new()))
+        .unwrap_or_default();
+    Error::validation(field, "text may not contain NUL characters (\\u0000)")
+}
+
+fn nul_path(v: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            if k.contains('\0') {
+                Some(join(&k.replace('\0', "\\u0000")))
+            } else {
+                nul_path(item, join(k))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Drops serde's " at line 1 column 42" suffix: the field path says more.
@@ -111,6 +171,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         let query = parts.uri.query().unwrap_or("");
+        if let Some(field) = nul_parameter(query) {
+            return Err(Error::bad_request(
+                "invalid_query_parameter",
+                "query parameters may not contain NUL characters (%00)",
+            )
+            .with_field(field));
+        }
         let de = serde_html_form::Deserializer::from_bytes(query.as_bytes());
         serde_path_to_error::deserialize(de)
             .map(Query)
@@ -122,6 +189,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
                 )
             })
     }
+}
+
+/// The name of the first query parameter whose name or value decodes to a NUL character
+/// (only `%00` does: a raw NUL cannot be in a request target).
+fn nul_parameter(query: &str) -> Option<String> {
+    if !query.contains("%00") {
+        return None;
+    }
+    query
+        .split('&')
+        .find(|pair| pair.contains("%00"))
+        .map(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            form_urlencoded::parse(name.as_bytes())
+                .next()
+                .map(|(k, _)| k.replace('\0', "%00"))
+                .unwrap_or_default()
+        })
 }
 
 /// Turns a validation error about a query parameter into the 400 that query errors are.
@@ -246,6 +331,24 @@ mod tests {
         name: String,
         tags: Option<BTreeMap<String, String>>,
         n: Option<i64>,
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        let e = parse_json::<serde_json::Value>(br#"{"a": {"b": ["x", "y\u0000"]}}"#).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            (Kind::Unprocessable, Some("a.b[1]"))
+        );
+        let e = parse_json::<serde_json::Value>(br#"{"k\u0000": 1}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("k\\u0000"));
+        // An escaped backslash followed by the text u0000 is no NUL.
+        assert!(parse_json::<serde_json::Value>(br#"{"a": "\\u0000"}"#).is_ok());
+        assert!(parse_json::<serde_json::Value>(br#"{"a": "\\\u0000"}"#).is_err());
+        assert_eq!(nul_parameter("a=1&tag=k:%00&q=2").as_deref(), Some("tag"));
+        assert_eq!(nul_parameter("x%00y=1").as_deref(), Some("x%00y"));
+        assert_eq!(nul_parameter("a=%0001"), Some("a".to_owned()));
+        assert_eq!(nul_parameter("a=%2500"), None);
     }
 
     #[test]

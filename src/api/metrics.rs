@@ -6,7 +6,7 @@ use super::extract::{Json, ModelPath, Query, VersionPath};
 use crate::AppState;
 use crate::domain::ModelName;
 use crate::domain::access::Scope;
-use crate::domain::metrics::{BucketPlan, Point, RawPoint, check_key, group, plan_buckets};
+use crate::domain::metrics::{BucketPlan, Point, RawPoint, check_key, group, mean, plan_buckets};
 use crate::domain::time::{self, Timestamp};
 use crate::error::{Error, Kind, Result};
 use crate::store::{BucketRow, MetricSummary, SeriesInfo};
@@ -191,7 +191,7 @@ fn to_buckets(plan: &BucketPlan, rows: Vec<BucketRow>) -> Vec<Bucket> {
                 step_end,
                 min: r.min,
                 max: r.max,
-                mean: r.sum / r.count as f64,
+                mean: mean(r.scaled_sum, r.count, r.min, r.max),
                 last: r.last,
                 count: r.count,
             }

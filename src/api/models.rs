@@ -150,9 +150,20 @@ async fn list(
         visible: principal.like_patterns(),
         tags: TagFilter::parse(&p.tag).map_err(query_error)?,
         limit: page_limit(p.limit, &state)?,
-        after: p.cursor.map(|c| cursor::decode("m", &c)).transpose()?,
+        after: p.cursor.map(|c| model_cursor(&c)).transpose()?,
     };
     Ok(axum::Json(state.store.list_models(&query).await?))
+}
+
+/// The name a page of models continues after: a cursor that decodes to anything but a model
+/// name was not made here.
+fn model_cursor(raw: &str) -> Result<String> {
+    let name = cursor::decode("m", raw)?;
+    ModelName::parse("cursor", &name).map_err(|_| {
+        Error::bad_request("invalid_cursor", "cursor is not valid for this list")
+            .with_field("cursor")
+    })?;
+    Ok(name)
 }
 
 async fn patch(

@@ -19,6 +19,9 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest object key S3 accepts.
+const MAX_KEY_BYTES: usize = 1024;
+
 /// Part size of multipart uploads (S3's minimum is 5 MiB).
 const PART_SIZE: usize = 8 << 20;
 /// Parts in flight at once: with the part being filled, memory stays under ~3 parts.
@@ -117,12 +120,18 @@ impl BlobStore {
     }
 
     /// A fresh object key for one upload: `<prefix>/<model>/<version>/<upload id>/<path>`.
-    /// Every upload gets its own key, so racing uploads never overwrite each other.
+    /// Every upload gets its own key, so racing uploads never overwrite each other. The path
+    /// is there for people browsing the store; where it would make the key longer than S3
+    /// allows (1,024 bytes), it is left out: the artifact row maps paths to keys anyway.
     pub fn new_key(&self, model: &str, version: i64, path: &str) -> Path {
         let mut parts: Vec<PathPart<'_>> = self.prefix.parts().collect();
         parts.push(PathPart::from(model.to_owned()));
         parts.push(PathPart::from(version.to_string()));
         parts.push(PathPart::from(uuid::Uuid::now_v7().simple().to_string()));
+        let base = Path::from_iter(parts.clone());
+        if base.as_ref().len() + 1 + path.len() > MAX_KEY_BYTES {
+            return base;
+        }
         parts.extend(path.split('/').map(|s| PathPart::from(s.to_owned())));
         Path::from_iter(parts)
     }
@@ -197,14 +206,14 @@ impl BlobStore {
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), Error> {
-        match self.store.delete(&Path::from(key)).await {
+        match self.store.delete(&stored(key)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_error(e)),
         }
     }
 
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, Error> {
-        match self.store.head(&Path::from(key)).await {
+        match self.store.head(&stored(key)?).await {
             Ok(m) => Ok(Some(m)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(store_error(e)),
@@ -224,7 +233,7 @@ impl BlobStore {
         };
         let result = self
             .store
-            .get_opts(&Path::from(key), options)
+            .get_opts(&stored(key)?, options)
             .await
             .map_err(store_error)?;
         Ok(result.into_stream())
@@ -243,11 +252,7 @@ impl BlobStore {
             .with_field("presign"));
         };
         let url = signer
-            .signed_url(
-                object_store::signer::Method::GET,
-                &Path::from(key),
-                expires_in,
-            )
+            .signed_url(object_store::signer::Method::GET, &stored(key)?, expires_in)
             .await
             .map_err(store_error)?;
         Ok(url.to_string())
@@ -268,6 +273,12 @@ impl BlobStore {
             .map(|_| ())
             .map_err(store_error)
     }
+}
+
+/// A key as [`BlobStore::new_key`] made it and an artifact row stores it: already encoded, so
+/// parsed, never encoded again (`Path::from` would turn each `%` of it into `%25`).
+fn stored(key: &str) -> Result<Path, Error> {
+    Path::parse(key).map_err(|e| Error::internal(format!("a stored object key is invalid: {e}")))
 }
 
 /// Aborts a multipart upload that was neither finished nor aborted, even when the request
@@ -304,6 +315,13 @@ pub fn store_error(e: object_store::Error) -> Error {
             "artifact_not_found",
             "the artifact's object is missing from the store",
         ),
+        // Paths are validated before they reach the store; a store that still refuses one is
+        // refusing the client's input, not failing.
+        object_store::Error::InvalidPath { .. } => Error::bad_request(
+            "invalid_artifact_path",
+            "the artifact store cannot hold an object at this path",
+        )
+        .with_field("path"),
         other => {
             Error::unavailable("artifact store", other).with_code("artifact_store_unavailable")
         }
@@ -313,6 +331,14 @@ pub fn store_error(e: object_store::Error) -> Error {
 /// A `Range` header that cannot be served (416).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unsatisfiable;
+
+/// A byte position: digits only; one beyond what 64 bits hold means "as far as it goes".
+fn position(digits: &str) -> Result<u64, Unsatisfiable> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Unsatisfiable);
+    }
+    Ok(digits.parse().unwrap_or(u64::MAX))
+}
 
 /// Parses a single `Range: bytes=…` against the object size. `Ok(None)`: serve it whole
 /// (no header, or several ranges); `Err`: not satisfiable (416).
@@ -326,7 +352,7 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>,
     let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
     let range = match (a.trim(), b.trim()) {
         ("", n) => {
-            let n: u64 = n.parse().map_err(|_| Unsatisfiable)?;
+            let n = position(n)?;
             if n == 0 {
                 return Err(Unsatisfiable);
             }
@@ -336,20 +362,17 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>,
             }
         }
         (s, "") => ByteRange {
-            start: s.parse().map_err(|_| Unsatisfiable)?,
+            start: position(s)?,
             end: size,
         },
         (s, e) => {
-            let (s, e): (u64, u64) = (
-                s.parse().map_err(|_| Unsatisfiable)?,
-                e.parse().map_err(|_| Unsatisfiable)?,
-            );
+            let (s, e) = (position(s)?, position(e)?);
             if e < s {
                 return Err(Unsatisfiable);
             }
             ByteRange {
                 start: s,
-                end: (e + 1).min(size),
+                end: e.saturating_add(1).min(size),
             }
         }
     };
@@ -383,7 +406,27 @@ mod tests {
             Ok(Some(ByteRange { start: 8, end: 10 }))
         );
         assert_eq!(parse_range(Some("bytes=0-1,4-5"), 10), Ok(None));
-        for bad in ["bytes=10-", "bytes=5-2", "bytes=x-1", "bytes=-0", "bytes=-"] {
+        // A last position at or past the end of 64 bits is the end of the object.
+        for huge in ["18446744073709551615", "99999999999999999999999"] {
+            assert_eq!(
+                parse_range(Some(&format!("bytes=5-{huge}")), 10),
+                Ok(Some(ByteRange { start: 5, end: 10 }))
+            );
+            assert!(parse_range(Some(&format!("bytes={huge}-")), 10).is_err());
+            assert_eq!(
+                parse_range(Some(&format!("bytes=-{huge}")), 10),
+                Ok(Some(ByteRange { start: 0, end: 10 }))
+            );
+        }
+        for bad in [
+            "bytes=10-",
+            "bytes=5-2",
+            "bytes=x-1",
+            "bytes=-0",
+            "bytes=-",
+            "bytes=+1-2",
+            "bytes=1-+2",
+        ] {
             assert!(parse_range(Some(bad), 10).is_err(), "{bad}");
         }
     }

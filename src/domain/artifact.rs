@@ -2,9 +2,14 @@
 
 use crate::error::Error;
 
+/// The longest artifact path, in bytes.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// The longest segment of a path, in bytes: what every file system takes as a file name.
+pub const MAX_SEGMENT_BYTES: usize = 255;
+
 /// A relative, `/`-separated path: no empty, `.` or `..` segments, no leading `/`,
-/// at most 1024 bytes, no control characters, backslashes or `%` (so that nothing decodes
-/// into something else later).
+/// at most 1024 bytes and 255 per segment, no control characters, backslashes or `%` (so
+/// that nothing decodes into something else later).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactPath(String);
 
@@ -20,7 +25,7 @@ impl ArtifactPath {
         if raw.is_empty() {
             return Err(bad("is empty"));
         }
-        if raw.len() > 1024 {
+        if raw.len() > MAX_PATH_BYTES {
             return Err(bad("is longer than 1024 bytes"));
         }
         if raw.starts_with('/') {
@@ -33,6 +38,9 @@ impl ArtifactPath {
             match segment {
                 "" => return Err(bad("has an empty segment")),
                 "." | ".." => return Err(bad("has a . or .. segment")),
+                s if s.len() > MAX_SEGMENT_BYTES => {
+                    return Err(bad("has a segment longer than 255 bytes"));
+                }
                 _ => {}
             }
         }
@@ -74,6 +82,7 @@ mod tests {
             "ünïcode/ファイル",
             "..a/b..",
             ".hidden",
+            &format!("{}/{}", "s".repeat(255), "t".repeat(255)),
         ] {
             assert!(ArtifactPath::parse(ok).is_ok(), "{ok}");
         }
@@ -96,6 +105,7 @@ mod tests {
             "a%2e%2e/b",
             "a\u{0}b",
             long.as_str(),
+            &format!("dir/{}/x", "s".repeat(256)),
         ] {
             let e = ArtifactPath::parse(bad).unwrap_err();
             assert_eq!(e.code, "invalid_artifact_path", "{bad:?}");

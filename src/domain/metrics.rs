@@ -14,6 +14,36 @@ use std::collections::HashMap;
 pub const LEVELS: [(i16, i64); 3] = [(1, 64), (2, 1024), (3, 16384)];
 pub const LEVEL_FACTOR: i64 = 16;
 
+/// The largest step: 2^53 − 1. Steps stay exact in every JSON client (JavaScript numbers
+/// included) and block arithmetic (`(block + 1) × block size`) stays far inside 64 bits.
+pub const MAX_STEP: i64 = (1 << 53) - 1;
+
+/// Rollups keep sums of values multiplied by 2^-64: a series holds at most 2^53 points of at
+/// most f64::MAX each, so a scaled sum is at most 2^-11 × f64::MAX and no addition can
+/// overflow, on either database, whatever the values. Scaling by a power of two is exact for
+/// every value of magnitude 2^-958 (about 4e-289) or more; smaller ones count as 0 in sums
+/// (their scaled form would be subnormal, and Postgres refuses a product that underflows),
+/// which only the mean of such values notices, and a mean is always clamped into its
+/// bucket's [min, max].
+pub const SUM_SCALE: f64 = 1.0 / 18_446_744_073_709_551_616.0;
+/// Values below this magnitude (2^-958) count as 0 in scaled sums.
+pub const SUM_FLOOR: f64 = 4.1045368012983762e-289;
+
+/// A value's contribution to a scaled sum.
+pub fn scaled(value: f64) -> f64 {
+    if value.abs() < SUM_FLOOR {
+        0.0
+    } else {
+        value * SUM_SCALE
+    }
+}
+
+/// The mean of `count` values with this scaled sum, always finite and within `[min, max]`.
+pub fn mean(scaled_sum: f64, count: i64, min: f64, max: f64) -> f64 {
+    let m = (scaled_sum / count.max(1) as f64) / SUM_SCALE;
+    if m.is_nan() { min } else { m.clamp(min, max) }
+}
+
 /// A point as received, before validation.
 #[derive(Debug, Clone)]
 pub struct RawPoint {
@@ -55,10 +85,10 @@ pub fn group(points: Vec<RawPoint>, now: Timestamp) -> Result<Vec<SeriesBatch>, 
     let mut by_key: HashMap<String, Vec<(Point, usize)>> = HashMap::new();
     for (i, p) in points.into_iter().enumerate() {
         check_key(&format!("points[{i}].key"), &p.key)?;
-        if p.step < 0 {
+        if !(0..=MAX_STEP).contains(&p.step) {
             return Err(Error::validation(
                 format!("points[{i}].step"),
-                "step must be an integer ≥ 0",
+                format!("step must be an integer from 0 to {MAX_STEP}"),
             ));
         }
         if !p.value.is_finite() {
@@ -103,7 +133,8 @@ pub struct Agg {
     pub count: i64,
     pub min: f64,
     pub max: f64,
-    pub sum: f64,
+    /// The sum of the values, scaled by [`SUM_SCALE`].
+    pub scaled_sum: f64,
     pub first_step: i64,
     pub last_step: i64,
     pub last: f64,
@@ -115,7 +146,7 @@ impl Agg {
             count: 1,
             min: p.value,
             max: p.value,
-            sum: p.value,
+            scaled_sum: scaled(p.value),
             first_step: p.step,
             last_step: p.step,
             last: p.value,
@@ -128,7 +159,7 @@ impl Agg {
             count: self.count + later.count,
             min: self.min.min(later.min),
             max: self.max.max(later.max),
-            sum: self.sum + later.sum,
+            scaled_sum: self.scaled_sum + later.scaled_sum,
             first_step: self.first_step.min(later.first_step),
             last_step: later.last_step.max(self.last_step),
             last: if later.last_step >= self.last_step {
@@ -315,6 +346,41 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("points[1].key"));
         assert!(group(vec![raw("val/loss:top-1_x.y", 0, 0.0)], now).is_ok());
         assert!(group(vec![raw(&"k".repeat(251), 0, 0.0)], now).is_err());
+    }
+
+    #[test]
+    fn steps_are_bounded() {
+        let now = crate::domain::time::now();
+        assert!(group(vec![raw("a", MAX_STEP, 1.0)], now).is_ok());
+        let e = group(vec![raw("a", MAX_STEP + 1, 1.0)], now).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("points[0].step"));
+        assert!(group(vec![raw("a", i64::MAX, 1.0)], now).is_err());
+        // Block arithmetic at the largest step stays in range.
+        let (_, size) = LEVELS[2];
+        assert!((MAX_STEP / size + 1).checked_mul(size).is_some());
+    }
+
+    #[test]
+    fn scaled_sums_never_overflow_and_means_stay_in_range() {
+        let (max, min) = (f64::MAX, f64::MIN);
+        // 2^53 points of f64::MAX: the scaled sum is finite.
+        assert!((scaled(max) * 9_007_199_254_740_992.0).is_finite());
+        let s = scaled(max) + scaled(max);
+        assert_eq!(mean(s, 2, max, max), max);
+        assert_eq!(mean(scaled(max) + scaled(min), 2, min, max), 0.0);
+        assert_eq!(mean(scaled(0.25) + scaled(0.75), 2, 0.25, 0.75), 0.5);
+        // Exact for ordinary values: scaling is by a power of two.
+        for v in [SUM_FLOOR, -1e-280, 3.0e-12, 0.1, 7.0, 1e300, -2.5, f64::MAX] {
+            assert_eq!(mean(scaled(v), 1, v, v), v);
+            assert_eq!(scaled(v) / SUM_SCALE, v);
+        }
+        // Tiny values count as 0 in the sum; their mean is clamped into [min, max].
+        let tiny = 5e-324;
+        assert_eq!(scaled(tiny), 0.0);
+        assert_eq!(mean(0.0, 3, tiny, 2.0 * tiny), tiny);
+        assert_eq!(mean(scaled(1e-300), 1, 1e-300, 1e-300), 1e-300);
+        assert_eq!(SUM_FLOOR, 2f64.powi(-958));
+        assert_eq!(SUM_SCALE, 2f64.powi(-64));
     }
 
     #[test]

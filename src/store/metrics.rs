@@ -38,7 +38,8 @@ pub struct BucketRow {
     pub count: i64,
     pub min: f64,
     pub max: f64,
-    pub sum: f64,
+    /// Sum of the values scaled by [`crate::domain::metrics::SUM_SCALE`].
+    pub scaled_sum: f64,
     pub last: f64,
 }
 
@@ -63,17 +64,19 @@ pub(crate) const SERIES: &str = "\
     from metric_series s left join metric_rollups r on r.series_id = s.id and r.level = 3 \
     where s.version_id = $1 and s.key = $2 group by s.id";
 
-/// Buckets from full rollup blocks plus the raw points of partial edge blocks.
+/// Buckets from full rollup blocks plus the raw points of partial edge blocks (whose values
+/// are scaled as rollup sums are: `$12` is the scale, `$13` the floor below which a value
+/// counts as 0, see [`crate::domain::metrics::scaled`]).
 pub(crate) const BUCKETS: &str = "\
     select bucket, cast(sum(count) as bigint) as count, min(min) as min, max(max) as max, \
-           sum(sum) as sum, max(lastv) as last \
-    from (select (s - $9) / $10 as bucket, count, min, max, sum, \
+           sum(scaled_sum) as scaled_sum, max(lastv) as last \
+    from (select (s - $9) / $10 as bucket, count, min, max, scaled_sum, \
                  first_value(last) over (partition by (s - $9) / $10 order by last_step desc) as lastv \
-          from (select block * $11 as s, count, min, max, sum, last_step, last \
+          from (select block * $11 as s, count, min, max, scaled_sum, last_step, last \
                   from metric_rollups \
                   where series_id = $1 and level = $2 and block >= $3 and block <= $4 \
                 union all \
-                select step, 1, value, value, value, step, value \
+                select step, 1, value, value, case when abs(value) < $13 then 0 else value * $12 end, step, value \
                   from metric_points \
                   where series_id = $1 and ((step >= $5 and step < $6) or (step > $7 and step <= $8))) parts) b \
     group by bucket order by bucket";

@@ -121,6 +121,8 @@ artifact_tests!(
     write_once_and_immutable_after_finalize,
     presigned_urls,
     gc_removes_orphans,
+    long_paths_and_huge_ranges_are_client_errors,
+    artifacts_are_served_as_downloads_never_as_pages,
 );
 
 const BASE: &str = "/api/v1/models/m/versions";
@@ -467,6 +469,131 @@ async fn gc_removes_orphans(app: &TestApp, _: Blobs, _: &Path) {
         .await
         .unwrap();
     assert_eq!(&got.bytes().await.unwrap()[..], b"keep me");
+}
+
+/// A segment longer than a file name may be is the client's mistake (400, nothing written, no
+/// folder left behind), a path of the full 1,024 bytes is stored on every store (on S3 the
+/// key would be too long with it, so the key leaves it out), and a range ending past 64 bits
+/// is the rest of the object.
+async fn long_paths_and_huge_ranges_are_client_errors(app: &TestApp, kind: Blobs, dir: &Path) {
+    setup(app).await;
+    let long_segment = format!("dir/{}/x.bin", "s".repeat(256));
+    let r = put(app, &long_segment, b"x".to_vec(), None).await;
+    assert_eq!(
+        r.problem(400, "invalid_artifact_path")["field"],
+        "path",
+        "{}",
+        r.body
+    );
+    assert_nothing_stored(app, kind, dir).await;
+    let mut empty_dirs = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        empty_dirs.push(e.unwrap().path());
+    }
+    if kind == Blobs::Folder {
+        assert!(empty_dirs.is_empty(), "folders left: {empty_dirs:?}");
+    }
+
+    let full: String = (0..5)
+        .map(|i| format!("{i}{}", "p".repeat(199)))
+        .collect::<Vec<_>>()
+        .join("/")
+        + "/"
+        + &"x".repeat(15)
+        + ".bin";
+    let full = full.as_str();
+    assert_eq!(full.len(), 1024);
+    let data = bytes(1000, 3);
+    put(app, full, data.clone(), Some(&sha(&data)))
+        .await
+        .ok(201);
+    let got = app
+        .client
+        .get(app.url(&format!("{BASE}/1/artifacts/{full}")))
+        .header("range", "bytes=5-18446744073709551615")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 206);
+    assert_eq!(got.headers()["content-range"], "bytes 5-999/1000");
+    assert_eq!(&got.bytes().await.unwrap()[..], &data[5..]);
+    for range in [
+        "bytes=0-99999999999999999999999",
+        "bytes=-18446744073709551616",
+    ] {
+        let got = app
+            .client
+            .get(app.url(&format!("{BASE}/1/artifacts/{full}")))
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 206, "{range}");
+        assert_eq!(got.bytes().await.unwrap().len(), 1000, "{range}");
+    }
+    let r = app
+        .send(
+            app.client
+                .get(app.url(&format!("{BASE}/1/artifacts/{full}")))
+                .header("range", "bytes=18446744073709551615-"),
+        )
+        .await;
+    r.problem(416, "range_not_satisfiable");
+}
+
+/// An upload sent as `text/html` keeps its declared type, but is served as a download that no
+/// browser renders or sniffs on the registry's origin.
+async fn artifacts_are_served_as_downloads_never_as_pages(app: &TestApp, _: Blobs, _: &Path) {
+    setup(app).await;
+    let page = b"<script>alert(document.cookie)</script>".to_vec();
+    let r = app
+        .send(
+            app.client
+                .put(app.url(&format!("{BASE}/1/artifacts/reports/ünï page.html")))
+                .header("content-type", "text/html; charset=utf-8")
+                .body(page.clone()),
+        )
+        .await;
+    assert_eq!(r.ok(201)["content_type"], "text/html; charset=utf-8");
+    let got = app
+        .client
+        .get(app.url(&format!("{BASE}/1/artifacts/reports/ünï page.html")))
+        .send()
+        .await
+        .unwrap();
+    let h = got.headers().clone();
+    assert_eq!(got.status(), 200, "{:?}", got.text().await);
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(
+        h["content-disposition"],
+        "attachment; filename=\"_n__page.html\"; filename*=UTF-8''%C3%BCn%C3%AF%20page.html"
+    );
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox"),
+        "{h:?}"
+    );
+    for bad in ["html", "text/", "/html", "text/ht ml", "a/b/c"] {
+        let r = app
+            .send(
+                app.client
+                    .put(app.url(&format!("{BASE}/1/artifacts/bad.bin")))
+                    .header("content-type", bad)
+                    .body("x"),
+            )
+            .await;
+        assert_eq!(
+            r.problem(400, "invalid_content_type")["field"],
+            "content-type",
+            "{bad:?}"
+        );
+    }
+    // Every other answer carries nosniff too.
+    let r = app.get("/api/v1/models").await;
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
 }
 
 /// An S3 store on a port where nothing listens: artifact calls are 503, the rest works.

@@ -635,6 +635,24 @@ async fn tokens_api_and_actor(app: &TestApp, root: &str) {
         .problem(404, "token_not_found");
     let r = call(app, None, Method::GET, "/api/v1/models", None).await;
     assert_eq!(r.headers["www-authenticate"], "Bearer");
+    // A glob that a backtracking matcher spends seconds on: names are validated before any
+    // glob runs, and matching is linear.
+    let (globbed, _) = token(
+        app,
+        root,
+        "globbed",
+        &["read"],
+        Some(&["a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b"]),
+    )
+    .await;
+    let long = format!("/api/v1/models/{}", "a".repeat(400));
+    call(app, Some(&globbed), Method::GET, &long, None)
+        .await
+        .problem(400, "invalid_path_parameter");
+    let max = format!("/api/v1/models/{}", "a".repeat(128));
+    call(app, Some(&globbed), Method::GET, &max, None)
+        .await
+        .problem(404, "model_not_found");
 }
 
 /// A concrete path for a route template, naming things the fixture made.

@@ -8,6 +8,7 @@ mod artifacts;
 mod auth;
 mod errors;
 mod events;
+mod hardening;
 mod health;
 mod metrics;
 mod models;

@@ -332,3 +332,51 @@ fn refuses_to_start_without_auth_off_loopback() {
     let _ = child.wait();
     assert!(started);
 }
+
+/// Passwords in a database URL, in the user info or the query string, never reach the log:
+/// not at start-up, not in a connection error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_passwords_never_reach_the_log_postgres() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let secrets = ["userinfo-s3cret", "query-s3cret"];
+    // Trust authentication ignores the passwords; the server starts and logs its URL.
+    let (head, name) = db.url.rsplit_once('/').unwrap();
+    let url = format!(
+        "{}postgres:userinfo-s3cret@{}/{name}?password=query-s3cret",
+        &head[..head.find("//").unwrap() + 2],
+        head[head.find("//").unwrap() + 2..]
+            .rsplit('@')
+            .next()
+            .unwrap()
+    );
+    let server = start_with(&url, &[]);
+    let client = reqwest::Client::new();
+    wait_ready(&client, server.addr).await;
+    let log = server.log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|l| l.contains("password=***")),
+        "the URL is logged, redacted: {log:?}"
+    );
+    for line in &log {
+        for s in secrets {
+            assert!(!line.contains(s), "a password reached the log: {line}");
+        }
+    }
+    drop(server);
+    // A connection that fails: nothing listens on port 1.
+    let out = Command::new(env!("CARGO_BIN_EXE_modelreg"))
+        .arg("migrate")
+        .env(
+            "MODELREG_DATABASE_URL",
+            "postgres://u:userinfo-s3cret@127.0.0.1:1/db?password=query-s3cret",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect"), "{err}");
+    for s in secrets {
+        assert!(!err.contains(s), "a password reached the error: {err}");
+    }
+    db.drop_db().await;
+}

@@ -94,6 +94,9 @@ fn every_problem_code_used_is_documented() {
         "invalid_filter",
         "invalid_order_by",
         "invalid_cursor",
+        "invalid_query_parameter",
+        "invalid_artifact_path",
+        "invalid_content_type",
     ] {
         assert!(text.contains(code), "{code} is not in openapi.yaml");
     }

@@ -2,7 +2,7 @@
 //! never a statement per point.
 
 use super::PgStore;
-use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SeriesBatch};
+use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SUM_FLOOR, SUM_SCALE, SeriesBatch};
 use crate::domain::{ModelName, time};
 use crate::error::{Error, Result};
 use crate::store::metrics::{POINTS, RollupWork, appends_only, forward_chunks, spawn_point_stream};
@@ -164,12 +164,12 @@ impl PgStore {
         };
         let levels: Vec<i16> = m.iter().map(|r| r.1).collect();
         query(
-            "insert into metric_rollups as r (series_id, level, block, count, min, max, sum, first_step, last_step, last) \
+            "insert into metric_rollups as r (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
              select * from unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[], \
                                   $7::float8[], $8::bigint[], $9::bigint[], $10::float8[]) \
              on conflict (series_id, level, block) do update set \
                count = r.count + excluded.count, min = least(r.min, excluded.min), \
-               max = greatest(r.max, excluded.max), sum = r.sum + excluded.sum, \
+               max = greatest(r.max, excluded.max), scaled_sum = r.scaled_sum + excluded.scaled_sum, \
                first_step = least(r.first_step, excluded.first_step), \
                last_step = greatest(r.last_step, excluded.last_step), \
                last = case when excluded.last_step > r.last_step then excluded.last else r.last end",
@@ -180,7 +180,7 @@ impl PgStore {
         .bind(col(|r| r.3.count))
         .bind(colf(|r| r.3.min))
         .bind(colf(|r| r.3.max))
-        .bind(colf(|r| r.3.sum))
+        .bind(colf(|r| r.3.scaled_sum))
         .bind(col(|r| r.3.first_step))
         .bind(col(|r| r.3.last_step))
         .bind(colf(|r| r.3.last))
@@ -200,35 +200,34 @@ impl PgStore {
             let nums: Vec<i64> = blocks.iter().map(|b| b.1).collect();
             let (level, size) = LEVELS[i];
             let sql = if i == 0 {
-                "insert into metric_rollups (series_id, level, block, count, min, max, sum, first_step, last_step, last) \
-                 select t.series_id, $3, t.block, count(*), min(p.value), max(p.value), sum(p.value), min(p.step), max(p.step), \
+                "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
+                 select t.series_id, $3, t.block, count(*), min(p.value), max(p.value), \
+                        sum(case when abs(p.value) < $6 then 0 else p.value * $5 end), min(p.step), max(p.step), \
                         (array_agg(p.value order by p.step desc))[1] \
                  from unnest($1::bigint[], $2::bigint[]) as t(series_id, block) \
                  join metric_points p on p.series_id = t.series_id and p.step >= t.block * $4 and p.step < (t.block + 1) * $4 \
                  group by t.series_id, t.block \
                  on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
-                   max = excluded.max, sum = excluded.sum, first_step = excluded.first_step, \
+                   max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
                    last_step = excluded.last_step, last = excluded.last"
             } else {
-                "insert into metric_rollups (series_id, level, block, count, min, max, sum, first_step, last_step, last) \
-                 select t.series_id, $3, t.block, sum(r.count)::bigint, min(r.min), max(r.max), sum(r.sum), \
+                "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
+                 select t.series_id, $3, t.block, sum(r.count)::bigint, min(r.min), max(r.max), sum(r.scaled_sum), \
                         min(r.first_step), max(r.last_step), (array_agg(r.last order by r.last_step desc))[1] \
                  from unnest($1::bigint[], $2::bigint[]) as t(series_id, block) \
                  join metric_rollups r on r.series_id = t.series_id and r.level = $3 - 1 \
                    and r.block >= t.block * $4 and r.block < (t.block + 1) * $4 \
                  group by t.series_id, t.block \
                  on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
-                   max = excluded.max, sum = excluded.sum, first_step = excluded.first_step, \
+                   max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
                    last_step = excluded.last_step, last = excluded.last"
             };
             let factor = if i == 0 { size } else { LEVEL_FACTOR };
-            query(sql)
-                .bind(&sids)
-                .bind(&nums)
-                .bind(level)
-                .bind(factor)
-                .execute(&mut *conn)
-                .await?;
+            let mut q = query(sql).bind(&sids).bind(&nums).bind(level).bind(factor);
+            if i == 0 {
+                q = q.bind(SUM_SCALE).bind(SUM_FLOOR);
+            }
+            q.execute(&mut *conn).await?;
         }
         Ok(())
     }

@@ -820,6 +820,9 @@ impl Store for PgStore {
                 q.bind(*b)
             };
         }
+        let q = q
+            .bind(crate::domain::metrics::SUM_SCALE)
+            .bind(crate::domain::metrics::SUM_FLOOR);
         Ok(q.fetch_all(&self.pool).await?)
     }
 

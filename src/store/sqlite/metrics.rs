@@ -2,7 +2,7 @@
 //! (`json_each`), never a statement per point.
 
 use super::{SqliteStore, ts};
-use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SeriesBatch};
+use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SUM_FLOOR, SUM_SCALE, SeriesBatch};
 use crate::domain::{ModelName, time};
 use crate::error::{Error, Result};
 use crate::store::metrics::{POINTS, RollupWork, forward_chunks, spawn_point_stream};
@@ -120,7 +120,7 @@ impl SqliteStore {
                 rows.push(',');
             }
             let _ = write!(rows, "[{sid},{level},{block},{},", a.count);
-            for v in [a.min, a.max, a.sum] {
+            for v in [a.min, a.max, a.scaled_sum] {
                 push_num(&mut rows, v);
                 rows.push(',');
             }
@@ -130,12 +130,12 @@ impl SqliteStore {
         }
         rows.push(']');
         query(
-            "insert into metric_rollups (series_id, level, block, count, min, max, sum, first_step, last_step, last) \
+            "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
              select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
                     value ->> 7, value ->> 8, value ->> 9 from json_each($1) where true \
              on conflict (series_id, level, block) do update set \
                count = count + excluded.count, min = min(min, excluded.min), max = max(max, excluded.max), \
-               sum = sum + excluded.sum, first_step = min(first_step, excluded.first_step), \
+               scaled_sum = scaled_sum + excluded.scaled_sum, first_step = min(first_step, excluded.first_step), \
                last = case when excluded.last_step > last_step then excluded.last else last end, \
                last_step = max(last_step, excluded.last_step)",
         )
@@ -153,36 +153,36 @@ impl SqliteStore {
             let json = serde_json::to_string(blocks).map_err(Error::internal)?;
             let (level, size) = LEVELS[i];
             let sql = if i == 0 {
-                "insert into metric_rollups (series_id, level, block, count, min, max, sum, first_step, last_step, last) \
-                 select sid, $2, blk, count(*), min(v), max(v), sum(v), min(step), max(step), max(lastv) from ( \
+                "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
+                 select sid, $2, blk, count(*), min(v), max(v), sum(case when abs(v) < $5 then 0 else v * $4 end), \
+                        min(step), max(step), max(lastv) from ( \
                    select t.value ->> 0 as sid, t.value ->> 1 as blk, p.step, p.value as v, \
                           first_value(p.value) over (partition by p.series_id, p.step / $3 order by p.step desc) as lastv \
                    from json_each($1) t join metric_points p on p.series_id = t.value ->> 0 \
                      and p.step >= (t.value ->> 1) * $3 and p.step < ((t.value ->> 1) + 1) * $3) x \
                  where true group by sid, blk \
                  on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
-                   max = excluded.max, sum = excluded.sum, first_step = excluded.first_step, \
+                   max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
                    last_step = excluded.last_step, last = excluded.last"
             } else {
-                "insert into metric_rollups (series_id, level, block, count, min, max, sum, first_step, last_step, last) \
+                "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
                  select sid, $2, blk, sum(c), min(mn), max(mx), sum(sm), min(fs), max(ls), max(lastv) from ( \
-                   select t.value ->> 0 as sid, t.value ->> 1 as blk, r.count as c, r.min as mn, r.max as mx, r.sum as sm, \
+                   select t.value ->> 0 as sid, t.value ->> 1 as blk, r.count as c, r.min as mn, r.max as mx, r.scaled_sum as sm, \
                           r.first_step as fs, r.last_step as ls, \
                           first_value(r.last) over (partition by r.series_id, r.block / $3 order by r.last_step desc) as lastv \
                    from json_each($1) t join metric_rollups r on r.series_id = t.value ->> 0 and r.level = $2 - 1 \
                      and r.block >= (t.value ->> 1) * $3 and r.block < ((t.value ->> 1) + 1) * $3) x \
                  where true group by sid, blk \
                  on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
-                   max = excluded.max, sum = excluded.sum, first_step = excluded.first_step, \
+                   max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
                    last_step = excluded.last_step, last = excluded.last"
             };
             let factor = if i == 0 { size } else { LEVEL_FACTOR };
-            query(sql)
-                .bind(&json)
-                .bind(level)
-                .bind(factor)
-                .execute(&mut *conn)
-                .await?;
+            let mut q = query(sql).bind(&json).bind(level).bind(factor);
+            if i == 0 {
+                q = q.bind(SUM_SCALE).bind(SUM_FLOOR);
+            }
+            q.execute(&mut *conn).await?;
         }
         Ok(())
     }

@@ -704,6 +704,9 @@ impl Store for SqliteStore {
         for b in shared::bucket_binds(series_id, plan) {
             q = q.bind(b);
         }
+        let q = q
+            .bind(crate::domain::metrics::SUM_SCALE)
+            .bind(crate::domain::metrics::SUM_FLOOR);
         Ok(q.fetch_all(&self.reader).await?)
     }
 
