@@ -3,6 +3,8 @@
 use clap::{Args, ValueEnum};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything `modelreg serve` needs to know.
 #[derive(Args, Clone)]
@@ -66,6 +68,49 @@ pub struct Config {
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "MODELREG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// How long a client may take to send a request's headers; also how long a kept-alive
+    /// connection may sit idle between requests (500ms, 30s, 2m).
+    #[arg(long, env = "MODELREG_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long a request may take, body included, before it is answered 408 (a body that
+    /// did not arrive) or 503 (the server could not finish). Artifact uploads are exempt:
+    /// they are bounded by the idle timeout instead.
+    #[arg(long, env = "MODELREG_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long an upload may send nothing, and a response may wait for a client that does
+    /// not read it, before the connection is closed.
+    #[arg(long, env = "MODELREG_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most client connections open at once; more wait to be accepted.
+    #[arg(
+        long = "max-connections",
+        env = "MODELREG_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub connection_limit: usize,
+
+    /// After SIGTERM, how long in-flight requests may take to finish before the process
+    /// exits anyway.
+    #[arg(long, env = "MODELREG_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// A second address serving only `/metrics`, without a token (for a Prometheus that
+    /// scrapes a private interface). Unset: `/metrics` is on the main address only.
+    #[arg(long, env = "MODELREG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// A PEM certificate chain: serve HTTPS (with --tls-key). Reloaded on SIGHUP and when the
+    /// file changes.
+    #[arg(long, env = "MODELREG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "MODELREG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Database settings, shared by every subcommand.
@@ -104,16 +149,35 @@ impl Config {
     /// Checks what flags alone cannot: the combinations.
     pub fn validate(&self) -> Result<(), String> {
         self.database.validate()?;
-        if self.auth == AuthMode::Disabled
-            && !self.listen.ip().is_loopback()
-            && !self.insecure_no_auth
-        {
+        // A TLS listener is meant to be reached from elsewhere: treated as non-loopback.
+        if self.auth == AuthMode::Disabled && !self.is_local_only() && !self.insecure_no_auth {
+            let how = if self.tls_cert.is_some() {
+                "with TLS (a listener meant to be reached from elsewhere)"
+            } else {
+                "on a non-loopback address"
+            };
             return Err(format!(
-                "refusing to listen on {} without authentication: set MODELREG_AUTH=required \
-                 (and create a token with `modelreg token create`), listen on a loopback address, \
-                 or pass --insecure-no-auth if you really mean it",
+                "refusing to listen on {} {how} without authentication: set \
+                 MODELREG_AUTH=required (and create a token with `modelreg token create`), \
+                 listen on a loopback address without TLS, or pass --insecure-no-auth if you \
+                 really mean it",
                 self.listen
             ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("TLS needs both MODELREG_TLS_CERT and MODELREG_TLS_KEY".to_owned());
+        }
+        for (name, d) in [
+            ("header timeout", self.header_timeout),
+            ("request timeout", self.request_timeout),
+            ("idle timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("the {name} must be longer than 0"));
+            }
+        }
+        if self.connection_limit == 0 || self.connection_limit > u32::MAX as usize {
+            return Err("max connections must be between 1 and 4294967295".to_owned());
         }
         if self.default_page_size == 0 || self.default_page_size > self.max_page_size {
             return Err(format!(
@@ -126,6 +190,38 @@ impl Config {
         }
         check_cors_origins(&self.cors_origins)?;
         Ok(())
+    }
+}
+
+impl Config {
+    /// Whether only this machine can reach the server: a loopback address, plain HTTP.
+    pub fn is_local_only(&self) -> bool {
+        self.listen.ip().is_loopback() && self.tls_cert.is_none()
+    }
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h`, `7d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s"))?;
+    let secs = |k: u64| {
+        n.checked_mul(k)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{s:?} is too long"))
+    };
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86_400),
+        other => Err(format!(
+            "unknown duration unit {other:?}; use ms, s, m, h or d"
+        )),
     }
 }
 
@@ -307,6 +403,13 @@ impl fmt::Debug for Config {
             .field("default_page_size", &self.default_page_size)
             .field("max_page_size", &self.max_page_size)
             .field("cors_origins", &self.cors_origins)
+            .field("header_timeout", &self.header_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("connection_limit", &self.connection_limit)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("tls", &self.tls_cert.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -350,6 +453,14 @@ impl Config {
             bootstrap_token: None,
             cors_origins: Vec::new(),
             log_format: LogFormat::Text,
+            header_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            connection_limit: 1024,
+            shutdown_timeout: Duration::from_secs(30),
+            metrics_listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -383,6 +494,45 @@ mod tests {
         assert!(ok(&["https://dash.example.com/"]).is_err());
         assert!(ok(&["ftp://x"]).is_err());
         assert!(ok(&["https://"]).is_err());
+    }
+
+    /// Flag names, env names and defaults are consistent (clap checks on first parse at run
+    /// time; this checks here).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Serve {
+            #[command(flatten)]
+            config: Config,
+        }
+        Serve::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+        let mut c = Config::for_database("sqlite://x.db");
+        c.idle_timeout = Duration::ZERO;
+        assert!(c.validate().unwrap_err().contains("idle timeout"));
+    }
+
+    #[test]
+    fn tls_counts_as_reachable_from_elsewhere() {
+        let mut c = Config::for_database("sqlite://x.db");
+        c.tls_cert = Some("c.pem".into());
+        c.tls_key = Some("k.pem".into());
+        assert!(c.validate().unwrap_err().contains("with TLS"));
+        c.auth = AuthMode::Required;
+        assert!(c.validate().is_ok());
+        c.tls_key = None;
+        assert!(c.validate().unwrap_err().contains("both"));
     }
 
     #[test]

@@ -10,8 +10,10 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod gc;
+pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -202,20 +204,48 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     Error::internal("handler panicked").into_response()
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests and returns.
+/// The connection limits the settings ask for.
+pub fn limits(config: &Config) -> server::Limits {
+    server::Limits {
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.connection_limit,
+        shutdown_timeout: config.shutdown_timeout,
+    }
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests (within the shutdown
+/// timeout) and returns. Speaks HTTPS when the settings name a certificate and key.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Without TCP_NODELAY, keep-alive clients stall ~40 ms per request on delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+    let limits = limits(&state.config);
+    let (acceptor, watcher) = match (&state.config.tls_cert, &state.config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = tls::Acceptor::from_files(cert, key).map_err(std::io::Error::other)?;
+            let watcher = tokio::spawn(tls.clone().watch(Duration::from_secs(5)));
+            (server::Acceptor::Tls(tls), Some(watcher))
         }
-    });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+        _ => (server::Acceptor::Plain, None),
+    };
+    let served = server::serve(listener, app(state), limits, acceptor, shutdown).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    served
+}
+
+/// Serves only `/metrics`, without authentication, on a second address.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = limits(&state.config);
+    let app = Router::new()
+        .route("/metrics", axum::routing::get(api::health::prometheus))
+        .with_state(state);
+    server::serve(listener, app, limits, server::Acceptor::Plain, shutdown).await
 }

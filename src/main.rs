@@ -244,13 +244,48 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, database = %modelreg::config::redact(&config.database.url), "listening");
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {at} for /metrics: {e}"))?,
+        ),
+        None => None,
+    };
+    tracing::info!(
+        %addr,
+        tls = config.tls_cert.is_some(),
+        database = %modelreg::config::redact(&config.database.url),
+        "listening"
+    );
     let state = AppState {
         store,
         blobs,
         config: Arc::new(config),
     };
-    modelreg::serve(listener, state, shutdown_signal()).await?;
+    // One signal stops every listener.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let metrics = metrics_listener.map(|l| {
+        if let Ok(at) = l.local_addr() {
+            tracing::info!(addr = %at, "serving /metrics without a token");
+        }
+        tokio::spawn(modelreg::serve_metrics(
+            l,
+            state.clone(),
+            stopped(stopping.clone()),
+        ))
+    });
+    modelreg::serve(listener, state, stopped(stopping)).await?;
+    if let Some(m) = metrics {
+        m.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -164,7 +164,7 @@ async fn upload(
         Err(e) => return Err(e),
     }
     let key = state.blobs.new_key(model.as_str(), version, path.as_str());
-    let stream = body.into_data_stream();
+    let stream = idle_limited(body, state.config.idle_timeout);
     let written = state
         .blobs
         .upload(
@@ -199,6 +199,43 @@ async fn upload(
             Err(e)
         }
     }
+}
+
+/// The upload body, failing when the client sends nothing for `idle` (the upload is then
+/// aborted: no object, no row) or breaks off.
+fn idle_limited(
+    body: Body,
+    idle: Duration,
+) -> impl futures::Stream<Item = Result<bytes::Bytes>> + Unpin {
+    let chunks = body.into_data_stream();
+    Box::pin(futures::stream::unfold(
+        Some(chunks),
+        move |chunks| async move {
+            let mut chunks = chunks?;
+            match tokio::time::timeout(idle, futures::StreamExt::next(&mut chunks)).await {
+                Ok(None) => None,
+                Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
+                Ok(Some(Err(e))) => Some((
+                    Err(Error::bad_request(
+                        "upload_interrupted",
+                        format!("the upload was interrupted: {e}"),
+                    )),
+                    None,
+                )),
+                Err(_) => Some((
+                    Err(Error::new(
+                        Kind::RequestTimeout,
+                        "upload_timeout",
+                        format!(
+                            "no data arrived for {}s; the upload was abandoned",
+                            idle.as_secs_f64()
+                        ),
+                    )),
+                    None,
+                )),
+            }
+        },
+    ))
 }
 
 async fn list(

@@ -36,13 +36,18 @@ async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, Error> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    Bytes::from_request(req, state).await.map_err(|rejection| {
+    let read = req.extensions().get::<super::deadline::BodyRead>().cloned();
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
         } else {
             Error::bad_request("invalid_body", "the request body could not be read")
         }
-    })
+    })?;
+    if let Some(read) = read {
+        read.done();
+    }
+    Ok(bytes)
 }
 
 /// Parses JSON, telling syntax errors (400) from shape errors (422, with the field's path).

@@ -22,7 +22,7 @@ pub fn endpoints() -> Vec<Endpoint> {
 
 /// Prometheus text format: requests by route and status, latencies, metric points and artifact
 /// bytes, database connections, build info.
-async fn prometheus(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+pub async fn prometheus(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     let pool = state.store.pool_stats();
     metrics::gauge!("modelreg_db_connections", "state" => "in_use")
         .set(pool.size.saturating_sub(pool.idle) as f64);

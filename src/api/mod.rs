@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod compare;
+pub mod deadline;
 pub mod events;
 pub mod extract;
 pub mod health;
@@ -29,6 +30,7 @@ pub struct Endpoint {
     pub path: &'static str,
     pub scope: Scope,
     handler: MethodRouter<AppState>,
+    streaming: bool,
 }
 
 impl Endpoint {
@@ -51,14 +53,17 @@ impl Endpoint {
             path,
             scope,
             handler: on(filter, handler),
+            streaming: false,
         }
     }
 
-    /// Lifts the JSON body limit: for endpoints whose body is streamed (artifact uploads).
+    /// For endpoints whose body is streamed (artifact uploads): no JSON body limit, and no
+    /// request deadline (the upload is bounded by the idle timeout between its chunks).
     pub fn streaming(mut self) -> Self {
         self.handler = self
             .handler
             .layer(axum::extract::DefaultBodyLimit::disable());
+        self.streaming = true;
         self
     }
 }
@@ -82,17 +87,22 @@ pub fn endpoints() -> Vec<Endpoint> {
 }
 
 impl Endpoint {
-    /// The handler behind its access guard. A public endpoint has none.
-    fn guarded(self, state: &AppState) -> MethodRouter<AppState> {
-        if self.scope == Scope::Public {
-            return self.handler;
+    /// The handler behind its access guard (a public endpoint has none), within the request
+    /// deadline (a streaming one has none).
+    fn into_route(self, state: &AppState) -> MethodRouter<AppState> {
+        let mut route = self.handler;
+        if self.scope != Scope::Public {
+            let guard_state = Guard {
+                state: state.clone(),
+                scope: self.scope,
+            };
+            route = route.route_layer(axum::middleware::from_fn_with_state(guard_state, guard));
         }
-        let guard_state = Guard {
-            state: state.clone(),
-            scope: self.scope,
-        };
-        self.handler
-            .route_layer(axum::middleware::from_fn_with_state(guard_state, guard))
+        if !self.streaming {
+            let limit = state.config.request_timeout;
+            route = route.route_layer(axum::middleware::from_fn_with_state(limit, deadline::limit));
+        }
+        route
     }
 }
 
@@ -100,7 +110,7 @@ impl Endpoint {
 pub fn router(state: &AppState) -> Router<AppState> {
     endpoints().into_iter().fold(Router::new(), |router, e| {
         let path = e.path;
-        router.route(path, e.guarded(state))
+        router.route(path, e.into_route(state))
     })
 }
 

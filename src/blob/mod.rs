@@ -136,9 +136,10 @@ impl BlobStore {
         Path::from_iter(parts)
     }
 
-    /// Streams `body` to `key`, hashing on the way. Fails (and leaves nothing) when the stream
-    /// errors, when the object grows past `max_size`, or when `expected_sha256` does not match.
-    pub async fn upload<S, E>(
+    /// Streams `body` to `key`, hashing on the way. Fails (and leaves nothing) with the
+    /// stream's own error when it fails, when the object grows past `max_size`, or when
+    /// `expected_sha256` does not match.
+    pub async fn upload<S>(
         &self,
         key: &Path,
         body: S,
@@ -146,8 +147,7 @@ impl BlobStore {
         max_size: Option<u64>,
     ) -> Result<Written, Error>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        S: Stream<Item = Result<Bytes, Error>> + Unpin,
     {
         let upload = self.store.put_multipart(key).await.map_err(store_error)?;
         let mut guard = AbortOnDrop(Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)));
@@ -159,10 +159,7 @@ impl BlobStore {
                 Ok(c) => c,
                 Err(e) => {
                     guard.abort().await;
-                    return Err(Error::bad_request(
-                        "upload_interrupted",
-                        format!("the upload was interrupted: {e}"),
-                    ));
+                    return Err(e);
                 }
             };
             size += chunk.len() as u64;

@@ -81,48 +81,46 @@ pub(crate) const BUCKETS: &str = "\
                   where series_id = $1 and ((step >= $5 and step < $6) or (step > $7 and step <= $8))) parts) b \
     group by bucket order by bucket";
 
-pub(crate) const POINTS: &str = "select step, value, at from metric_points where series_id = $1 and step >= $2 and step <= $3 order by step";
+/// One chunk of a raw read: at most `$4` points of `$2..=$3`, from `$2` on.
+pub(crate) const POINTS_CHUNK: &str = "select step, value, at from metric_points \
+    where series_id = $1 and step >= $2 and step <= $3 order by step limit $4";
 
-/// Hands rows of a points query to a reader in chunks, stopping when the reader goes away
-/// (the client disconnected). Both backends stream through this.
-pub(crate) async fn forward_chunks<S>(
-    mut rows: S,
-    tx: tokio::sync::mpsc::Sender<Result<Vec<Point>>>,
-) where
-    S: futures::Stream<Item = Result<(i64, f64, i64), sqlx::Error>> + Unpin,
+/// Streams the points of `from..=to`, a chunk of [`STREAM_CHUNK`] at a time. Each chunk is one
+/// query (`fetch(first_step)`) on a connection taken from the pool and given back before the
+/// chunk is handed on: a reader that stalls holds no database connection, only the chunks
+/// buffered for it. Each chunk is consistent; a write that commits between two chunks shows
+/// in the later one if it lands there. Stops when the reader goes away.
+pub(crate) fn chunked_points<F, Fut>(from: i64, to: i64, fetch: F) -> PointStream
+where
+    F: Fn(i64) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Vec<(i64, f64, i64)>, sqlx::Error>> + Send,
 {
     use futures::StreamExt;
-    let mut chunk = Vec::with_capacity(STREAM_CHUNK);
-    while let Some(row) = rows.next().await {
-        match row {
-            Ok((step, value, at)) => {
-                chunk.push(Point { step, value, at });
-                if chunk.len() == STREAM_CHUNK
-                    && tx.send(Ok(std::mem::take(&mut chunk))).await.is_err()
-                {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Point>>>(2);
+    tokio::spawn(async move {
+        let mut next = from;
+        while next <= to {
+            let rows = match fetch(next).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
                     return;
                 }
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e.into())).await;
+            };
+            let full = rows.len() == STREAM_CHUNK;
+            let Some(&(last, _, _)) = rows.last() else {
+                return;
+            };
+            next = last + 1;
+            let chunk = rows
+                .into_iter()
+                .map(|(step, value, at)| Point { step, value, at })
+                .collect();
+            if tx.send(Ok(chunk)).await.is_err() || !full {
                 return;
             }
         }
-    }
-    if !chunk.is_empty() {
-        let _ = tx.send(Ok(chunk)).await;
-    }
-}
-
-/// A [`PointStream`] fed by a task running `feed` with the sending half.
-pub(crate) fn spawn_point_stream<F, Fut>(feed: F) -> PointStream
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<Vec<Point>>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    use futures::StreamExt;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(feed(tx));
+    });
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }
 

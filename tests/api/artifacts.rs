@@ -432,9 +432,9 @@ async fn gc_removes_orphans(app: &TestApp, _: Blobs, _: &Path) {
         .ok(201);
     // An object that no row refers to, as a crash between write and record would leave.
     let key = app.state.blobs.new_key("m", 1, "orphan.bin");
-    let stream = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
-        b"orphan",
-    ))]);
+    let stream = futures::stream::iter([Ok::<_, modelreg::error::Error>(
+        bytes::Bytes::from_static(b"orphan"),
+    )]);
     app.state
         .blobs
         .upload(&key, stream, None, None)

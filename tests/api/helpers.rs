@@ -26,8 +26,17 @@ pub enum Backend {
 
 /// Runs one test case against a fresh app on the given backend, cleaning up even on failure.
 pub async fn run<F: AsyncFn(&TestApp)>(backend: Backend, case: F) {
+    run_with(backend, |_| {}, case).await
+}
+
+/// Like [`run`], with settings adjusted for the case.
+pub async fn run_with<F: AsyncFn(&TestApp)>(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Config),
+    case: F,
+) {
     let db = TestDb::create(backend).await;
-    let app = TestApp::spawn(db.url.clone(), |_| {}).await;
+    let app = TestApp::spawn(db.url.clone(), adjust).await;
     let outcome = AssertUnwindSafe(case(&app)).catch_unwind().await;
     app.stop().await;
     db.drop_db().await;

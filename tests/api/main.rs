@@ -10,6 +10,7 @@ mod errors;
 mod events;
 mod hardening;
 mod health;
+mod limits;
 mod metrics;
 mod models;
 mod processes;

@@ -318,7 +318,9 @@ fn refuses_to_start_without_auth_off_loopback() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("refusing to listen on 0.0.0.0:0 without authentication"),
+        err.contains(
+            "refusing to listen on 0.0.0.0:0 on a non-loopback address without authentication"
+        ),
         "{err}"
     );
     // Said in so many words, it starts.
@@ -379,4 +381,145 @@ async fn database_passwords_never_reach_the_log_postgres() {
         assert!(!err.contains(s), "a password reached the error: {err}");
     }
     db.drop_db().await;
+}
+
+/// SIGTERM: in-flight requests are answered, a client that stalls does not keep the process
+/// past the shutdown deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_in_flight_requests_and_exits_by_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let mut server = start_with(
+        &db,
+        &[
+            ("MODELREG_SHUTDOWN_TIMEOUT", "2s"),
+            ("MODELREG_IDLE_TIMEOUT", "10m"),
+            ("MODELREG_REQUEST_TIMEOUT", "10m"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    wait_ready(&client, server.addr).await;
+    let base = format!("http://{}/api/v1/models", server.addr);
+    client
+        .post(&base)
+        .json(&json!({"name": "m"}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(format!("{base}/m/versions"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    // An upload that stalls after its first bytes, forever.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stalled
+        .write_all(b"PUT /api/v1/models/m/versions/1/artifacts/a.bin HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\nabc")
+        .await
+        .unwrap();
+    // A request in flight: its body is still on the way when the signal comes.
+    let body = br#"{"name": "late"}"#;
+    let mut in_flight = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    in_flight
+        .write_all(
+            format!(
+                "POST /api/v1/models HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    in_flight.write_all(&body[..5]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let signalled = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    in_flight.write_all(&body[5..]).await.unwrap();
+    let mut reply = String::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        in_flight.read_to_string(&mut reply),
+    )
+    .await;
+    assert!(
+        reply.starts_with("HTTP/1.1 201"),
+        "in-flight request: {reply:?}"
+    );
+
+    let exited = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            signalled.elapsed() < std::time::Duration::from_secs(15),
+            "still running {:?} after SIGTERM with a 2 s deadline",
+            signalled.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(exited.success(), "{exited:?}");
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(log.contains("shutdown deadline reached"), "{log}");
+    drop(stalled);
+}
+
+/// With authentication on, `/metrics` needs a token on the main address and none on the
+/// separate metrics address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_listener_serves_prometheus_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let server = start_with(
+        &db,
+        &[
+            ("MODELREG_AUTH", "required"),
+            ("MODELREG_METRICS_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    wait_ready(&client, server.addr).await;
+    let metrics_addr = loop {
+        let found = server.log.lock().unwrap().iter().find_map(|l| {
+            l.contains("serving /metrics")
+                .then(|| {
+                    l.split("addr=")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()
+                        .map(str::to_owned)
+                })
+                .flatten()
+        });
+        if let Some(a) = found {
+            break a;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let main = client
+        .get(format!("http://{}/metrics", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 401);
+    let side = client
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(side.status(), 200);
+    assert!(side.text().await.unwrap().contains("modelreg_build_info"));
+    let other = client
+        .get(format!("http://{metrics_addr}/api/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "only /metrics is there");
 }

@@ -5,7 +5,7 @@ use super::PgStore;
 use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SUM_FLOOR, SUM_SCALE, SeriesBatch};
 use crate::domain::{ModelName, time};
 use crate::error::{Error, Result};
-use crate::store::metrics::{POINTS, RollupWork, appends_only, forward_chunks, spawn_point_stream};
+use crate::store::metrics::{POINTS_CHUNK, RollupWork, STREAM_CHUNK, appends_only, chunked_points};
 use sqlx::{PgConnection, query, query_as};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -239,13 +239,17 @@ impl PgStore {
         to: i64,
     ) -> crate::store::PointStream {
         let pool = self.pool.clone();
-        spawn_point_stream(move |tx| async move {
-            let rows = query_as::<_, (i64, f64, i64)>(POINTS)
-                .bind(series_id)
-                .bind(from)
-                .bind(to)
-                .fetch(&pool);
-            forward_chunks(rows, tx).await;
+        chunked_points(from, to, move |first| {
+            let pool = pool.clone();
+            async move {
+                query_as::<_, (i64, f64, i64)>(POINTS_CHUNK)
+                    .bind(series_id)
+                    .bind(first)
+                    .bind(to)
+                    .bind(STREAM_CHUNK as i64)
+                    .fetch_all(&pool)
+                    .await
+            }
         })
     }
 }

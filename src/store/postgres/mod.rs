@@ -22,6 +22,9 @@ use tracing::instrument;
 
 pub struct PgStore {
     pool: PgPool,
+    /// One connection of its own for readiness checks, so that a busy pool (a load spike, a
+    /// burst of slow requests) never makes a healthy server look down to its orchestrator.
+    health: PgPool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -45,6 +48,11 @@ const EVENT_WAIT: Duration = Duration::from_secs(2);
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
         let options = PgConnectOptions::from_str(url)?.application_name("modelreg");
+        let health = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy_with(options.clone());
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -60,7 +68,7 @@ impl PgStore {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, health })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -265,7 +273,7 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        query("select 1").execute(&self.pool).await?;
+        query("select 1").execute(&self.health).await?;
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use super::{SqliteStore, ts};
 use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SUM_FLOOR, SUM_SCALE, SeriesBatch};
 use crate::domain::{ModelName, time};
 use crate::error::{Error, Result};
-use crate::store::metrics::{POINTS, RollupWork, forward_chunks, spawn_point_stream};
+use crate::store::metrics::{POINTS_CHUNK, RollupWork, STREAM_CHUNK, chunked_points};
 use sqlx::{SqliteConnection, query, query_as};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -194,13 +194,17 @@ impl SqliteStore {
         to: i64,
     ) -> crate::store::PointStream {
         let pool = self.reader.clone();
-        spawn_point_stream(move |tx| async move {
-            let rows = query_as::<_, (i64, f64, i64)>(POINTS)
-                .bind(series_id)
-                .bind(from)
-                .bind(to)
-                .fetch(&pool);
-            forward_chunks(rows, tx).await;
+        chunked_points(from, to, move |first| {
+            let pool = pool.clone();
+            async move {
+                query_as::<_, (i64, f64, i64)>(POINTS_CHUNK)
+                    .bind(series_id)
+                    .bind(first)
+                    .bind(to)
+                    .bind(STREAM_CHUNK as i64)
+                    .fetch_all(&pool)
+                    .await
+            }
         })
     }
 }

@@ -1,0 +1,184 @@
+//! What a slow or idle client can hold, on both backends: headers, bodies, uploads and
+//! responses run out of time, connections are capped, and a reader that stalls holds no
+//! database connection.
+
+use crate::helpers::{TestApp, into_resp};
+use modelreg::config::Config;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Short limits, so that each case takes seconds.
+fn short(c: &mut Config) {
+    c.header_timeout = Duration::from_secs(1);
+    c.request_timeout = Duration::from_secs(2);
+    c.idle_timeout = Duration::from_secs(2);
+    c.connection_limit = 8;
+    c.shutdown_timeout = Duration::from_secs(2);
+}
+
+macro_rules! limit_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::helpers::{Backend, run_with};
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { run_with(Backend::Sqlite, super::short, super::$name).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { run_with(Backend::Postgres, super::short, super::$name).await }
+        }
+    )*};
+}
+
+limit_tests!(
+    partial_headers_and_idle_connections_are_closed,
+    a_body_that_does_not_arrive_is_408,
+    a_stalled_upload_is_abandoned_leaving_nothing,
+    slow_readers_hold_no_database_connection,
+    connections_beyond_the_cap_wait,
+);
+
+/// Reads until the server closes the connection (or `limit` passes); returns what it sent.
+async fn until_closed(tcp: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&out).into_owned()),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn partial_headers_and_idle_connections_are_closed(app: &TestApp) {
+    // Half a request, then nothing: closed after the header timeout (1 s here).
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let reply = until_closed(&mut tcp, Duration::from_secs(10)).await;
+    assert!(reply.is_some(), "a partial header is held open");
+    // A connection that never says anything, and one kept alive after an answer.
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    assert!(
+        until_closed(&mut silent, Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    let mut kept = TcpStream::connect(app.addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = until_closed(&mut kept, Duration::from_secs(10))
+        .await
+        .expect("an idle kept-alive connection is closed");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+async fn a_body_that_does_not_arrive_is_408(app: &TestApp) {
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(
+        b"POST /api/v1/models HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"name\": ",
+    )
+    .await
+    .unwrap();
+    let reply = until_closed(&mut tcp, Duration::from_secs(10))
+        .await
+        .expect("the request is answered");
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("request_timeout"), "{reply}");
+    app.get("/api/v1/models").await.ok(200);
+}
+
+async fn a_stalled_upload_is_abandoned_leaving_nothing(app: &TestApp) {
+    app.model("m").await;
+    app.version("m", json!({})).await;
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(
+        b"PUT /api/v1/models/m/versions/1/artifacts/w.bin HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tcp.write_all(&[7u8; 4096]).await.unwrap();
+    // Then nothing, for longer than the idle timeout (2 s here).
+    let reply = until_closed(&mut tcp, Duration::from_secs(15))
+        .await
+        .expect("the upload is given up");
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 408"),
+        "{reply}"
+    );
+    let list = app.get("/api/v1/models/m/versions/1/artifacts").await;
+    assert!(list.ok(200)["items"].as_array().unwrap().is_empty());
+    use futures::TryStreamExt;
+    let objects: Vec<_> = app.state.blobs.list().try_collect().await.unwrap();
+    assert!(objects.is_empty(), "{objects:?}");
+}
+
+async fn slow_readers_hold_no_database_connection(app: &TestApp) {
+    app.model("m").await;
+    app.version("m", json!({})).await;
+    // About 20 MB of JSON: far more than socket buffers hold.
+    for batch in 0..25 {
+        let points: Vec<_> = (batch * 10_000..(batch + 1) * 10_000)
+            .map(|s| json!({"key": "loss", "step": s, "value": s as f64 * 0.25}))
+            .collect();
+        app.post(
+            "/api/v1/models/m/versions/1/metrics",
+            json!({ "points": points }),
+        )
+        .await
+        .ok(200);
+    }
+    // 16 readers (twice the pool) ask for the raw series and never read the answer.
+    let mut stalled = Vec::new();
+    for _ in 0..16 {
+        let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+        tcp.write_all(b"GET /api/v1/models/m/versions/1/metrics/loss HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        stalled.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Everyone else is served, and the server is ready.
+    for i in 0..10 {
+        app.get("/readyz").await.ok(200);
+        app.get("/api/v1/models/m/versions/1").await.ok(200);
+        app.version("m", json!({"tags": {"i": i.to_string()}}))
+            .await;
+    }
+    // The stalled responses are cut off after the idle timeout (2 s here).
+    for mut tcp in stalled {
+        assert!(
+            until_closed(&mut tcp, Duration::from_secs(15))
+                .await
+                .is_some(),
+            "a stalled reader keeps its connection"
+        );
+    }
+    app.get("/readyz").await.ok(200);
+}
+
+async fn connections_beyond_the_cap_wait(app: &TestApp) {
+    // Eight silent connections fill the cap (8 here) until the header timeout reaps them.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(TcpStream::connect(app.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert!(
+        quick.get(app.url("/healthz")).send().await.is_err(),
+        "a ninth connection is served while eight are open"
+    );
+    // Once they are reaped, the next one is served.
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(into_resp(r).await.status, 200);
+    drop(silent);
+}
