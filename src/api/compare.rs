@@ -6,12 +6,12 @@ use super::metrics::parse_version_list;
 use crate::AppState;
 use crate::domain::access::Scope;
 use crate::domain::diff::differing_paths;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{Artifact, MetricSummary, Version};
 use axum::extract::State;
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 pub fn endpoints() -> Vec<Endpoint> {
@@ -57,18 +57,29 @@ struct ArtifactDiff {
     same: bool,
 }
 
+/// Most differing config paths one comparison lists.
+const MAX_CONFIG_DIFFS: usize = 1000;
+
 #[derive(Serialize)]
 struct Comparison {
     versions: Vec<i64>,
     config: Vec<ConfigDiff>,
+    /// More config paths differ than are listed (the first 1,000, depth first).
+    config_truncated: bool,
     metrics: BTreeMap<String, BTreeMap<String, MetricSide>>,
     tags: Vec<TagDiff>,
     artifacts: Vec<ArtifactDiff>,
 }
 
-fn config_diff(versions: &[Version]) -> Vec<ConfigDiff> {
-    let configs: Vec<_> = versions.iter().map(|v| &v.config).collect();
-    differing_paths(&configs)
+fn config_diff(versions: &[Version]) -> Result<(Vec<ConfigDiff>, bool)> {
+    let parsed = versions
+        .iter()
+        .map(|v| serde_json::from_str::<Map<String, Value>>(v.config.get()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::internal)?;
+    let configs: Vec<_> = parsed.iter().collect();
+    let (paths, truncated) = differing_paths(&configs, MAX_CONFIG_DIFFS);
+    let diffs = paths
         .into_iter()
         .map(|(path, values)| ConfigDiff {
             path,
@@ -78,7 +89,8 @@ fn config_diff(versions: &[Version]) -> Vec<ConfigDiff> {
                 .filter_map(|(v, val)| val.map(|val| (v.version.to_string(), val.clone())))
                 .collect(),
         })
-        .collect()
+        .collect();
+    Ok((diffs, truncated))
 }
 
 fn tag_diff(versions: &[Version]) -> Vec<TagDiff> {
@@ -166,8 +178,10 @@ async fn compare(
         summaries.push(state.store.metric_summaries(&model, n).await?);
         artifacts.push(state.store.list_artifacts(&model, n).await?);
     }
+    let (config, config_truncated) = config_diff(&versions)?;
     Ok(axum::Json(Comparison {
-        config: config_diff(&versions),
+        config,
+        config_truncated,
         tags: tag_diff(&versions),
         metrics: metric_sides(&numbers, summaries),
         artifacts: artifact_diff(&numbers, &artifacts),

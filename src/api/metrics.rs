@@ -44,6 +44,9 @@ const MAX_BUCKETS: u32 = 100_000;
 const DEFAULT_OVERLAY_POINTS: u32 = 1000;
 /// Versions one overlay may name.
 const MAX_OVERLAY_VERSIONS: usize = 20;
+/// Largest `max_points` of an overlay, per version: an overlay is held whole before it is
+/// sent, so it stays at most 20 × 10,000 points.
+const MAX_OVERLAY_POINTS: u32 = 10_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -412,6 +415,13 @@ async fn overlay(
 ) -> Result<Response> {
     let key = key_param(&params)?;
     check_range(p.from_step, p.to_step, p.max_points)?;
+    if let Some(n) = p.max_points.filter(|n| *n > MAX_OVERLAY_POINTS) {
+        return Err(Error::bad_request(
+            "invalid_query_parameter",
+            format!("max_points {n} is out of range for an overlay: use 1 to {MAX_OVERLAY_POINTS}"),
+        )
+        .with_field("max_points"));
+    }
     let versions = parse_versions(&p.versions, MAX_OVERLAY_VERSIONS)?;
     let mut series = Vec::with_capacity(versions.len());
     for v in versions {

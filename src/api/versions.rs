@@ -5,6 +5,7 @@ use super::extract::{Json, ModelPath, OptionalJson, Query, VersionPath, page_lim
 use super::models::PatchBody;
 use crate::AppState;
 use crate::domain::access::Scope;
+use crate::domain::document;
 use crate::domain::filter::{Filter, OrderBy};
 use crate::domain::names::check_description;
 use crate::domain::{TagFilter, Tags, Transition, VersionStatus};
@@ -116,6 +117,11 @@ async fn register(
     };
     if let Some(d) = &body.description {
         check_description("description", d)?;
+    }
+    for (field, doc) in [("config", &body.config), ("source", &body.source)] {
+        if let Some(doc) = doc {
+            document::check(field, doc)?;
+        }
     }
     let new = NewVersion {
         description: body.description,

@@ -7,6 +7,7 @@ pub mod access;
 pub mod artifact;
 pub mod cursor;
 pub mod diff;
+pub mod document;
 pub mod filter;
 pub mod metrics;
 pub mod names;

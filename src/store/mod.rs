@@ -34,6 +34,7 @@ use crate::domain::{ModelName, StageName, TagFilter, TagPatch, Tags, Transition,
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,8 +66,10 @@ pub struct Version {
     pub version: i64,
     pub status: VersionStatus,
     pub description: Option<String>,
-    pub config: Map<String, Value>,
-    pub source: Map<String, Value>,
+    /// The stored JSON text, passed through as it is: read paths never parse it (a list of
+    /// versions costs the size of the configs, not several times that).
+    pub config: Box<RawValue>,
+    pub source: Box<RawValue>,
     pub tags: Tags,
     /// Why the version failed, when it did.
     pub status_reason: Option<String>,
@@ -186,25 +189,27 @@ impl Registered {
         new: NewVersion,
         now: Timestamp,
         actor: &Actor,
-    ) -> Self {
+    ) -> Result<Self> {
+        let raw =
+            |m: &Map<String, Value>| serde_json::value::to_raw_value(m).map_err(Error::internal);
         let version = Version {
             id,
             model: model.as_str().to_owned(),
             version: number,
             status,
             description: new.description,
-            config: new.config,
-            source: new.source,
+            config: raw(&new.config)?,
+            source: raw(&new.source)?,
             tags: new.tags,
             status_reason: None,
             created_at: now,
             updated_at: now,
             created_by: actor.name.clone(),
         };
-        Self {
+        Ok(Self {
             version,
             created: true,
-        }
+        })
     }
 }
 

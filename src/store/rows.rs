@@ -8,7 +8,8 @@ use super::{Event, Model, Version};
 use crate::domain::time::Timestamp;
 use crate::domain::{Tags, VersionStatus};
 use crate::error::Result;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::types::Json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -48,8 +49,8 @@ pub(crate) struct VersionRow {
     pub version: i64,
     pub status: String,
     pub description: Option<String>,
-    pub config: Json<Map<String, Value>>,
-    pub source: Json<Map<String, Value>>,
+    pub config: Json<Box<RawValue>>,
+    pub source: Json<Box<RawValue>>,
     pub tags: Json<BTreeMap<String, String>>,
     pub status_reason: Option<String>,
     pub created_at: Timestamp,

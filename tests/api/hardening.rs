@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 crate::backend_tests!(
     nul_characters_are_refused_everywhere,
     rollup_arithmetic_never_overflows,
+    configs_and_sources_are_bounded,
 );
 
 /// Sends a JSON body as given (with `\u0000` escapes in it).
@@ -296,5 +297,46 @@ async fn rollup_arithmetic_never_overflows(app: &TestApp) {
     for b in buckets(app, "t", 2).await {
         assert_eq!(b["mean"], tiny, "{b}");
     }
+    healthy(app).await;
+}
+
+async fn configs_and_sources_are_bounded(app: &TestApp) {
+    app.model("m").await;
+    let big = json!({"config": {"blob": "x".repeat(1 << 20)}});
+    let r = app.post("/api/v1/models/m/versions", big).await;
+    assert_eq!(r.problem(422, "validation_failed")["field"], "config");
+    // The document and 32 levels inside it are allowed; one more is not.
+    let mut deep = json!(1);
+    for _ in 0..34 {
+        deep = json!({ "d": deep });
+    }
+    let r = app
+        .post("/api/v1/models/m/versions", json!({ "source": deep }))
+        .await;
+    assert!(
+        r.problem(422, "validation_failed")["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("source.d.d.d"),
+        "{}",
+        r.body
+    );
+    let long_key = json!({"config": {"opt": {"k".repeat(257): 1}}});
+    let r = app.post("/api/v1/models/m/versions", long_key).await;
+    assert_eq!(r.problem(422, "validation_failed")["field"], "config.opt");
+    // At the limits, accepted, and read back the same.
+    let mut ok = json!(1);
+    for _ in 0..33 {
+        ok = json!({ "d": ok });
+    }
+    let body = json!({"config": {"blob": "x".repeat((1 << 20) - 20)}, "source": ok.clone()});
+    let v = app.version("m", body).await;
+    let r = app.get(&format!("/api/v1/models/m/versions/{v}")).await;
+    assert_eq!(r.ok(200)["source"], ok);
+    assert_eq!(
+        r.body["config"]["blob"].as_str().unwrap().len(),
+        (1 << 20) - 20
+    );
+    assert_eq!(v, 1, "nothing was registered by the refused requests");
     healthy(app).await;
 }

@@ -523,3 +523,145 @@ async fn metrics_listener_serves_prometheus_without_a_token() {
         .unwrap();
     assert_eq!(other.status(), 404, "only /metrics is there");
 }
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+/// A register body whose config is about 1 MiB, built to be as costly as the limits allow: a
+/// chain of 31 objects under 256-byte names, then tens of thousands of leaves whose values
+/// differ per version. Written as text: building it as a `Value` is slow in a debug build.
+fn costly_register_body(version: i64) -> String {
+    let mut leaves = String::with_capacity(1 << 20);
+    let mut i = 0;
+    while leaves.len() < 900 << 10 {
+        if i > 0 {
+            leaves.push(',');
+        }
+        leaves.push_str(&format!("\"k{i}\":{}", version * 1_000_000 + i));
+        i += 1;
+    }
+    let mut doc = format!("{{{leaves}}}");
+    for level in 0..31 {
+        doc = format!("{{\"{level:02}{}\":{doc}}}", "n".repeat(254));
+    }
+    format!("{{\"config\":{doc},\"finalize\":true}}")
+}
+
+/// Comparing versions with costly configs, listing versions with 1 MiB configs, and the
+/// largest overlay stay within a fixed memory budget, whatever the configs' shape.
+async fn memory_stays_bounded(db_url: &str) {
+    let server = start(db_url);
+    let client = reqwest::Client::new();
+    wait_ready(&client, server.addr).await;
+    let base = format!("http://{}/api/v1/models", server.addr);
+    let ok = |r: reqwest::Response| async move {
+        let r = into_resp(r).await;
+        assert!(r.status.is_success(), "{} {}", r.status, r.body);
+        r
+    };
+    ok(client
+        .post(&base)
+        .json(&json!({"name": "m"}))
+        .send()
+        .await
+        .unwrap())
+    .await;
+    for v in 1..=12 {
+        let r = client
+            .post(format!("{base}/m/versions"))
+            .header("content-type", "application/json")
+            .body(costly_register_body(v))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let idle = peak_rss_mib(server.child.id());
+    // Ten costly configs compared: every leaf differs.
+    let versions: Vec<String> = (1..=10).map(|v| v.to_string()).collect();
+    let r = ok(client
+        .get(format!("{base}/m/compare?versions={}", versions.join(",")))
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(r.body["config"].as_array().unwrap().len(), 1000);
+    assert_eq!(r.body["config_truncated"], true);
+    // Every version, with its config, page by page.
+    let mut cursor: Option<String> = None;
+    let mut listed = 0;
+    loop {
+        let mut url = format!("{base}/m/versions?limit=1000");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let r = ok(client.get(url).send().await.unwrap()).await;
+        listed += r.body["items"].as_array().unwrap().len();
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(listed, 12);
+    // The largest overlay: 20 versions × 10,000 raw points.
+    let points: Vec<Value> = (0..10_000)
+        .map(|s| json!({"key": "loss", "step": s, "value": s as f64 / 3.0}))
+        .collect();
+    let batch = json!({ "points": points });
+    for v in 1..=20 {
+        if v > 12 {
+            ok(client
+                .post(format!("{base}/m/versions"))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap())
+            .await;
+        }
+        ok(client
+            .post(format!("{base}/m/versions/{v}/metrics"))
+            .json(&batch)
+            .send()
+            .await
+            .unwrap())
+        .await;
+    }
+    let all: Vec<String> = (1..=20).map(|v| v.to_string()).collect();
+    let r = ok(client
+        .get(format!(
+            "{base}/m/metrics/loss?versions={}&max_points=10000",
+            all.join(",")
+        ))
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(
+        r.body["series"][19]["points"].as_array().unwrap().len(),
+        10_000
+    );
+    let peak = peak_rss_mib(server.child.id());
+    eprintln!("peak RSS {peak:.0} MiB (after registering: {idle:.0} MiB)");
+    assert!(peak < 256.0, "peak RSS {peak:.0} MiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    memory_stays_bounded(&format!("sqlite://{}/db.sqlite", dir.path().display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_postgres() {
+    let db = TestDb::create(Backend::Postgres).await;
+    memory_stays_bounded(&db.url).await;
+    db.drop_db().await;
+}

@@ -161,7 +161,7 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         let (number,) = row.ok_or_else(|| Error::model_not_found(model.as_str()))?;
-        Ok(Registered::new(id, model, number, status, new, now, actor))
+        Registered::new(id, model, number, status, new, now, actor)
     }
 
     async fn stages_of(conn: &mut PgConnection, model_id: Uuid) -> Result<BTreeMap<String, i64>> {
@@ -553,7 +553,7 @@ impl Store for PgStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(Registered::new(id, model, number, status, new, now, actor))
+        Registered::new(id, model, number, status, new, now, actor)
     }
 
     #[instrument(skip_all, fields(model = %model, version))]
@@ -616,8 +616,7 @@ impl Store for PgStore {
                 Arg::Json(j) => query.bind(sqlx::types::Json(j)),
             };
         }
-        let rows = query.fetch_all(&mut *conn).await?;
-        version_list::into_page(rows, q)
+        version_list::collect_page(query.fetch(&mut *conn), q).await
     }
 
     #[instrument(skip_all, fields(model = %model, version))]

@@ -454,7 +454,7 @@ impl Store for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(Registered::new(id, model, number, status, new, now, actor))
+        Registered::new(id, model, number, status, new, now, actor)
     }
 
     #[instrument(skip_all, fields(model = %model, version))]
@@ -502,8 +502,7 @@ impl Store for SqliteStore {
                 Arg::Json(j) => query.bind(sqlx::types::Json(j)),
             };
         }
-        let rows = query.fetch_all(&mut *conn).await?;
-        version_list::into_page(rows, q)
+        version_list::collect_page(query.fetch(&mut *conn), q).await
     }
 
     #[instrument(skip_all, fields(model = %model, version))]
