@@ -167,6 +167,14 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => Error::unavailable("database", e),
+            sqlx::Error::Database(ref db) if is_storage_full(db.code().as_deref()) => Error {
+                source: Some(Box::new(e)),
+                ..Error::new(
+                    Kind::Unavailable,
+                    "storage_full",
+                    "the database's storage is full; nothing was written, try again once space is freed",
+                )
+            },
             sqlx::Error::Database(ref db)
                 if is_unavailable_code(db.code().as_deref()) || is_fatal(db.as_ref()) =>
             {
@@ -190,6 +198,12 @@ fn is_unavailable_code(code: Option<&str>) -> bool {
         }
         None => false,
     }
+}
+
+/// Out of space: SQLite's SQLITE_FULL (13, also when a database reaches its page limit) and
+/// Postgres's disk_full (53100).
+fn is_storage_full(code: Option<&str>) -> bool {
+    matches!(code, Some("13" | "53100"))
 }
 
 /// A Postgres FATAL ends the session: the connection is gone (refused at start-up, terminated
@@ -264,5 +278,7 @@ mod tests {
         assert!(is_unavailable_code(Some("57P01")));
         assert!(!is_unavailable_code(Some("23505")));
         assert!(!is_unavailable_code(None));
+        assert!(is_storage_full(Some("13")) && is_storage_full(Some("53100")));
+        assert!(!is_storage_full(Some("5")));
     }
 }

@@ -1,5 +1,7 @@
-//! `modelreg gc`: removes objects that no artifact row refers to — left by a crash between
-//! writing an object and recording it — once they are older than a grace period.
+//! `modelreg gc`: removes what crashes leave in the artifact store, once it is older than a
+//! grace period: objects that no artifact row refers to (a crash between writing an object
+//! and recording it), and uploads that never finished (a process killed midway: the folder
+//! store's staging files, S3's incomplete multipart uploads).
 
 use crate::blob::BlobStore;
 use crate::store::Store;
@@ -11,6 +13,8 @@ use std::collections::HashSet;
 pub struct Report {
     pub scanned: usize,
     pub orphans: Vec<(String, u64)>,
+    /// Uploads that never finished.
+    pub abandoned: Vec<crate::blob::Leftover>,
 }
 
 /// Objects younger than `grace` are left alone: they may be uploads still in flight.
@@ -20,9 +24,13 @@ pub async fn collect(
     grace: chrono::Duration,
     dry_run: bool,
 ) -> anyhow::Result<Report> {
+    let grace_std = grace.to_std().unwrap_or_default();
+    let mut report = Report {
+        abandoned: blobs.abandoned_uploads(grace_std, dry_run).await?,
+        ..Report::default()
+    };
     let referenced: HashSet<String> = store.artifact_keys().await?.into_iter().collect();
     let cutoff = chrono::Utc::now() - grace;
-    let mut report = Report::default();
     let objects: Vec<_> = blobs.list().try_collect().await?;
     for meta in objects {
         report.scanned += 1;

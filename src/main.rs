@@ -156,11 +156,18 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
     for (key, size) in &report.orphans {
         println!("{verb} {key} ({size} bytes)");
     }
+    for leftover in &report.abandoned {
+        println!(
+            "{verb} abandoned upload {} ({} bytes)",
+            leftover.what, leftover.bytes
+        );
+    }
     let bytes: u64 = report.orphans.iter().map(|o| o.1).sum();
     println!(
-        "{} objects scanned, {} orphans ({bytes} bytes) {verb}",
+        "{} objects scanned, {} orphans ({bytes} bytes) {verb}, {} abandoned uploads {verb}",
         report.scanned,
-        report.orphans.len()
+        report.orphans.len(),
+        report.abandoned.len()
     );
     Ok(())
 }

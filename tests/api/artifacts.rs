@@ -16,20 +16,24 @@ pub enum Blobs {
 }
 
 /// An artifact store for one test: a temporary folder, or an s3s-fs server on a loopback port.
-struct TestBlobs {
-    blobs: BlobStore,
-    dir: tempfile::TempDir,
+pub(crate) struct TestBlobs {
+    pub blobs: BlobStore,
+    pub dir: tempfile::TempDir,
+    /// `MODELREG_ARTIFACTS_URL` and `AWS_*` for a server process using the same store.
+    pub env: Vec<(String, String)>,
     _server: Option<tokio::task::JoinHandle<()>>,
 }
 
-async fn start_blobs(kind: Blobs) -> TestBlobs {
+pub(crate) async fn start_blobs(kind: Blobs) -> TestBlobs {
     let dir = tempfile::tempdir().unwrap();
     match kind {
         Blobs::Folder => {
-            let blobs = BlobStore::from_url(&format!("file://{}", dir.path().display())).unwrap();
+            let url = format!("file://{}", dir.path().display());
+            let blobs = BlobStore::from_url(&url).unwrap();
             TestBlobs {
                 blobs,
                 dir,
+                env: vec![("MODELREG_ARTIFACTS_URL".to_owned(), url)],
                 _server: None,
             }
         }
@@ -70,12 +74,22 @@ async fn start_blobs(kind: Blobs) -> TestBlobs {
             ];
             let blobs = BlobStore::from_url_with(
                 "s3://models/registry",
-                options.into_iter().map(|(k, v)| (k.to_owned(), v)),
+                options.iter().map(|(k, v)| ((*k).to_owned(), v.clone())),
             )
             .unwrap();
+            let mut env = vec![(
+                "MODELREG_ARTIFACTS_URL".to_owned(),
+                "s3://models/registry".to_owned(),
+            )];
+            env.extend(
+                options
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_uppercase(), v.clone())),
+            );
             TestBlobs {
                 blobs,
                 dir,
+                env,
                 _server: Some(server),
             }
         }

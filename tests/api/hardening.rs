@@ -340,3 +340,82 @@ async fn configs_and_sources_are_bounded(app: &TestApp) {
     assert_eq!(v, 1, "nothing was registered by the refused requests");
     healthy(app).await;
 }
+
+/// SQLite on a full disk: every write is 503 `storage_full` (never a 500), readiness says so,
+/// and once space is freed writes work again without a restart. The disk is simulated with
+/// SQLite's page limit, raised again to "free" it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_recovers_from_a_full_disk() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let db = crate::helpers::TestDb::create(crate::helpers::Backend::Sqlite).await;
+    let pages = Arc::new(AtomicU64::new(0));
+    let store = modelreg::store::SqliteStore::connect_with_page_limit(&db.url, pages.clone())
+        .await
+        .unwrap();
+    modelreg::store::Store::migrate(&store).await.unwrap();
+    let app = TestApp::spawn_with_store(db.url.clone(), Arc::new(store)).await;
+    app.model("m").await;
+    app.version("m", json!({})).await;
+    // Nearly full: what the database holds now, plus a little.
+    let used: i64 = {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        let n = sqlx::query_scalar("pragma page_count")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    pages.store(used as u64 + 8, Ordering::Relaxed);
+    let batch = |from: i64| {
+        let points: Vec<Value> = (from..from + 5000)
+            .map(|s| json!({"key": "loss", "step": s, "value": s as f64}))
+            .collect();
+        json!({ "points": points })
+    };
+    let mut full = None;
+    for i in 0..20 {
+        let r = app
+            .post("/api/v1/models/m/versions/1/metrics", batch(i * 5000))
+            .await;
+        if r.status != 200 {
+            full = Some(r);
+            break;
+        }
+    }
+    full.expect("the disk filled up")
+        .problem(503, "storage_full");
+    // Every later write that needs space says the same (the writer connection was left in a
+    // broken transaction state by SQLite's own rollback once: those answered 500 until a
+    // restart), readiness sees it, reads still work.
+    for i in 0..3 {
+        app.post(
+            "/api/v1/models/m/versions/1/metrics",
+            batch(100_000 + i * 5000),
+        )
+        .await
+        .problem(503, "storage_full");
+    }
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.body["checks"]["database"], "unavailable");
+    app.get("/api/v1/models/m").await.ok(200);
+    // A small write may still fit in the pages there are; it never fails otherwise.
+    let r = app
+        .patch("/api/v1/models/m", json!({"tags": {"a": "b"}}))
+        .await;
+    if r.status != 200 {
+        r.problem(503, "storage_full");
+    }
+    // Space is freed: writes and readiness are back, without a restart.
+    pages.store(0, Ordering::Relaxed);
+    app.get("/readyz").await.ok(200);
+    let v = app.version("m", json!({})).await;
+    assert_eq!(v, 2);
+    app.post("/api/v1/models/m/versions/2/metrics", batch(0))
+        .await
+        .ok(200);
+    app.stop().await;
+    db.drop_db().await;
+}

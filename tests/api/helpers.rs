@@ -202,6 +202,11 @@ impl TestApp {
         Self::start(db_url, |_| {}, Some(blobs), "/healthz").await
     }
 
+    /// With a store made by the test (a fault-injecting one, say).
+    pub async fn spawn_with_store(db_url: String, store: Arc<dyn store::Store>) -> Self {
+        Self::start_with_store(db_url, |_| {}, None, "/readyz", Some(store)).await
+    }
+
     /// Like [`TestApp::spawn`] with a given artifact store.
     pub async fn spawn_with(
         db_url: String,
@@ -217,6 +222,16 @@ impl TestApp {
         blobs: Option<modelreg::blob::BlobStore>,
         ready_path: &str,
     ) -> Self {
+        Self::start_with_store(db_url, adjust, blobs, ready_path, None).await
+    }
+
+    async fn start_with_store(
+        db_url: String,
+        adjust: impl FnOnce(&mut Config),
+        blobs: Option<modelreg::blob::BlobStore>,
+        ready_path: &str,
+        store: Option<Arc<dyn store::Store>>,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -226,9 +241,12 @@ impl TestApp {
             .try_init();
         let mut config = Config::for_database(db_url.clone());
         adjust(&mut config);
-        let store = store::connect(&db_url, 8)
-            .await
-            .expect("connect to test database");
+        let store = match store {
+            Some(s) => s,
+            None => store::connect(&db_url, 8)
+                .await
+                .expect("connect to test database"),
+        };
         store.migrate().await.expect("migrate test database");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

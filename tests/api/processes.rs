@@ -665,3 +665,114 @@ async fn memory_stays_bounded_postgres() {
     memory_stays_bounded(&db.url).await;
     db.drop_db().await;
 }
+
+/// `kill -9` in the middle of an upload leaves a staging file (folder store) or an incomplete
+/// multipart upload (S3) that no listing shows; `modelreg gc` finds and removes it.
+async fn killed_upload_is_collected(kind: crate::artifacts::Blobs) {
+    use crate::artifacts::{Blobs, start_blobs};
+    use tokio::io::AsyncWriteExt;
+    let blobs = start_blobs(kind).await;
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/db.sqlite", db_dir.path().display());
+    let env: Vec<(&str, &str)> = blobs
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut server = start_with(&db, &env);
+    let client = reqwest::Client::new();
+    wait_ready(&client, server.addr).await;
+    let base = format!("http://{}/api/v1/models", server.addr);
+    client
+        .post(&base)
+        .json(&json!({"name": "m"}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(format!("{base}/m/versions"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+
+    // 20 MiB of a declared 64 MiB: two S3 parts, or a staging file, are written.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"PUT /api/v1/models/m/versions/1/artifacts/weights.bin HTTP/1.1\r\nhost: x\r\ncontent-length: 67108864\r\n\r\n")
+        .await
+        .unwrap();
+    tcp.write_all(&vec![9u8; 20 << 20]).await.unwrap();
+    let files = |dir: &std::path::Path| -> Vec<String> {
+        let mut out = vec![];
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p.strip_prefix(dir).unwrap().display().to_string());
+                }
+            }
+        }
+        out
+    };
+    let in_progress = |f: &[String]| match kind {
+        Blobs::Folder => f.iter().any(|n| n.contains('#')),
+        Blobs::S3 => f.iter().any(|n| n.contains(".upload_id-")),
+    };
+    for _ in 0..200 {
+        if in_progress(&files(blobs.dir.path())) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        in_progress(&files(blobs.dir.path())),
+        "{:?}",
+        files(blobs.dir.path())
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(tcp);
+    let left = files(blobs.dir.path());
+    assert!(
+        in_progress(&left),
+        "the killed upload left its traces: {left:?}"
+    );
+
+    let gc = Command::new(env!("CARGO_BIN_EXE_modelreg"))
+        .args(["gc", "--grace", "0s"])
+        .env("MODELREG_DATABASE_URL", &db)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&gc.stdout);
+    assert!(
+        gc.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    assert!(out.contains("1 abandoned uploads deleted"), "{out}");
+    let after = files(blobs.dir.path());
+    assert!(!in_progress(&after), "{after:?}");
+    match kind {
+        Blobs::Folder => {
+            assert!(after.is_empty(), "{after:?}");
+            let folders: Vec<_> = std::fs::read_dir(blobs.dir.path()).unwrap().collect();
+            assert!(folders.is_empty(), "empty folders are left: {folders:?}");
+        }
+        // The bucket keeps no marker either.
+        Blobs::S3 => assert!(!after.iter().any(|f| f.contains(".uploads")), "{after:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_upload_is_collected_folder() {
+    killed_upload_is_collected(crate::artifacts::Blobs::Folder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_upload_is_collected_s3() {
+    killed_upload_is_collected(crate::artifacts::Blobs::S3).await;
+}

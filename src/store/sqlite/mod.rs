@@ -18,16 +18,82 @@ use crate::domain::cursor;
 use crate::domain::time;
 use crate::domain::version::Outcome;
 use crate::store::metrics as shared;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqliteConnection, SqlitePool, query, query_as, query_scalar};
+use sqlx::{Executor, Sqlite, SqliteConnection, SqlitePool, query, query_as, query_scalar};
 use stages::SqliteStageTx;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::instrument;
 
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The last write failed because the disk (or the database's page limit) is full.
+    storage_full: AtomicBool,
+}
+
+/// A write transaction on the writer connection: `BEGIN IMMEDIATE` takes SQLite's write lock
+/// up front, so writers queue in order instead of failing with SQLITE_BUSY.
+///
+/// After some errors (a full disk, I/O errors) SQLite rolls a transaction back by itself and
+/// the connection's idea of its transaction state can no longer be trusted; such a connection
+/// is closed rather than returned to the pool (the next write opens a fresh one). So is one
+/// whose transaction was abandoned midway (the request was cancelled): closing it rolls back.
+struct WriteTx(Option<PoolConnection<Sqlite>>);
+
+impl WriteTx {
+    async fn begin(pool: &SqlitePool) -> Result<Self> {
+        let mut conn = pool.acquire().await?;
+        if let Err(e) = conn.execute("begin immediate").await {
+            conn.close_on_drop();
+            return Err(e.into());
+        }
+        Ok(Self(Some(conn)))
+    }
+
+    async fn commit(mut self) -> Result<()> {
+        let Some(mut conn) = self.0.take() else {
+            return Ok(());
+        };
+        conn.execute("commit").await.map(|_| ()).map_err(|e| {
+            conn.close_on_drop();
+            e.into()
+        })
+    }
+
+    async fn rollback(mut self) {
+        if let Some(mut conn) = self.0.take()
+            && conn.execute("rollback").await.is_err()
+        {
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        // Invariant: the connection is only taken by commit/rollback, which consume the value.
+        self.0.as_deref().expect("write transaction is open")
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.0.as_deref_mut().expect("write transaction is open")
+    }
 }
 
 macro_rules! model_select {
@@ -43,6 +109,21 @@ pub(crate) fn ts(t: time::Timestamp) -> String {
 
 impl SqliteStore {
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        Self::open(url, None).await
+    }
+
+    /// Like [`SqliteStore::connect`], on a simulated disk that holds at most `pages` database
+    /// pages (0: no limit), read whenever the writer is used: for fault tests, which fill the
+    /// "disk" and free it again while the server runs.
+    #[doc(hidden)]
+    pub async fn connect_with_page_limit(
+        url: &str,
+        pages: Arc<AtomicU64>,
+    ) -> Result<Self, sqlx::Error> {
+        Self::open(url, Some(pages)).await
+    }
+
+    async fn open(url: &str, page_limit: Option<Arc<AtomicU64>>) -> Result<Self, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -54,21 +135,59 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir)?;
         }
-        let writer = SqlitePoolOptions::new()
+        let mut writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
-            .await?;
+            .acquire_timeout(Duration::from_secs(30));
+        if let Some(pages) = page_limit {
+            writer = writer.before_acquire(move |conn, _| {
+                let limit = match pages.load(Ordering::Relaxed) {
+                    0 => u64::from(u32::MAX - 1),
+                    n => n,
+                };
+                Box::pin(async move {
+                    let pragma = format!("pragma max_page_count = {limit}");
+                    conn.execute(sqlx::AssertSqlSafe(pragma)).await?;
+                    Ok(true)
+                })
+            });
+        }
+        let writer = writer.connect_with(options.clone()).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            storage_full: AtomicBool::new(false),
+        })
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.writer.begin_with("begin immediate").await?)
+    /// Runs `op` in a write transaction, committed when `op` succeeds and rolled back
+    /// otherwise. Every write goes through here: see [`WriteTx`] for what happens to a
+    /// connection whose transaction broke, and [`SqliteStore::ping`] for how readiness learns
+    /// that the disk is full.
+    pub(crate) async fn write<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        let result = match WriteTx::begin(&self.writer).await {
+            Ok(mut tx) => match op(&mut *tx).await {
+                Ok(value) => tx.commit().await.map(|()| value),
+                Err(e) => {
+                    tx.rollback().await;
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => self.storage_full.store(false, Ordering::Relaxed),
+            Err(e) if e.code == "storage_full" => self.storage_full.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        result
     }
 
     async fn model_row(conn: &mut SqliteConnection, name: &ModelName) -> Result<ModelRow> {
@@ -195,42 +314,58 @@ impl Store for SqliteStore {
         }
     }
 
+    /// Reads answer; and once a write has failed for lack of space, writes must work again
+    /// too: a probe that takes new pages and commits them (so that a full disk, where the
+    /// commit's log append fails, and a full page limit, where the insert fails, both show).
+    /// Without such a failure the writer is not touched, so a busy writer never makes the
+    /// server look down.
     async fn ping(&self) -> Result<()> {
         query("select 1").execute(&self.reader).await?;
+        if self.storage_full.load(Ordering::Relaxed) {
+            self.write(async |tx| {
+                query("insert into health_probe (payload) values (randomblob(65536))")
+                    .execute(&mut *tx)
+                    .await?;
+                query("delete from health_probe").execute(&mut *tx).await?;
+                Ok(())
+            })
+            .await?;
+        }
         Ok(())
     }
 
     #[instrument(skip_all, fields(model = %new.name))]
     async fn create_model(&self, new: NewModel, actor: &Actor) -> Result<Model> {
-        let mut tx = self.begin().await?;
-        let now = time::now();
-        let id = Uuid::now_v7();
-        if !Self::insert_model(
-            &mut tx,
-            id,
-            &new.name,
-            &new.description,
-            &new.tags,
-            now,
-            actor,
-        )
-        .await?
-        {
-            return Err(Error::conflict(
-                "model_exists",
-                format!("model '{}' already exists", new.name),
-            ));
-        }
-        let details = serde_json::json!({"description": new.description, "tags": new.tags});
-        Self::record(
-            &mut tx,
-            NewEvent::model("model.created", id, new.name.as_str(), now).details(details),
-            actor,
-        )
-        .await?;
-        let row = Self::model_row(&mut tx, &new.name).await?;
-        tx.commit().await?;
-        Ok(row.into_model(BTreeMap::new()))
+        self.write(async |tx| {
+            let now = time::now();
+            let id = Uuid::now_v7();
+            if !Self::insert_model(
+                &mut *tx,
+                id,
+                &new.name,
+                &new.description,
+                &new.tags,
+                now,
+                actor,
+            )
+            .await?
+            {
+                return Err(Error::conflict(
+                    "model_exists",
+                    format!("model '{}' already exists", new.name),
+                ));
+            }
+            let details = serde_json::json!({"description": new.description, "tags": new.tags});
+            Self::record(
+                &mut *tx,
+                NewEvent::model("model.created", id, new.name.as_str(), now).details(details),
+                actor,
+            )
+            .await?;
+            let row = Self::model_row(&mut *tx, &new.name).await?;
+            Ok(row.into_model(BTreeMap::new()))
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(model = %name))]
@@ -240,42 +375,41 @@ impl Store for SqliteStore {
         put: PutModel,
         actor: &Actor,
     ) -> Result<(Model, bool)> {
-        let mut tx = self.begin().await?;
-        let now = time::now();
-        let id = Uuid::now_v7();
-        let tags = put.tags.clone().unwrap_or_default();
-        if Self::insert_model(&mut tx, id, name, &put.description, &tags, now, actor).await? {
-            let details = serde_json::json!({"description": put.description, "tags": tags});
-            Self::record(
-                &mut tx,
-                NewEvent::model("model.created", id, name.as_str(), now).details(details),
+        self.write(async |tx| {
+            let now = time::now();
+            let id = Uuid::now_v7();
+            let tags = put.tags.clone().unwrap_or_default();
+            if Self::insert_model(&mut *tx, id, name, &put.description, &tags, now, actor).await? {
+                let details = serde_json::json!({"description": put.description, "tags": tags});
+                Self::record(
+                    &mut *tx,
+                    NewEvent::model("model.created", id, name.as_str(), now).details(details),
+                    actor,
+                )
+                .await?;
+                let row = Self::model_row(&mut *tx, name).await?;
+                return Ok((row.into_model(BTreeMap::new()), true));
+            }
+            let row = Self::model_row(&mut *tx, name).await?;
+            let model_id = row.id;
+            let current = Self::full_model(&mut *tx, row).await?;
+            let Some((description, tags, details)) = put_changes(&current, &put) else {
+                return Ok((current, false));
+            };
+            Self::write_model_change(
+                &mut *tx,
+                model_id,
+                name,
+                (description, tags, details),
+                now,
                 actor,
             )
             .await?;
-            let row = Self::model_row(&mut tx, name).await?;
-            tx.commit().await?;
-            return Ok((row.into_model(BTreeMap::new()), true));
-        }
-        let row = Self::model_row(&mut tx, name).await?;
-        let model_id = row.id;
-        let current = Self::full_model(&mut tx, row).await?;
-        let Some((description, tags, details)) = put_changes(&current, &put) else {
-            tx.commit().await?;
-            return Ok((current, false));
-        };
-        Self::write_model_change(
-            &mut tx,
-            model_id,
-            name,
-            (description, tags, details),
-            now,
-            actor,
-        )
-        .await?;
-        let row = Self::model_row(&mut tx, name).await?;
-        let model = Self::full_model(&mut tx, row).await?;
-        tx.commit().await?;
-        Ok((model, false))
+            let row = Self::model_row(&mut *tx, name).await?;
+            let model = Self::full_model(&mut *tx, row).await?;
+            Ok((model, false))
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(model = %name))]
@@ -314,51 +448,55 @@ impl Store for SqliteStore {
 
     #[instrument(skip_all, fields(model = %name))]
     async fn update_model(&self, name: &ModelName, patch: Patch, actor: &Actor) -> Result<Model> {
-        let mut tx = self.begin().await?;
-        let row = Self::model_row(&mut tx, name).await?;
-        let model_id = row.id;
-        let tags = Tags::from_stored(row.tags.0.clone());
-        if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
-        {
-            let change = (description, tags, details);
-            Self::write_model_change(&mut tx, model_id, name, change, time::now(), actor).await?;
-        }
-        let row = Self::model_row(&mut tx, name).await?;
-        let model = Self::full_model(&mut tx, row).await?;
-        tx.commit().await?;
-        Ok(model)
+        self.write(async |tx| {
+            let row = Self::model_row(&mut *tx, name).await?;
+            let model_id = row.id;
+            let tags = Tags::from_stored(row.tags.0.clone());
+            if let Some((description, tags, details)) =
+                patch_changes(&row.description, &tags, &patch)?
+            {
+                let change = (description, tags, details);
+                Self::write_model_change(&mut *tx, model_id, name, change, time::now(), actor)
+                    .await?;
+            }
+            let row = Self::model_row(&mut *tx, name).await?;
+            let model = Self::full_model(&mut *tx, row).await?;
+            Ok(model)
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(model = %name))]
     async fn delete_model(&self, name: &ModelName, actor: &Actor) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let row = Self::model_row(&mut tx, name).await?;
-        if row.last_version > 0 {
-            return Err(Error::conflict(
-                "model_not_empty",
-                format!(
-                    "model '{name}' has {} versions; only a model without versions can be deleted",
-                    row.last_version
-                ),
-            ));
-        }
-        // Stage rows can only be empty here (a stage needs a version); they go with the model.
-        query("delete from stages where model_id = $1")
-            .bind(row.id)
-            .execute(&mut *tx)
+        self.write(async |tx| {
+            let row = Self::model_row(&mut *tx, name).await?;
+            if row.last_version > 0 {
+                return Err(Error::conflict(
+                    "model_not_empty",
+                    format!(
+                        "model '{name}' has {} versions; only a model without versions can be deleted",
+                        row.last_version
+                    ),
+                ));
+            }
+            // Stage rows can only be empty here (a stage needs a version); they go with the model.
+            query("delete from stages where model_id = $1")
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?;
+            query("delete from models where id = $1")
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?;
+            Self::record(
+                &mut *tx,
+                NewEvent::model("model.deleted", row.id, name.as_str(), time::now()),
+                actor,
+            )
             .await?;
-        query("delete from models where id = $1")
-            .bind(row.id)
-            .execute(&mut *tx)
-            .await?;
-        Self::record(
-            &mut tx,
-            NewEvent::model("model.deleted", row.id, name.as_str(), time::now()),
-            actor,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(model = %model))]
@@ -369,92 +507,97 @@ impl Store for SqliteStore {
         idempotency: Option<Idempotency>,
         actor: &Actor,
     ) -> Result<Registered> {
-        let mut tx = self.begin().await?;
-        let now = time::now();
-        let (model_id, number): (Uuid, i64) = query_as(
-            "update models set last_version = last_version + 1 where name = $1 returning id, last_version",
-        )
-        .bind(model.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::model_not_found(model.as_str()))?;
-        if let Some(idem) = &idempotency {
-            let seen = query_as::<_, IdempotencyRow>(
-                "select k.request_hash, v.version from idempotency_keys k \
-                 join versions v on v.id = k.version_id \
-                 where k.model_id = $1 and k.key = $2 and k.created_at > $3",
-            )
-            .bind(model_id)
-            .bind(&idem.key)
-            .bind(ts(idempotency_cutoff(now)))
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(seen) = seen {
-                tx.rollback().await?;
-                let version = idempotent_replay(model, &seen.request_hash, idem, seen.version)?;
-                let version = self.get_version(model, version).await?;
-                return Ok(Registered {
-                    version,
-                    created: false,
-                });
+        // The write lock is held from the transaction's start, so looking the key up before
+        // taking a number cannot race with another registration.
+        let outcome = self.write(async |tx| {
+            let now = time::now();
+            if let Some(idem) = &idempotency {
+                let seen = query_as::<_, IdempotencyRow>(
+                    "select k.request_hash, v.version from idempotency_keys k \
+                     join versions v on v.id = k.version_id join models m on m.id = k.model_id \
+                     where m.name = $1 and k.key = $2 and k.created_at > $3",
+                )
+                .bind(model.as_str())
+                .bind(&idem.key)
+                .bind(ts(idempotency_cutoff(now)))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(seen) = seen {
+                    let version = idempotent_replay(model, &seen.request_hash, idem, seen.version)?;
+                    return Ok(Err(version));
+                }
             }
-        }
-        let id = Uuid::now_v7();
-        let status = if new.finalize {
-            VersionStatus::Ready
-        } else {
-            VersionStatus::Pending
-        };
-        query(
-            "insert into versions (id, model_id, version, status, description, config, source, tags, \
-             created_at, updated_at, created_by) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
-        )
-        .bind(id)
-        .bind(model_id)
-        .bind(number)
-        .bind(status.as_str())
-        .bind(&new.description)
-        .bind(sqlx::types::Json(&new.config))
-        .bind(sqlx::types::Json(&new.source))
-        .bind(sqlx::types::Json(&new.tags))
-        .bind(ts(now))
-        .bind(&actor.name)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(idem) = &idempotency {
-            query(
-                "insert into idempotency_keys (model_id, key, request_hash, version_id, created_at) \
-                 values ($1, $2, $3, $4, $5) on conflict (model_id, key) do update \
-                 set request_hash = excluded.request_hash, version_id = excluded.version_id, \
-                 created_at = excluded.created_at",
+            let (model_id, number): (Uuid, i64) = query_as(
+                "update models set last_version = last_version + 1 where name = $1 returning id, last_version",
             )
-            .bind(model_id)
-            .bind(&idem.key)
-            .bind(&idem.request_hash)
+            .bind(model.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::model_not_found(model.as_str()))?;
+            let id = Uuid::now_v7();
+            let status = if new.finalize {
+                VersionStatus::Ready
+            } else {
+                VersionStatus::Pending
+            };
+            query(
+                "insert into versions (id, model_id, version, status, description, config, source, tags, \
+                 created_at, updated_at, created_by) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+            )
             .bind(id)
+            .bind(model_id)
+            .bind(number)
+            .bind(status.as_str())
+            .bind(&new.description)
+            .bind(sqlx::types::Json(&new.config))
+            .bind(sqlx::types::Json(&new.source))
+            .bind(sqlx::types::Json(&new.tags))
             .bind(ts(now))
+            .bind(&actor.name)
             .execute(&mut *tx)
             .await?;
-        }
-        let details = serde_json::json!({"status": status.as_str()});
-        Self::record(
-            &mut tx,
-            NewEvent::model("version.created", model_id, model.as_str(), now)
-                .version(number)
-                .details(details),
-            actor,
-        )
-        .await?;
-        if new.finalize {
+            if let Some(idem) = &idempotency {
+                query(
+                    "insert into idempotency_keys (model_id, key, request_hash, version_id, created_at) \
+                     values ($1, $2, $3, $4, $5) on conflict (model_id, key) do update \
+                     set request_hash = excluded.request_hash, version_id = excluded.version_id, \
+                     created_at = excluded.created_at",
+                )
+                .bind(model_id)
+                .bind(&idem.key)
+                .bind(&idem.request_hash)
+                .bind(id)
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
+            }
+            let details = serde_json::json!({"status": status.as_str()});
             Self::record(
-                &mut tx,
-                NewEvent::model("version.finalized", model_id, model.as_str(), now).version(number),
+                &mut *tx,
+                NewEvent::model("version.created", model_id, model.as_str(), now)
+                    .version(number)
+                    .details(details),
                 actor,
             )
             .await?;
+            if new.finalize {
+                Self::record(
+                    &mut *tx,
+                    NewEvent::model("version.finalized", model_id, model.as_str(), now).version(number),
+                    actor,
+                )
+                .await?;
+            }
+            Registered::new(id, model, number, status, new, now, actor).map(Ok)
+        })
+        .await?;
+        match outcome {
+            Ok(registered) => Ok(registered),
+            Err(replayed) => Ok(Registered {
+                version: self.get_version(model, replayed).await?,
+                created: false,
+            }),
         }
-        tx.commit().await?;
-        Registered::new(id, model, number, status, new, now, actor)
     }
 
     #[instrument(skip_all, fields(model = %model, version))]
@@ -513,33 +656,34 @@ impl Store for SqliteStore {
         patch: Patch,
         actor: &Actor,
     ) -> Result<Version> {
-        let mut tx = self.begin().await?;
-        let row = Self::version_row(&mut tx, model, version).await?;
-        let tags = Tags::from_stored(row.tags.0.clone());
-        if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
-        {
-            let now = time::now();
-            let model_id: Uuid = query_scalar(
-                "update versions set description = $2, tags = $3, updated_at = $4 where id = $1 returning model_id",
-            )
-            .bind(row.id)
-            .bind(&description)
-            .bind(sqlx::types::Json(&tags))
-            .bind(ts(now))
-            .fetch_one(&mut *tx)
-            .await?;
-            Self::record(
-                &mut tx,
-                NewEvent::model("version.updated", model_id, model.as_str(), now)
-                    .version(version)
-                    .details(details),
-                actor,
-            )
-            .await?;
-        }
-        let row = Self::version_row(&mut tx, model, version).await?;
-        tx.commit().await?;
-        row.into_version()
+        self.write(async |tx| {
+            let row = Self::version_row(&mut *tx, model, version).await?;
+            let tags = Tags::from_stored(row.tags.0.clone());
+            if let Some((description, tags, details)) = patch_changes(&row.description, &tags, &patch)?
+            {
+                let now = time::now();
+                let model_id: Uuid = query_scalar(
+                    "update versions set description = $2, tags = $3, updated_at = $4 where id = $1 returning model_id",
+                )
+                .bind(row.id)
+                .bind(&description)
+                .bind(sqlx::types::Json(&tags))
+                .bind(ts(now))
+                .fetch_one(&mut *tx)
+                .await?;
+                Self::record(
+                    &mut *tx,
+                    NewEvent::model("version.updated", model_id, model.as_str(), now)
+                        .version(version)
+                        .details(details),
+                    actor,
+                )
+                .await?;
+            }
+            let row = Self::version_row(&mut *tx, model, version).await?;
+                    row.into_version()
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(model = %model, version, transition = ?transition))]
@@ -551,40 +695,41 @@ impl Store for SqliteStore {
         reason: Option<String>,
         actor: &Actor,
     ) -> Result<Version> {
-        let mut tx = self.begin().await?;
-        let row = Self::version_row(&mut tx, model, version).await?;
-        let status = VersionStatus::from_stored(&row.status)?;
-        if let Outcome::Move(target) = status.apply(transition)? {
-            if transition == Transition::Archive {
-                let stages = Self::stages_holding(&mut tx, row.id).await?;
-                if !stages.is_empty() {
-                    return Err(in_stage_error(version, &stages));
+        self.write(async |tx| {
+            let row = Self::version_row(&mut *tx, model, version).await?;
+            let status = VersionStatus::from_stored(&row.status)?;
+            if let Outcome::Move(target) = status.apply(transition)? {
+                if transition == Transition::Archive {
+                    let stages = Self::stages_holding(&mut *tx, row.id).await?;
+                    if !stages.is_empty() {
+                        return Err(in_stage_error(version, &stages));
+                    }
                 }
+                let now = time::now();
+                let model_id: Uuid = query_scalar(
+                    "update versions set status = $2, status_reason = coalesce($3, status_reason), updated_at = $4 \
+                     where id = $1 returning model_id",
+                )
+                .bind(row.id)
+                .bind(target.as_str())
+                .bind(&reason)
+                .bind(ts(now))
+                .fetch_one(&mut *tx)
+                .await?;
+                let details = serde_json::json!({"from": status.as_str(), "to": target.as_str(), "reason": reason});
+                Self::record(
+                    &mut *tx,
+                    NewEvent::model(transition.event(), model_id, model.as_str(), now)
+                        .version(version)
+                        .details(details),
+                    actor,
+                )
+                .await?;
             }
-            let now = time::now();
-            let model_id: Uuid = query_scalar(
-                "update versions set status = $2, status_reason = coalesce($3, status_reason), updated_at = $4 \
-                 where id = $1 returning model_id",
-            )
-            .bind(row.id)
-            .bind(target.as_str())
-            .bind(&reason)
-            .bind(ts(now))
-            .fetch_one(&mut *tx)
-            .await?;
-            let details = serde_json::json!({"from": status.as_str(), "to": target.as_str(), "reason": reason});
-            Self::record(
-                &mut tx,
-                NewEvent::model(transition.event(), model_id, model.as_str(), now)
-                    .version(version)
-                    .details(details),
-                actor,
-            )
-            .await?;
-        }
-        let row = Self::version_row(&mut tx, model, version).await?;
-        tx.commit().await?;
-        row.into_version()
+            let row = Self::version_row(&mut *tx, model, version).await?;
+                    row.into_version()
+        })
+        .await
     }
 
     #[instrument(skip_all)]
@@ -634,10 +779,12 @@ impl Store for SqliteStore {
         req: StageRequest,
         actor: &Actor,
     ) -> Result<StageChange> {
-        let mut tx = self.begin().await?;
-        let change = change_stage(&mut SqliteStageTx(&mut tx), model, stage, req, actor).await?;
-        tx.commit().await?;
-        Ok(change)
+        self.write(async |tx| {
+            let change =
+                change_stage(&mut SqliteStageTx(&mut *tx), model, stage, req, actor).await?;
+            Ok(change)
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(model = %model, stage = %stage))]
@@ -659,11 +806,12 @@ impl Store for SqliteStore {
         version: i64,
         batches: &[SeriesBatch],
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let version_id = Self::version_id(&mut tx, model, version).await?;
-        Self::insert_metrics(&mut tx, version_id, batches).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(async |tx| {
+            let version_id = Self::version_id(&mut *tx, model, version).await?;
+            Self::insert_metrics(&mut *tx, version_id, batches).await?;
+            Ok(())
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(model = %model, version))]
@@ -727,10 +875,11 @@ impl Store for SqliteStore {
         artifact: Artifact,
         actor: &Actor,
     ) -> Result<Artifact> {
-        let mut tx = self.begin().await?;
-        Self::insert_artifact(&mut tx, model, version, &artifact, actor).await?;
-        tx.commit().await?;
-        Ok(artifact)
+        self.write(async |tx| {
+            Self::insert_artifact(&mut *tx, model, version, &artifact, actor).await?;
+            Ok(artifact)
+        })
+        .await
     }
 
     async fn list_artifacts(&self, model: &ModelName, version: i64) -> Result<Vec<Artifact>> {
@@ -751,10 +900,11 @@ impl Store for SqliteStore {
         path: &str,
         actor: &Actor,
     ) -> Result<Artifact> {
-        let mut tx = self.begin().await?;
-        let removed = Self::remove_artifact(&mut tx, model, version, path, actor).await?;
-        tx.commit().await?;
-        Ok(removed)
+        self.write(async |tx| {
+            let removed = Self::remove_artifact(&mut *tx, model, version, path, actor).await?;
+            Ok(removed)
+        })
+        .await
     }
 
     async fn artifact_keys(&self) -> Result<Vec<String>> {
