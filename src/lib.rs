@@ -94,6 +94,11 @@ pub fn app(state: AppState) -> Router {
                     HeaderValue::from_static("nosniff"),
                 ))
                 .option_layer(cors(&state.config.cors_origins))
+                // After CORS, so that preflights of allowed origins are answered first.
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    api::browsers::guard,
+                ))
                 .layer(
                     CompressionLayer::new()
                         .quality(CompressionLevel::Fastest)

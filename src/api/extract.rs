@@ -10,15 +10,49 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-/// A JSON body: 400 `malformed_json` when it is not JSON, 422 `validation_failed` naming the
-/// field when it has the wrong shape, 413 `payload_too_large` above the body limit.
+/// A JSON body: 415 `unsupported_media_type` unless sent as `application/json`, 400
+/// `malformed_json` when it is not JSON, 422 `validation_failed` naming the field when it has
+/// the wrong shape, 413 `payload_too_large` above the body limit.
+///
+/// The content type is required, not sniffed: a web page can make a browser send a
+/// `text/plain` or form body to any address without asking first, never an
+/// `application/json` one.
 pub struct Json<T>(pub T);
 
 /// Like [`Json`], but an empty body means `T::default()`: for actions whose body is optional
 /// (`curl -X POST …/rollback` with nothing else is a valid rollback).
 pub struct OptionalJson<T>(pub T);
 
-async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, Error> {
+/// `application/json` or any `application/…+json`, with parameters.
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|essence| {
+            essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"))
+        })
+}
+
+fn not_json() -> Error {
+    Error::new(
+        Kind::UnsupportedMediaType,
+        "unsupported_media_type",
+        "send the body as JSON with content-type: application/json",
+    )
+    .with_field("content-type")
+}
+
+/// The body's bytes, and whether it was declared JSON.
+async fn body_bytes(req: Request, state: &AppState) -> Result<(Bytes, bool), Error> {
+    let json = is_json(&req);
     let limit = state.config.body_limit;
     let too_large = || {
         Error::new(
@@ -47,7 +81,7 @@ async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, Error> {
     if let Some(read) = read {
         read.done();
     }
-    Ok(bytes)
+    Ok((bytes, json))
 }
 
 /// Parses JSON, telling syntax errors (400) from shape errors (422, with the field's path).
@@ -144,12 +178,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
-        let bytes = body_bytes(req, state).await?;
+        let (bytes, json) = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::bad_request(
                 "malformed_json",
                 "request body is empty; a JSON object is expected",
             ));
+        }
+        if !json {
+            return Err(not_json());
         }
         parse_json(&bytes).map(Json)
     }
@@ -159,9 +196,12 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
-        let bytes = body_bytes(req, state).await?;
+        let (bytes, json) = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
+        }
+        if !json {
+            return Err(not_json());
         }
         parse_json(&bytes).map(OptionalJson)
     }

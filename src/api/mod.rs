@@ -5,6 +5,7 @@
 //! OpenAPI description is checked against the table by tests.
 
 pub mod artifacts;
+pub mod browsers;
 pub mod compare;
 pub mod deadline;
 pub mod events;

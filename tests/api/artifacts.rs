@@ -320,7 +320,7 @@ async fn disconnect_mid_upload_leaves_nothing(app: &TestApp, kind: Blobs, dir: &
     setup(app).await;
     let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let head = format!(
-        "PUT {BASE}/1/artifacts/partial.bin HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        "PUT {BASE}/1/artifacts/partial.bin HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n",
         40 << 20
     );
     tcp.write_all(head.as_bytes()).await.unwrap();
@@ -365,7 +365,7 @@ async fn bad_paths_are_refused(app: &TestApp, kind: Blobs, dir: &Path) {
         long.as_str(),
     ] {
         let head = format!(
-            "PUT {BASE}/1/artifacts/{path} HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\nconnection: close\r\n\r\n"
+            "PUT {BASE}/1/artifacts/{path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1\r\nconnection: close\r\n\r\n"
         );
         let reply = crate::helpers::raw_exchange(app, &head, b"x").await;
         assert!(reply.starts_with("HTTP/1.1 400"), "{path}: {reply}");

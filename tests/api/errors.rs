@@ -38,15 +38,60 @@ async fn malformed_json_is_400(app: &TestApp) {
         )
         .await;
     r.problem(400, "malformed_json");
-    // A body sent without a content type is still read as JSON.
+    // JSON must say so: without a JSON content type, 415 (a web page can make a browser send
+    // text/plain or a form anywhere without asking first, never application/json).
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+    ] {
+        let mut req = app
+            .client
+            .post(app.url("/api/v1/models"))
+            .body(r#"{"name": "no-ct"}"#);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let r = app.send(req).await;
+        assert_eq!(
+            r.problem(415, "unsupported_media_type")["field"],
+            "content-type",
+            "{content_type:?}"
+        );
+    }
+    app.get("/api/v1/models/no-ct")
+        .await
+        .problem(404, "model_not_found");
+    for ct in [
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/merge-patch+json",
+    ] {
+        let r = app
+            .send(
+                app.client
+                    .put(app.url("/api/v1/models/with-ct"))
+                    .header("content-type", ct)
+                    .body("{}"),
+            )
+            .await;
+        assert!(r.status.is_success(), "{ct}: {}", r.body);
+    }
+    // An action whose body is optional needs no content type when it has no body.
+    app.version("with-ct", json!({"finalize": true})).await;
+    app.post_empty("/api/v1/models/with-ct/versions/1/archive")
+        .await
+        .ok(200);
     let r = app
         .send(
             app.client
-                .post(app.url("/api/v1/models"))
-                .body(r#"{"name": "no-ct"}"#),
+                .post(app.url("/api/v1/models/with-ct/stages/production/rollback"))
+                .header("content-type", "text/plain")
+                .body(r#"{"reason": "x"}"#),
         )
         .await;
-    r.ok(201);
+    r.problem(415, "unsupported_media_type");
 }
 
 async fn wrong_shapes_are_422_naming_the_field(app: &TestApp) {
@@ -251,7 +296,7 @@ async fn oversize_bodies_are_413(app: &TestApp) {
         "x".repeat(9 << 20)
     );
     let head = format!(
-        "POST /api/v1/models HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "POST /api/v1/models HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         big.len()
     );
     let reply = raw_exchange(app, &head, big.as_bytes()).await;
@@ -262,7 +307,7 @@ async fn oversize_bodies_are_413(app: &TestApp) {
     );
 
     // Without a Content-Length (chunked), the limit holds while reading.
-    let head = "POST /api/v1/models HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head = "POST /api/v1/models HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n";
     let mut chunked = Vec::new();
     for c in big.as_bytes().chunks(1 << 20) {
         chunked.extend(format!("{:x}\r\n", c.len()).as_bytes());
@@ -275,7 +320,7 @@ async fn oversize_bodies_are_413(app: &TestApp) {
     assert!(reply.contains("payload_too_large"), "{reply}");
 
     // A declared 1 GiB body is refused before any of it is sent.
-    let head = "POST /api/v1/models HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n";
+    let head = "POST /api/v1/models HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n";
     let reply = raw_exchange(app, head, b"").await;
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     assert!(reply.contains("payload_too_large"), "{reply}");
@@ -294,14 +339,14 @@ async fn oversize_targets_and_headers_are_414_and_431(app: &TestApp) {
     let target = format!("/api/v1/models?tag={}", "a".repeat(66 << 10));
     let reply = raw_exchange(
         app,
-        &format!("GET {target} HTTP/1.1\r\nhost: x\r\n\r\n"),
+        &format!("GET {target} HTTP/1.1\r\nhost: localhost\r\n\r\n"),
         b"",
     )
     .await;
     assert!(reply.starts_with("HTTP/1.1 414"), "{reply}");
 
     let head = format!(
-        "GET /api/v1/models HTTP/1.1\r\nhost: x\r\nx-padding: {}\r\n\r\n",
+        "GET /api/v1/models HTTP/1.1\r\nhost: localhost\r\nx-padding: {}\r\n\r\n",
         "a".repeat(500 << 10)
     );
     let reply = raw_exchange(app, &head, b"").await;
@@ -311,7 +356,7 @@ async fn oversize_targets_and_headers_are_414_and_431(app: &TestApp) {
     let target = format!("/api/v1/models?tag={}", "a".repeat(60 << 10));
     let reply = raw_exchange(
         app,
-        &format!("GET {target} HTTP/1.1\r\nhost: x\r\n\r\n"),
+        &format!("GET {target} HTTP/1.1\r\nhost: localhost\r\n\r\n"),
         b"",
     )
     .await;

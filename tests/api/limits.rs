@@ -56,7 +56,7 @@ async fn until_closed(tcp: &mut TcpStream, limit: Duration) -> Option<String> {
 async fn partial_headers_and_idle_connections_are_closed(app: &TestApp) {
     // Half a request, then nothing: closed after the header timeout (1 s here).
     let mut tcp = TcpStream::connect(app.addr).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n")
         .await
         .unwrap();
     let reply = until_closed(&mut tcp, Duration::from_secs(10)).await;
@@ -69,7 +69,7 @@ async fn partial_headers_and_idle_connections_are_closed(app: &TestApp) {
             .is_some()
     );
     let mut kept = TcpStream::connect(app.addr).await.unwrap();
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
         .unwrap();
     let reply = until_closed(&mut kept, Duration::from_secs(10))
@@ -81,7 +81,7 @@ async fn partial_headers_and_idle_connections_are_closed(app: &TestApp) {
 async fn a_body_that_does_not_arrive_is_408(app: &TestApp) {
     let mut tcp = TcpStream::connect(app.addr).await.unwrap();
     tcp.write_all(
-        b"POST /api/v1/models HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"name\": ",
+        b"POST /api/v1/models HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"name\": ",
     )
     .await
     .unwrap();
@@ -98,7 +98,7 @@ async fn a_stalled_upload_is_abandoned_leaving_nothing(app: &TestApp) {
     app.version("m", json!({})).await;
     let mut tcp = TcpStream::connect(app.addr).await.unwrap();
     tcp.write_all(
-        b"PUT /api/v1/models/m/versions/1/artifacts/w.bin HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n",
+        b"PUT /api/v1/models/m/versions/1/artifacts/w.bin HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1048576\r\n\r\n",
     )
     .await
     .unwrap();
@@ -137,7 +137,7 @@ async fn slow_readers_hold_no_database_connection(app: &TestApp) {
     let mut stalled = Vec::new();
     for _ in 0..16 {
         let mut tcp = TcpStream::connect(app.addr).await.unwrap();
-        tcp.write_all(b"GET /api/v1/models/m/versions/1/metrics/loss HTTP/1.1\r\nhost: x\r\n\r\n")
+        tcp.write_all(b"GET /api/v1/models/m/versions/1/metrics/loss HTTP/1.1\r\nhost: localhost\r\n\r\n")
             .await
             .unwrap();
         stalled.push(tcp);

@@ -416,7 +416,7 @@ async fn sigterm_answers_in_flight_requests_and_exits_by_the_deadline() {
     // An upload that stalls after its first bytes, forever.
     let mut stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     stalled
-        .write_all(b"PUT /api/v1/models/m/versions/1/artifacts/a.bin HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\nabc")
+        .write_all(b"PUT /api/v1/models/m/versions/1/artifacts/a.bin HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1000000\r\n\r\nabc")
         .await
         .unwrap();
     // A request in flight: its body is still on the way when the signal comes.
@@ -425,7 +425,7 @@ async fn sigterm_answers_in_flight_requests_and_exits_by_the_deadline() {
     in_flight
         .write_all(
             format!(
-                "POST /api/v1/models HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                "POST /api/v1/models HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                 body.len()
             )
             .as_bytes(),
@@ -698,7 +698,7 @@ async fn killed_upload_is_collected(kind: crate::artifacts::Blobs) {
 
     // 20 MiB of a declared 64 MiB: two S3 parts, or a staging file, are written.
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"PUT /api/v1/models/m/versions/1/artifacts/weights.bin HTTP/1.1\r\nhost: x\r\ncontent-length: 67108864\r\n\r\n")
+    tcp.write_all(b"PUT /api/v1/models/m/versions/1/artifacts/weights.bin HTTP/1.1\r\nhost: localhost\r\ncontent-length: 67108864\r\n\r\n")
         .await
         .unwrap();
     tcp.write_all(&vec![9u8; 20 << 20]).await.unwrap();

@@ -43,7 +43,8 @@ fn every_route_is_in_the_spec_and_the_reverse() {
 }
 
 /// Any request can be refused by the HTTP layer for an oversize target (414) or headers (431),
-/// so every operation lists both.
+/// and, with authentication off, for coming from another origin's web page (403), so every
+/// operation lists them; every JSON body can be refused for its content type (415).
 #[test]
 fn every_operation_documents_the_http_layer_refusals() {
     let spec = spec();
@@ -53,12 +54,18 @@ fn every_operation_documents_the_http_layer_refusals() {
                 continue;
             }
             let responses = op["responses"].as_mapping().unwrap();
-            for status in ["414", "431"] {
+            for status in ["403", "414", "431"] {
                 assert!(
                     responses.contains_key(status),
                     "{method:?} {path:?} does not document {status}"
                 );
             }
+            let json_body = !op["requestBody"]["content"]["application/json"].is_null();
+            assert_eq!(
+                responses.contains_key("415"),
+                json_body,
+                "{method:?} {path:?}: 415 goes with JSON bodies"
+            );
         }
     }
 }
@@ -97,6 +104,12 @@ fn every_problem_code_used_is_documented() {
         "invalid_query_parameter",
         "invalid_artifact_path",
         "invalid_content_type",
+        "unsupported_media_type",
+        "cross_origin_refused",
+        "host_not_allowed",
+        "storage_full",
+        "request_timeout",
+        "upload_timeout",
     ] {
         assert!(text.contains(code), "{code} is not in openapi.yaml");
     }

@@ -192,3 +192,109 @@ async fn answers_are_compressed_for_clients_that_ask_but_artifacts_never() {
         db.drop_db().await;
     }
 }
+
+crate::backend_tests!(pages_cannot_drive_a_server_without_authentication);
+
+/// With authentication off (the default, on loopback), a web page in the user's browser must
+/// not be able to change the registry: not by a cross-origin "simple" request, not by DNS
+/// rebinding. The server's own pages, curl and pipelines are unaffected.
+async fn pages_cannot_drive_a_server_without_authentication(app: &TestApp) {
+    app.model("m").await;
+    app.version("m", json!({"finalize": true})).await;
+    let promote = "/api/v1/models/m/stages/production/promote";
+    // The attack: a form-like text/plain POST from another origin.
+    let r = app
+        .send(
+            app.client
+                .post(app.url(promote))
+                .header("origin", "https://evil.example")
+                .header("content-type", "text/plain")
+                .body(r#"{"version": 1}"#),
+        )
+        .await;
+    r.problem(403, "cross_origin_refused");
+    // Even as JSON, and for reads: another origin is refused outright.
+    for method in [Method::POST, Method::GET] {
+        let mut req = app
+            .client
+            .request(method.clone(), app.url(promote))
+            .header("origin", "https://evil.example");
+        if method == Method::POST {
+            req = req.json(&json!({"version": 1}));
+        }
+        app.send(req).await.problem(403, "cross_origin_refused");
+    }
+    app.send(
+        app.client
+            .get(app.url("/api/v1/models"))
+            .header("origin", "null"),
+    )
+    .await
+    .problem(403, "cross_origin_refused");
+    // DNS rebinding: the page's own name, pointed at 127.0.0.1.
+    let port = app.addr.port();
+    let r = app
+        .send(
+            app.client
+                .post(app.url(promote))
+                .header("host", format!("evil.example:{port}"))
+                .header("origin", format!("http://evil.example:{port}"))
+                .json(&json!({"version": 1})),
+        )
+        .await;
+    r.problem(403, "host_not_allowed");
+    assert!(
+        app.get("/api/v1/models/m/stages").await.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing was promoted"
+    );
+    // The server's own origin, loopback names, and clients that send no Origin are fine.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("ui.localhost:{port}"),
+    ] {
+        let r = app
+            .send(
+                app.client
+                    .get(app.url("/api/v1/models"))
+                    .header("host", host.clone())
+                    .header("origin", format!("http://{host}")),
+            )
+            .await;
+        r.ok(200);
+    }
+    app.post(promote, json!({"version": 1})).await.ok(200);
+}
+
+/// With authentication on, a proxy's or container network's Host and any Origin pass (a page
+/// cannot attach a token cross-site without a preflight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_proxies_and_origins_pass() {
+    use modelreg::config::AuthMode;
+    let db = TestDb::create(Backend::Sqlite).await;
+    let app = TestApp::spawn(db.url.clone(), |c| c.auth = AuthMode::Required).await;
+    let body = modelreg::api::tokens::CreateBody {
+        name: "root".into(),
+        scopes: vec!["admin".into()],
+        models: None,
+        expires_at: None,
+    };
+    let actor = modelreg::store::Actor::named("cli");
+    let (record, root) = modelreg::api::tokens::make_token(body, &actor).unwrap();
+    app.state.store.create_token(&record, &actor).await.unwrap();
+    let r = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/models"))
+                .bearer_auth(&root)
+                .header("host", "modelreg.internal:8080")
+                .header("origin", "https://dash.example"),
+        )
+        .await;
+    r.ok(200);
+    app.stop().await;
+    db.drop_db().await;
+}
