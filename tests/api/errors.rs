@@ -307,7 +307,8 @@ async fn oversize_bodies_are_413(app: &TestApp) {
     );
 
     // Without a Content-Length (chunked), the limit holds while reading.
-    let head = "POST /api/v1/models HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head =
+        "POST /api/v1/models HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n";
     let mut chunked = Vec::new();
     for c in big.as_bytes().chunks(1 << 20) {
         chunked.extend(format!("{:x}\r\n", c.len()).as_bytes());

@@ -137,9 +137,11 @@ async fn slow_readers_hold_no_database_connection(app: &TestApp) {
     let mut stalled = Vec::new();
     for _ in 0..16 {
         let mut tcp = TcpStream::connect(app.addr).await.unwrap();
-        tcp.write_all(b"GET /api/v1/models/m/versions/1/metrics/loss HTTP/1.1\r\nhost: localhost\r\n\r\n")
-            .await
-            .unwrap();
+        tcp.write_all(
+            b"GET /api/v1/models/m/versions/1/metrics/loss HTTP/1.1\r\nhost: localhost\r\n\r\n",
+        )
+        .await
+        .unwrap();
         stalled.push(tcp);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -6,6 +6,7 @@ mod helpers;
 
 mod artifacts;
 mod auth;
+mod cluster;
 mod errors;
 mod events;
 mod hardening;
@@ -13,8 +14,10 @@ mod health;
 mod limits;
 mod metrics;
 mod models;
+mod pki;
 mod processes;
 mod spec;
 mod stages;
+mod tls;
 mod versions;
 mod web;

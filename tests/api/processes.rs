@@ -20,6 +20,59 @@ impl Drop for Server {
     }
 }
 
+/// Collects a server's log lines as they come (so that it never blocks on a full pipe).
+pub(crate) struct LogReader {
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl LogReader {
+    pub fn new(stderr: std::process::ChildStderr) -> Self {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { lines }
+    }
+
+    /// Whether a line containing `needle` appears within `limit`.
+    pub fn wait_for(&self, needle: &str, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// The address the server says it listens on.
+    pub fn address(&self) -> SocketAddr {
+        assert!(
+            self.wait_for("addr=", std::time::Duration::from_secs(30)),
+            "server exited before listening: {:?}",
+            self.lines.lock().unwrap()
+        );
+        let lines = self.lines.lock().unwrap();
+        let line = lines.iter().find(|l| l.contains("addr=")).unwrap();
+        line.split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("address")
+            .parse()
+            .expect("socket address")
+    }
+}
+
 /// Starts the binary on a free port and reads the bound address from its log.
 fn start(db_url: &str) -> Server {
     start_with(db_url, &[])
@@ -38,32 +91,13 @@ fn start_with(db_url: &str, env: &[(&str, &str)]) -> Server {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("start modelreg");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .expect("read log");
-        log.lock().unwrap().push(line.clone());
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .expect("address")
-                .parse()
-                .expect("socket address");
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    Server { child, addr, log }
+    let log = LogReader::new(child.stderr.take().expect("stderr"));
+    let addr = log.address();
+    Server {
+        child,
+        addr,
+        log: log.lines,
+    }
 }
 
 pub(crate) fn start_servers(db_url: &str, n: usize) -> Vec<(SocketAddr, impl Drop)> {
