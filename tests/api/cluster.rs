@@ -180,27 +180,16 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new(self.bin.join("pg_ctl"))
-            .args([
-                "-D",
-                self.data().to_str().unwrap_or(""),
-                "-m",
-                "immediate",
-                "stop",
-            ])
-            .output();
-        if self.as_postgres {
-            let _ = Command::new("runuser")
+        let data = self.data();
+        let stop = ["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"];
+        let _ = if self.as_postgres {
+            Command::new("runuser")
                 .args(["-u", "postgres", "--"])
                 .arg(self.bin.join("pg_ctl"))
-                .args([
-                    "-D",
-                    self.data().to_str().unwrap_or(""),
-                    "-m",
-                    "immediate",
-                    "stop",
-                ])
-                .output();
-        }
+                .args(stop)
+                .output()
+        } else {
+            Command::new(self.bin.join("pg_ctl")).args(stop).output()
+        };
     }
 }

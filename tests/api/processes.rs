@@ -417,6 +417,20 @@ async fn database_passwords_never_reach_the_log_postgres() {
     db.drop_db().await;
 }
 
+/// Waits for the server, then makes model `m` with pending version 1.
+async fn model_with_a_pending_version(server: &Server) {
+    let client = reqwest::Client::new();
+    wait_ready(&client, server.addr).await;
+    let base = format!("http://{}/api/v1/models", server.addr);
+    for (url, body) in [
+        (base.clone(), json!({"name": "m"})),
+        (format!("{base}/m/versions"), json!({})),
+    ] {
+        let r = client.post(url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
+}
+
 /// SIGTERM: in-flight requests are answered, a client that stalls does not keep the process
 /// past the shutdown deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,21 +446,7 @@ async fn sigterm_answers_in_flight_requests_and_exits_by_the_deadline() {
             ("MODELREG_REQUEST_TIMEOUT", "10m"),
         ],
     );
-    let client = reqwest::Client::new();
-    wait_ready(&client, server.addr).await;
-    let base = format!("http://{}/api/v1/models", server.addr);
-    client
-        .post(&base)
-        .json(&json!({"name": "m"}))
-        .send()
-        .await
-        .unwrap();
-    client
-        .post(format!("{base}/m/versions"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    model_with_a_pending_version(&server).await;
     // An upload that stalls after its first bytes, forever.
     let mut stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     stalled
@@ -714,21 +714,7 @@ async fn killed_upload_is_collected(kind: crate::artifacts::Blobs) {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let mut server = start_with(&db, &env);
-    let client = reqwest::Client::new();
-    wait_ready(&client, server.addr).await;
-    let base = format!("http://{}/api/v1/models", server.addr);
-    client
-        .post(&base)
-        .json(&json!({"name": "m"}))
-        .send()
-        .await
-        .unwrap();
-    client
-        .post(format!("{base}/m/versions"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    model_with_a_pending_version(&server).await;
 
     // 20 MiB of a declared 64 MiB: two S3 parts, or a staging file, are written.
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
