@@ -157,15 +157,19 @@ pub async fn guard(State(guard): State<Guard>, req: Request, next: Next) -> Resp
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let model = RawPathParams::from_request_parts(&mut parts, &())
-        .await
-        .ok()
-        .and_then(|params| {
-            params
-                .iter()
-                .find(|(k, _)| *k == "model")
-                .map(|(_, v)| v.to_owned())
-        });
+    // The model matters only to a token limited to some.
+    let model = match &principal.models {
+        None => None,
+        Some(_) => RawPathParams::from_request_parts(&mut parts, &())
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(k, _)| *k == "model")
+                    .map(|(_, v)| v.to_owned())
+            }),
+    };
     if let Err(e) = authorize(&principal, guard.scope, model.as_deref()) {
         return e.into_response();
     }

@@ -114,19 +114,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 /// Whether the JSON text holds a `\u0000` escape (a raw NUL byte is not valid JSON at all).
 /// A scan of the bytes, so that the common case costs no second parse.
 fn has_escaped_nul(bytes: &[u8]) -> bool {
-    let mut from = 0;
-    while let Some(i) = bytes[from..].windows(6).position(|w| w == b"\\u0000") {
-        let at = from + i;
-        // `\\u0000` is a backslash followed by the text u0000: count the backslashes.
-        let backslashes = bytes[..=at]
-            .iter()
-            .rev()
-            .take_while(|b| **b == b'\\')
-            .count();
-        if backslashes % 2 == 1 {
+    // Escapes come whole: `\\` is a backslash, `\u0000` a NUL. Jump from backslash to
+    // backslash (most bodies have few), skipping each escape's second character.
+    let mut i = 0;
+    while let Some(found) = bytes[i..].iter().position(|b| *b == b'\\') {
+        let at = i + found;
+        if bytes[at + 1..].starts_with(b"u0000") {
             return true;
         }
-        from = at + 1;
+        i = at + 2;
+        if i >= bytes.len() {
+            return false;
+        }
     }
     false
 }
