@@ -9,6 +9,7 @@ use crate::error::Error;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// One abandoned upload: where it was and how many bytes it holds (0 when unknown).
@@ -28,7 +29,7 @@ impl BlobStore {
         let cutoff = SystemTime::now() - grace;
         match (&self.root, &self.signer) {
             (Some(root), _) => {
-                let root = root.clone();
+                let root = PathBuf::clone(root);
                 tokio::task::spawn_blocking(move || staging_files(&root, cutoff, dry_run))
                     .await
                     .map_err(Error::internal)?
@@ -37,7 +38,7 @@ impl BlobStore {
             (None, Some(s3)) => {
                 let markers: Vec<_> = self
                     .store
-                    .list(Some(&self.prefix.clone().join(MARKERS)))
+                    .list(Some(&(*self.prefix).clone().join(MARKERS)))
                     .try_collect()
                     .await
                     .map_err(store_error)?;

@@ -36,10 +36,11 @@ pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     /// The S3 client again, for presigned URLs; `None` where the store cannot sign.
     signer: Option<Arc<AmazonS3>>,
-    prefix: Path,
+    /// Shared, like everything here: the app state (and so this) is cloned per request.
+    prefix: Arc<Path>,
     kind: &'static str,
     /// The folder of a `file://` store.
-    root: Option<PathBuf>,
+    root: Option<Arc<PathBuf>>,
 }
 
 /// What a finished upload wrote.
@@ -72,9 +73,9 @@ impl BlobStore {
             Ok(Self {
                 store: Arc::new(fs),
                 signer: None,
-                prefix: Path::default(),
+                prefix: Arc::default(),
                 kind: "file",
-                root: Some(std::fs::canonicalize(dir)?),
+                root: Some(Arc::new(std::fs::canonicalize(dir)?)),
             })
         } else if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -100,7 +101,7 @@ impl BlobStore {
             Ok(Self {
                 store: s3.clone(),
                 signer: Some(s3),
-                prefix: Path::from(prefix),
+                prefix: Arc::new(Path::from(prefix)),
                 kind: "s3",
                 root: None,
             })
@@ -108,7 +109,7 @@ impl BlobStore {
             Ok(Self {
                 store: Arc::new(InMemory::new()),
                 signer: None,
-                prefix: Path::default(),
+                prefix: Arc::default(),
                 kind: "memory",
                 root: None,
             })
@@ -195,8 +196,8 @@ impl BlobStore {
 
     /// Every object under the prefix (the markers of uploads in progress aside).
     pub fn list(&self) -> impl Stream<Item = Result<ObjectMeta, Error>> + '_ {
-        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
-        let markers = self.prefix.clone().join(upload::MARKERS);
+        let prefix = (!AsRef::<str>::as_ref(&*self.prefix).is_empty()).then_some(&*self.prefix);
+        let markers = (*self.prefix).clone().join(upload::MARKERS);
         self.store
             .list(prefix)
             .try_filter(move |m| std::future::ready(!m.location.prefix_matches(&markers)))
@@ -205,7 +206,7 @@ impl BlobStore {
 
     /// A cheap round trip, for readiness.
     pub async fn ping(&self) -> Result<(), Error> {
-        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let prefix = (!AsRef::<str>::as_ref(&*self.prefix).is_empty()).then_some(&*self.prefix);
         self.store
             .list_with_delimiter(prefix)
             .await

@@ -106,7 +106,7 @@ impl BlobStore {
 
     /// A fresh marker key for one S3 upload.
     fn marker_key(&self) -> Path {
-        self.prefix
+        (*self.prefix)
             .clone()
             .join(MARKERS)
             .join(uuid::Uuid::now_v7().simple().to_string())
