@@ -681,7 +681,7 @@ impl Store for SqliteStore {
                 .await?;
             }
             let row = Self::version_row(&mut *tx, model, version).await?;
-                    row.into_version()
+            row.into_version()
         })
         .await
     }
@@ -727,7 +727,7 @@ impl Store for SqliteStore {
                 .await?;
             }
             let row = Self::version_row(&mut *tx, model, version).await?;
-                    row.into_version()
+            row.into_version()
         })
         .await
     }
