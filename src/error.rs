@@ -1,11 +1,7 @@
-//! The one error type of the service, rendered as RFC 9457 `application/problem+json`.
-//!
-//! Every failure that reaches a client carries a stable snake_case `code`. 5xx bodies are
-//! generic; their cause is logged inside the request span and never sent to the client.
-
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+//! The one error type of the service: what went wrong, as a kind (which decides the HTTP
+//! status, see `api::problem`), a stable snake_case `code`, a detail for people and, for a
+//! 5xx, the cause to log. No HTTP and no SQL here: the API renders errors, the store maps
+//! database errors into them.
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -24,27 +20,9 @@ pub enum Kind {
     RangeNotSatisfiable,
     Unprocessable,
     Unavailable,
+    /// The database's disk (or its page limit) is full: a 503 until space is freed.
+    StorageFull,
     Internal,
-}
-
-impl Kind {
-    pub fn status(self) -> StatusCode {
-        match self {
-            Kind::BadRequest => StatusCode::BAD_REQUEST,
-            Kind::Unauthorized => StatusCode::UNAUTHORIZED,
-            Kind::Forbidden => StatusCode::FORBIDDEN,
-            Kind::NotFound => StatusCode::NOT_FOUND,
-            Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Kind::Conflict => StatusCode::CONFLICT,
-            Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Kind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
-            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
 }
 
 /// A failure with a machine code, a human detail and, for input errors, the offending field.
@@ -155,132 +133,17 @@ impl Error {
         self
     }
 
-    pub fn status(&self) -> StatusCode {
-        self.kind.status()
-    }
-}
-
-impl From<sqlx::Error> for Error {
-    /// Database errors not handled at the call site: connection trouble is a 503, anything
-    /// else a 500. Expected conflicts (unique violations) are mapped where they can occur.
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => Error::unavailable("database", e),
-            sqlx::Error::Database(ref db) if is_storage_full(db.code().as_deref()) => Error {
-                source: Some(Box::new(e)),
-                ..Error::new(
-                    Kind::Unavailable,
-                    "storage_full",
-                    "the database's storage is full; nothing was written, try again once space is freed",
-                )
-            },
-            sqlx::Error::Database(ref db)
-                if is_unavailable_code(db.code().as_deref()) || is_fatal(db.as_ref()) =>
-            {
-                Error::unavailable("database", e)
-            }
-            other => Error::internal(other),
-        }
-    }
-}
-
-/// SQLSTATE classes meaning "the database cannot serve you now" rather than "your query is bad":
-/// 08 connection exceptions, 53 insufficient resources (too many connections), 57P01..57P03
-/// shutdown / cannot connect now, 3D000 no such database, and SQLite's SQLITE_BUSY (5) and
-/// SQLITE_LOCKED (6) when the busy timeout runs out.
-fn is_unavailable_code(code: Option<&str>) -> bool {
-    match code {
-        Some(c) => {
-            c.starts_with("08")
-                || c.starts_with("53")
-                || matches!(c, "57P01" | "57P02" | "57P03" | "3D000" | "5" | "6")
-        }
-        None => false,
-    }
-}
-
-/// Out of space: SQLite's SQLITE_FULL (13, also when a database reaches its page limit) and
-/// Postgres's disk_full (53100).
-fn is_storage_full(code: Option<&str>) -> bool {
-    matches!(code, Some("13" | "53100"))
-}
-
-/// A Postgres FATAL ends the session: the connection is gone (refused at start-up, terminated
-/// by an administrator), whatever the SQLSTATE.
-fn is_fatal(db: &dyn sqlx::error::DatabaseError) -> bool {
-    use sqlx::postgres::{PgDatabaseError, PgSeverity};
-    db.try_downcast_ref::<PgDatabaseError>()
-        .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic))
-}
-
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    code: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    position: Option<usize>,
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            // Inside the request span, so the request id is on this line.
-            tracing::error!(code = self.code, error = ?self.source, "request failed");
-        }
-        let problem = Problem {
-            kind: format!("urn:modelreg:problem:{}", self.code),
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail: &self.detail,
-            code: self.code,
-            field: self.field.as_deref(),
-            position: self.position,
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (status, body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connection_failures_are_503_and_others_500() {
-        let e: Error = sqlx::Error::PoolTimedOut.into();
-        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let e: Error = sqlx::Error::RowNotFound.into();
-        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(e.detail, "internal server error");
+    /// Keeps the underlying cause (logged for a 5xx, never rendered).
+    pub fn caused_by(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        self.source = Some(source.into());
+        self
     }
 
-    #[test]
-    fn sqlstate_classes() {
-        assert!(is_unavailable_code(Some("08006")));
-        assert!(is_unavailable_code(Some("57P01")));
-        assert!(!is_unavailable_code(Some("23505")));
-        assert!(!is_unavailable_code(None));
-        assert!(is_storage_full(Some("13")) && is_storage_full(Some("53100")));
-        assert!(!is_storage_full(Some("5")));
+    /// The underlying cause, for the log.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
     }
 }

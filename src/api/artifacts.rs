@@ -138,31 +138,10 @@ async fn upload(
         .transpose()?;
     let content_type = content_type(&headers)?;
     // Refuse before reading the body when the upload cannot be recorded anyway.
-    let status = state.store.version_status(&model, version).await?;
-    if !status.is_mutable() {
-        return Err(Error::conflict(
-            "version_immutable",
-            format!(
-                "version {version} is {}; artifacts can only change while a version is pending",
-                status.as_str()
-            ),
-        ));
-    }
-    match state
+    state
         .store
-        .get_artifact(&model, version, path.as_str())
-        .await
-    {
-        Ok(_) => {
-            return Err(Error::conflict(
-                "artifact_exists",
-                format!("artifact '{}' is already uploaded; artifacts are write-once (delete it first while pending)", path.as_str()),
-            )
-            .with_field("path"));
-        }
-        Err(e) if e.code == "artifact_not_found" => {}
-        Err(e) => return Err(e),
-    }
+        .check_upload(&model, version, path.as_str())
+        .await?;
     let key = state.blobs.new_key(model.as_str(), version, path.as_str());
     let stream = idle_limited(body, state.config.idle_timeout);
     let written = state

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod problem;
 pub mod stages;
 pub mod tokens;
 pub mod versions;

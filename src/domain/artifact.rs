@@ -1,5 +1,6 @@
 //! Artifact paths and checksums.
 
+use super::VersionStatus;
 use crate::error::Error;
 
 /// The longest artifact path, in bytes.
@@ -67,6 +68,36 @@ pub fn parse_sha256(raw: &str) -> Result<String, Error> {
                 .with_field("x-content-sha256"),
         )
     }
+}
+
+/// Refuses changes to a version's artifacts once it has left `pending`.
+pub fn check_mutable(version: i64, status: VersionStatus) -> Result<(), Error> {
+    if status.is_mutable() {
+        return Ok(());
+    }
+    Err(Error::conflict(
+        "version_immutable",
+        format!(
+            "version {version} is {}; artifacts can only change while a version is pending",
+            status.as_str()
+        ),
+    ))
+}
+
+pub fn artifact_exists(path: &str) -> Error {
+    Error::conflict(
+        "artifact_exists",
+        format!("artifact '{path}' is already uploaded; artifacts are write-once (delete it first while pending)"),
+    )
+    .with_field("path")
+}
+
+pub fn artifact_not_found(path: &str) -> Error {
+    Error::not_found(
+        "artifact_not_found",
+        format!("no artifact '{path}' on this version"),
+    )
+    .with_field("path")
 }
 
 #[cfg(test)]

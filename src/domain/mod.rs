@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod artifact;
+pub mod change;
 pub mod cursor;
 pub mod diff;
 pub mod document;

@@ -57,6 +57,17 @@ pub fn version_not_ready(version: i64, status: &str) -> Error {
     )
 }
 
+/// Refuses to archive a version that a stage points at.
+pub fn in_stage(version: i64, stages: &[String]) -> Error {
+    Error::conflict(
+        "version_in_stage",
+        format!(
+            "version {version} is on stage {}; promote another version or clear the stage first",
+            stages.join(", ")
+        ),
+    )
+}
+
 pub fn stage_empty(stage: &str) -> Error {
     Error::not_found("stage_empty", format!("stage '{stage}' holds no version"))
 }

@@ -1,13 +1,45 @@
-//! Metric types and the SQL both backends share (reads use only portable SQL: window
-//! functions, `cast`, `$n` parameters).
+//! Metrics: the ingestion flow and every read, written once. Reads use only portable SQL
+//! (window functions, `cast`, `$n` parameters); the bulk writes of points and rollups are
+//! each backend's own (`COPY` and `unnest` on Postgres, `json_each` on SQLite).
 
+use super::sql::{Arg, Conn, Stmt};
+use super::{Backend, SqlStore, versions};
+use crate::domain::ModelName;
 use crate::domain::metrics::{
     Agg, BucketPlan, LEVEL_FACTOR, LEVELS, Point, SeriesBatch, block_aggs, touched_blocks,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
+use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::Serialize;
 use std::collections::HashMap;
+use tracing::instrument;
+use uuid::Uuid;
+
+#[async_trait]
+pub trait MetricStore {
+    /// Writes a validated, deduplicated batch atomically; points already there are replaced.
+    async fn write_metrics(
+        &self,
+        model: &ModelName,
+        version: i64,
+        batches: &[SeriesBatch],
+    ) -> Result<()>;
+    /// Per-key summaries of a version's metrics.
+    async fn metric_summaries(&self, model: &ModelName, version: i64)
+    -> Result<Vec<MetricSummary>>;
+    /// The series of a key; `Ok(None)` when the version exists but has no such key.
+    async fn find_series(
+        &self,
+        model: &ModelName,
+        version: i64,
+        key: &str,
+    ) -> Result<Option<SeriesInfo>>;
+    /// Downsampled buckets of a series, in bucket order, empty buckets left out.
+    async fn read_buckets(&self, series_id: i64, plan: &BucketPlan) -> Result<Vec<BucketRow>>;
+    /// Raw points of `from..=to`, streamed in chunks so that long series never sit in memory.
+    fn stream_points(&self, series_id: i64, from: i64, to: i64) -> PointStream;
+}
 
 /// Summary of one metric of a version.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
@@ -94,7 +126,7 @@ pub(crate) const POINTS_CHUNK: &str = "select step, value, at from metric_points
 pub(crate) fn chunked_points<F, Fut>(from: i64, to: i64, fetch: F) -> PointStream
 where
     F: Fn(i64) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<Vec<(i64, f64, i64)>, sqlx::Error>> + Send,
+    Fut: std::future::Future<Output = Result<Vec<(i64, f64, i64)>>> + Send,
 {
     use futures::StreamExt;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Point>>>(2);
@@ -104,7 +136,7 @@ where
             let rows = match fetch(next).await {
                 Ok(rows) => rows,
                 Err(e) => {
-                    let _ = tx.send(Err(e.into())).await;
+                    let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
@@ -175,6 +207,125 @@ fn dedup(it: impl Iterator<Item = i64>) -> Vec<i64> {
     let mut v: Vec<i64> = it.collect();
     v.dedup();
     v
+}
+
+/// Writes a batch: series created and locked, points written, rollups merged (appends) or
+/// recomputed (overwrites).
+async fn write<C: Conn>(conn: &mut C, version_id: Uuid, batches: &[SeriesBatch]) -> Result<()> {
+    let keys = batches.iter().map(|b| b.key.clone()).collect();
+    let ids = conn.lock_series(version_id, keys).await?;
+    let ids: HashMap<&str, i64> = ids.iter().map(|(id, k)| (k.as_str(), *id)).collect();
+    let mut series = Vec::with_capacity(batches.len());
+    for b in batches {
+        let id = ids
+            .get(b.key.as_str())
+            .ok_or_else(|| Error::internal("metric series vanished in its transaction"))?;
+        series.push((*id, b));
+    }
+    let sql = format!(
+        "select series_id, max(last_step) from metric_rollups \
+         where level = 3 and {} group by series_id",
+        C::in_list("series_id", "$1")
+    );
+    let sids = series.iter().map(|(id, _)| *id).collect();
+    let last_steps: HashMap<i64, i64> = conn
+        .fetch_all::<(i64, i64)>(Stmt::new(sql).bind(Arg::I64List(sids)))
+        .await?
+        .into_iter()
+        .collect();
+    // Under the series locks, a series whose new points all lie after its last step cannot
+    // conflict with stored points.
+    let (appends, overwrites): (Vec<_>, Vec<_>) = series
+        .iter()
+        .partition(|(id, b)| appends_only(&last_steps, *id, b));
+    conn.write_points(&appends, &overwrites).await?;
+    let work = RollupWork::plan(&series, &last_steps);
+    conn.merge_rollups(&work).await?;
+    conn.recompute_rollups(&work).await
+}
+
+async fn series<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    version: i64,
+    key: &str,
+) -> Result<Option<SeriesInfo>> {
+    let version_id = versions::id(conn, model, version).await?;
+    let found: Option<SeriesInfo> = conn
+        .fetch_optional(Stmt::new(SERIES).bind(version_id).bind(key))
+        .await?;
+    Ok(found.filter(|s| s.count > 0))
+}
+
+#[async_trait]
+impl<B: Backend> MetricStore for SqlStore<B> {
+    #[instrument(skip_all, fields(model = %model, version, series = batches.len()))]
+    async fn write_metrics(
+        &self,
+        model: &ModelName,
+        version: i64,
+        batches: &[SeriesBatch],
+    ) -> Result<()> {
+        transaction!(self.db, |c| async {
+            let version_id = versions::id(&mut *c, model, version).await?;
+            write(c, version_id, batches).await
+        })
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn metric_summaries(
+        &self,
+        model: &ModelName,
+        version: i64,
+    ) -> Result<Vec<MetricSummary>> {
+        let mut conn = self.db.read().await?;
+        let version_id = versions::id(&mut *conn, model, version).await?;
+        conn.fetch_all(Stmt::new(SUMMARIES).bind(version_id)).await
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn find_series(
+        &self,
+        model: &ModelName,
+        version: i64,
+        key: &str,
+    ) -> Result<Option<SeriesInfo>> {
+        let mut conn = self.db.read().await?;
+        series(&mut *conn, model, version, key).await
+    }
+
+    #[instrument(skip_all, fields(series_id, level = plan.level))]
+    async fn read_buckets(&self, series_id: i64, plan: &BucketPlan) -> Result<Vec<BucketRow>> {
+        let mut stmt = Stmt::new(BUCKETS);
+        for (i, b) in bucket_binds(series_id, plan).into_iter().enumerate() {
+            // $2 is the rollup level, a smallint column.
+            stmt = match i {
+                1 => stmt.bind(Arg::I16(b as i16)),
+                _ => stmt.bind(b),
+            };
+        }
+        let stmt = stmt
+            .bind(crate::domain::metrics::SUM_SCALE)
+            .bind(crate::domain::metrics::SUM_FLOOR);
+        let mut conn = self.db.read().await?;
+        conn.fetch_all(stmt).await
+    }
+
+    fn stream_points(&self, series_id: i64, from: i64, to: i64) -> PointStream {
+        let db = self.db.clone();
+        chunked_points(from, to, move |first| {
+            let db = db.clone();
+            async move {
+                let mut conn = db.read().await?;
+                let stmt = Stmt::new(POINTS_CHUNK)
+                    .bind(series_id)
+                    .bind(first)
+                    .bind(to)
+                    .bind(STREAM_CHUNK as i64);
+                conn.fetch_all(stmt).await
+            }
+        })
+    }
 }
 
 /// Binds of the bucket query in order `$1..$11`.

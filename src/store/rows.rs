@@ -5,6 +5,7 @@
 //! (timestamptz on Postgres, fixed-width RFC 3339 text on SQLite).
 
 use super::{Event, Model, Version};
+use crate::domain::change::Described;
 use crate::domain::time::Timestamp;
 use crate::domain::{Tags, VersionStatus};
 use crate::error::Result;
@@ -27,6 +28,13 @@ pub(crate) struct ModelRow {
 }
 
 impl ModelRow {
+    pub fn described(&self) -> Described {
+        Described {
+            description: self.description.clone(),
+            tags: Tags::from_stored(self.tags.0.clone()),
+        }
+    }
+
     pub fn into_model(self, stages: BTreeMap<String, i64>) -> Model {
         Model {
             id: self.id,
@@ -68,6 +76,13 @@ pub(crate) struct ListedVersionRow {
 }
 
 impl VersionRow {
+    pub fn described(&self) -> Described {
+        Described {
+            description: self.description.clone(),
+            tags: Tags::from_stored(self.tags.0.clone()),
+        }
+    }
+
     pub fn into_version(self) -> Result<Version> {
         Ok(Version {
             id: self.id,

@@ -1,19 +1,54 @@
-//! Stage changes, written once for both backends over [`StageTx`], the handful of statements
-//! each backend provides inside its transaction.
+//! Stages: promote, roll back and clear, written once for both backends; the stage's row
+//! lock (Postgres) or the database's write lock (SQLite) serializes changes to one stage.
 //!
-//! Order of checks, under the stage's row lock: the model exists; `expected_version` matches
-//! (before anything else, so a stale caller always gets 409); then the operation's own rules.
+//! Order of checks, under the lock: the model exists; `expected_version` matches (before
+//! anything else, so a stale caller always gets 409); then the operation's own rules.
 
-use super::{Actor, NewEvent, StageChange, StageOp, StageRequest};
+use super::rows::EventRow;
+use super::sql::{Conn, Stmt};
+use super::{
+    Actor, Backend, Event, HistoryEntry, NewEvent, Page, SqlStore, StageChange, StageEntry,
+    StageOp, StageRequest, events, models, page,
+};
 use crate::domain::stage::{
-    check_expected, not_in_history, nothing_to_roll_back, version_not_ready,
+    check_expected, not_in_history, nothing_to_roll_back, stage_empty, version_not_ready,
 };
 use crate::domain::time::Timestamp;
-use crate::domain::{ModelName, StageName};
+use crate::domain::{ModelName, StageName, cursor};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use serde_json::json;
+use tracing::instrument;
 use uuid::Uuid;
+
+#[async_trait]
+pub trait StageStore {
+    /// Stages that hold a version, by name.
+    async fn list_stages(&self, model: &ModelName) -> Result<Vec<StageEntry>>;
+    /// What the stage holds now, or held at `at` (from the history).
+    async fn get_stage(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        at: Option<Timestamp>,
+    ) -> Result<StageEntry>;
+    /// Promote, roll back or clear: one transaction with its history event.
+    async fn change_stage(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        req: StageRequest,
+        actor: &Actor,
+    ) -> Result<StageChange>;
+    /// The stage's history, newest first; `before` is the event id of the previous page's last entry.
+    async fn stage_history(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Page<HistoryEntry>>;
+}
 
 /// The locked stage row. Locking creates the row on first use of a stage name.
 pub(crate) struct StageLock {
@@ -40,36 +75,92 @@ pub(crate) struct StageWrite<'a> {
     pub event: NewEvent<'a>,
 }
 
-#[async_trait]
-pub(crate) trait StageTx: Send {
-    /// Locks (creating if needed) the stage row; `None` when the model does not exist.
-    async fn lock_stage(
-        &mut self,
-        model: &ModelName,
-        stage: &StageName,
-    ) -> Result<Option<StageLock>>;
-    /// The status of a version, locked against concurrent archiving until commit.
-    async fn version_status(&mut self, model_id: Uuid, version: i64) -> Result<Option<String>>;
-    /// The highest stack entry below `depth` (holding `to` when given): `(position, version)`.
-    async fn entry_below(
-        &mut self,
-        model_id: Uuid,
-        stage: &StageName,
-        depth: i64,
-        to: Option<i64>,
-    ) -> Result<Option<(i64, i64)>>;
-    /// Writes a change: trims the stack, pushes onto it, records the event and moves the
-    /// pointer; returns the event id.
-    async fn write_change(&mut self, change: StageWrite<'_>, actor: &Actor) -> Result<i64>;
+/// The status of a version, locked against concurrent archiving until commit.
+async fn version_status<C: Conn>(
+    conn: &mut C,
+    model_id: Uuid,
+    version: i64,
+) -> Result<Option<String>> {
+    let sql = if C::ROW_LOCKS {
+        "select status from versions where model_id = $1 and version = $2 for share"
+    } else {
+        "select status from versions where model_id = $1 and version = $2"
+    };
+    let row: Option<(String,)> = conn
+        .fetch_optional(Stmt::new(sql).bind(model_id).bind(version))
+        .await?;
+    Ok(row.map(|(s,)| s))
 }
 
-async fn ready_version<T: StageTx>(
-    tx: &mut T,
+/// The highest stack entry below `depth` (holding `to` when given): `(position, version)`.
+async fn entry_below<C: Conn>(
+    conn: &mut C,
+    model_id: Uuid,
+    stage: &StageName,
+    depth: i64,
+    to: Option<i64>,
+) -> Result<Option<(i64, i64)>> {
+    let stmt = Stmt::new(
+        "select position, version from stage_stack \
+         where model_id = $1 and stage = $2 and position < $3 \
+           and (cast($4 as bigint) is null or version = $4) \
+         order by position desc limit 1",
+    )
+    .bind(model_id)
+    .bind(stage)
+    .bind(depth)
+    .bind(to);
+    conn.fetch_optional(stmt).await
+}
+
+/// The portable stage write: trim, push, record, move the pointer.
+pub(crate) async fn write_change<C: Conn>(
+    conn: &mut C,
+    w: StageWrite<'_>,
+    actor: &Actor,
+) -> Result<i64> {
+    if let Some(keep) = w.keep {
+        let trim = Stmt::new(
+            "delete from stage_stack where model_id = $1 and stage = $2 and position > $3",
+        )
+        .bind(w.model_id)
+        .bind(w.stage)
+        .bind(keep);
+        conn.execute(trim).await?;
+    }
+    if let Some((position, version)) = w.push {
+        let push = Stmt::new(
+            "insert into stage_stack (model_id, stage, position, version) values ($1, $2, $3, $4)",
+        )
+        .bind(w.model_id)
+        .bind(w.stage)
+        .bind(position)
+        .bind(version);
+        conn.execute(push).await?;
+    }
+    let at = w.event.at;
+    let event_id = events::record(conn, w.event, actor).await?;
+    let point = Stmt::new(
+        "update stages set version = $3, depth = $4, event_id = $5, since = $6, updated_at = $6 \
+         where model_id = $1 and name = $2",
+    )
+    .bind(w.model_id)
+    .bind(w.stage)
+    .bind(w.version)
+    .bind(w.depth)
+    .bind(event_id)
+    .bind(at);
+    conn.execute(point).await?;
+    Ok(event_id)
+}
+
+async fn ready_version<C: Conn>(
+    tx: &mut C,
     model: &ModelName,
     model_id: Uuid,
     version: i64,
 ) -> Result<()> {
-    match tx.version_status(model_id, version).await?.as_deref() {
+    match version_status(tx, model_id, version).await?.as_deref() {
         None => Err(Error::version_not_found(model.as_str(), version).with_field("version")),
         Some("ready") => Ok(()),
         Some(status) => Err(version_not_ready(version, status)),
@@ -78,8 +169,8 @@ async fn ready_version<T: StageTx>(
 
 /// Applies one promote, rollback or clear. The caller commits the transaction when this
 /// returns Ok (also for no-ops: the lock may have created the stage row).
-pub(crate) async fn change_stage<T: StageTx>(
-    tx: &mut T,
+async fn change<C: Conn>(
+    tx: &mut C,
     model: &ModelName,
     stage: &StageName,
     req: StageRequest,
@@ -116,7 +207,7 @@ pub(crate) async fn change_stage<T: StageTx>(
                 return Err(nothing_to_roll_back(stage.as_str()));
             }
             let (position, target) =
-                match tx.entry_below(lock.model_id, stage, lock.depth, to).await? {
+                match entry_below(tx, lock.model_id, stage, lock.depth, to).await? {
                     Some(entry) => entry,
                     None => {
                         return Err(match to {
@@ -165,7 +256,7 @@ pub(crate) async fn change_stage<T: StageTx>(
         depth,
         event,
     };
-    let event_id = tx.write_change(write, actor).await?;
+    let event_id = tx.write_stage_change(write, actor).await?;
     Ok(StageChange {
         stage: stage.as_str().to_owned(),
         version: to,
@@ -175,13 +266,138 @@ pub(crate) async fn change_stage<T: StageTx>(
     })
 }
 
-/// Refuses to archive a version that a stage points at.
-pub(crate) fn in_stage_error(version: i64, stages: &[String]) -> Error {
-    Error::conflict(
-        "version_in_stage",
-        format!(
-            "version {version} is on stage {}; promote another version or clear the stage first",
-            stages.join(", ")
-        ),
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    stage: String,
+    version: Option<i64>,
+    since: Option<Timestamp>,
+}
+
+fn entry(r: EntryRow) -> Option<StageEntry> {
+    Some(StageEntry {
+        stage: r.stage,
+        version: r.version?,
+        since: r.since?,
+    })
+}
+
+async fn entries<C: Conn>(conn: &mut C, model: &ModelName) -> Result<Vec<StageEntry>> {
+    let model_id = models::row(conn, model, false).await?.id;
+    let stmt = Stmt::new(
+        "select name as stage, version, since from stages \
+         where model_id = $1 and version is not null order by name",
     )
+    .bind(model_id);
+    let rows: Vec<EntryRow> = conn.fetch_all(stmt).await?;
+    Ok(rows.into_iter().filter_map(entry).collect())
+}
+
+async fn read<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    stage: &StageName,
+    at: Option<Timestamp>,
+) -> Result<StageEntry> {
+    let model_id = models::row(conn, model, false).await?.id;
+    let stmt = match at {
+        None => Stmt::new(
+            "select name as stage, version, since from stages where model_id = $1 and name = $2",
+        )
+        .bind(model_id)
+        .bind(stage),
+        Some(at) => Stmt::new(
+            "select stage, version, at as since from events \
+             where model_id = $1 and stage = $2 and at <= $3 order by id desc limit 1",
+        )
+        .bind(model_id)
+        .bind(stage)
+        .bind(at),
+    };
+    conn.fetch_optional::<EntryRow>(stmt)
+        .await?
+        .and_then(entry)
+        .ok_or_else(|| stage_empty(stage.as_str()))
+}
+
+async fn history<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    stage: &StageName,
+    limit: u32,
+    before: Option<i64>,
+) -> Result<Page<HistoryEntry>> {
+    let model_id = models::row(conn, model, false).await?.id;
+    let sql = format!(
+        "{}where model_id = $1 and stage = $2 and (cast($3 as bigint) is null or id < $3) \
+         order by id desc limit $4",
+        events::EVENT_COLUMNS
+    );
+    let stmt = Stmt::new(sql)
+        .bind(model_id)
+        .bind(stage)
+        .bind(before)
+        .bind(i64::from(limit) + 1);
+    let rows: Vec<EventRow> = conn.fetch_all(stmt).await?;
+    let items = rows
+        .into_iter()
+        .map(|r| HistoryEntry::from(Event::from(r)))
+        .collect();
+    Ok(page(items, limit, |h: &HistoryEntry| {
+        cursor::encode("h", &h.event_id.to_string())
+    }))
+}
+
+/// The stages a version is on (to refuse archiving it).
+pub(crate) async fn holding<C: Conn>(conn: &mut C, version_id: Uuid) -> Result<Vec<String>> {
+    let stmt = Stmt::new(
+        "select s.name from stages s \
+         join versions v on v.model_id = s.model_id and v.version = s.version \
+         where v.id = $1 order by s.name",
+    )
+    .bind(version_id);
+    let rows: Vec<(String,)> = conn.fetch_all(stmt).await?;
+    Ok(rows.into_iter().map(|(s,)| s).collect())
+}
+
+#[async_trait]
+impl<B: Backend> StageStore for SqlStore<B> {
+    #[instrument(skip_all, fields(model = %model))]
+    async fn list_stages(&self, model: &ModelName) -> Result<Vec<StageEntry>> {
+        let mut conn = self.db.read().await?;
+        entries(&mut *conn, model).await
+    }
+
+    #[instrument(skip_all, fields(model = %model, stage = %stage))]
+    async fn get_stage(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        at: Option<Timestamp>,
+    ) -> Result<StageEntry> {
+        let mut conn = self.db.read().await?;
+        read(&mut *conn, model, stage, at).await
+    }
+
+    #[instrument(skip_all, fields(model = %model, stage = %stage, op = ?req.op))]
+    async fn change_stage(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        req: StageRequest,
+        actor: &Actor,
+    ) -> Result<StageChange> {
+        transaction!(self.db, |c| change(c, model, stage, req, actor))
+    }
+
+    #[instrument(skip_all, fields(model = %model, stage = %stage))]
+    async fn stage_history(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Page<HistoryEntry>> {
+        let mut conn = self.db.read().await?;
+        history(&mut *conn, model, stage, limit, before).await
+    }
 }

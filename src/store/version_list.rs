@@ -12,31 +12,11 @@
 //! ```
 
 use super::rows::ListedVersionRow;
+use super::sql::{Arg, Dialect, Stmt};
 use super::{Page, Version, VersionQuery};
 use crate::domain::filter::{After, Clause, Field, SortKey, SortValue, Value};
-use crate::domain::time::Timestamp;
 use crate::error::Result;
-use std::collections::BTreeMap;
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Postgres,
-    Sqlite,
-}
-
-/// A bound parameter; each store binds these in order with its own encodings.
-#[derive(Debug, Clone)]
-pub(crate) enum Arg {
-    Uuid(Uuid),
-    I64(i64),
-    F64(f64),
-    Text(String),
-    /// A `text[]` path for Postgres's `#>` (SQLite gets a JSON path as text instead).
-    TextArray(Vec<String>),
-    Time(Timestamp),
-    Json(BTreeMap<String, String>),
-}
 
 /// The last value of a metric (at its highest step) of the version with id `version_id`,
 /// from the newest coarse rollup block: one index probe.
@@ -47,6 +27,15 @@ fn metric_last(version_id: &str, key: &str) -> String {
           where s.version_id = {version_id} and s.key = {key} \
           order by r.block desc limit 1)"
     )
+}
+
+fn text(s: String) -> Arg {
+    Arg::from(s)
+}
+
+/// A JSON argument (a map of strings always serializes).
+fn json(map: &std::collections::BTreeMap<String, String>) -> Arg {
+    Arg::Json(serde_json::value::to_raw_value(map).ok())
 }
 
 struct Builder {
@@ -66,10 +55,10 @@ impl Builder {
 
     fn json_path(&mut self, members: &[String]) -> String {
         if self.pg() {
-            self.bind(Arg::TextArray(members.to_vec()))
+            self.bind(Arg::from(members.to_vec()))
         } else {
             let path: String = members.iter().map(|m| format!(".\"{m}\"")).collect();
-            self.bind(Arg::Text(format!("${path}")))
+            self.bind(text(format!("${path}")))
         }
     }
 
@@ -77,28 +66,28 @@ impl Builder {
         let op = c.op.as_sql();
         match (&c.field, &c.value) {
             (Field::Status, Value::Text(s)) => {
-                let p = self.bind(Arg::Text(s.clone()));
+                let p = self.bind(text(s.clone()));
                 format!("v.status {op} {p}")
             }
             (Field::Metric(key), Value::Number(n)) => {
-                let k = self.bind(Arg::Text(key.clone()));
-                let n = self.bind(Arg::F64(*n));
+                let k = self.bind(text(key.clone()));
+                let n = self.bind(Arg::from(*n));
                 format!("{} {op} {n}", metric_last("v.id", &k))
             }
             (Field::Tag(key), Value::Text(s)) => {
                 if self.pg() {
-                    let k = self.bind(Arg::Text(key.clone()));
-                    let s = self.bind(Arg::Text(s.clone()));
+                    let k = self.bind(text(key.clone()));
+                    let s = self.bind(text(s.clone()));
                     format!("v.tags ->> {k} {op} {s}")
                 } else {
-                    let k = self.bind(Arg::Text(format!("$.\"{key}\"")));
-                    let s = self.bind(Arg::Text(s.clone()));
+                    let k = self.bind(text(format!("$.\"{key}\"")));
+                    let s = self.bind(text(s.clone()));
                     format!("json_extract(v.tags, {k}) {op} {s}")
                 }
             }
             (Field::Config(path), Value::Number(n)) => {
                 let p = self.json_path(path);
-                let n = self.bind(Arg::F64(*n));
+                let n = self.bind(Arg::from(*n));
                 if self.pg() {
                     // numeric, not float8: a JSON number may be beyond float8's range.
                     format!(
@@ -114,7 +103,7 @@ impl Builder {
             }
             (Field::Config(path), Value::Text(s)) => {
                 let p = self.json_path(path);
-                let s = self.bind(Arg::Text(s.clone()));
+                let s = self.bind(text(s.clone()));
                 if self.pg() {
                     format!(
                         "(case when jsonb_typeof(v.config #> {p}) = 'string' \
@@ -134,18 +123,18 @@ impl Builder {
 }
 
 /// The list query and its parameters.
-pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> (String, Vec<Arg>) {
+pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> Stmt {
     let mut b = Builder {
         dialect,
         args: Vec::new(),
     };
-    let mut conditions = vec![format!("v.model_id = {}", b.bind(Arg::Uuid(model_id)))];
+    let mut conditions = vec![format!("v.model_id = {}", b.bind(Arg::from(model_id)))];
     if let Some(status) = q.status {
-        let p = b.bind(Arg::Text(status.as_str().to_owned()));
+        let p = b.bind(text(status.as_str().to_owned()));
         conditions.push(format!("v.status = {p}"));
     }
     if !q.tags.is_empty() {
-        let p = b.bind(Arg::Json(q.tags.as_map().clone()));
+        let p = b.bind(json(q.tags.as_map()));
         conditions.push(if b.pg() {
             format!("v.tags @> {p}")
         } else {
@@ -161,7 +150,7 @@ pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> (Stri
 
     let sort_value = match &q.order.key {
         SortKey::Metric(key) => {
-            let k = b.bind(Arg::Text(key.clone()));
+            let k = b.bind(text(key.clone()));
             metric_last("x.id", &k)
         }
         _ if b.pg() => "cast(null as double precision)".to_owned(),
@@ -181,15 +170,15 @@ pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> (Stri
     let keyset = match &q.after {
         None => "true".to_owned(),
         Some(after) => {
-            let version = b.bind(Arg::I64(after.version));
+            let version = b.bind(Arg::from(after.version));
             match (&q.order.key, &after.value) {
                 (SortKey::Version, _) => format!("y.version {cmp} {version}"),
                 (SortKey::CreatedAt, SortValue::Time(t)) => {
-                    let t = b.bind(Arg::Time(*t));
+                    let t = b.bind(Arg::from(*t));
                     format!("({column} {cmp} {t} or ({column} = {t} and y.version < {version}))")
                 }
                 (SortKey::Metric(_), SortValue::Number(n)) => {
-                    let n = b.bind(Arg::F64(*n));
+                    let n = b.bind(Arg::from(*n));
                     format!(
                         "({column} {cmp} {n} or ({column} = {n} and y.version < {version}) \
                           or {column} is null)"
@@ -210,7 +199,7 @@ pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> (Stri
             format!("(y.sort_value is null), y.sort_value {dir}, y.version desc")
         }
     };
-    let limit = b.bind(Arg::I64(i64::from(q.limit) + 1));
+    let limit = b.bind(Arg::from(i64::from(q.limit) + 1));
     // Postgres would inline the sort value into the keyset and the order, computing it two or
     // three times a row; `offset 0` keeps the subquery whole so it is computed once.
     let fence = if b.pg() { " offset 0" } else { "" };
@@ -220,7 +209,9 @@ pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> (Stri
         version_select!(),
         conditions.join(" and ")
     );
-    (sql, b.args)
+    let mut stmt = Stmt::new(sql);
+    stmt.args = b.args;
+    stmt
 }
 
 /// Most bytes of configs and sources one page carries: a page ends early (with a cursor)
@@ -232,7 +223,7 @@ pub(crate) const PAGE_BYTES: usize = 8 << 20;
 /// and no further than the page needs; its cursor at the last version's sort position.
 pub(crate) async fn collect_page<S>(mut rows: S, q: &VersionQuery) -> Result<Page<Version>>
 where
-    S: futures::Stream<Item = Result<ListedVersionRow, sqlx::Error>> + Unpin,
+    S: futures::Stream<Item = Result<ListedVersionRow>> + Unpin,
 {
     use futures::StreamExt;
     let mut items: Vec<(Version, Option<f64>)> = Vec::new();
@@ -295,7 +286,8 @@ mod tests {
             }),
         );
         for dialect in [Dialect::Postgres, Dialect::Sqlite] {
-            let (sql, args) = build(dialect, Uuid::nil(), &q);
+            let stmt = build(dialect, Uuid::nil(), &q);
+            let (sql, args) = (stmt.sql, stmt.args);
             assert!(!sql.contains("drop table"), "{sql}");
             assert!(!sql.contains("0.5") && !sql.contains("0.7"), "{sql}");
             // model, acc key+value, tag key+value, config path+value, sort key, cursor 2, limit
@@ -315,7 +307,7 @@ mod tests {
                 version: 9,
             }),
         );
-        let (sql, _) = build(Dialect::Sqlite, Uuid::nil(), &q);
+        let sql = build(Dialect::Sqlite, Uuid::nil(), &q).sql;
         assert!(
             sql.contains("(y.sort_value is null and y.version < $"),
             "{sql}"

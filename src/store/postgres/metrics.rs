@@ -1,255 +1,158 @@
-//! Metrics on Postgres: every batch is a handful of set-based statements (`unnest` arrays),
-//! never a statement per point.
+//! Metric writes on Postgres: every batch is a handful of set-based statements (`COPY`,
+//! `unnest` arrays), never a statement per point.
 
-use super::PgStore;
 use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SUM_FLOOR, SUM_SCALE, SeriesBatch};
-use crate::domain::{ModelName, time};
-use crate::error::{Error, Result};
-use crate::store::metrics::{POINTS_CHUNK, RollupWork, STREAM_CHUNK, appends_only, chunked_points};
-use sqlx::{PgConnection, query, query_as};
-use std::collections::HashMap;
+use crate::error::Result;
+use crate::store::metrics::RollupWork;
+use sqlx::{PgConnection, query};
 use std::fmt::Write;
-use uuid::Uuid;
 
-impl PgStore {
-    pub(super) async fn version_id(
-        conn: &mut PgConnection,
-        model: &ModelName,
-        version: i64,
-    ) -> Result<Uuid> {
-        let id: Option<Uuid> = sqlx::query_scalar(
-            "select v.id from versions v join models m on m.id = v.model_id where m.name = $1 and v.version = $2",
-        )
-        .bind(model.as_str())
-        .bind(version)
-        .fetch_optional(&mut *conn)
+pub(super) async fn copy_points(
+    conn: &mut PgConnection,
+    series: &[&(i64, &SeriesBatch)],
+) -> Result<()> {
+    if series.is_empty() {
+        return Ok(());
+    }
+    let mut copy = conn
+        .copy_in_raw("copy metric_points (series_id, step, value, at) from stdin")
         .await?;
-        match id {
-            Some(id) => Ok(id),
-            None => {
-                Self::model_row(conn, model, false).await?;
-                Err(Error::version_not_found(model.as_str(), version))
+    let mut buf = String::with_capacity(256 * 1024);
+    let mut num = ryu::Buffer::new();
+    for (id, b) in series {
+        for p in &b.points {
+            let _ = writeln!(
+                buf,
+                "{id}\t{}\t{}\t{}",
+                p.step,
+                num.format_finite(p.value),
+                p.at
+            );
+            if buf.len() > 240 * 1024 {
+                copy.send(buf.as_bytes()).await?;
+                buf.clear();
             }
         }
     }
+    copy.send(buf.as_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
 
-    pub(super) async fn insert_metrics(
-        conn: &mut PgConnection,
-        version_id: Uuid,
-        batches: &[SeriesBatch],
-    ) -> Result<()> {
-        let keys: Vec<&str> = batches.iter().map(|b| b.key.as_str()).collect();
-        query(
-            "insert into metric_series (version_id, key, created_at) select $1, k, $3 from unnest($2::text[]) k \
-             on conflict (version_id, key) do nothing",
-        )
-        .bind(version_id)
-        .bind(&keys)
-        .bind(time::now())
-        .execute(&mut *conn)
-        .await?;
-        // Lock the series in key order: writers of one series are serialized (their rollups
-        // stay exact) and two batches never wait on each other in a cycle.
-        let ids: Vec<(i64, String)> = query_as(
-            "select id, key from metric_series where version_id = $1 and key = any($2) order by key for update",
-        )
-        .bind(version_id)
-        .bind(&keys)
-        .fetch_all(&mut *conn)
-        .await?;
-        let ids: HashMap<&str, i64> = ids.iter().map(|(id, k)| (k.as_str(), *id)).collect();
-        let mut series = Vec::with_capacity(batches.len());
-        for b in batches {
-            let id = ids
-                .get(b.key.as_str())
-                .ok_or_else(|| Error::internal("metric series vanished under lock"))?;
-            series.push((*id, b));
-        }
-        let sids: Vec<i64> = series.iter().map(|(id, _)| *id).collect();
-        let last_steps: HashMap<i64, i64> = query_as::<_, (i64, i64)>(
-            "select series_id, max(last_step) from metric_rollups where level = 3 and series_id = any($1) group by series_id",
-        )
-        .bind(&sids)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
-
-        // Under the series locks, a series whose new points all lie after its last step cannot
-        // conflict with stored points: those go in by COPY. The rest are upserted.
-        let (appends, overwrites): (Vec<_>, Vec<_>) = series
-            .iter()
-            .partition(|(id, b)| appends_only(&last_steps, *id, b));
-        Self::copy_points(conn, &appends).await?;
-        Self::upsert_points(conn, &overwrites).await?;
-
-        let work = RollupWork::plan(&series, &last_steps);
-        Self::merge_rollups(conn, &work).await?;
-        Self::recompute_rollups(conn, &work).await
+pub(super) async fn upsert_points(
+    conn: &mut PgConnection,
+    series: &[&(i64, &SeriesBatch)],
+) -> Result<()> {
+    if series.is_empty() {
+        return Ok(());
     }
-
-    async fn copy_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)]) -> Result<()> {
-        if series.is_empty() {
-            return Ok(());
+    let n: usize = series.iter().map(|(_, b)| b.points.len()).sum();
+    let (mut sid, mut step, mut value, mut at) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (id, b) in series {
+        for p in &b.points {
+            sid.push(*id);
+            step.push(p.step);
+            value.push(p.value);
+            at.push(p.at);
         }
-        let mut copy = conn
-            .copy_in_raw("copy metric_points (series_id, step, value, at) from stdin")
-            .await?;
-        let mut buf = String::with_capacity(256 * 1024);
-        let mut num = ryu::Buffer::new();
-        for (id, b) in series {
-            for p in &b.points {
-                let _ = writeln!(
-                    buf,
-                    "{id}\t{}\t{}\t{}",
-                    p.step,
-                    num.format_finite(p.value),
-                    p.at
-                );
-                if buf.len() > 240 * 1024 {
-                    copy.send(buf.as_bytes()).await?;
-                    buf.clear();
-                }
-            }
-        }
-        copy.send(buf.as_bytes()).await?;
-        copy.finish().await?;
-        Ok(())
     }
+    query(
+        "insert into metric_points (series_id, step, value, at) \
+         select * from unnest($1::bigint[], $2::bigint[], $3::float8[], $4::bigint[]) \
+         on conflict (series_id, step) do update set value = excluded.value, at = excluded.at",
+    )
+    .bind(&sid)
+    .bind(&step)
+    .bind(&value)
+    .bind(&at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
 
-    async fn upsert_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)]) -> Result<()> {
-        if series.is_empty() {
-            return Ok(());
-        }
-        let n: usize = series.iter().map(|(_, b)| b.points.len()).sum();
-        let (mut sid, mut step, mut value, mut at) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for (id, b) in series {
-            for p in &b.points {
-                sid.push(*id);
-                step.push(p.step);
-                value.push(p.value);
-                at.push(p.at);
-            }
-        }
-        query(
-            "insert into metric_points (series_id, step, value, at) \
-             select * from unnest($1::bigint[], $2::bigint[], $3::float8[], $4::bigint[]) \
-             on conflict (series_id, step) do update set value = excluded.value, at = excluded.at",
-        )
-        .bind(&sid)
-        .bind(&step)
-        .bind(&value)
-        .bind(&at)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+/// Appends: block aggregates of the new points combined with what the rows hold.
+pub(super) async fn merge_rollups(conn: &mut PgConnection, work: &RollupWork) -> Result<()> {
+    if work.merge.is_empty() {
+        return Ok(());
     }
+    let m = &work.merge;
+    let col = |f: fn(&(i64, i16, i64, crate::domain::metrics::Agg)) -> i64| {
+        m.iter().map(f).collect::<Vec<i64>>()
+    };
+    let colf = |f: fn(&(i64, i16, i64, crate::domain::metrics::Agg)) -> f64| {
+        m.iter().map(f).collect::<Vec<f64>>()
+    };
+    let levels: Vec<i16> = m.iter().map(|r| r.1).collect();
+    query(
+        "insert into metric_rollups as r (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
+         select * from unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[], \
+                              $7::float8[], $8::bigint[], $9::bigint[], $10::float8[]) \
+         on conflict (series_id, level, block) do update set \
+           count = r.count + excluded.count, min = least(r.min, excluded.min), \
+           max = greatest(r.max, excluded.max), scaled_sum = r.scaled_sum + excluded.scaled_sum, \
+           first_step = least(r.first_step, excluded.first_step), \
+           last_step = greatest(r.last_step, excluded.last_step), \
+           last = case when excluded.last_step > r.last_step then excluded.last else r.last end",
+    )
+    .bind(col(|r| r.0))
+    .bind(levels)
+    .bind(col(|r| r.2))
+    .bind(col(|r| r.3.count))
+    .bind(colf(|r| r.3.min))
+    .bind(colf(|r| r.3.max))
+    .bind(colf(|r| r.3.scaled_sum))
+    .bind(col(|r| r.3.first_step))
+    .bind(col(|r| r.3.last_step))
+    .bind(colf(|r| r.3.last))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
-    /// Appends: block aggregates of the new points combined with what the rows hold.
-    async fn merge_rollups(conn: &mut PgConnection, work: &RollupWork) -> Result<()> {
-        if work.merge.is_empty() {
-            return Ok(());
+/// Overwrites: touched blocks recomputed, level 1 from the points, each level above from
+/// the one below.
+pub(super) async fn recompute_rollups(conn: &mut PgConnection, work: &RollupWork) -> Result<()> {
+    for (i, blocks) in work.recompute.iter().enumerate() {
+        if blocks.is_empty() {
+            continue;
         }
-        let m = &work.merge;
-        let col = |f: fn(&(i64, i16, i64, crate::domain::metrics::Agg)) -> i64| {
-            m.iter().map(f).collect::<Vec<i64>>()
+        let sids: Vec<i64> = blocks.iter().map(|b| b.0).collect();
+        let nums: Vec<i64> = blocks.iter().map(|b| b.1).collect();
+        let (level, size) = LEVELS[i];
+        let sql = if i == 0 {
+            "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
+             select t.series_id, $3, t.block, count(*), min(p.value), max(p.value), \
+                    sum(case when abs(p.value) < $6 then 0 else p.value * $5 end), min(p.step), max(p.step), \
+                    (array_agg(p.value order by p.step desc))[1] \
+             from unnest($1::bigint[], $2::bigint[]) as t(series_id, block) \
+             join metric_points p on p.series_id = t.series_id and p.step >= t.block * $4 and p.step < (t.block + 1) * $4 \
+             group by t.series_id, t.block \
+             on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
+               max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
+               last_step = excluded.last_step, last = excluded.last"
+        } else {
+            "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
+             select t.series_id, $3, t.block, sum(r.count)::bigint, min(r.min), max(r.max), sum(r.scaled_sum), \
+                    min(r.first_step), max(r.last_step), (array_agg(r.last order by r.last_step desc))[1] \
+             from unnest($1::bigint[], $2::bigint[]) as t(series_id, block) \
+             join metric_rollups r on r.series_id = t.series_id and r.level = $3 - 1 \
+               and r.block >= t.block * $4 and r.block < (t.block + 1) * $4 \
+             group by t.series_id, t.block \
+             on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
+               max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
+               last_step = excluded.last_step, last = excluded.last"
         };
-        let colf = |f: fn(&(i64, i16, i64, crate::domain::metrics::Agg)) -> f64| {
-            m.iter().map(f).collect::<Vec<f64>>()
-        };
-        let levels: Vec<i16> = m.iter().map(|r| r.1).collect();
-        query(
-            "insert into metric_rollups as r (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
-             select * from unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[], \
-                                  $7::float8[], $8::bigint[], $9::bigint[], $10::float8[]) \
-             on conflict (series_id, level, block) do update set \
-               count = r.count + excluded.count, min = least(r.min, excluded.min), \
-               max = greatest(r.max, excluded.max), scaled_sum = r.scaled_sum + excluded.scaled_sum, \
-               first_step = least(r.first_step, excluded.first_step), \
-               last_step = greatest(r.last_step, excluded.last_step), \
-               last = case when excluded.last_step > r.last_step then excluded.last else r.last end",
-        )
-        .bind(col(|r| r.0))
-        .bind(levels)
-        .bind(col(|r| r.2))
-        .bind(col(|r| r.3.count))
-        .bind(colf(|r| r.3.min))
-        .bind(colf(|r| r.3.max))
-        .bind(colf(|r| r.3.scaled_sum))
-        .bind(col(|r| r.3.first_step))
-        .bind(col(|r| r.3.last_step))
-        .bind(colf(|r| r.3.last))
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
-
-    /// Overwrites: touched blocks recomputed, level 1 from the points, each level above from
-    /// the one below.
-    async fn recompute_rollups(conn: &mut PgConnection, work: &RollupWork) -> Result<()> {
-        for (i, blocks) in work.recompute.iter().enumerate() {
-            if blocks.is_empty() {
-                continue;
-            }
-            let sids: Vec<i64> = blocks.iter().map(|b| b.0).collect();
-            let nums: Vec<i64> = blocks.iter().map(|b| b.1).collect();
-            let (level, size) = LEVELS[i];
-            let sql = if i == 0 {
-                "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
-                 select t.series_id, $3, t.block, count(*), min(p.value), max(p.value), \
-                        sum(case when abs(p.value) < $6 then 0 else p.value * $5 end), min(p.step), max(p.step), \
-                        (array_agg(p.value order by p.step desc))[1] \
-                 from unnest($1::bigint[], $2::bigint[]) as t(series_id, block) \
-                 join metric_points p on p.series_id = t.series_id and p.step >= t.block * $4 and p.step < (t.block + 1) * $4 \
-                 group by t.series_id, t.block \
-                 on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
-                   max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
-                   last_step = excluded.last_step, last = excluded.last"
-            } else {
-                "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
-                 select t.series_id, $3, t.block, sum(r.count)::bigint, min(r.min), max(r.max), sum(r.scaled_sum), \
-                        min(r.first_step), max(r.last_step), (array_agg(r.last order by r.last_step desc))[1] \
-                 from unnest($1::bigint[], $2::bigint[]) as t(series_id, block) \
-                 join metric_rollups r on r.series_id = t.series_id and r.level = $3 - 1 \
-                   and r.block >= t.block * $4 and r.block < (t.block + 1) * $4 \
-                 group by t.series_id, t.block \
-                 on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
-                   max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
-                   last_step = excluded.last_step, last = excluded.last"
-            };
-            let factor = if i == 0 { size } else { LEVEL_FACTOR };
-            let mut q = query(sql).bind(&sids).bind(&nums).bind(level).bind(factor);
-            if i == 0 {
-                q = q.bind(SUM_SCALE).bind(SUM_FLOOR);
-            }
-            q.execute(&mut *conn).await?;
+        let factor = if i == 0 { size } else { LEVEL_FACTOR };
+        let mut q = query(sql).bind(&sids).bind(&nums).bind(level).bind(factor);
+        if i == 0 {
+            q = q.bind(SUM_SCALE).bind(SUM_FLOOR);
         }
-        Ok(())
+        q.execute(&mut *conn).await?;
     }
-
-    pub(super) fn point_stream(
-        &self,
-        series_id: i64,
-        from: i64,
-        to: i64,
-    ) -> crate::store::PointStream {
-        let pool = self.pool.clone();
-        chunked_points(from, to, move |first| {
-            let pool = pool.clone();
-            async move {
-                query_as::<_, (i64, f64, i64)>(POINTS_CHUNK)
-                    .bind(series_id)
-                    .bind(first)
-                    .bind(to)
-                    .bind(STREAM_CHUNK as i64)
-                    .fetch_all(&pool)
-                    .await
-            }
-        })
-    }
+    Ok(())
 }

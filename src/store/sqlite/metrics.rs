@@ -1,15 +1,11 @@
-//! Metrics on SQLite: each batch is a few statements fed by one JSON array each
+//! Metric writes on SQLite: each batch is a few statements fed by one JSON array each
 //! (`json_each`), never a statement per point.
 
-use super::{SqliteStore, ts};
 use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SUM_FLOOR, SUM_SCALE, SeriesBatch};
-use crate::domain::{ModelName, time};
 use crate::error::{Error, Result};
-use crate::store::metrics::{POINTS_CHUNK, RollupWork, STREAM_CHUNK, chunked_points};
-use sqlx::{SqliteConnection, query, query_as};
-use std::collections::HashMap;
+use crate::store::metrics::RollupWork;
+use sqlx::{SqliteConnection, query};
 use std::fmt::Write;
-use uuid::Uuid;
 
 /// Appends a JSON number; values are finite (checked at the boundary).
 fn push_num(out: &mut String, v: f64) {
@@ -17,194 +13,110 @@ fn push_num(out: &mut String, v: f64) {
     out.push_str(buf.format_finite(v));
 }
 
-impl SqliteStore {
-    pub(super) async fn version_id(
-        conn: &mut SqliteConnection,
-        model: &ModelName,
-        version: i64,
-    ) -> Result<Uuid> {
-        let id: Option<Uuid> = sqlx::query_scalar(
-            "select v.id from versions v join models m on m.id = v.model_id where m.name = $1 and v.version = $2",
-        )
-        .bind(model.as_str())
-        .bind(version)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match id {
-            Some(id) => Ok(id),
-            None => {
-                Self::model_row(conn, model).await?;
-                Err(Error::version_not_found(model.as_str(), version))
-            }
-        }
-    }
-
-    pub(super) async fn insert_metrics(
-        conn: &mut SqliteConnection,
-        version_id: Uuid,
-        batches: &[SeriesBatch],
-    ) -> Result<()> {
-        let keys: Vec<&str> = batches.iter().map(|b| b.key.as_str()).collect();
-        let keys_json = serde_json::to_string(&keys).map_err(Error::internal)?;
-        query(
-            "insert into metric_series (version_id, key, created_at) select $1, value, $3 from json_each($2) where true \
-             on conflict (version_id, key) do nothing",
-        )
-        .bind(version_id)
-        .bind(&keys_json)
-        .bind(ts(time::now()))
-        .execute(&mut *conn)
-        .await?;
-        let ids: Vec<(i64, String)> =
-            query_as("select id, key from metric_series where version_id = $1 and key in (select value from json_each($2))")
-                .bind(version_id)
-                .bind(&keys_json)
-                .fetch_all(&mut *conn)
-                .await?;
-        let ids: HashMap<&str, i64> = ids.iter().map(|(id, k)| (k.as_str(), *id)).collect();
-        let mut series = Vec::with_capacity(batches.len());
-        for b in batches {
-            let id = ids
-                .get(b.key.as_str())
-                .ok_or_else(|| Error::internal("metric series vanished in transaction"))?;
-            series.push((*id, b));
-        }
-        let sids_json =
-            serde_json::to_string(&series.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-                .map_err(Error::internal)?;
-        let last_steps: HashMap<i64, i64> = query_as::<_, (i64, i64)>(
-            "select series_id, max(last_step) from metric_rollups \
-             where level = 3 and series_id in (select value from json_each($1)) group by series_id",
-        )
-        .bind(&sids_json)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
-
-        let n: usize = batches.iter().map(|b| b.points.len()).sum();
-        let mut rows = String::with_capacity(n * 48 + 2);
-        rows.push('[');
-        for (id, b) in &series {
-            for p in &b.points {
-                if rows.len() > 1 {
-                    rows.push(',');
-                }
-                let _ = write!(rows, "[{id},{},", p.step);
-                push_num(&mut rows, p.value);
-                let _ = write!(rows, ",{}]", p.at);
-            }
-        }
-        rows.push(']');
-        query(
-            "insert into metric_points (series_id, step, value, at) \
-             select value ->> 0, value ->> 1, value ->> 2, value ->> 3 from json_each($1) where true \
-             on conflict (series_id, step) do update set value = excluded.value, at = excluded.at",
-        )
-        .bind(&rows)
-        .execute(&mut *conn)
-        .await?;
-
-        let work = RollupWork::plan(&series, &last_steps);
-        Self::merge_rollups(conn, &work).await?;
-        Self::recompute_rollups(conn, &work).await
-    }
-
-    async fn merge_rollups(conn: &mut SqliteConnection, work: &RollupWork) -> Result<()> {
-        if work.merge.is_empty() {
-            return Ok(());
-        }
-        let mut rows = String::from("[");
-        for (sid, level, block, a) in &work.merge {
+/// Inserts or replaces points, all in one statement.
+pub(super) async fn upsert_points<'a>(
+    conn: &mut SqliteConnection,
+    series: impl Iterator<Item = &'a &'a (i64, &'a SeriesBatch)>,
+) -> Result<()> {
+    let mut rows = String::from("[");
+    for (id, b) in series {
+        for p in &b.points {
             if rows.len() > 1 {
                 rows.push(',');
             }
-            let _ = write!(rows, "[{sid},{level},{block},{},", a.count);
-            for v in [a.min, a.max, a.scaled_sum] {
-                push_num(&mut rows, v);
-                rows.push(',');
-            }
-            let _ = write!(rows, "{},{},", a.first_step, a.last_step);
-            push_num(&mut rows, a.last);
-            rows.push(']');
+            let _ = write!(rows, "[{id},{},", p.step);
+            push_num(&mut rows, p.value);
+            let _ = write!(rows, ",{}]", p.at);
         }
+    }
+    rows.push(']');
+    query(
+        "insert into metric_points (series_id, step, value, at) \
+         select value ->> 0, value ->> 1, value ->> 2, value ->> 3 from json_each($1) where true \
+         on conflict (series_id, step) do update set value = excluded.value, at = excluded.at",
+    )
+    .bind(&rows)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn merge_rollups(conn: &mut SqliteConnection, work: &RollupWork) -> Result<()> {
+    if work.merge.is_empty() {
+        return Ok(());
+    }
+    let mut rows = String::from("[");
+    for (sid, level, block, a) in &work.merge {
+        if rows.len() > 1 {
+            rows.push(',');
+        }
+        let _ = write!(rows, "[{sid},{level},{block},{},", a.count);
+        for v in [a.min, a.max, a.scaled_sum] {
+            push_num(&mut rows, v);
+            rows.push(',');
+        }
+        let _ = write!(rows, "{},{},", a.first_step, a.last_step);
+        push_num(&mut rows, a.last);
         rows.push(']');
-        query(
-            "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
-             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-                    value ->> 7, value ->> 8, value ->> 9 from json_each($1) where true \
-             on conflict (series_id, level, block) do update set \
-               count = count + excluded.count, min = min(min, excluded.min), max = max(max, excluded.max), \
-               scaled_sum = scaled_sum + excluded.scaled_sum, first_step = min(first_step, excluded.first_step), \
-               last = case when excluded.last_step > last_step then excluded.last else last end, \
-               last_step = max(last_step, excluded.last_step)",
-        )
-        .bind(&rows)
-        .execute(conn)
-        .await?;
-        Ok(())
     }
+    rows.push(']');
+    query(
+        "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
+         select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+                value ->> 7, value ->> 8, value ->> 9 from json_each($1) where true \
+         on conflict (series_id, level, block) do update set \
+           count = count + excluded.count, min = min(min, excluded.min), max = max(max, excluded.max), \
+           scaled_sum = scaled_sum + excluded.scaled_sum, first_step = min(first_step, excluded.first_step), \
+           last = case when excluded.last_step > last_step then excluded.last else last end, \
+           last_step = max(last_step, excluded.last_step)",
+    )
+    .bind(&rows)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
-    async fn recompute_rollups(conn: &mut SqliteConnection, work: &RollupWork) -> Result<()> {
-        for (i, blocks) in work.recompute.iter().enumerate() {
-            if blocks.is_empty() {
-                continue;
-            }
-            let json = serde_json::to_string(blocks).map_err(Error::internal)?;
-            let (level, size) = LEVELS[i];
-            let sql = if i == 0 {
-                "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
-                 select sid, $2, blk, count(*), min(v), max(v), sum(case when abs(v) < $5 then 0 else v * $4 end), \
-                        min(step), max(step), max(lastv) from ( \
-                   select t.value ->> 0 as sid, t.value ->> 1 as blk, p.step, p.value as v, \
-                          first_value(p.value) over (partition by p.series_id, p.step / $3 order by p.step desc) as lastv \
-                   from json_each($1) t join metric_points p on p.series_id = t.value ->> 0 \
-                     and p.step >= (t.value ->> 1) * $3 and p.step < ((t.value ->> 1) + 1) * $3) x \
-                 where true group by sid, blk \
-                 on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
-                   max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
-                   last_step = excluded.last_step, last = excluded.last"
-            } else {
-                "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
-                 select sid, $2, blk, sum(c), min(mn), max(mx), sum(sm), min(fs), max(ls), max(lastv) from ( \
-                   select t.value ->> 0 as sid, t.value ->> 1 as blk, r.count as c, r.min as mn, r.max as mx, r.scaled_sum as sm, \
-                          r.first_step as fs, r.last_step as ls, \
-                          first_value(r.last) over (partition by r.series_id, r.block / $3 order by r.last_step desc) as lastv \
-                   from json_each($1) t join metric_rollups r on r.series_id = t.value ->> 0 and r.level = $2 - 1 \
-                     and r.block >= (t.value ->> 1) * $3 and r.block < ((t.value ->> 1) + 1) * $3) x \
-                 where true group by sid, blk \
-                 on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
-                   max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
-                   last_step = excluded.last_step, last = excluded.last"
-            };
-            let factor = if i == 0 { size } else { LEVEL_FACTOR };
-            let mut q = query(sql).bind(&json).bind(level).bind(factor);
-            if i == 0 {
-                q = q.bind(SUM_SCALE).bind(SUM_FLOOR);
-            }
-            q.execute(&mut *conn).await?;
+pub(super) async fn recompute_rollups(
+    conn: &mut SqliteConnection,
+    work: &RollupWork,
+) -> Result<()> {
+    for (i, blocks) in work.recompute.iter().enumerate() {
+        if blocks.is_empty() {
+            continue;
         }
-        Ok(())
+        let json = serde_json::to_string(blocks).map_err(Error::internal)?;
+        let (level, size) = LEVELS[i];
+        let sql = if i == 0 {
+            "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
+             select sid, $2, blk, count(*), min(v), max(v), sum(case when abs(v) < $5 then 0 else v * $4 end), \
+                    min(step), max(step), max(lastv) from ( \
+               select t.value ->> 0 as sid, t.value ->> 1 as blk, p.step, p.value as v, \
+                      first_value(p.value) over (partition by p.series_id, p.step / $3 order by p.step desc) as lastv \
+               from json_each($1) t join metric_points p on p.series_id = t.value ->> 0 \
+                 and p.step >= (t.value ->> 1) * $3 and p.step < ((t.value ->> 1) + 1) * $3) x \
+             where true group by sid, blk \
+             on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
+               max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
+               last_step = excluded.last_step, last = excluded.last"
+        } else {
+            "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
+             select sid, $2, blk, sum(c), min(mn), max(mx), sum(sm), min(fs), max(ls), max(lastv) from ( \
+               select t.value ->> 0 as sid, t.value ->> 1 as blk, r.count as c, r.min as mn, r.max as mx, r.scaled_sum as sm, \
+                      r.first_step as fs, r.last_step as ls, \
+                      first_value(r.last) over (partition by r.series_id, r.block / $3 order by r.last_step desc) as lastv \
+               from json_each($1) t join metric_rollups r on r.series_id = t.value ->> 0 and r.level = $2 - 1 \
+                 and r.block >= (t.value ->> 1) * $3 and r.block < ((t.value ->> 1) + 1) * $3) x \
+             where true group by sid, blk \
+             on conflict (series_id, level, block) do update set count = excluded.count, min = excluded.min, \
+               max = excluded.max, scaled_sum = excluded.scaled_sum, first_step = excluded.first_step, \
+               last_step = excluded.last_step, last = excluded.last"
+        };
+        let factor = if i == 0 { size } else { LEVEL_FACTOR };
+        let mut q = query(sql).bind(&json).bind(level).bind(factor);
+        if i == 0 {
+            q = q.bind(SUM_SCALE).bind(SUM_FLOOR);
+        }
+        q.execute(&mut *conn).await?;
     }
-
-    pub(super) fn point_stream(
-        &self,
-        series_id: i64,
-        from: i64,
-        to: i64,
-    ) -> crate::store::PointStream {
-        let pool = self.reader.clone();
-        chunked_points(from, to, move |first| {
-            let pool = pool.clone();
-            async move {
-                query_as::<_, (i64, f64, i64)>(POINTS_CHUNK)
-                    .bind(series_id)
-                    .bind(first)
-                    .bind(to)
-                    .bind(STREAM_CHUNK as i64)
-                    .fetch_all(&pool)
-                    .await
-            }
-        })
-    }
+    Ok(())
 }

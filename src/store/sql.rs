@@ -1,0 +1,243 @@
+//! The statement layer both backends share: a statement is SQL text and a list of [`Arg`]s,
+//! run on a [`Conn`]. Each backend's connection binds the arguments with its own encodings
+//! (a time is `timestamptz` on Postgres and fixed-width RFC 3339 text on SQLite; a list is a
+//! `text[]` on Postgres and a JSON array on SQLite) and provides the few statements that
+//! really differ (row locks, list predicates, bulk metric writes, the stage change, the event
+//! log's horizon). Business flows are written once, generic over `Conn`.
+
+use crate::domain::time::Timestamp;
+use crate::domain::{ModelName, StageName};
+use crate::error::{Error, Result};
+use crate::store::Actor;
+use crate::store::metrics::RollupWork;
+use crate::store::stages::{StageLock, StageWrite};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use uuid::Uuid;
+
+/// Which SQL a backend speaks, for the few statements built at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// A bound parameter. `None` binds a typed SQL null.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Uuid(Option<Uuid>),
+    I16(i16),
+    I64(Option<i64>),
+    F64(Option<f64>),
+    Bool(bool),
+    Text(Option<String>),
+    /// A list of strings: a `text[]` on Postgres, a JSON array on SQLite.
+    TextList(Option<Vec<String>>),
+    /// A list of integers: a `bigint[]` on Postgres, a JSON array on SQLite.
+    I64List(Vec<i64>),
+    Time(Option<Timestamp>),
+    /// A JSON document, serialized once: `jsonb` on Postgres, text on SQLite.
+    Json(Option<Box<RawValue>>),
+}
+
+macro_rules! arg_from {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$t> for Arg {
+            fn from(v: $t) -> Self {
+                Arg::$variant(Some(v.into()))
+            }
+        }
+        impl From<Option<$t>> for Arg {
+            fn from(v: Option<$t>) -> Self {
+                Arg::$variant(v.map(Into::into))
+            }
+        }
+    )*};
+}
+
+arg_from!(Uuid => Uuid, i64 => I64, f64 => F64, String => Text, Timestamp => Time, Vec<String> => TextList);
+
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Bool(v)
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(Some(v.clone()))
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Arg::Text(v.map(str::to_owned))
+    }
+}
+
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+
+impl From<&ModelName> for Arg {
+    fn from(v: &ModelName) -> Self {
+        Arg::Text(Some(v.as_str().to_owned()))
+    }
+}
+
+impl From<&StageName> for Arg {
+    fn from(v: &StageName) -> Self {
+        Arg::Text(Some(v.as_str().to_owned()))
+    }
+}
+
+/// One statement: SQL with `$n` placeholders and its arguments in order.
+#[derive(Debug)]
+pub(crate) struct Stmt {
+    pub sql: Cow<'static, str>,
+    pub args: Vec<Arg>,
+    /// A value that could not be serialized: running the statement fails with it.
+    pub error: Option<serde_json::Error>,
+}
+
+impl Stmt {
+    pub fn new(sql: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            sql: sql.into(),
+            args: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub fn bind(mut self, arg: impl Into<Arg>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Binds a value as a JSON document.
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_json::value::to_raw_value(value) {
+            Ok(raw) => self.args.push(Arg::Json(Some(raw))),
+            Err(e) => {
+                self.args.push(Arg::Json(None));
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// The arguments, or the serialization error one of them hit.
+    pub fn into_parts(self) -> Result<(Cow<'static, str>, Vec<Arg>)> {
+        match self.error {
+            Some(e) => Err(Error::internal(e)),
+            None => Ok((self.sql, self.args)),
+        }
+    }
+}
+
+/// A row type both backends can decode (every `#[derive(sqlx::FromRow)]` whose fields decode
+/// on both, and tuples of such fields).
+pub(crate) trait Record:
+    for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + Send
+    + Unpin
+{
+}
+
+impl<T> Record for T where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin
+{
+}
+
+/// A connection of either backend (in or out of a transaction): runs statements and provides
+/// the statements that differ between the dialects.
+#[async_trait]
+pub(crate) trait Conn: Send + Sized {
+    const DIALECT: Dialect;
+    /// Whether reads inside a write transaction take row locks (`for update`, `for share`).
+    /// SQLite holds the database's write lock for the whole transaction instead.
+    const ROW_LOCKS: bool;
+
+    async fn execute(&mut self, stmt: Stmt) -> Result<u64>;
+    async fn fetch_all<R: Record>(&mut self, stmt: Stmt) -> Result<Vec<R>>;
+    async fn fetch_optional<R: Record>(&mut self, stmt: Stmt) -> Result<Option<R>>;
+    /// Rows one at a time, for reads that may stop early.
+    fn fetch<'c, R: Record + 'c>(&'c mut self, stmt: Stmt) -> BoxStream<'c, Result<R>>;
+
+    async fn fetch_one<R: Record>(&mut self, stmt: Stmt) -> Result<R> {
+        self.fetch_optional(stmt)
+            .await?
+            .ok_or_else(|| Error::internal("statement returned no row"))
+    }
+
+    async fn scalar<T>(&mut self, stmt: Stmt) -> Result<T>
+    where
+        (T,): Record,
+        T: Send,
+    {
+        Ok(self.fetch_one::<(T,)>(stmt).await?.0)
+    }
+
+    /// `column` matches one of the LIKE patterns in the list parameter `param`.
+    fn like_any(column: &str, param: &str) -> String;
+    /// The JSON object `column` holds every member of the JSON object parameter `param`.
+    fn contains_tags(column: &str, param: &str) -> String;
+    /// `column` equals one of the strings in the list parameter `param`.
+    fn in_list(column: &str, param: &str) -> String;
+    /// `column` starts with the text parameter `param`.
+    fn starts_with(column: &str, param: &str) -> String;
+
+    /// Locks (creating if needed) a stage's row and reads the clock after the lock; `None`
+    /// when the model does not exist.
+    async fn lock_stage(
+        &mut self,
+        model: &ModelName,
+        stage: &StageName,
+    ) -> Result<Option<StageLock>>;
+
+    /// Writes a stage change: trims the stack, pushes onto it, records the event and moves
+    /// the pointer; returns the event id. Portable statements by default.
+    async fn write_stage_change(&mut self, w: StageWrite<'_>, actor: &Actor) -> Result<i64> {
+        crate::store::stages::write_change(self, w, actor).await
+    }
+
+    /// The id up to which the event log is final (no event below it can still commit), where
+    /// concurrent writers make that differ from "everything committed"; `None` otherwise.
+    async fn event_horizon(&mut self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
+    /// Ids of a version's series by key, created if missing and locked against concurrent
+    /// writers of the same series, in key order.
+    async fn lock_series(
+        &mut self,
+        version_id: Uuid,
+        keys: Vec<String>,
+    ) -> Result<Vec<(i64, String)>>;
+    /// Writes points: `appends` lie after everything their series holds, `overwrites` may
+    /// replace stored points.
+    async fn write_points(
+        &mut self,
+        appends: &[&(i64, &crate::domain::metrics::SeriesBatch)],
+        overwrites: &[&(i64, &crate::domain::metrics::SeriesBatch)],
+    ) -> Result<()>;
+    /// Merges appended block aggregates into the rollups.
+    async fn merge_rollups(&mut self, work: &RollupWork) -> Result<()>;
+    /// Recomputes the rollup blocks overwrites touched, finest level first.
+    async fn recompute_rollups(&mut self, work: &RollupWork) -> Result<()>;
+}

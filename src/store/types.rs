@@ -1,0 +1,299 @@
+//! The store's records as clients see them, and the requests that change them.
+
+use crate::domain::filter::{After, Filter, OrderBy};
+use crate::domain::stage::Expected;
+use crate::domain::time::Timestamp;
+use crate::domain::{ModelName, TagFilter, Tags, VersionStatus};
+use crate::error::{Error, Result};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub use super::metrics::MetricSummary;
+pub use crate::domain::access::Actor;
+pub use crate::domain::change::Patch;
+
+/// A model as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Tags,
+    /// The highest version number registered, whatever its status.
+    pub latest_version: Option<i64>,
+    /// `{stage: version}` for every stage that holds a version.
+    pub stages: BTreeMap<String, i64>,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub updated_at: Timestamp,
+    pub created_by: String,
+}
+
+/// A version as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Version {
+    pub id: Uuid,
+    pub model: String,
+    pub version: i64,
+    pub status: VersionStatus,
+    pub description: Option<String>,
+    /// The stored JSON text, passed through as it is: read paths never parse it (a list of
+    /// versions costs the size of the configs, not several times that).
+    pub config: Box<RawValue>,
+    pub source: Box<RawValue>,
+    pub tags: Tags,
+    /// Why the version failed, when it did.
+    pub status_reason: Option<String>,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub updated_at: Timestamp,
+    pub created_by: String,
+}
+
+/// One entry of the append-only audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub event_id: i64,
+    pub action: String,
+    pub model: Option<String>,
+    pub version: Option<i64>,
+    pub stage: Option<String>,
+    pub actor: String,
+    /// The token that made the change (token names are not unique); `null` without one.
+    pub actor_token_id: Option<Uuid>,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub at: Timestamp,
+    pub details: Value,
+}
+
+/// One page of a keyset-paginated list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewModel {
+    pub name: ModelName,
+    pub description: Option<String>,
+    pub tags: Tags,
+}
+
+/// `PUT` semantics: fields given replace the stored ones; fields left out stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct PutModel {
+    pub description: Option<String>,
+    pub tags: Option<Tags>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelQuery {
+    pub prefix: Option<String>,
+    /// SQL LIKE patterns the names must match one of (a token's model globs).
+    pub visible: Option<Vec<String>>,
+    pub tags: TagFilter,
+    pub limit: u32,
+    /// Name of the last model of the previous page.
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub description: Option<String>,
+    pub tags: Tags,
+    pub config: Map<String, Value>,
+    pub source: Map<String, Value>,
+    pub finalize: bool,
+}
+
+/// An `Idempotency-Key` and the fingerprint of the request body it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionQuery {
+    pub status: Option<VersionStatus>,
+    pub tags: TagFilter,
+    pub filter: Option<Filter>,
+    pub order: OrderBy,
+    /// The position of the last item of the previous page.
+    pub after: Option<After>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub model: Option<String>,
+    /// SQL LIKE patterns the model must match one of (a token's model globs).
+    pub visible: Option<Vec<String>>,
+    pub action: Option<String>,
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+/// The result of registering a version: `created` is false for an idempotent replay.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub version: Version,
+    pub created: bool,
+}
+
+impl Registered {
+    /// A version just registered, as the registering transaction wrote it.
+    pub(crate) fn new(
+        id: Uuid,
+        model: &ModelName,
+        number: i64,
+        status: VersionStatus,
+        new: NewVersion,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Self> {
+        let raw =
+            |m: &Map<String, Value>| serde_json::value::to_raw_value(m).map_err(Error::internal);
+        let version = Version {
+            id,
+            model: model.as_str().to_owned(),
+            version: number,
+            status,
+            description: new.description,
+            config: raw(&new.config)?,
+            source: raw(&new.source)?,
+            tags: new.tags,
+            status_reason: None,
+            created_at: now,
+            updated_at: now,
+            created_by: actor.name.clone(),
+        };
+        Ok(Self {
+            version,
+            created: true,
+        })
+    }
+}
+
+/// A stage and the version it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageEntry {
+    pub stage: String,
+    pub version: i64,
+    /// When the version was put there.
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub since: Timestamp,
+}
+
+/// The answer to promote, rollback and clear.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageChange {
+    pub stage: String,
+    pub version: Option<i64>,
+    pub previous_version: Option<i64>,
+    /// The event recording the change; for a no-op promote, the one of the assignment in force.
+    pub event_id: Option<i64>,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub at: Timestamp,
+}
+
+/// One entry of a stage's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub event_id: i64,
+    pub action: String,
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+    pub reason: Option<String>,
+    pub actor: String,
+    pub actor_token_id: Option<Uuid>,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub at: Timestamp,
+}
+
+impl From<Event> for HistoryEntry {
+    fn from(e: Event) -> Self {
+        let int = |k: &str| e.details.get(k).and_then(Value::as_i64);
+        HistoryEntry {
+            event_id: e.event_id,
+            from_version: int("from_version"),
+            to_version: int("to_version"),
+            reason: e
+                .details
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            action: e.action,
+            actor: e.actor,
+            actor_token_id: e.actor_token_id,
+            at: e.at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageOp {
+    Promote { version: i64 },
+    Rollback { to: Option<i64> },
+    Clear,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageRequest {
+    pub op: StageOp,
+    pub reason: Option<String>,
+    pub expected: Expected,
+}
+
+/// An artifact of a version.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
+pub struct Artifact {
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+    pub content_type: String,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::serialize")]
+    pub created_at: Timestamp,
+    /// Where the bytes are in the object store.
+    #[serde(skip_serializing)]
+    pub object_key: String,
+}
+
+/// A version with its artifacts and metric summaries: what `GET …/versions/{version}` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionDetail {
+    #[serde(flatten)]
+    pub version: Version,
+    pub artifacts: Vec<Artifact>,
+    pub metrics: Vec<MetricSummary>,
+}
+
+/// A bearer token as stored (the secret itself never is).
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub secret_hash: String,
+    pub scopes: Vec<crate::domain::access::Scope>,
+    pub models: Option<Vec<crate::domain::access::Glob>>,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub created_by: String,
+}
+
+/// Database connections, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+}
+
+/// How long idempotency keys are honoured, at least.
+pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
