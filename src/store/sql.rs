@@ -10,7 +10,7 @@ use crate::domain::{ModelName, StageName};
 use crate::error::{Error, Result};
 use crate::store::Actor;
 use crate::store::metrics::RollupWork;
-use crate::store::stages::{StageLock, StageWrite};
+use crate::store::stages::StageWrite;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::Serialize;
@@ -164,6 +164,79 @@ impl<T> Record for T where
 {
 }
 
+/// Implements [`Conn`] for a sqlx connection type. Running statements is the same for every
+/// driver; what differs is given: the driver's argument type, how it encodes lists and times
+/// (match arms over [`Arg`], adding to `$out`), and the dialect's own items.
+macro_rules! impl_conn {
+    ($conn:ty, $args:ty, |$out:ident| { $($encode:tt)* } { $($items:tt)* }) => {
+        fn arguments(args: Vec<Arg>) -> Result<$args> {
+            use sqlx::Arguments;
+            let mut $out = <$args>::default();
+            for arg in args {
+                match arg {
+                    Arg::Uuid(v) => $out.add(v),
+                    Arg::I16(v) => $out.add(v),
+                    Arg::I64(v) => $out.add(v),
+                    Arg::F64(v) => $out.add(v),
+                    Arg::Bool(v) => $out.add(v),
+                    Arg::Text(v) => $out.add(v),
+                    Arg::Json(v) => $out.add(v.map(sqlx::types::Json)),
+                    $($encode)*
+                }
+                .map_err(Error::internal)?;
+            }
+            Ok($out)
+        }
+
+        type Sql = sqlx::AssertSqlSafe<std::borrow::Cow<'static, str>>;
+
+        fn prepare(stmt: Stmt) -> Result<(Sql, $args)> {
+            let (sql, args) = stmt.into_parts()?;
+            Ok((sqlx::AssertSqlSafe(sql), arguments(args)?))
+        }
+
+        #[async_trait::async_trait]
+        impl Conn for $conn {
+            async fn execute(&mut self, stmt: Stmt) -> Result<u64> {
+                let (sql, args) = prepare(stmt)?;
+                let done = sqlx::query_with(sql, args).execute(&mut *self).await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn fetch_all<R: Record>(&mut self, stmt: Stmt) -> Result<Vec<R>> {
+                let (sql, args) = prepare(stmt)?;
+                Ok(sqlx::query_as_with::<_, R, _>(sql, args)
+                    .fetch_all(&mut *self)
+                    .await?)
+            }
+
+            async fn fetch_optional<R: Record>(&mut self, stmt: Stmt) -> Result<Option<R>> {
+                let (sql, args) = prepare(stmt)?;
+                Ok(sqlx::query_as_with::<_, R, _>(sql, args)
+                    .fetch_optional(&mut *self)
+                    .await?)
+            }
+
+            fn fetch<'c, R: Record + 'c>(
+                &'c mut self,
+                stmt: Stmt,
+            ) -> futures::stream::BoxStream<'c, Result<R>> {
+                use futures::{StreamExt, TryStreamExt};
+                match prepare(stmt) {
+                    Ok((sql, args)) => sqlx::query_as_with::<_, R, _>(sql, args)
+                        .fetch(self)
+                        .map_err(Error::from)
+                        .boxed(),
+                    Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+                }
+            }
+
+            $($items)*
+        }
+    };
+}
+pub(crate) use impl_conn;
+
 /// A connection of either backend (in or out of a transaction): runs statements and provides
 /// the statements that differ between the dialects.
 #[async_trait]
@@ -172,6 +245,9 @@ pub(crate) trait Conn: Send + Sized {
     /// Whether reads inside a write transaction take row locks (`for update`, `for share`).
     /// SQLite holds the database's write lock for the whole transaction instead.
     const ROW_LOCKS: bool;
+    /// The current time as a statement sees it after the locks it takes, where `$3` is the
+    /// time the flow read.
+    const CLOCK: &'static str;
 
     async fn execute(&mut self, stmt: Stmt) -> Result<u64>;
     async fn fetch_all<R: Record>(&mut self, stmt: Stmt) -> Result<Vec<R>>;
@@ -201,14 +277,6 @@ pub(crate) trait Conn: Send + Sized {
     fn in_list(column: &str, param: &str) -> String;
     /// `column` starts with the text parameter `param`.
     fn starts_with(column: &str, param: &str) -> String;
-
-    /// Locks (creating if needed) a stage's row and reads the clock after the lock; `None`
-    /// when the model does not exist.
-    async fn lock_stage(
-        &mut self,
-        model: &ModelName,
-        stage: &StageName,
-    ) -> Result<Option<StageLock>>;
 
     /// Writes a stage change: trims the stack, pushes onto it, records the event and moves
     /// the pointer; returns the event id. Portable statements by default.

@@ -75,6 +75,47 @@ pub(crate) struct StageWrite<'a> {
     pub event: NewEvent<'a>,
 }
 
+#[derive(sqlx::FromRow)]
+struct LockRow {
+    model_id: Uuid,
+    version: Option<i64>,
+    depth: i64,
+    event_id: Option<i64>,
+    since: Option<Timestamp>,
+    now: Timestamp,
+}
+
+/// Locks (creating if needed) the stage's row and reads the clock after the lock; `None`
+/// when the model does not exist. The upsert takes the row lock whether or not the row
+/// existed, so concurrent changes to one stage queue here across every server process (on
+/// SQLite the transaction holds the database's write lock already).
+async fn lock<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    stage: &StageName,
+) -> Result<Option<StageLock>> {
+    let clock = C::CLOCK;
+    let sql = format!(
+        "insert into stages (model_id, name, depth, updated_at) \
+         select id, $2, 0, {clock} from models where name = $1 \
+         on conflict (model_id, name) do update set updated_at = stages.updated_at \
+         returning model_id, version, depth, event_id, since, {clock} as now"
+    );
+    let stmt = Stmt::new(sql)
+        .bind(model)
+        .bind(stage)
+        .bind(crate::domain::time::now());
+    let row: Option<LockRow> = conn.fetch_optional(stmt).await?;
+    Ok(row.map(|r| StageLock {
+        model_id: r.model_id,
+        version: r.version,
+        depth: r.depth,
+        event_id: r.event_id,
+        since: r.since,
+        now: r.now,
+    }))
+}
+
 /// The status of a version, locked against concurrent archiving until commit.
 async fn version_status<C: Conn>(
     conn: &mut C,
@@ -176,8 +217,7 @@ async fn change<C: Conn>(
     req: StageRequest,
     actor: &Actor,
 ) -> Result<StageChange> {
-    let lock = tx
-        .lock_stage(model, stage)
+    let lock = lock(tx, model, stage)
         .await?
         .ok_or_else(|| Error::model_not_found(model.as_str()))?;
     check_expected(stage.as_str(), lock.version, req.expected)?;

@@ -1,18 +1,13 @@
 //! The Postgres dialect: binds, fragments and the statements only Postgres has (row-lock
 //! upserts, the stage change as one statement, the event log's horizon).
 
-use crate::domain::time::Timestamp;
-use crate::domain::{ModelName, StageName};
 use crate::error::{Error, Result};
 use crate::store::Actor;
 use crate::store::metrics::RollupWork;
-use crate::store::sql::{Arg, Conn, Dialect, Record, Stmt};
-use crate::store::stages::{StageLock, StageWrite};
-use async_trait::async_trait;
-use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use crate::store::sql::{Arg, Conn, Dialect, Record, Stmt, impl_conn};
+use crate::store::stages::StageWrite;
 use sqlx::postgres::PgArguments;
-use sqlx::{Arguments, AssertSqlSafe, PgConnection, query_as, query_scalar};
+use sqlx::{PgConnection, query_as, query_scalar};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -20,75 +15,15 @@ use uuid::Uuid;
 /// the log's current end.
 const EVENT_WAIT: Duration = Duration::from_secs(2);
 
-fn arguments(args: Vec<Arg>) -> Result<PgArguments> {
-    let mut out = PgArguments::default();
-    for arg in args {
-        match arg {
-            Arg::Uuid(v) => out.add(v),
-            Arg::I16(v) => out.add(v),
-            Arg::I64(v) => out.add(v),
-            Arg::F64(v) => out.add(v),
-            Arg::Bool(v) => out.add(v),
-            Arg::Text(v) => out.add(v),
+impl_conn!(PgConnection, PgArguments, |out| {
             Arg::TextList(v) => out.add(v),
             Arg::I64List(v) => out.add(v),
             Arg::Time(v) => out.add(v),
-            Arg::Json(v) => out.add(v.map(sqlx::types::Json)),
-        }
-        .map_err(Error::internal)?;
-    }
-    Ok(out)
-}
-
-fn prepare(stmt: Stmt) -> Result<(AssertSqlSafe<std::borrow::Cow<'static, str>>, PgArguments)> {
-    let (sql, args) = stmt.into_parts()?;
-    Ok((AssertSqlSafe(sql), arguments(args)?))
-}
-
-#[derive(sqlx::FromRow)]
-struct LockRow {
-    model_id: Uuid,
-    version: Option<i64>,
-    depth: i64,
-    event_id: Option<i64>,
-    since: Option<Timestamp>,
-    now: Timestamp,
-}
-
-#[async_trait]
-impl Conn for PgConnection {
+} {
     const DIALECT: Dialect = Dialect::Postgres;
     const ROW_LOCKS: bool = true;
-
-    async fn execute(&mut self, stmt: Stmt) -> Result<u64> {
-        let (sql, args) = prepare(stmt)?;
-        let done = sqlx::query_with(sql, args).execute(&mut *self).await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn fetch_all<R: Record>(&mut self, stmt: Stmt) -> Result<Vec<R>> {
-        let (sql, args) = prepare(stmt)?;
-        Ok(sqlx::query_as_with::<_, R, _>(sql, args)
-            .fetch_all(&mut *self)
-            .await?)
-    }
-
-    async fn fetch_optional<R: Record>(&mut self, stmt: Stmt) -> Result<Option<R>> {
-        let (sql, args) = prepare(stmt)?;
-        Ok(sqlx::query_as_with::<_, R, _>(sql, args)
-            .fetch_optional(&mut *self)
-            .await?)
-    }
-
-    fn fetch<'c, R: Record + 'c>(&'c mut self, stmt: Stmt) -> BoxStream<'c, Result<R>> {
-        match prepare(stmt) {
-            Ok((sql, args)) => sqlx::query_as_with::<_, R, _>(sql, args)
-                .fetch(self)
-                .map_err(Error::from)
-                .boxed(),
-            Err(e) => futures::stream::once(async { Err(e) }).boxed(),
-        }
-    }
+    // The database's clock, read when the statement gets to it (after a row lock).
+    const CLOCK: &'static str = "date_trunc('microseconds', clock_timestamp())";
 
     fn like_any(column: &str, param: &str) -> String {
         format!("{column} like any({param})")
@@ -104,34 +39,6 @@ impl Conn for PgConnection {
 
     fn starts_with(column: &str, param: &str) -> String {
         format!("starts_with({column}, {param})")
-    }
-
-    async fn lock_stage(
-        &mut self,
-        model: &ModelName,
-        stage: &StageName,
-    ) -> Result<Option<StageLock>> {
-        // The upsert takes the row lock whether or not the row existed: concurrent changes to
-        // one stage queue here, across every server process. The clock is read after the lock.
-        let row = query_as::<_, LockRow>(
-            "insert into stages (model_id, name, depth, updated_at) \
-             select id, $2, 0, clock_timestamp() from models where name = $1 \
-             on conflict (model_id, name) do update set updated_at = stages.updated_at \
-             returning model_id, version, depth, event_id, since, \
-                       date_trunc('microseconds', clock_timestamp()) as now",
-        )
-        .bind(model.as_str())
-        .bind(stage.as_str())
-        .fetch_optional(&mut *self)
-        .await?;
-        Ok(row.map(|r| StageLock {
-            model_id: r.model_id,
-            version: r.version,
-            depth: r.depth,
-            event_id: r.event_id,
-            since: r.since,
-            now: r.now,
-        }))
     }
 
     async fn write_stage_change(&mut self, w: StageWrite<'_>, actor: &Actor) -> Result<i64> {
@@ -250,4 +157,4 @@ impl Conn for PgConnection {
     async fn recompute_rollups(&mut self, work: &RollupWork) -> Result<()> {
         super::metrics::recompute_rollups(self, work).await
     }
-}
+});

@@ -3,91 +3,23 @@
 
 use super::ts;
 use crate::domain::metrics::SeriesBatch;
-use crate::domain::{ModelName, StageName, time};
+use crate::domain::time;
 use crate::error::{Error, Result};
 use crate::store::metrics::RollupWork;
-use crate::store::sql::{Arg, Conn, Dialect, Record, Stmt};
-use crate::store::stages::StageLock;
-use async_trait::async_trait;
-use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use crate::store::sql::{Arg, Conn, Dialect, Record, Stmt, impl_conn};
 use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, AssertSqlSafe, SqliteConnection, query, query_as};
+use sqlx::{SqliteConnection, query, query_as};
 use uuid::Uuid;
 
-fn arguments(args: Vec<Arg>) -> Result<SqliteArguments> {
-    let mut out = SqliteArguments::default();
-    for arg in args {
-        match arg {
-            Arg::Uuid(v) => out.add(v),
-            Arg::I16(v) => out.add(v),
-            Arg::I64(v) => out.add(v),
-            Arg::F64(v) => out.add(v),
-            Arg::Bool(v) => out.add(v),
-            Arg::Text(v) => out.add(v),
+impl_conn!(SqliteConnection, SqliteArguments, |out| {
             Arg::TextList(v) => out.add(v.map(sqlx::types::Json)),
             Arg::I64List(v) => out.add(sqlx::types::Json(v)),
             Arg::Time(v) => out.add(v.map(ts)),
-            Arg::Json(v) => out.add(v.map(sqlx::types::Json)),
-        }
-        .map_err(Error::internal)?;
-    }
-    Ok(out)
-}
-
-fn prepare(
-    stmt: Stmt,
-) -> Result<(
-    AssertSqlSafe<std::borrow::Cow<'static, str>>,
-    SqliteArguments,
-)> {
-    let (sql, args) = stmt.into_parts()?;
-    Ok((AssertSqlSafe(sql), arguments(args)?))
-}
-
-#[derive(sqlx::FromRow)]
-struct LockRow {
-    model_id: Uuid,
-    version: Option<i64>,
-    depth: i64,
-    event_id: Option<i64>,
-    since: Option<time::Timestamp>,
-}
-
-#[async_trait]
-impl Conn for SqliteConnection {
+} {
     const DIALECT: Dialect = Dialect::Sqlite;
     const ROW_LOCKS: bool = false;
-
-    async fn execute(&mut self, stmt: Stmt) -> Result<u64> {
-        let (sql, args) = prepare(stmt)?;
-        let done = sqlx::query_with(sql, args).execute(&mut *self).await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn fetch_all<R: Record>(&mut self, stmt: Stmt) -> Result<Vec<R>> {
-        let (sql, args) = prepare(stmt)?;
-        Ok(sqlx::query_as_with::<_, R, _>(sql, args)
-            .fetch_all(&mut *self)
-            .await?)
-    }
-
-    async fn fetch_optional<R: Record>(&mut self, stmt: Stmt) -> Result<Option<R>> {
-        let (sql, args) = prepare(stmt)?;
-        Ok(sqlx::query_as_with::<_, R, _>(sql, args)
-            .fetch_optional(&mut *self)
-            .await?)
-    }
-
-    fn fetch<'c, R: Record + 'c>(&'c mut self, stmt: Stmt) -> BoxStream<'c, Result<R>> {
-        match prepare(stmt) {
-            Ok((sql, args)) => sqlx::query_as_with::<_, R, _>(sql, args)
-                .fetch(self)
-                .map_err(Error::from)
-                .boxed(),
-            Err(e) => futures::stream::once(async { Err(e) }).boxed(),
-        }
-    }
+    // The write lock is taken before any statement runs: the time the flow read is after it.
+    const CLOCK: &'static str = "$3";
 
     fn like_any(column: &str, param: &str) -> String {
         format!(
@@ -108,35 +40,6 @@ impl Conn for SqliteConnection {
 
     fn starts_with(column: &str, param: &str) -> String {
         format!("substr({column}, 1, length({param})) = {param}")
-    }
-
-    async fn lock_stage(
-        &mut self,
-        model: &ModelName,
-        stage: &StageName,
-    ) -> Result<Option<StageLock>> {
-        // The transaction already holds SQLite's write lock (BEGIN IMMEDIATE): changes are
-        // serialized; the upsert only makes sure the row exists. The clock is read after the lock.
-        let now = time::now();
-        let row = query_as::<_, LockRow>(
-            "insert into stages (model_id, name, depth, updated_at) \
-             select id, $2, 0, $3 from models where name = $1 \
-             on conflict (model_id, name) do update set updated_at = stages.updated_at \
-             returning model_id, version, depth, event_id, since",
-        )
-        .bind(model.as_str())
-        .bind(stage.as_str())
-        .bind(ts(now))
-        .fetch_optional(&mut *self)
-        .await?;
-        Ok(row.map(|r| StageLock {
-            model_id: r.model_id,
-            version: r.version,
-            depth: r.depth,
-            event_id: r.event_id,
-            since: r.since,
-            now,
-        }))
     }
 
     async fn lock_series(
@@ -181,4 +84,4 @@ impl Conn for SqliteConnection {
     async fn recompute_rollups(&mut self, work: &RollupWork) -> Result<()> {
         super::metrics::recompute_rollups(self, work).await
     }
-}
+});
