@@ -209,11 +209,58 @@ fn dedup(it: impl Iterator<Item = i64>) -> Vec<i64> {
     v
 }
 
+/// The bulk writes of a batch, each backend's own (`COPY` and `unnest` arrays on Postgres,
+/// `json_each` on SQLite): a statement or two per batch, never one per point.
+#[async_trait]
+pub(crate) trait MetricWrites {
+    /// Writes points: `appends` lie after everything their series holds, `overwrites` may
+    /// replace stored points.
+    async fn write_points(
+        &mut self,
+        appends: &[&(i64, &SeriesBatch)],
+        overwrites: &[&(i64, &SeriesBatch)],
+    ) -> Result<()>;
+    /// Merges appended block aggregates into the rollups.
+    async fn merge_rollups(&mut self, work: &RollupWork) -> Result<()>;
+    /// Recomputes the rollup blocks overwrites touched, finest level first.
+    async fn recompute_rollups(&mut self, work: &RollupWork) -> Result<()>;
+}
+
+/// Ids of a version's series by key, created if missing and locked against concurrent
+/// writers of the same series in key order, so that their rollups stay exact and two
+/// batches never wait on each other in a cycle (on SQLite the write lock is held already).
+async fn lock_series<C: Conn>(
+    conn: &mut C,
+    version_id: Uuid,
+    keys: Vec<String>,
+) -> Result<Vec<(i64, String)>> {
+    let create = format!(
+        "insert into metric_series (version_id, key, created_at) \
+         select $1, value, $3 from {} where true on conflict (version_id, key) do nothing",
+        C::elements("$2")
+    );
+    let now = crate::domain::time::now();
+    conn.execute(
+        Stmt::new(create)
+            .bind(version_id)
+            .bind(keys.clone())
+            .bind(now),
+    )
+    .await?;
+    let lock = if C::ROW_LOCKS { " for update" } else { "" };
+    let select = format!(
+        "select id, key from metric_series where version_id = $1 and {} order by key{lock}",
+        C::in_list("key", "$2")
+    );
+    conn.fetch_all(Stmt::new(select).bind(version_id).bind(keys))
+        .await
+}
+
 /// Writes a batch: series created and locked, points written, rollups merged (appends) or
 /// recomputed (overwrites).
 async fn write<C: Conn>(conn: &mut C, version_id: Uuid, batches: &[SeriesBatch]) -> Result<()> {
     let keys = batches.iter().map(|b| b.key.clone()).collect();
-    let ids = conn.lock_series(version_id, keys).await?;
+    let ids = lock_series(conn, version_id, keys).await?;
     let ids: HashMap<&str, i64> = ids.iter().map(|(id, k)| (k.as_str(), *id)).collect();
     let mut series = Vec::with_capacity(batches.len());
     for b in batches {

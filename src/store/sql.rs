@@ -9,7 +9,7 @@ use crate::domain::time::Timestamp;
 use crate::domain::{ModelName, StageName};
 use crate::error::{Error, Result};
 use crate::store::Actor;
-use crate::store::metrics::RollupWork;
+use crate::store::metrics::MetricWrites;
 use crate::store::stages::StageWrite;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -240,7 +240,7 @@ pub(crate) use impl_conn;
 /// A connection of either backend (in or out of a transaction): runs statements and provides
 /// the statements that differ between the dialects.
 #[async_trait]
-pub(crate) trait Conn: Send + Sized {
+pub(crate) trait Conn: Send + Sized + MetricWrites {
     const DIALECT: Dialect;
     /// Whether reads inside a write transaction take row locks (`for update`, `for share`).
     /// SQLite holds the database's write lock for the whole transaction instead.
@@ -275,6 +275,8 @@ pub(crate) trait Conn: Send + Sized {
     fn contains_tags(column: &str, param: &str) -> String;
     /// `column` equals one of the strings in the list parameter `param`.
     fn in_list(column: &str, param: &str) -> String;
+    /// A table of the list parameter `param`'s elements, in a column `value`.
+    fn elements(param: &str) -> String;
     /// `column` starts with the text parameter `param`.
     fn starts_with(column: &str, param: &str) -> String;
 
@@ -289,23 +291,4 @@ pub(crate) trait Conn: Send + Sized {
     async fn event_horizon(&mut self) -> Result<Option<i64>> {
         Ok(None)
     }
-
-    /// Ids of a version's series by key, created if missing and locked against concurrent
-    /// writers of the same series, in key order.
-    async fn lock_series(
-        &mut self,
-        version_id: Uuid,
-        keys: Vec<String>,
-    ) -> Result<Vec<(i64, String)>>;
-    /// Writes points: `appends` lie after everything their series holds, `overwrites` may
-    /// replace stored points.
-    async fn write_points(
-        &mut self,
-        appends: &[&(i64, &crate::domain::metrics::SeriesBatch)],
-        overwrites: &[&(i64, &crate::domain::metrics::SeriesBatch)],
-    ) -> Result<()>;
-    /// Merges appended block aggregates into the rollups.
-    async fn merge_rollups(&mut self, work: &RollupWork) -> Result<()>;
-    /// Recomputes the rollup blocks overwrites touched, finest level first.
-    async fn recompute_rollups(&mut self, work: &RollupWork) -> Result<()>;
 }

@@ -3,22 +3,20 @@
 
 use crate::error::{Error, Result};
 use crate::store::Actor;
-use crate::store::metrics::RollupWork;
 use crate::store::sql::{Arg, Conn, Dialect, Record, Stmt, impl_conn};
 use crate::store::stages::StageWrite;
 use sqlx::postgres::PgArguments;
 use sqlx::{PgConnection, query_as, query_scalar};
 use std::time::Duration;
-use uuid::Uuid;
 
 /// How long an event log read waits for the transactions that may still commit events below
 /// the log's current end.
 const EVENT_WAIT: Duration = Duration::from_secs(2);
 
 impl_conn!(PgConnection, PgArguments, |out| {
-            Arg::TextList(v) => out.add(v),
-            Arg::I64List(v) => out.add(v),
-            Arg::Time(v) => out.add(v),
+    Arg::TextList(v) => out.add(v),
+    Arg::I64List(v) => out.add(v),
+    Arg::Time(v) => out.add(v),
 } {
     const DIALECT: Dialect = Dialect::Postgres;
     const ROW_LOCKS: bool = true;
@@ -35,6 +33,10 @@ impl_conn!(PgConnection, PgArguments, |out| {
 
     fn contains_tags(column: &str, param: &str) -> String {
         format!("{column} @> {param}")
+    }
+
+    fn elements(param: &str) -> String {
+        format!("unnest({param}) as t(value)")
     }
 
     fn starts_with(column: &str, param: &str) -> String {
@@ -112,49 +114,5 @@ impl_conn!(PgConnection, PgArguments, |out| {
             .await?;
         }
         Ok(Some(horizon))
-    }
-
-    async fn lock_series(
-        &mut self,
-        version_id: Uuid,
-        keys: Vec<String>,
-    ) -> Result<Vec<(i64, String)>> {
-        sqlx::query(
-            "insert into metric_series (version_id, key, created_at) \
-             select $1, k, $3 from unnest($2::text[]) k on conflict (version_id, key) do nothing",
-        )
-        .bind(version_id)
-        .bind(&keys)
-        .bind(crate::domain::time::now())
-        .execute(&mut *self)
-        .await?;
-        // Lock the series in key order: writers of one series are serialized (their rollups
-        // stay exact) and two batches never wait on each other in a cycle.
-        Ok(query_as(
-            "select id, key from metric_series where version_id = $1 and key = any($2) \
-             order by key for update",
-        )
-        .bind(version_id)
-        .bind(&keys)
-        .fetch_all(&mut *self)
-        .await?)
-    }
-
-    async fn write_points(
-        &mut self,
-        appends: &[&(i64, &crate::domain::metrics::SeriesBatch)],
-        overwrites: &[&(i64, &crate::domain::metrics::SeriesBatch)],
-    ) -> Result<()> {
-        // Appends cannot conflict with stored points: they go in by COPY.
-        super::metrics::copy_points(self, appends).await?;
-        super::metrics::upsert_points(self, overwrites).await
-    }
-
-    async fn merge_rollups(&mut self, work: &RollupWork) -> Result<()> {
-        super::metrics::merge_rollups(self, work).await
-    }
-
-    async fn recompute_rollups(&mut self, work: &RollupWork) -> Result<()> {
-        super::metrics::recompute_rollups(self, work).await
     }
 });

@@ -3,14 +3,33 @@
 
 use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SUM_FLOOR, SUM_SCALE, SeriesBatch};
 use crate::error::Result;
-use crate::store::metrics::RollupWork;
+use crate::store::metrics::{MetricWrites, RollupWork};
+use async_trait::async_trait;
 use sqlx::{PgConnection, query};
 use std::fmt::Write;
 
-pub(super) async fn copy_points(
-    conn: &mut PgConnection,
-    series: &[&(i64, &SeriesBatch)],
-) -> Result<()> {
+#[async_trait]
+impl MetricWrites for PgConnection {
+    async fn write_points(
+        &mut self,
+        appends: &[&(i64, &SeriesBatch)],
+        overwrites: &[&(i64, &SeriesBatch)],
+    ) -> Result<()> {
+        // Appends cannot conflict with stored points: they go in by COPY.
+        copy_points(self, appends).await?;
+        upsert_points(self, overwrites).await
+    }
+
+    async fn merge_rollups(&mut self, work: &RollupWork) -> Result<()> {
+        merge(self, work).await
+    }
+
+    async fn recompute_rollups(&mut self, work: &RollupWork) -> Result<()> {
+        recompute(self, work).await
+    }
+}
+
+async fn copy_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)]) -> Result<()> {
     if series.is_empty() {
         return Ok(());
     }
@@ -39,10 +58,7 @@ pub(super) async fn copy_points(
     Ok(())
 }
 
-pub(super) async fn upsert_points(
-    conn: &mut PgConnection,
-    series: &[&(i64, &SeriesBatch)],
-) -> Result<()> {
+async fn upsert_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)]) -> Result<()> {
     if series.is_empty() {
         return Ok(());
     }
@@ -76,7 +92,7 @@ pub(super) async fn upsert_points(
 }
 
 /// Appends: block aggregates of the new points combined with what the rows hold.
-pub(super) async fn merge_rollups(conn: &mut PgConnection, work: &RollupWork) -> Result<()> {
+async fn merge(conn: &mut PgConnection, work: &RollupWork) -> Result<()> {
     if work.merge.is_empty() {
         return Ok(());
     }
@@ -116,7 +132,7 @@ pub(super) async fn merge_rollups(conn: &mut PgConnection, work: &RollupWork) ->
 
 /// Overwrites: touched blocks recomputed, level 1 from the points, each level above from
 /// the one below.
-pub(super) async fn recompute_rollups(conn: &mut PgConnection, work: &RollupWork) -> Result<()> {
+async fn recompute(conn: &mut PgConnection, work: &RollupWork) -> Result<()> {
     for (i, blocks) in work.recompute.iter().enumerate() {
         if blocks.is_empty() {
             continue;

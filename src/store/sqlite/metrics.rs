@@ -3,9 +3,30 @@
 
 use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SUM_FLOOR, SUM_SCALE, SeriesBatch};
 use crate::error::{Error, Result};
-use crate::store::metrics::RollupWork;
+use crate::store::metrics::{MetricWrites, RollupWork};
+use async_trait::async_trait;
 use sqlx::{SqliteConnection, query};
 use std::fmt::Write;
+
+#[async_trait]
+impl MetricWrites for SqliteConnection {
+    /// Appends and overwrites alike, in one upsert.
+    async fn write_points(
+        &mut self,
+        appends: &[&(i64, &SeriesBatch)],
+        overwrites: &[&(i64, &SeriesBatch)],
+    ) -> Result<()> {
+        upsert_points(self, appends.iter().chain(overwrites)).await
+    }
+
+    async fn merge_rollups(&mut self, work: &RollupWork) -> Result<()> {
+        merge(self, work).await
+    }
+
+    async fn recompute_rollups(&mut self, work: &RollupWork) -> Result<()> {
+        recompute(self, work).await
+    }
+}
 
 /// Appends a JSON number; values are finite (checked at the boundary).
 fn push_num(out: &mut String, v: f64) {
@@ -14,7 +35,7 @@ fn push_num(out: &mut String, v: f64) {
 }
 
 /// Inserts or replaces points, all in one statement.
-pub(super) async fn upsert_points<'a>(
+async fn upsert_points<'a>(
     conn: &mut SqliteConnection,
     series: impl Iterator<Item = &'a &'a (i64, &'a SeriesBatch)>,
 ) -> Result<()> {
@@ -41,7 +62,7 @@ pub(super) async fn upsert_points<'a>(
     Ok(())
 }
 
-pub(super) async fn merge_rollups(conn: &mut SqliteConnection, work: &RollupWork) -> Result<()> {
+async fn merge(conn: &mut SqliteConnection, work: &RollupWork) -> Result<()> {
     if work.merge.is_empty() {
         return Ok(());
     }
@@ -76,10 +97,7 @@ pub(super) async fn merge_rollups(conn: &mut SqliteConnection, work: &RollupWork
     Ok(())
 }
 
-pub(super) async fn recompute_rollups(
-    conn: &mut SqliteConnection,
-    work: &RollupWork,
-) -> Result<()> {
+async fn recompute(conn: &mut SqliteConnection, work: &RollupWork) -> Result<()> {
     for (i, blocks) in work.recompute.iter().enumerate() {
         if blocks.is_empty() {
             continue;
