@@ -14,57 +14,14 @@ use crate::AppState;
 use crate::config::AuthMode;
 use crate::domain::ModelName;
 use crate::domain::access::{Actor, Principal, Scope};
+use crate::domain::token::{parse_token, secret_matches};
 use crate::error::{Error, Kind};
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
-use uuid::Uuid;
-
-/// A freshly made token: the secret to show once, and the hash to store.
-pub struct NewSecret {
-    pub id: Uuid,
-    pub token: String,
-    pub hash: String,
-}
-
-pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Makes a token with 256 bits from the operating system's random source.
-pub fn new_secret() -> Result<NewSecret, Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
-    let id = Uuid::now_v7();
-    let secret = URL_SAFE_NO_PAD.encode(bytes);
-    Ok(NewSecret {
-        id,
-        token: format!("mrt_{}_{secret}", id.simple()),
-        hash: hash_secret(&secret),
-    })
-}
-
-/// Splits `mrt_<id>_<secret>`.
-pub fn parse_token(token: &str) -> Option<(Uuid, &str)> {
-    let rest = token.strip_prefix("mrt_")?;
-    let (id, secret) = rest.split_once('_')?;
-    Some((Uuid::try_parse(id).ok()?, secret))
-}
-
-/// Compares a presented secret with a stored hash without leaking where they differ.
-pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
-    hash_secret(secret)
-        .as_bytes()
-        .ct_eq(stored_hash.as_bytes())
-        .into()
-}
 
 fn unauthorized(detail: &str) -> Error {
     Error::new(Kind::Unauthorized, "unauthorized", detail)
@@ -206,19 +163,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
 mod tests {
     use super::*;
     use crate::domain::access::Glob;
-
-    #[test]
-    fn secrets() {
-        let s = new_secret().unwrap();
-        let (id, secret) = parse_token(&s.token).unwrap();
-        assert_eq!(id, s.id);
-        assert_eq!(secret.len(), 43);
-        assert!(secret_matches(secret, &s.hash));
-        assert!(!secret_matches("wrong", &s.hash));
-        assert!(!s.token.contains(&s.hash));
-        assert!(parse_token("mrt_nope_x").is_none());
-        assert!(parse_token("Bearer abc").is_none());
-    }
 
     #[tokio::test]
     async fn extractors_fail_closed_without_a_guard() {

@@ -100,8 +100,8 @@ fn main() -> ExitCode {
             Command::Gc(args) => gc(args).await,
             Command::Token(TokenCommand::Create(args)) => token_create(args).await,
             Command::Token(TokenCommand::New) => {
-                let secret =
-                    modelreg::auth::new_secret().map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+                let secret = modelreg::domain::token::new_secret()
+                    .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
                 println!("{}", secret.token);
                 Ok(())
             }
@@ -175,14 +175,14 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
 async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Text);
     let store = connect(&args.database).await?;
-    let body = modelreg::api::tokens::CreateBody {
+    let body = modelreg::domain::token::TokenRequest {
         name: args.name,
         scopes: args.scopes,
         models: (!args.models.is_empty()).then_some(args.models),
         expires_at: args.expires_in.map(|d| chrono::Utc::now() + d),
     };
     let actor = modelreg::domain::access::Actor::named("cli");
-    let (record, token) = modelreg::api::tokens::make_token(body, &actor)
+    let (record, token) = modelreg::domain::token::issue(body, &actor)
         .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     store
         .create_token(&record, &actor)
@@ -198,8 +198,8 @@ async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
 
 /// Makes sure the bootstrap admin token exists (it is stored as a hash, like any other).
 async fn bootstrap(store: &dyn store::Store, token: &str) -> anyhow::Result<()> {
-    use modelreg::auth::{hash_secret, parse_token, secret_matches};
     use modelreg::domain::access::Scope;
+    use modelreg::domain::token::{hash_secret, parse_token, secret_matches};
     let Some((id, secret)) = parse_token(token) else {
         anyhow::bail!(
             "MODELREG_BOOTSTRAP_TOKEN is not a modelreg token; make one with `modelreg token new`"

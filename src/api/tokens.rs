@@ -3,14 +3,14 @@
 use super::Endpoint;
 use super::extract::Json;
 use crate::AppState;
-use crate::auth::new_secret;
 use crate::domain::access::{Glob, Principal, Scope};
-use crate::domain::time::{self, Timestamp};
+use crate::domain::time::Timestamp;
+use crate::domain::token::{TokenRequest, issue};
 use crate::error::{Error, Result};
 use crate::store::{Actor, TokenRecord};
 use axum::extract::{RawPathParams, State};
 use axum::http::{Method, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 pub fn endpoints() -> Vec<Endpoint> {
@@ -20,15 +20,6 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::DELETE, "/api/v1/tokens/{id}", Scope::Admin, revoke),
         Endpoint::new(Method::GET, "/api/v1/whoami", Scope::Authenticated, whoami),
     ]
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    pub name: String,
-    pub scopes: Vec<String>,
-    pub models: Option<Vec<String>>,
-    pub expires_at: Option<Timestamp>,
 }
 
 /// A token as listed: everything but the secret.
@@ -75,68 +66,12 @@ struct Items<T> {
     items: Vec<T>,
 }
 
-/// Validates a request and makes the token (shared with `modelreg token create`).
-pub fn make_token(body: CreateBody, actor: &Actor) -> Result<(TokenRecord, String)> {
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(Error::validation(
-            "name",
-            "name must be 1-128 printable characters",
-        ));
-    }
-    if body.scopes.is_empty() {
-        return Err(Error::validation(
-            "scopes",
-            "name at least one scope: read, write, promote, admin",
-        ));
-    }
-    let mut scopes = Vec::new();
-    for (i, s) in body.scopes.iter().enumerate() {
-        let scope = Scope::parse(&format!("scopes[{i}]"), s)?;
-        if !scopes.contains(&scope) {
-            scopes.push(scope);
-        }
-    }
-    let models = match body.models {
-        None => None,
-        Some(m) if m.is_empty() => {
-            return Err(Error::validation(
-                "models",
-                "leave models out for every model, or name at least one glob",
-            ));
-        }
-        Some(m) => Some(
-            m.iter()
-                .enumerate()
-                .map(|(i, g)| Glob::parse(&format!("models[{i}]"), g))
-                .collect::<Result<Vec<_>>>()?,
-        ),
-    };
-    let now = time::now();
-    if body.expires_at.is_some_and(|e| e <= now) {
-        return Err(Error::validation("expires_at", "expires_at is in the past"));
-    }
-    let secret = new_secret()?;
-    let record = TokenRecord {
-        id: secret.id,
-        name,
-        secret_hash: secret.hash,
-        scopes,
-        models,
-        expires_at: body.expires_at,
-        revoked_at: None,
-        created_at: now,
-        created_by: actor.name.clone(),
-    };
-    Ok((record, secret.token))
-}
-
 async fn create(
     State(state): State<AppState>,
     actor: Actor,
-    Json(body): Json<CreateBody>,
+    Json(body): Json<TokenRequest>,
 ) -> Result<(StatusCode, axum::Json<Created>)> {
-    let (record, token) = make_token(body, &actor)?;
+    let (record, token) = issue(body, &actor)?;
     state.store.create_token(&record, &actor).await?;
     Ok((
         StatusCode::CREATED,

@@ -14,6 +14,7 @@ use uuid::Uuid;
 pub use super::metrics::MetricSummary;
 pub use crate::domain::access::Actor;
 pub use crate::domain::change::Patch;
+pub use crate::domain::token::TokenRecord;
 
 /// A model as clients see it.
 #[derive(Debug, Clone, Serialize)]
@@ -272,20 +273,6 @@ pub struct VersionDetail {
     pub version: Version,
     pub artifacts: Vec<Artifact>,
     pub metrics: Vec<MetricSummary>,
-}
-
-/// A bearer token as stored (the secret itself never is).
-#[derive(Debug, Clone)]
-pub struct TokenRecord {
-    pub id: Uuid,
-    pub name: String,
-    pub secret_hash: String,
-    pub scopes: Vec<crate::domain::access::Scope>,
-    pub models: Option<Vec<crate::domain::access::Glob>>,
-    pub expires_at: Option<Timestamp>,
-    pub revoked_at: Option<Timestamp>,
-    pub created_at: Timestamp,
-    pub created_by: String,
 }
 
 /// Database connections, for `/metrics`.

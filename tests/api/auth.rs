@@ -2,9 +2,9 @@
 
 use crate::helpers::{Backend, Resp, TestApp, TestDb};
 use futures::FutureExt;
-use modelreg::api::tokens::{CreateBody, make_token};
 use modelreg::config::AuthMode;
 use modelreg::domain::access::Scope;
+use modelreg::domain::token::{TokenRequest, issue};
 use modelreg::store::Actor;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -14,13 +14,13 @@ async fn run_with_auth<F: AsyncFn(&TestApp, &str)>(backend: Backend, case: F) {
     let db = TestDb::create(backend).await;
     let app = TestApp::spawn(db.url.clone(), |c| c.auth = AuthMode::Required).await;
     // The first admin token, as `modelreg token create` makes it.
-    let body = CreateBody {
+    let body = TokenRequest {
         name: "root".into(),
         scopes: vec!["admin".into()],
         models: None,
         expires_at: None,
     };
-    let (record, root) = make_token(body, &Actor::named("cli")).unwrap();
+    let (record, root) = issue(body, &Actor::named("cli")).unwrap();
     app.state
         .store
         .create_token(&record, &Actor::named("cli"))
@@ -361,13 +361,13 @@ async fn every_route_checks_its_scope(app: &TestApp, root: &str) {
     let (_, throwaway) = token(app, root, "throwaway", &["read"], None).await;
     let expired = {
         let past = chrono::Utc::now() - chrono::Duration::hours(1);
-        let body = CreateBody {
+        let body = TokenRequest {
             name: "old".into(),
             scopes: vec!["admin".into()],
             models: None,
             expires_at: None,
         };
-        let (mut record, secret) = make_token(body, &Actor::named("cli")).unwrap();
+        let (mut record, secret) = issue(body, &Actor::named("cli")).unwrap();
         record.expires_at = Some(past);
         app.state
             .store

@@ -276,14 +276,14 @@ async fn with_authentication_proxies_and_origins_pass() {
     use modelreg::config::AuthMode;
     let db = TestDb::create(Backend::Sqlite).await;
     let app = TestApp::spawn(db.url.clone(), |c| c.auth = AuthMode::Required).await;
-    let body = modelreg::api::tokens::CreateBody {
+    let body = modelreg::domain::token::TokenRequest {
         name: "root".into(),
         scopes: vec!["admin".into()],
         models: None,
         expires_at: None,
     };
     let actor = modelreg::store::Actor::named("cli");
-    let (record, root) = modelreg::api::tokens::make_token(body, &actor).unwrap();
+    let (record, root) = modelreg::domain::token::issue(body, &actor).unwrap();
     app.state.store.create_token(&record, &actor).await.unwrap();
     let r = app
         .send(
