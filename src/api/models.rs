@@ -4,8 +4,7 @@ use super::Endpoint;
 use super::extract::{Json, ModelPath, Query, double_option, page_limit, query_error};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
-use crate::domain::names::check_description;
-use crate::domain::{ModelName, TagFilter, TagPatch, Tags, cursor};
+use crate::domain::{Description, ModelName, TagFilter, TagPatch, Tags, cursor};
 use crate::error::{Error, Kind, Result};
 use crate::store::{Actor, Model, ModelQuery, NewModel, Page, Patch, PutModel};
 use axum::extract::State;
@@ -51,11 +50,12 @@ pub(crate) struct PatchBody {
 
 impl PatchBody {
     pub(crate) fn into_patch(self) -> Result<Patch> {
-        if let Some(Some(d)) = &self.description {
-            check_description("description", d)?;
-        }
+        let description = match self.description {
+            Some(d) => Some(Description::parse_opt("description", d)?),
+            None => None,
+        };
         Ok(Patch {
-            description: self.description,
+            description,
             tags: TagPatch::parse("tags", self.tags.unwrap_or_default())?,
         })
     }
@@ -93,13 +93,11 @@ async fn create(
         )
         .with_field("name"));
     }
-    if let Some(d) = &body.description {
-        check_description("description", d)?;
-    }
+    let description = Description::parse_opt("description", body.description)?;
     let tags = Tags::parse("tags", body.tags.unwrap_or_default())?;
     let new = NewModel {
         name,
-        description: body.description,
+        description,
         tags,
     };
     let model = state.store.create_model(new, &actor).await?;
@@ -116,14 +114,9 @@ async fn put(
     actor: Actor,
     Json(body): Json<PutBody>,
 ) -> Result<(StatusCode, HeaderMap, axum::Json<Model>)> {
-    if let Some(d) = &body.description {
-        check_description("description", d)?;
-    }
+    let description = Description::parse_opt("description", body.description)?;
     let tags = body.tags.map(|t| Tags::parse("tags", t)).transpose()?;
-    let put = PutModel {
-        description: body.description,
-        tags,
-    };
+    let put = PutModel { description, tags };
     let (model, created) = state.store.put_model(&name, put, &actor).await?;
     let status = if created {
         StatusCode::CREATED

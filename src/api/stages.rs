@@ -4,9 +4,9 @@ use super::Endpoint;
 use super::extract::{Json, ModelPath, OptionalJson, Query, StagePath, double_option, page_limit};
 use crate::AppState;
 use crate::domain::access::Scope;
-use crate::domain::cursor;
 use crate::domain::stage::Expected;
 use crate::domain::time::Timestamp;
+use crate::domain::{Reason, cursor};
 use crate::error::{Error, Result};
 use crate::store::{Actor, HistoryEntry, Page, StageChange, StageEntry, StageOp, StageRequest};
 use axum::extract::State;
@@ -94,16 +94,6 @@ fn check_version(field: &str, v: i64) -> Result<()> {
     Ok(())
 }
 
-fn check_reason(reason: &Option<String>) -> Result<()> {
-    if reason.as_ref().is_some_and(|r| r.len() > 10_000) {
-        return Err(Error::validation(
-            "reason",
-            "reason is longer than 10000 bytes",
-        ));
-    }
-    Ok(())
-}
-
 fn check_expected(expected: Expected) -> Result<()> {
     match expected {
         Some(Some(v)) => check_version("expected_version", v),
@@ -149,7 +139,6 @@ async fn change(
     actor: &Actor,
     req: StageRequest,
 ) -> Result<axum::Json<StageChange>> {
-    check_reason(&req.reason)?;
     check_expected(req.expected)?;
     Ok(axum::Json(
         state.store.change_stage(&model, &stage, req, actor).await?,
@@ -168,7 +157,7 @@ async fn promote(
     };
     let req = StageRequest {
         op,
-        reason: body.reason,
+        reason: Reason::parse_opt("reason", body.reason)?,
         expected: body.expected_version,
     };
     change(&state, path, &actor, req).await
@@ -188,7 +177,7 @@ async fn rollback(
     };
     let req = StageRequest {
         op,
-        reason: body.reason,
+        reason: Reason::parse_opt("reason", body.reason)?,
         expected: body.expected_version,
     };
     change(&state, path, &actor, req).await
@@ -202,7 +191,7 @@ async fn clear(
 ) -> Result<axum::Json<StageChange>> {
     let req = StageRequest {
         op: StageOp::Clear,
-        reason: p.reason,
+        reason: Reason::parse_opt("reason", p.reason)?,
         expected: None,
     };
     change(&state, path, &actor, req).await

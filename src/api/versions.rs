@@ -7,7 +7,7 @@ use crate::AppState;
 use crate::domain::access::Scope;
 use crate::domain::document;
 use crate::domain::filter::{Filter, OrderBy};
-use crate::domain::names::check_description;
+use crate::domain::{Description, Reason};
 use crate::domain::{TagFilter, Tags, Transition, VersionStatus};
 use crate::error::{Error, Result};
 use crate::store::{Actor, Idempotency, NewVersion, Page, Version, VersionDetail, VersionQuery};
@@ -115,16 +115,14 @@ async fn register(
         }),
         None => None,
     };
-    if let Some(d) = &body.description {
-        check_description("description", d)?;
-    }
+    let description = Description::parse_opt("description", body.description)?;
     for (field, doc) in [("config", &body.config), ("source", &body.source)] {
         if let Some(doc) = doc {
             document::check(field, doc)?;
         }
     }
     let new = NewVersion {
-        description: body.description,
+        description,
         tags: Tags::parse("tags", body.tags.unwrap_or_default())?,
         config: body.config.unwrap_or_default(),
         source: body.source.unwrap_or_default(),
@@ -210,14 +208,7 @@ async fn transition(
     reason: Option<String>,
     actor: &Actor,
 ) -> Result<axum::Json<Version>> {
-    if let Some(r) = &reason
-        && r.len() > 10_000
-    {
-        return Err(Error::validation(
-            "reason",
-            "reason is longer than 10000 bytes",
-        ));
-    }
+    let reason = Reason::parse_opt("reason", reason)?;
     Ok(axum::Json(
         state
             .store

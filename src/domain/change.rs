@@ -2,21 +2,21 @@
 //! version): the rules, once. A request that changes nothing is no change (a retry), so it
 //! records no event.
 
-use super::{TagPatch, Tags};
+use super::{Description, TagPatch, Tags};
 use crate::error::Result;
 use serde_json::Value;
 
 /// The description and tags a record holds now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Described {
-    pub description: Option<String>,
+    pub description: Option<Description>,
     pub tags: Tags,
 }
 
 /// `PATCH` semantics: `description: Some(None)` clears it; tags are merged.
 #[derive(Debug, Clone, Default)]
 pub struct Patch {
-    pub description: Option<Option<String>>,
+    pub description: Option<Option<Description>>,
     pub tags: TagPatch,
 }
 
@@ -32,7 +32,11 @@ impl Described {
 
 /// `PUT` semantics: fields given replace the stored ones, fields left out stay; `None` when
 /// the result is what is stored.
-pub fn put(current: &Described, description: Option<String>, tags: Option<Tags>) -> Option<Change> {
+pub fn put(
+    current: &Described,
+    description: Option<Description>,
+    tags: Option<Tags>,
+) -> Option<Change> {
     let next = Described {
         description: description.or_else(|| current.description.clone()),
         tags: tags.unwrap_or_else(|| current.tags.clone()),
@@ -65,9 +69,13 @@ mod tests {
         Tags::from_stored(map)
     }
 
+    fn text(d: &str) -> Description {
+        Description::from_stored(d.to_owned())
+    }
+
     fn described(description: Option<&str>, t: &[(&str, &str)]) -> Described {
         Described {
-            description: description.map(str::to_owned),
+            description: description.map(|d| Description::from_stored(d.to_owned())),
             tags: tags(t),
         }
     }
@@ -77,10 +85,10 @@ mod tests {
         let now = described(Some("a"), &[("team", "x")]);
         assert_eq!(put(&now, None, None), None);
         assert_eq!(
-            put(&now, Some("a".into()), Some(tags(&[("team", "x")]))),
+            put(&now, Some(text("a")), Some(tags(&[("team", "x")]))),
             None
         );
-        let next = put(&now, Some("b".into()), None).unwrap();
+        let next = put(&now, Some(text("b")), None).unwrap();
         assert_eq!(next, described(Some("b"), &[("team", "x")]));
         let next = put(&now, None, Some(tags(&[]))).unwrap();
         assert_eq!(next, described(Some("a"), &[]));
@@ -98,7 +106,7 @@ mod tests {
             Some(described(None, &[("team", "x")]))
         );
         let same = Patch {
-            description: Some(Some("a".into())),
+            description: Some(Some(text("a"))),
             tags: TagPatch::default(),
         };
         assert_eq!(patch(&now, &same).unwrap(), None);

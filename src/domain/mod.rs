@@ -18,7 +18,7 @@ pub mod time;
 pub mod token;
 pub mod version;
 
-pub use names::{ModelName, StageName};
+pub use names::{Description, ModelName, Reason, StageName};
 pub use tags::{TagFilter, TagPatch, Tags};
 pub use version::{Transition, VersionStatus};
 

@@ -82,19 +82,70 @@ pub(crate) fn is_key_char(b: u8) -> bool {
 }
 
 /// A description: free text, bounded so that rows stay small.
-pub fn check_description(field: &str, d: &str) -> Result<(), Error> {
-    if d.len() > 10_000 {
-        return Err(Error::validation(
-            field,
-            "description is longer than 10000 bytes",
-        ));
-    }
-    Ok(())
+/// Free text a request may attach, bounded so that no client can store an unbounded blob:
+/// a model's or version's description, the reason given for a transition or stage change.
+macro_rules! bounded_text {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Most bytes it may hold.
+            pub const MAX_BYTES: usize = 10_000;
+
+            pub fn parse(field: &str, text: String) -> Result<Self, Error> {
+                if text.len() > Self::MAX_BYTES {
+                    return Err(Error::validation(
+                        field,
+                        format!("{} is longer than {} bytes", $what, Self::MAX_BYTES),
+                    ));
+                }
+                Ok(Self(text))
+            }
+
+            /// An optional field of a request.
+            pub fn parse_opt(field: &str, text: Option<String>) -> Result<Option<Self>, Error> {
+                text.map(|t| Self::parse(field, t)).transpose()
+            }
+
+            /// Text read back from the database, which only ever stored parsed values.
+            pub fn from_stored(text: String) -> Self {
+                Self(text)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
 }
+
+bounded_text!(
+    /// The description of a model or a version.
+    Description,
+    "description"
+);
+bounded_text!(
+    /// Why a version was transitioned or a stage changed, as the operator wrote it.
+    Reason,
+    "reason"
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_texts() {
+        assert!(Description::parse("description", "x".repeat(10_000)).is_ok());
+        let e = Description::parse("description", "x".repeat(10_001)).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("description"));
+        let e = Reason::parse_opt("reason", Some("y".repeat(10_001))).unwrap_err();
+        assert_eq!(e.detail, "reason is longer than 10000 bytes");
+        assert_eq!(Reason::parse_opt("reason", None).unwrap(), None);
+    }
 
     #[test]
     fn model_names() {

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::domain::change::{self, Change};
 use crate::domain::time::{self, Timestamp};
-use crate::domain::{ModelName, Tags, cursor};
+use crate::domain::{Description, ModelName, Tags, cursor};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -81,7 +81,7 @@ async fn insert<C: Conn>(
     conn: &mut C,
     id: Uuid,
     name: &ModelName,
-    description: &Option<String>,
+    description: &Option<Description>,
     tags: &Tags,
     now: Timestamp,
     actor: &Actor,

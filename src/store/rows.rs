@@ -5,6 +5,7 @@
 //! (timestamptz on Postgres, fixed-width RFC 3339 text on SQLite).
 
 use super::{Event, Model, Version};
+use crate::domain::Description;
 use crate::domain::change::Described;
 use crate::domain::time::Timestamp;
 use crate::domain::{Tags, VersionStatus};
@@ -30,7 +31,7 @@ pub(crate) struct ModelRow {
 impl ModelRow {
     pub fn described(&self) -> Described {
         Described {
-            description: self.description.clone(),
+            description: self.description.clone().map(Description::from_stored),
             tags: Tags::from_stored(self.tags.0.clone()),
         }
     }
@@ -78,7 +79,7 @@ pub(crate) struct ListedVersionRow {
 impl VersionRow {
     pub fn described(&self) -> Described {
         Described {
-            description: self.description.clone(),
+            description: self.description.clone().map(Description::from_stored),
             tags: Tags::from_stored(self.tags.0.clone()),
         }
     }

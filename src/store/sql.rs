@@ -6,7 +6,7 @@
 //! log's horizon). Business flows are written once, generic over `Conn`.
 
 use crate::domain::time::Timestamp;
-use crate::domain::{ModelName, StageName};
+use crate::domain::{Description, ModelName, Reason, StageName};
 use crate::error::{Error, Result};
 use crate::store::Actor;
 use crate::store::metrics::MetricWrites;
@@ -93,6 +93,18 @@ impl From<&Option<String>> for Arg {
 impl From<&ModelName> for Arg {
     fn from(v: &ModelName) -> Self {
         Arg::Text(Some(v.as_str().to_owned()))
+    }
+}
+
+impl From<&Option<Description>> for Arg {
+    fn from(v: &Option<Description>) -> Self {
+        Arg::Text(v.as_ref().map(|d| d.as_str().to_owned()))
+    }
+}
+
+impl From<&Option<Reason>> for Arg {
+    fn from(v: &Option<Reason>) -> Self {
+        Arg::Text(v.as_ref().map(|r| r.as_str().to_owned()))
     }
 }
 

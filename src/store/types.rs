@@ -3,7 +3,7 @@
 use crate::domain::filter::{After, Filter, OrderBy};
 use crate::domain::stage::Expected;
 use crate::domain::time::Timestamp;
-use crate::domain::{ModelName, TagFilter, Tags, VersionStatus};
+use crate::domain::{Description, ModelName, Reason, TagFilter, Tags, VersionStatus};
 use crate::error::{Error, Result};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -82,14 +82,14 @@ pub struct Page<T> {
 #[derive(Debug, Clone)]
 pub struct NewModel {
     pub name: ModelName,
-    pub description: Option<String>,
+    pub description: Option<Description>,
     pub tags: Tags,
 }
 
 /// `PUT` semantics: fields given replace the stored ones; fields left out stay as they are.
 #[derive(Debug, Clone, Default)]
 pub struct PutModel {
-    pub description: Option<String>,
+    pub description: Option<Description>,
     pub tags: Option<Tags>,
 }
 
@@ -106,7 +106,7 @@ pub struct ModelQuery {
 
 #[derive(Debug, Clone)]
 pub struct NewVersion {
-    pub description: Option<String>,
+    pub description: Option<Description>,
     pub tags: Tags,
     pub config: Map<String, Value>,
     pub source: Map<String, Value>,
@@ -166,7 +166,7 @@ impl Registered {
             model: model.as_str().to_owned(),
             version: number,
             status,
-            description: new.description,
+            description: new.description.map(|d| d.as_str().to_owned()),
             config: raw(&new.config)?,
             source: raw(&new.source)?,
             tags: new.tags,
@@ -248,7 +248,7 @@ pub enum StageOp {
 #[derive(Debug, Clone)]
 pub struct StageRequest {
     pub op: StageOp,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub expected: Expected,
 }
 

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::domain::time::{self, Timestamp};
 use crate::domain::version::Outcome;
-use crate::domain::{ModelName, Transition, VersionStatus, change};
+use crate::domain::{ModelName, Reason, Transition, VersionStatus, change};
 use crate::error::{Error, Kind, Result};
 use async_trait::async_trait;
 use tracing::instrument;
@@ -41,7 +41,7 @@ pub trait VersionStore {
         model: &ModelName,
         version: i64,
         transition: Transition,
-        reason: Option<String>,
+        reason: Option<Reason>,
         actor: &Actor,
     ) -> Result<Version>;
     /// The status of a version, to refuse an upload before reading its body.
@@ -305,7 +305,7 @@ async fn transition<C: Conn>(
     model: &ModelName,
     version: i64,
     transition: Transition,
-    reason: Option<String>,
+    reason: Option<Reason>,
     actor: &Actor,
 ) -> Result<Version> {
     let current = row(conn, model, version, true).await?;
@@ -387,7 +387,7 @@ impl<B: Backend> VersionStore for SqlStore<B> {
         model: &ModelName,
         version: i64,
         t: Transition,
-        reason: Option<String>,
+        reason: Option<Reason>,
         actor: &Actor,
     ) -> Result<Version> {
         transaction!(self.db, |c| transition(c, model, version, t, reason, actor))

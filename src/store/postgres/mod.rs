@@ -9,7 +9,7 @@ use super::{
     Actor, Artifact, Backend, MetricSummary, NewVersion, PoolStats, Registered, SqlStore,
     VersionDetail, versions,
 };
-use crate::domain::{ModelName, VersionStatus, time};
+use crate::domain::{Description, ModelName, VersionStatus, time};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
@@ -145,7 +145,7 @@ impl Backend for Pg {
         .bind(model.as_str())
         .bind(id)
         .bind(status.as_str())
-        .bind(&new.description)
+        .bind(new.description.as_ref().map(Description::as_str))
         .bind(sqlx::types::Json(&new.config))
         .bind(sqlx::types::Json(&new.source))
         .bind(sqlx::types::Json(&new.tags))
