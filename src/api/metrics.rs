@@ -6,7 +6,8 @@ use super::extract::{Json, ModelPath, Query, VersionPath};
 use crate::AppState;
 use crate::domain::ModelName;
 use crate::domain::access::Scope;
-use crate::domain::metrics::{BucketPlan, Point, RawPoint, check_key, group, mean, plan_buckets};
+use crate::domain::downsample::{BucketPlan, Extent, Read, plan_read, worth_bucketing};
+use crate::domain::metrics::{Point, RawPoint, check_key, group, mean};
 use crate::domain::time::{self, Timestamp};
 use crate::error::{Error, Kind, Result};
 use crate::store::{BucketRow, MetricSummary, SeriesInfo};
@@ -215,34 +216,22 @@ async fn shape(
     to: Option<i64>,
     max_points: Option<u32>,
 ) -> Result<Option<Shape>> {
-    let from_eff = from.map_or(info.first_step, |f| f.max(info.first_step));
-    let to_eff = to.map_or(info.last_step, |t| t.min(info.last_step));
-    if from_eff > to_eff {
-        return Ok(None);
-    }
-    let Some(n) = max_points else {
-        return Ok(Some(Shape::Points {
-            from: from_eff,
-            to: to_eff,
-        }));
+    let extent = Extent {
+        first_step: info.first_step,
+        last_step: info.last_step,
+        count: info.count,
     };
-    let whole = from_eff == info.first_step && to_eff == info.last_step;
-    if whole && info.count <= i64::from(n) {
-        return Ok(Some(Shape::Points {
-            from: from_eff,
-            to: to_eff,
-        }));
-    }
-    let Some(plan) = plan_buckets(info.first_step, info.last_step, from, to, n) else {
-        return Ok(None);
+    let plan = match plan_read(extent, from, to, max_points) {
+        Read::Empty => return Ok(None),
+        Read::Points { from, to } => return Ok(Some(Shape::Points { from, to })),
+        Read::Buckets(plan) => plan,
     };
     let rows = state.store.read_buckets(info.id, &plan).await?;
     let total: i64 = rows.iter().map(|r| r.count).sum();
-    if total <= i64::from(n) {
-        return Ok(Some(Shape::Points {
-            from: from_eff,
-            to: to_eff,
-        }));
+    if !worth_bucketing(total, max_points.unwrap_or(u32::MAX)) {
+        // The range holds no more points than asked for: the points themselves.
+        let (from, to) = (plan.from, plan.to);
+        return Ok(Some(Shape::Points { from, to }));
     }
     Ok(Some(Shape::Buckets(to_buckets(&plan, rows))))
 }

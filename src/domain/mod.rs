@@ -6,9 +6,11 @@
 pub mod access;
 pub mod artifact;
 pub mod change;
+pub mod compare;
 pub mod cursor;
 pub mod diff;
 pub mod document;
+pub mod downsample;
 pub mod filter;
 pub mod metrics;
 pub mod names;

@@ -5,8 +5,9 @@
 use super::sql::{Arg, Conn, Stmt};
 use super::{Backend, SqlStore, versions};
 use crate::domain::ModelName;
+use crate::domain::downsample::BucketPlan;
 use crate::domain::metrics::{
-    Agg, BucketPlan, LEVEL_FACTOR, LEVELS, Point, SeriesBatch, block_aggs, touched_blocks,
+    Agg, LEVEL_FACTOR, LEVELS, Point, SeriesBatch, block_aggs, touched_blocks,
 };
 use crate::error::{Error, Result};
 use async_trait::async_trait;
