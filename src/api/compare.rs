@@ -2,7 +2,7 @@
 
 use super::Endpoint;
 use super::extract::{ModelPath, Query};
-use super::metrics::parse_version_list;
+use super::overlay::parse_version_list;
 use crate::AppState;
 use crate::domain::access::Scope;
 use crate::domain::compare::{self, MetricSide, Side};

@@ -2,13 +2,14 @@
 //! stable code and the offending field, never axum's plain-text rejection.
 
 use crate::AppState;
-use crate::domain::{ModelName, StageName};
 use crate::error::{Error, Kind};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+
+pub use super::paths::{ModelPath, StagePath, VersionPath};
 
 /// A JSON body: 415 `unsupported_media_type` unless sent as `application/json`, 400
 /// `malformed_json` when it is not JSON, 422 `validation_failed` naming the field when it has
@@ -271,84 +272,6 @@ pub fn page_limit(limit: Option<u32>, state: &AppState) -> Result<u32, Error> {
             format!("limit {n} is out of range: use 1 to {max}"),
         )
         .with_field("limit")),
-    }
-}
-
-fn path_error(name: &str, detail: impl Into<String>) -> Error {
-    Error::bad_request("invalid_path_parameter", detail).with_field(name)
-}
-
-async fn raw_params<S: Send + Sync>(
-    parts: &mut Parts,
-    state: &S,
-) -> Result<Vec<(String, String)>, Error> {
-    let params = RawPathParams::from_request_parts(parts, state)
-        .await
-        .map_err(|_| path_error("path", "a path parameter is not valid UTF-8"))?;
-    Ok(params
-        .iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect())
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, Error> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .ok_or_else(|| Error::internal(format!("route has no {name} parameter")))
-}
-
-fn model_param(params: &[(String, String)]) -> Result<ModelName, Error> {
-    ModelName::parse("model", param(params, "model")?).map_err(|e| path_error("model", e.detail))
-}
-
-fn version_param(params: &[(String, String)]) -> Result<i64, Error> {
-    let raw = param(params, "version")?;
-    match raw.parse::<i64>() {
-        Ok(v) if v >= 1 => Ok(v),
-        _ => Err(path_error(
-            "version",
-            format!("version {raw:?} is not a version number (an integer from 1)"),
-        )),
-    }
-}
-
-/// `{model}` in the path.
-pub struct ModelPath(pub ModelName);
-
-/// `{model}/versions/{version}` in the path.
-pub struct VersionPath(pub ModelName, pub i64);
-
-/// `{model}/stages/{stage}` in the path.
-pub struct StagePath(pub ModelName, pub StageName);
-
-impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let params = raw_params(parts, state).await?;
-        Ok(Self(model_param(&params)?))
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for VersionPath {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let params = raw_params(parts, state).await?;
-        Ok(Self(model_param(&params)?, version_param(&params)?))
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for StagePath {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let params = raw_params(parts, state).await?;
-        let stage = StageName::parse("stage", param(&params, "stage")?)
-            .map_err(|e| path_error("stage", e.detail))?;
-        Ok(Self(model_param(&params)?, stage))
     }
 }
 

@@ -13,6 +13,8 @@ pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod overlay;
+pub mod paths;
 pub mod problem;
 pub mod stages;
 pub mod tokens;
@@ -78,6 +80,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         versions::endpoints(),
         stages::endpoints(),
         metrics::endpoints(),
+        overlay::endpoints(),
         compare::endpoints(),
         artifacts::endpoints(),
         tokens::endpoints(),

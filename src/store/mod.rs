@@ -41,9 +41,11 @@ mod events;
 pub(crate) mod metrics;
 mod models;
 mod postgres;
+mod register;
 mod rows;
 pub(crate) mod sql;
 mod sqlite;
+mod stage_change;
 mod stages;
 mod tokens;
 mod types;
@@ -128,7 +130,7 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
         new: NewVersion,
         actor: &Actor,
     ) -> Result<Registered> {
-        versions::register_in_transaction(self, model, new, None, actor).await
+        register::in_transaction(self, model, new, None, actor).await
     }
 
     /// A version with its artifacts and metric summaries. Portable: three reads.

@@ -10,7 +10,7 @@ use crate::domain::{Description, ModelName, Reason, StageName};
 use crate::error::{Error, Result};
 use crate::store::Actor;
 use crate::store::metrics::MetricWrites;
-use crate::store::stages::StageWrite;
+use crate::store::stage_change::StageWrite;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::Serialize;
@@ -295,7 +295,7 @@ pub(crate) trait Conn: Send + Sized + MetricWrites {
     /// Writes a stage change: trims the stack, pushes onto it, records the event and moves
     /// the pointer; returns the event id. Portable statements by default.
     async fn write_stage_change(&mut self, w: StageWrite<'_>, actor: &Actor) -> Result<i64> {
-        crate::store::stages::write_change(self, w, actor).await
+        crate::store::stage_change::write_change(self, w, actor).await
     }
 
     /// The id up to which the event log is final (no event below it can still commit), where

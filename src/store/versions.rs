@@ -1,16 +1,17 @@
 //! Versions: gapless numbering with idempotent registration, reads, patches and status
 //! transitions.
 
-use super::rows::{IdempotencyRow, ListedVersionRow, VersionRow};
+use super::register;
+use super::rows::{ListedVersionRow, VersionRow};
 use super::sql::{Conn, Stmt};
 use super::{
     Actor, Artifact, Backend, Idempotency, NewEvent, NewVersion, Page, Patch, Registered, SqlStore,
     Version, VersionDetail, VersionQuery, events, metrics, models, stages, version_list,
 };
-use crate::domain::time::{self, Timestamp};
+use crate::domain::time::{self};
 use crate::domain::version::Outcome;
 use crate::domain::{ModelName, Reason, Transition, VersionStatus, change};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 use async_trait::async_trait;
 use tracing::instrument;
 use uuid::Uuid;
@@ -47,9 +48,6 @@ pub trait VersionStore {
     /// The status of a version, to refuse an upload before reading its body.
     async fn version_status(&self, model: &ModelName, version: i64) -> Result<VersionStatus>;
 }
-
-/// How long idempotency keys are honoured, at least.
-pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
 
 const BY_NUMBER: &str = concat!(version_select!(), "where m.name = $1 and v.version = $2");
 const BY_NUMBER_LOCKED: &str = concat!(
@@ -98,150 +96,6 @@ pub(crate) async fn id<C: Conn>(conn: &mut C, model: &ModelName, version: i64) -
     match conn.fetch_optional::<(Uuid,)>(stmt).await? {
         Some((id,)) => Ok(id),
         None => Err(missing(conn, model, version).await),
-    }
-}
-
-/// What a registration inside a transaction came to.
-enum Registration {
-    Created(Box<Registered>),
-    /// The idempotency key was seen with this body: the version it registered.
-    Replay(i64),
-}
-
-/// The answer to a request whose `Idempotency-Key` was seen before.
-fn replay(model: &ModelName, seen: IdempotencyRow, idem: &Idempotency) -> Result<Registration> {
-    if seen.request_hash == idem.request_hash {
-        return Ok(Registration::Replay(seen.version));
-    }
-    Err(Error::new(
-        Kind::Unprocessable,
-        "idempotency_key_reused",
-        format!(
-            "Idempotency-Key {:?} was used for another request body on model '{model}' (version {})",
-            idem.key, seen.version
-        ),
-    )
-    .with_field("Idempotency-Key"))
-}
-
-async fn register<C: Conn>(
-    conn: &mut C,
-    model: &ModelName,
-    new: NewVersion,
-    idempotency: Option<&Idempotency>,
-    actor: &Actor,
-) -> Result<Registration> {
-    let now = time::now();
-    // Taking the next number locks the model row (on SQLite, the database) until the
-    // transaction ends: registrations of one model are serialized across every server
-    // process, a key looked up after it cannot race with another registration, and a
-    // rollback returns the number.
-    let (model_id, number): (Uuid, i64) = conn
-        .fetch_optional(
-            Stmt::new(
-                "update models set last_version = last_version + 1 where name = $1 \
-                 returning id, last_version",
-            )
-            .bind(model),
-        )
-        .await?
-        .ok_or_else(|| Error::model_not_found(model.as_str()))?;
-    if let Some(idem) = idempotency {
-        let cutoff: Timestamp = now - chrono::Duration::hours(IDEMPOTENCY_TTL_HOURS);
-        let seen = conn
-            .fetch_optional::<IdempotencyRow>(
-                Stmt::new(
-                    "select k.request_hash, v.version from idempotency_keys k \
-                     join versions v on v.id = k.version_id \
-                     where k.model_id = $1 and k.key = $2 and k.created_at > $3",
-                )
-                .bind(model_id)
-                .bind(&idem.key)
-                .bind(cutoff),
-            )
-            .await?;
-        if let Some(seen) = seen {
-            return replay(model, seen, idem);
-        }
-    }
-    let id = Uuid::now_v7();
-    let status = if new.finalize {
-        VersionStatus::Ready
-    } else {
-        VersionStatus::Pending
-    };
-    let insert = Stmt::new(
-        "insert into versions (id, model_id, version, status, description, config, source, tags, \
-         created_at, updated_at, created_by) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
-    )
-    .bind(id)
-    .bind(model_id)
-    .bind(number)
-    .bind(status.as_str())
-    .bind(&new.description)
-    .json(&new.config)
-    .json(&new.source)
-    .json(&new.tags)
-    .bind(now)
-    .bind(&actor.name);
-    conn.execute(insert).await?;
-    if let Some(idem) = idempotency {
-        let remember = Stmt::new(
-            "insert into idempotency_keys (model_id, key, request_hash, version_id, created_at) \
-             values ($1, $2, $3, $4, $5) on conflict (model_id, key) do update \
-             set request_hash = excluded.request_hash, version_id = excluded.version_id, \
-             created_at = excluded.created_at",
-        )
-        .bind(model_id)
-        .bind(&idem.key)
-        .bind(&idem.request_hash)
-        .bind(id)
-        .bind(now);
-        conn.execute(remember).await?;
-    }
-    let created = NewEvent::model("version.created", model_id, model.as_str(), now)
-        .version(number)
-        .details(serde_json::json!({"status": status.as_str()}));
-    events::record(conn, created, actor).await?;
-    if new.finalize {
-        let finalized =
-            NewEvent::model("version.finalized", model_id, model.as_str(), now).version(number);
-        events::record(conn, finalized, actor).await?;
-    }
-    Registered::new(id, model, number, status, new, now, actor)
-        .map(|r| Registration::Created(Box::new(r)))
-}
-
-/// Registers in one write transaction; an idempotent replay rolls back (returning the number
-/// it took) and answers with the version the key registered.
-pub(crate) async fn register_in_transaction<B: Backend>(
-    db: &B,
-    model: &ModelName,
-    new: NewVersion,
-    idempotency: Option<Idempotency>,
-    actor: &Actor,
-) -> Result<Registered> {
-    let mut tx = db.begin().await?;
-    let outcome = register(&mut *tx, model, new, idempotency.as_ref(), actor).await;
-    match outcome {
-        Ok(Registration::Created(registered)) => {
-            db.commit(tx).await?;
-            Ok(*registered)
-        }
-        Ok(Registration::Replay(version)) => {
-            db.rollback(tx, None).await;
-            let mut conn = db.read().await?;
-            Ok(Registered {
-                version: row(&mut *conn, model, version, false)
-                    .await?
-                    .into_version()?,
-                created: false,
-            })
-        }
-        Err(e) => {
-            db.rollback(tx, Some(&e)).await;
-            Err(e)
-        }
     }
 }
 
@@ -349,7 +203,7 @@ impl<B: Backend> VersionStore for SqlStore<B> {
     ) -> Result<Registered> {
         match idempotency {
             None => self.db.register_plain(model, new, actor).await,
-            Some(_) => register_in_transaction(&self.db, model, new, idempotency, actor).await,
+            Some(_) => register::in_transaction(&self.db, model, new, idempotency, actor).await,
         }
     }
 

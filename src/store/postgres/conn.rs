@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::store::Actor;
 use crate::store::sql::{Arg, Conn, Dialect, Record, Stmt, impl_conn};
-use crate::store::stages::StageWrite;
+use crate::store::stage_change::StageWrite;
 use sqlx::postgres::PgArguments;
 use sqlx::{PgConnection, query_as, query_scalar};
 use std::time::Duration;

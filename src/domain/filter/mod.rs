@@ -18,9 +18,12 @@
 //! (in)equality: ordering text would depend on each database's collation.
 
 use crate::domain::VersionStatus;
-use crate::domain::cursor;
-use crate::domain::time::{self, Timestamp};
 use crate::error::Error;
+
+mod lexer;
+
+pub use super::order::{After, OrderBy, SortKey, SortValue};
+use lexer::Lexer;
 
 /// More clauses than this is not a query a dashboard or pipeline sends.
 pub const MAX_CLAUSES: usize = 20;
@@ -82,155 +85,11 @@ pub enum Value {
     Text(String),
 }
 
-/// What the version list is ordered by. Ties, and versions without the metric (listed last
-/// in either direction), are ordered newest first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrderBy {
-    pub key: SortKey,
-    pub descending: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum SortKey {
-    Metric(String),
-    CreatedAt,
-    Version,
-}
-
-impl OrderBy {
-    /// The list's default: newest first.
-    pub fn newest_first() -> Self {
-        Self {
-            key: SortKey::Version,
-            descending: true,
-        }
-    }
-
-    pub fn parse(input: &str) -> Result<Self, Error> {
-        let (key, direction) = match input.rsplit_once(':') {
-            Some((k, d @ ("asc" | "desc"))) => (k, Some(d)),
-            _ => (input, None),
-        };
-        let key = match key {
-            "created_at" => SortKey::CreatedAt,
-            "version" => SortKey::Version,
-            _ => match key.strip_prefix("metric.") {
-                Some(k) if is_metric_key(k) => SortKey::Metric(k.to_owned()),
-                _ => {
-                    return Err(Error::bad_request(
-                        "invalid_order_by",
-                        format!(
-                            "order_by {input:?}: use metric.<key>, created_at or version, \
-                             optionally followed by :asc or :desc"
-                        ),
-                    )
-                    .with_field("order_by"));
-                }
-            },
-        };
-        Ok(Self {
-            key,
-            descending: direction == Some("desc"),
-        })
-    }
-
-    /// A stable spelling, carried in cursors so that a page of one order cannot continue
-    /// another.
-    pub fn canonical(&self) -> String {
-        let key = match &self.key {
-            SortKey::Metric(k) => format!("metric.{k}"),
-            SortKey::CreatedAt => "created_at".to_owned(),
-            SortKey::Version => "version".to_owned(),
-        };
-        let dir = if self.descending { "desc" } else { "asc" };
-        format!("{key}:{dir}")
-    }
-}
-
-/// The sort value of the last version on a page.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SortValue {
-    /// The version has no such metric (these come last).
-    Missing,
-    Number(f64),
-    Time(Timestamp),
-    /// Ordered by version number: the number is the position.
-    Version,
-}
-
-/// Where the next page starts: after this value, and among equal values after this version
-/// (ties are newest first).
-#[derive(Debug, Clone, PartialEq)]
-pub struct After {
-    pub value: SortValue,
-    pub version: i64,
-}
-
-impl OrderBy {
-    /// An opaque cursor. Newest-first pages keep the plain version cursor; other orders carry
-    /// their own spelling so that a cursor of one order is refused by another.
-    pub fn encode_cursor(&self, after: &After) -> String {
-        if *self == Self::newest_first() {
-            return cursor::encode("v", &after.version.to_string());
-        }
-        let value = match &after.value {
-            SortValue::Missing => "-".to_owned(),
-            SortValue::Number(n) => format!("n{n}"),
-            SortValue::Time(t) => format!("t{}", time::to_micros(*t)),
-            SortValue::Version => String::new(),
-        };
-        cursor::encode(
-            "vs",
-            &format!("{}|{value}|{}", self.canonical(), after.version),
-        )
-    }
-
-    pub fn decode_cursor(&self, raw: &str) -> Result<After, Error> {
-        let invalid = || {
-            Error::bad_request(
-                "invalid_cursor",
-                "cursor is not valid for this list and order",
-            )
-            .with_field("cursor")
-        };
-        if *self == Self::newest_first() {
-            return Ok(After {
-                value: SortValue::Version,
-                version: cursor::decode_i64("v", raw)?,
-            });
-        }
-        let text = cursor::decode("vs", raw)?;
-        let mut parts = text.rsplitn(3, '|');
-        let (Some(version), Some(value), Some(order)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(invalid());
-        };
-        if order != self.canonical() {
-            return Err(invalid());
-        }
-        let version: i64 = version.parse().map_err(|_| invalid())?;
-        let value = match (&self.key, value) {
-            (SortKey::Version, "") => SortValue::Version,
-            (SortKey::Metric(_), "-") => SortValue::Missing,
-            (SortKey::Metric(_), n) => match n.strip_prefix('n').map(str::parse::<f64>) {
-                Some(Ok(n)) if n.is_finite() => SortValue::Number(n),
-                _ => return Err(invalid()),
-            },
-            (SortKey::CreatedAt, t) => match t.strip_prefix('t').map(str::parse::<i64>) {
-                Some(Ok(us)) => SortValue::Time(time::from_micros(us)),
-                _ => return Err(invalid()),
-            },
-            _ => return Err(invalid()),
-        };
-        Ok(After { value, version })
-    }
-}
-
 fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-')
 }
 
-fn is_metric_key(k: &str) -> bool {
+pub(crate) fn is_metric_key(k: &str) -> bool {
     (1..=250).contains(&k.len()) && k.bytes().all(is_key_byte)
 }
 
@@ -246,111 +105,6 @@ fn error_at(position: usize, message: impl std::fmt::Display) -> Error {
     )
     .with_field("filter")
     .with_position(position)
-}
-
-/// Reads the filter a character at a time; positions are character indexes.
-struct Lexer {
-    chars: Vec<char>,
-    at: usize,
-}
-
-impl Lexer {
-    fn new(input: &str) -> Self {
-        Self {
-            chars: input.chars().collect(),
-            at: 0,
-        }
-    }
-
-    fn skip_space(&mut self) {
-        while self.peek().is_some_and(char::is_whitespace) {
-            self.at += 1;
-        }
-    }
-
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.at).copied()
-    }
-
-    fn at_end(&self) -> bool {
-        self.at >= self.chars.len()
-    }
-
-    /// A run of characters up to whitespace, an operator or a quote.
-    fn word(&mut self) -> String {
-        let start = self.at;
-        while self
-            .peek()
-            .is_some_and(|c| !c.is_whitespace() && !matches!(c, '=' | '!' | '<' | '>' | '"'))
-        {
-            self.at += 1;
-        }
-        self.chars[start..self.at].iter().collect()
-    }
-
-    fn op(&mut self) -> Result<Op, Error> {
-        let pos = self.at;
-        let first = self.peek();
-        let second = self.chars.get(self.at + 1).copied();
-        let (op, len) = match (first, second) {
-            (Some('!'), Some('=')) => (Op::Ne, 2),
-            (Some('<'), Some('=')) => (Op::Le, 2),
-            (Some('>'), Some('=')) => (Op::Ge, 2),
-            (Some('='), _) => (Op::Eq, 1),
-            (Some('<'), _) => (Op::Lt, 1),
-            (Some('>'), _) => (Op::Gt, 1),
-            _ => {
-                return Err(error_at(pos, "expected an operator (= != < <= > >=)"));
-            }
-        };
-        self.at += len;
-        Ok(op)
-    }
-
-    fn string(&mut self) -> Result<String, Error> {
-        let open = self.at;
-        self.at += 1;
-        let mut out = String::new();
-        loop {
-            match self.peek() {
-                None => return Err(error_at(open, "unterminated string")),
-                Some('"') => {
-                    self.at += 1;
-                    return Ok(out);
-                }
-                Some('\\') => {
-                    match self.chars.get(self.at + 1).copied() {
-                        Some(c @ ('"' | '\\')) => out.push(c),
-                        _ => return Err(error_at(self.at, "only \\\" and \\\\ are escapes")),
-                    }
-                    self.at += 2;
-                }
-                Some(c) => {
-                    out.push(c);
-                    self.at += 1;
-                }
-            }
-        }
-    }
-
-    fn value(&mut self) -> Result<(usize, Value, bool), Error> {
-        let pos = self.at;
-        if self.peek() == Some('"') {
-            return Ok((pos, Value::Text(self.string()?), true));
-        }
-        let word = self.word();
-        if word.is_empty() {
-            return Err(error_at(pos, "expected a value"));
-        }
-        // Rust also reads "inf" and "NaN"; the grammar's numbers are finite decimals.
-        let numeric = word
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
-        match word.parse::<f64>() {
-            Ok(n) if numeric && n.is_finite() => Ok((pos, Value::Number(n), false)),
-            _ => Ok((pos, Value::Text(word), false)),
-        }
-    }
 }
 
 impl Filter {
@@ -594,61 +348,5 @@ mod tests {
         err(&s);
         let s = vec!["metric.a > 0"; MAX_CLAUSES].join(" and ");
         assert_eq!(ok(&s).len(), MAX_CLAUSES);
-    }
-
-    #[test]
-    fn order_by() {
-        let o = OrderBy::parse("metric.accuracy:desc").unwrap();
-        assert_eq!(o.key, SortKey::Metric("accuracy".into()));
-        assert!(o.descending);
-        let o = OrderBy::parse("created_at:asc").unwrap();
-        assert_eq!((o.key, o.descending), (SortKey::CreatedAt, false));
-        // Ascending unless said otherwise, as in SQL.
-        assert!(!OrderBy::parse("version").unwrap().descending);
-        // A metric key may itself contain ':'.
-        let o = OrderBy::parse("metric.eval:top1:desc").unwrap();
-        assert_eq!(o.key, SortKey::Metric("eval:top1".into()));
-        assert_eq!(o.canonical(), "metric.eval:top1:desc");
-        for bad in ["", "accuracy", "metric.", "created_at:up", "metric.a b"] {
-            let e = OrderBy::parse(bad).unwrap_err();
-            assert_eq!(e.code, "invalid_order_by", "{bad}");
-        }
-    }
-
-    #[test]
-    fn cursors_round_trip_and_belong_to_their_order() {
-        let t = time::from_micros(1_790_000_000_123_456);
-        for (order, value) in [
-            ("metric.loss:asc", SortValue::Number(-0.125)),
-            ("metric.loss:desc", SortValue::Missing),
-            ("created_at:desc", SortValue::Time(t)),
-            ("version:asc", SortValue::Version),
-        ] {
-            let o = OrderBy::parse(order).unwrap();
-            let after = After { value, version: 7 };
-            let c = o.encode_cursor(&after);
-            assert_eq!(o.decode_cursor(&c).unwrap(), after, "{order}");
-            let other = OrderBy::parse("metric.other:asc").unwrap();
-            assert_eq!(
-                other.decode_cursor(&c).unwrap_err().code,
-                "invalid_cursor",
-                "{order}"
-            );
-            assert!(OrderBy::newest_first().decode_cursor(&c).is_err());
-        }
-        let newest = OrderBy::newest_first();
-        let after = After {
-            value: SortValue::Version,
-            version: 12,
-        };
-        assert_eq!(newest.encode_cursor(&after), cursor::encode("v", "12"));
-        assert_eq!(
-            newest.decode_cursor(&newest.encode_cursor(&after)).unwrap(),
-            after
-        );
-        let o = OrderBy::parse("metric.loss:asc").unwrap();
-        for junk in ["", "x", &cursor::encode("vs", "metric.loss:asc|nabc|1")] {
-            assert!(o.decode_cursor(junk).is_err(), "{junk}");
-        }
     }
 }

@@ -1,7 +1,13 @@
 //! Settings: command-line flags, each also an environment variable, validated once at start-up.
 
+mod secrets;
+mod units;
+
+pub use secrets::{redact, scrub};
+use units::parse_size_u64;
+pub use units::{parse_duration, parse_size};
+
 use clap::{Args, ValueEnum};
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -200,31 +206,6 @@ impl Config {
     }
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h`, `7d` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s"))?;
-    let secs = |k: u64| {
-        n.checked_mul(k)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("{s:?} is too long"))
-    };
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86_400),
-        other => Err(format!(
-            "unknown duration unit {other:?}; use ms, s, m, h or d"
-        )),
-    }
-}
-
 impl DatabaseConfig {
     pub fn validate(&self) -> Result<(), String> {
         let u = &self.url;
@@ -292,147 +273,6 @@ fn check_cors_origins(origins: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Query parameters of a database URL that carry secrets.
-const SECRET_PARAMETERS: [&str; 3] = ["password", "sslpassword", "passfile"];
-
-/// Hides every credential in a URL: the password of the user info
-/// (`postgres://u:secret@h/db` → `postgres://u:***@h/db`) and secret query parameters
-/// (`?password=secret` → `?password=***`).
-pub fn redact(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let mut out = redact_userinfo(base);
-    if let Some(q) = query {
-        let params: Vec<String> = q
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if is_secret_parameter(k) => format!("{k}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
-    }
-    out
-}
-
-fn is_secret_parameter(key: &str) -> bool {
-    let key = form_urlencoded::parse(key.as_bytes())
-        .next()
-        .map(|(k, _)| k.to_ascii_lowercase())
-        .unwrap_or_default();
-    SECRET_PARAMETERS.contains(&key.as_str())
-}
-
-fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
-/// The secrets a URL holds, raw and percent-decoded, to scrub from messages that may quote it.
-fn secrets_of(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    if let Some((_, rest)) = base.split_once("://")
-        && let Some((userinfo, _)) = rest.split('/').next().unwrap_or("").rsplit_once('@')
-        && let Some((_, password)) = userinfo.split_once(':')
-    {
-        out.push(password.to_owned());
-    }
-    for pair in query.split('&') {
-        if let Some((k, v)) = pair.split_once('=')
-            && is_secret_parameter(k)
-        {
-            out.push(v.to_owned());
-        }
-    }
-    let decoded: Vec<String> = out
-        .iter()
-        .filter_map(|s| {
-            form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-        })
-        .collect();
-    out.extend(decoded);
-    out.retain(|s| !s.is_empty());
-    out
-}
-
-/// A message about `url` (a connection error, say) with the URL's secrets replaced by `***`,
-/// wherever the message quotes them.
-pub fn scrub(message: &str, url: &str) -> String {
-    let mut out = message.to_owned();
-    for secret in secrets_of(url) {
-        out = out.replace(&secret, "***");
-    }
-    out
-}
-
-impl fmt::Debug for DatabaseConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DatabaseConfig")
-            .field("url", &redact(&self.url))
-            .field("max_connections", &self.max_connections)
-            .finish()
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("database", &self.database)
-            .field("artifacts_url", &redact(&self.artifacts_url))
-            .field("auth", &self.auth)
-            .field("body_limit", &self.body_limit)
-            .field("default_page_size", &self.default_page_size)
-            .field("max_page_size", &self.max_page_size)
-            .field("cors_origins", &self.cors_origins)
-            .field("header_timeout", &self.header_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("connection_limit", &self.connection_limit)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("metrics_listen", &self.metrics_listen)
-            .field("tls", &self.tls_cert.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Parses `8388608`, `512KiB`, `8MiB`, `1GiB` (also KB/MB/GB, as binary units).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 8MiB"))?;
-    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?}; use KiB, MiB or GiB")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
 impl Config {
     /// Settings for tests and embedding: loopback, auth off, defaults elsewhere.
     pub fn for_database(url: impl Into<String>) -> Self {
@@ -463,10 +303,6 @@ impl Config {
             tls_key: None,
         }
     }
-}
-
-fn parse_size_u64(s: &str) -> Result<u64, String> {
-    parse_size(s).map(|n| n as u64)
 }
 
 #[cfg(test)]
@@ -510,20 +346,6 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5y").is_err());
-        assert!(parse_duration("99999999999999999999d").is_err());
-        let mut c = Config::for_database("sqlite://x.db");
-        c.idle_timeout = Duration::ZERO;
-        assert!(c.validate().unwrap_err().contains("idle timeout"));
-    }
-
-    #[test]
     fn tls_counts_as_reachable_from_elsewhere() {
         let mut c = Config::for_database("sqlite://x.db");
         c.tls_cert = Some("c.pem".into());
@@ -533,41 +355,6 @@ mod tests {
         assert!(c.validate().is_ok());
         c.tls_key = None;
         assert!(c.validate().unwrap_err().contains("both"));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
-        assert_eq!(parse_size("1024").unwrap(), 1024);
-        assert_eq!(parse_size("2 GiB").unwrap(), 2 << 30);
-        assert!(parse_size("8XB").is_err());
-        assert!(parse_size("MiB").is_err());
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
-        assert_eq!(
-            redact("postgres://h/db?user=u&password=hunter2&sslmode=require"),
-            "postgres://h/db?user=u&password=***&sslmode=require"
-        );
-        assert_eq!(
-            redact("postgres://a:b@h/db?PassWord=x&sslpassword=y"),
-            "postgres://a:***@h/db?PassWord=***&sslpassword=***"
-        );
-        let url = "postgres://u:p%40ss@h/db?password=hunter%202";
-        let msg = "cannot connect to u:p%40ss / p@ss / hunter 2 / hunter%202";
-        let scrubbed = scrub(msg, url);
-        for secret in ["p%40ss", "p@ss", "hunter 2", "hunter%202"] {
-            assert!(!scrubbed.contains(secret), "{scrubbed}");
-        }
-        let c = Config::for_database("postgres://u:hunter2@h/db");
-        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]
