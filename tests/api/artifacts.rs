@@ -1,133 +1,20 @@
 //! Artifact tests, each run on {SQLite, Postgres} × {local folder, in-process S3 server}.
 
-use crate::helpers::{Backend, TestApp, TestDb};
-use futures::{FutureExt, TryStreamExt};
+use crate::blobs::Blobs;
+use crate::helpers::{Backend, Setup, TestApp, TestDb};
+use futures::TryStreamExt;
 use modelreg::blob::BlobStore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use tokio::io::AsyncWriteExt;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Blobs {
-    Folder,
-    S3,
-}
+const SETUP: Setup = Setup {
+    blobs: &[Blobs::Folder, Blobs::S3],
+    ..Setup::PLAIN
+};
 
-/// An artifact store for one test: a temporary folder, or an s3s-fs server on a loopback port.
-pub(crate) struct TestBlobs {
-    pub blobs: BlobStore,
-    pub dir: tempfile::TempDir,
-    /// `MODELREG_ARTIFACTS_URL` and `AWS_*` for a server process using the same store.
-    pub env: Vec<(String, String)>,
-    _server: Option<tokio::task::JoinHandle<()>>,
-}
-
-pub(crate) async fn start_blobs(kind: Blobs) -> TestBlobs {
-    let dir = tempfile::tempdir().unwrap();
-    match kind {
-        Blobs::Folder => {
-            let url = format!("file://{}", dir.path().display());
-            let blobs = BlobStore::from_url(&url).unwrap();
-            TestBlobs {
-                blobs,
-                dir,
-                env: vec![("MODELREG_ARTIFACTS_URL".to_owned(), url)],
-                _server: None,
-            }
-        }
-        Blobs::S3 => {
-            std::fs::create_dir_all(dir.path().join("models")).unwrap();
-            let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
-            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-            builder.set_auth(s3s::auth::SimpleAuth::from_single(
-                "test-key",
-                "test-secret",
-            ));
-            let service = builder.build();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let server = tokio::spawn(async move {
-                let http = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                );
-                loop {
-                    let Ok((socket, _)) = listener.accept().await else {
-                        return;
-                    };
-                    let conn = http
-                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                        .into_owned();
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
-            });
-            let options = [
-                ("aws_endpoint", format!("http://{addr}")),
-                ("aws_access_key_id", "test-key".to_owned()),
-                ("aws_secret_access_key", "test-secret".to_owned()),
-                ("aws_region", "us-east-1".to_owned()),
-                ("aws_allow_http", "true".to_owned()),
-                ("aws_virtual_hosted_style_request", "false".to_owned()),
-            ];
-            let blobs = BlobStore::from_url_with(
-                "s3://models/registry",
-                options.iter().map(|(k, v)| ((*k).to_owned(), v.clone())),
-            )
-            .unwrap();
-            let mut env = vec![(
-                "MODELREG_ARTIFACTS_URL".to_owned(),
-                "s3://models/registry".to_owned(),
-            )];
-            env.extend(
-                options
-                    .iter()
-                    .map(|(k, v)| (k.to_ascii_uppercase(), v.clone())),
-            );
-            TestBlobs {
-                blobs,
-                dir,
-                env,
-                _server: Some(server),
-            }
-        }
-    }
-}
-
-pub async fn run<F: AsyncFn(&TestApp, Blobs, &Path)>(backend: Backend, kind: Blobs, case: F) {
-    let db = TestDb::create(backend).await;
-    let blobs = start_blobs(kind).await;
-    let app = TestApp::spawn_with(db.url.clone(), |_| {}, Some(blobs.blobs.clone())).await;
-    let outcome = AssertUnwindSafe(case(&app, kind, blobs.dir.path()))
-        .catch_unwind()
-        .await;
-    app.stop().await;
-    db.drop_db().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-macro_rules! artifact_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::{Blobs, run};
-            use crate::helpers::Backend;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite_folder() { run(Backend::Sqlite, Blobs::Folder, super::$name).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite_s3() { run(Backend::Sqlite, Blobs::S3, super::$name).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres_folder() { run(Backend::Postgres, Blobs::Folder, super::$name).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres_s3() { run(Backend::Postgres, Blobs::S3, super::$name).await }
-        }
-    )*};
-}
-
-artifact_tests!(
+crate::backend_tests!(with super::SETUP;
     large_upload_round_trips_with_ranges,
     checksum_mismatch_leaves_nothing,
     disconnect_mid_upload_leaves_nothing,
@@ -214,7 +101,7 @@ async fn assert_nothing_stored(app: &TestApp, kind: Blobs, dir: &Path) {
     assert!(list.ok(200)["items"].as_array().unwrap().is_empty());
 }
 
-async fn large_upload_round_trips_with_ranges(app: &TestApp, _: Blobs, _: &Path) {
+async fn large_upload_round_trips_with_ranges(app: &TestApp) {
     setup(app).await;
     let data = bytes(64 << 20, 7);
     let digest = sha(&data);
@@ -299,7 +186,8 @@ async fn large_upload_round_trips_with_ranges(app: &TestApp, _: Blobs, _: &Path)
     assert_eq!(events.ok(200)["items"].as_array().unwrap().len(), 2);
 }
 
-async fn checksum_mismatch_leaves_nothing(app: &TestApp, kind: Blobs, dir: &Path) {
+async fn checksum_mismatch_leaves_nothing(app: &TestApp) {
+    let (kind, dir) = app.artifact_store();
     setup(app).await;
     let data = bytes(12 << 20, 3);
     let r = put(app, "model.bin", data, Some(&"0".repeat(64))).await;
@@ -316,7 +204,8 @@ async fn checksum_mismatch_leaves_nothing(app: &TestApp, kind: Blobs, dir: &Path
     assert!(events.ok(200)["items"].as_array().unwrap().is_empty());
 }
 
-async fn disconnect_mid_upload_leaves_nothing(app: &TestApp, kind: Blobs, dir: &Path) {
+async fn disconnect_mid_upload_leaves_nothing(app: &TestApp) {
+    let (kind, dir) = app.artifact_store();
     setup(app).await;
     let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let head = format!(
@@ -345,7 +234,8 @@ async fn disconnect_mid_upload_leaves_nothing(app: &TestApp, kind: Blobs, dir: &
     assert_nothing_stored(app, kind, dir).await;
 }
 
-async fn bad_paths_are_refused(app: &TestApp, kind: Blobs, dir: &Path) {
+async fn bad_paths_are_refused(app: &TestApp) {
+    let (kind, dir) = app.artifact_store();
     setup(app).await;
     // Sent by hand: HTTP clients normalise dot segments before sending.
     let long = "a".repeat(1025);
@@ -374,7 +264,7 @@ async fn bad_paths_are_refused(app: &TestApp, kind: Blobs, dir: &Path) {
     assert_nothing_stored(app, kind, dir).await;
 }
 
-async fn write_once_and_immutable_after_finalize(app: &TestApp, _: Blobs, _: &Path) {
+async fn write_once_and_immutable_after_finalize(app: &TestApp) {
     setup(app).await;
     put(app, "model.onnx", b"one".to_vec(), None).await.ok(201);
     put(app, "model.onnx", b"two".to_vec(), None)
@@ -417,7 +307,8 @@ async fn write_once_and_immutable_after_finalize(app: &TestApp, _: Blobs, _: &Pa
     r.problem(404, "version_not_found");
 }
 
-async fn presigned_urls(app: &TestApp, kind: Blobs, _: &Path) {
+async fn presigned_urls(app: &TestApp) {
+    let (kind, _) = app.artifact_store();
     setup(app).await;
     let data = bytes(100_000, 11);
     put(app, "model.bin", data.clone(), None).await.ok(201);
@@ -439,7 +330,7 @@ async fn presigned_urls(app: &TestApp, kind: Blobs, _: &Path) {
     }
 }
 
-async fn gc_removes_orphans(app: &TestApp, _: Blobs, _: &Path) {
+async fn gc_removes_orphans(app: &TestApp) {
     setup(app).await;
     put(app, "kept.bin", b"keep me".to_vec(), None)
         .await
@@ -489,7 +380,8 @@ async fn gc_removes_orphans(app: &TestApp, _: Blobs, _: &Path) {
 /// folder left behind), a path of the full 1,024 bytes is stored on every store (on S3 the
 /// key would be too long with it, so the key leaves it out), and a range ending past 64 bits
 /// is the rest of the object.
-async fn long_paths_and_huge_ranges_are_client_errors(app: &TestApp, kind: Blobs, dir: &Path) {
+async fn long_paths_and_huge_ranges_are_client_errors(app: &TestApp) {
+    let (kind, dir) = app.artifact_store();
     setup(app).await;
     let long_segment = format!("dir/{}/x.bin", "s".repeat(256));
     let r = put(app, &long_segment, b"x".to_vec(), None).await;
@@ -557,7 +449,7 @@ async fn long_paths_and_huge_ranges_are_client_errors(app: &TestApp, kind: Blobs
 
 /// An upload sent as `text/html` keeps its declared type, but is served as a download that no
 /// browser renders or sniffs on the registry's origin.
-async fn artifacts_are_served_as_downloads_never_as_pages(app: &TestApp, _: Blobs, _: &Path) {
+async fn artifacts_are_served_as_downloads_never_as_pages(app: &TestApp) {
     setup(app).await;
     let page = b"<script>alert(document.cookie)</script>".to_vec();
     let r = app

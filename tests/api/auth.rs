@@ -1,52 +1,18 @@
 //! Access control: every route × every kind of caller, on both backends.
 
-use crate::helpers::{Backend, Resp, TestApp, TestDb};
-use futures::FutureExt;
-use modelreg::config::AuthMode;
+use crate::helpers::{Resp, Setup, TestApp};
 use modelreg::domain::access::Scope;
 use modelreg::domain::token::{TokenRequest, issue};
 use modelreg::store::Actor;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::panic::AssertUnwindSafe;
 
-async fn run_with_auth<F: AsyncFn(&TestApp, &str)>(backend: Backend, case: F) {
-    let db = TestDb::create(backend).await;
-    let app = TestApp::spawn(db.url.clone(), |c| c.auth = AuthMode::Required).await;
-    // The first admin token, as `modelreg token create` makes it.
-    let body = TokenRequest {
-        name: "root".into(),
-        scopes: vec!["admin".into()],
-        models: None,
-        expires_at: None,
-    };
-    let (record, root) = issue(body, &Actor::named("cli")).unwrap();
-    app.state
-        .store
-        .create_token(&record, &Actor::named("cli"))
-        .await
-        .unwrap();
-    let outcome = AssertUnwindSafe(case(&app, &root)).catch_unwind().await;
-    app.stop().await;
-    db.drop_db().await;
-    if let Err(p) = outcome {
-        std::panic::resume_unwind(p);
-    }
-}
+const SETUP: Setup = Setup {
+    auth: true,
+    ..Setup::PLAIN
+};
 
-macro_rules! auth_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::helpers::Backend;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::run_with_auth(Backend::Sqlite, super::$name).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::run_with_auth(Backend::Postgres, super::$name).await }
-        }
-    )*};
-}
-
-auth_tests!(
+crate::backend_tests!(with super::SETUP;
     every_route_checks_its_scope,
     every_method_on_every_route,
     secrets_are_stored_hashed,
@@ -287,7 +253,8 @@ fn case_for(method: &Method, template: &str, throwaway: &str) -> Option<Case> {
     })
 }
 
-async fn fixture(app: &TestApp, root: &str) {
+async fn fixture(app: &TestApp) {
+    let root = app.root_token();
     let post = |path: &'static str, body: Value| async move {
         call(app, Some(root), Method::POST, path, Some(&Body::Json(body))).await
     };
@@ -333,8 +300,9 @@ async fn fixture(app: &TestApp, root: &str) {
     }
 }
 
-async fn every_route_checks_its_scope(app: &TestApp, root: &str) {
-    fixture(app, root).await;
+async fn every_route_checks_its_scope(app: &TestApp) {
+    let root = app.root_token();
+    fixture(app).await;
     let limited = Some(&["fraud-*"][..]);
     let (read, _) = token(app, root, "reader", &["read"], limited).await;
     let (write, _) = token(app, root, "writer", &["write"], limited).await;
@@ -496,7 +464,8 @@ async fn every_route_checks_its_scope(app: &TestApp, root: &str) {
     }
 }
 
-async fn secrets_are_stored_hashed(app: &TestApp, root: &str) {
+async fn secrets_are_stored_hashed(app: &TestApp) {
+    let root = app.root_token();
     let (secret, id) = token(app, root, "ci", &["read"], None).await;
     let list = call(app, Some(root), Method::GET, "/api/v1/tokens", None).await;
     let text = list.ok(200).to_string();
@@ -536,7 +505,8 @@ async fn secrets_are_stored_hashed(app: &TestApp, root: &str) {
         .ok(200);
 }
 
-async fn tokens_api_and_actor(app: &TestApp, root: &str) {
+async fn tokens_api_and_actor(app: &TestApp) {
+    let root = app.root_token();
     let (ci, _) = token(
         app,
         root,
@@ -670,8 +640,9 @@ fn concrete(template: &str) -> String {
 /// without a token, with a bad one and with each scope: nothing is answered before the
 /// caller is authenticated, and a method the router answers in another's stead (HEAD for
 /// GET) needs that method's scope.
-async fn every_method_on_every_route(app: &TestApp, root: &str) {
-    fixture(app, root).await;
+async fn every_method_on_every_route(app: &TestApp) {
+    let root = app.root_token();
+    fixture(app).await;
     let mut tokens = vec![(Scope::Admin, root.to_owned())];
     for scope in [Scope::Read, Scope::Write, Scope::Promote] {
         let (t, _) = token(app, root, scope.as_str(), &[scope.as_str()], None).await;

@@ -5,8 +5,11 @@
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`); when it cannot be reached the
 //! Postgres cases fail, they are never skipped.
 
+use crate::blobs::{Blobs, TestBlobs, start_blobs};
 use futures::FutureExt;
-use modelreg::config::Config;
+use modelreg::config::{AuthMode, Config};
+use modelreg::domain::token::{TokenRequest, issue};
+use modelreg::store::Actor;
 use modelreg::{AppState, store};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -24,42 +27,100 @@ pub enum Backend {
     Postgres,
 }
 
-/// Runs one test case against a fresh app on the given backend, cleaning up even on failure.
-pub async fn run<F: AsyncFn(&TestApp)>(backend: Backend, case: F) {
-    run_with(backend, |_| {}, case).await
+/// How a case's app is set up, beyond its fresh database.
+#[derive(Clone, Copy)]
+pub struct Setup {
+    /// Settings adjusted for the case.
+    pub adjust: fn(&mut Config),
+    /// Authentication required, with a first admin token ([`TestApp::root_token`]).
+    pub auth: bool,
+    /// Artifact stores to run the case on, one after the other, each with a fresh database
+    /// (none: the default folder).
+    pub blobs: &'static [Blobs],
 }
 
-/// Like [`run`], with settings adjusted for the case.
-pub async fn run_with<F: AsyncFn(&TestApp)>(
-    backend: Backend,
-    adjust: impl FnOnce(&mut Config),
-    case: F,
-) {
-    let db = TestDb::create(backend).await;
-    let app = TestApp::spawn(db.url.clone(), adjust).await;
-    let outcome = AssertUnwindSafe(case(&app)).catch_unwind().await;
-    app.stop().await;
-    db.drop_db().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
+impl Setup {
+    pub const PLAIN: Setup = Setup {
+        adjust: |_| {},
+        auth: false,
+        blobs: &[],
+    };
+}
+
+/// Runs one test case against a fresh app on the given backend. The database is dropped
+/// even when the case (or the app's start) panics: see [`TestDb`]'s `Drop`.
+pub async fn run_case<F: AsyncFn(&TestApp)>(backend: Backend, setup: Setup, case: F) {
+    let kinds: Vec<Option<Blobs>> = match setup.blobs {
+        [] => vec![None],
+        kinds => kinds.iter().copied().map(Some).collect(),
+    };
+    for kind in kinds {
+        let db = TestDb::create(backend).await;
+        let blobs = match kind {
+            Some(kind) => Some((kind, start_blobs(kind).await)),
+            None => None,
+        };
+        let Setup { adjust, auth, .. } = setup;
+        let configure = move |c: &mut Config| {
+            adjust(c);
+            if auth {
+                c.auth = AuthMode::Required;
+            }
+        };
+        let store = blobs.as_ref().map(|(_, b)| b.blobs.clone());
+        let mut app = TestApp::spawn_with(db.url.clone(), configure, store).await;
+        app.artifacts = blobs;
+        if auth {
+            app.root = Some(first_admin_token(&app).await);
+        }
+        let outcome = AssertUnwindSafe(case(&app)).catch_unwind().await;
+        app.stop().await;
+        db.drop_db().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     }
 }
 
-/// Declares each listed `async fn name(app: &TestApp)` as `name::sqlite` and `name::postgres`.
+/// The first admin token, as `modelreg token create` makes it.
+async fn first_admin_token(app: &TestApp) -> String {
+    let request = TokenRequest {
+        name: "root".into(),
+        scopes: vec!["admin".into()],
+        models: None,
+        expires_at: None,
+    };
+    let cli = Actor::named("cli");
+    let (record, token) = issue(request, &cli).expect("issue the first token");
+    app.state
+        .store
+        .create_token(&record, &cli)
+        .await
+        .expect("store the first token");
+    token
+}
+
+/// Declares each listed `async fn name(app: &TestApp)` as `name::sqlite` and `name::postgres`,
+/// with `Setup::PLAIN` or the setup given (`backend_tests!(with super::SETUP; a, b)`).
 #[macro_export]
 macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {$(
+    (with $setup:expr; $($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                $crate::helpers::run($crate::helpers::Backend::Sqlite, super::$name).await
+                let backend = $crate::helpers::Backend::Sqlite;
+                $crate::helpers::run_case(backend, $setup, super::$name).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                $crate::helpers::run($crate::helpers::Backend::Postgres, super::$name).await
+                let backend = $crate::helpers::Backend::Postgres;
+                $crate::helpers::run_case(backend, $setup, super::$name).await
             }
         }
     )*};
+    ($($name:ident),* $(,)?) => {
+        $crate::backend_tests!(with $crate::helpers::Setup::PLAIN; $($name),*);
+    };
 }
 
 pub fn pg_admin_url() -> String {
@@ -69,9 +130,10 @@ pub fn pg_admin_url() -> String {
 
 /// A database that lives as long as one test.
 pub struct TestDb {
-    pub backend: Backend,
     pub url: String,
     pub name: String,
+    /// Whether the database is still there to drop.
+    live: bool,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -83,9 +145,9 @@ impl TestDb {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}/modelreg.db", dir.path().display());
                 Self {
-                    backend,
                     url,
                     name,
+                    live: false,
                     _dir: Some(dir),
                 }
             }
@@ -103,9 +165,9 @@ impl TestDb {
                     None => panic!("MODELREG_TEST_PG_URL must end in /database"),
                 };
                 Self {
-                    backend,
                     url,
                     name,
+                    live: true,
                     _dir: None,
                 }
             }
@@ -122,14 +184,40 @@ impl TestDb {
             .expect("admin statement");
     }
 
-    pub async fn drop_db(self) {
-        if self.backend == Backend::Postgres {
-            self.admin(format!(
-                "drop database if exists {} with (force)",
-                self.name
-            ))
-            .await;
+    pub async fn drop_db(mut self) {
+        if self.live {
+            self.admin(drop_statement(&self.name)).await;
+            self.live = false;
         }
+    }
+}
+
+fn drop_statement(name: &str) -> String {
+    format!("drop database if exists {name} with (force)")
+}
+
+/// A test that panicked before `drop_db` (its app did not start, say) still leaves no
+/// database behind: dropped here, on a thread of its own, since `Drop` cannot await.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if !self.live {
+            return;
+        }
+        let statement = drop_statement(&self.name);
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
     }
 }
 
@@ -140,6 +228,10 @@ pub struct TestApp {
     pub state: AppState,
     pub db_url: String,
     pub client: reqwest::Client,
+    /// The artifact store the case runs on, when its setup names one.
+    pub artifacts: Option<(Blobs, TestBlobs)>,
+    /// The first admin token, when the setup requires authentication.
+    pub root: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -277,6 +369,8 @@ impl TestApp {
             state: kept,
             db_url: db_url.clone(),
             client: reqwest::Client::new(),
+            artifacts: None,
+            root: None,
             shutdown: Some(tx),
             handle,
         };
@@ -289,6 +383,22 @@ impl TestApp {
             let _ = tx.send(());
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.handle).await;
+    }
+
+    /// The artifact store of a case set up with one: its kind and the folder behind it.
+    #[track_caller]
+    pub fn artifact_store(&self) -> (Blobs, &std::path::Path) {
+        let (kind, blobs) = self
+            .artifacts
+            .as_ref()
+            .expect("a setup with artifact stores");
+        (*kind, blobs.dir.path())
+    }
+
+    /// The first admin token of a case set up with authentication.
+    #[track_caller]
+    pub fn root_token(&self) -> &str {
+        self.root.as_deref().expect("a setup with authentication")
     }
 
     pub fn url(&self, path: &str) -> String {

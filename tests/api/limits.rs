@@ -2,7 +2,7 @@
 //! responses run out of time, connections are capped, and a reader that stalls holds no
 //! database connection.
 
-use crate::helpers::{TestApp, into_resp};
+use crate::helpers::{Setup, TestApp, into_resp};
 use modelreg::config::Config;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -18,19 +18,12 @@ fn short(c: &mut Config) {
     c.shutdown_timeout = Duration::from_secs(2);
 }
 
-macro_rules! limit_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::helpers::{Backend, run_with};
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { run_with(Backend::Sqlite, super::short, super::$name).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { run_with(Backend::Postgres, super::short, super::$name).await }
-        }
-    )*};
-}
+const SETUP: Setup = Setup {
+    adjust: short,
+    ..Setup::PLAIN
+};
 
-limit_tests!(
+crate::backend_tests!(with super::SETUP;
     partial_headers_and_idle_connections_are_closed,
     a_body_that_does_not_arrive_is_408,
     a_stalled_upload_is_abandoned_leaving_nothing,

@@ -6,6 +6,7 @@ mod helpers;
 
 mod artifacts;
 mod auth;
+mod blobs;
 mod cluster;
 mod errors;
 mod events;

@@ -702,8 +702,8 @@ async fn memory_stays_bounded_postgres() {
 
 /// `kill -9` in the middle of an upload leaves a staging file (folder store) or an incomplete
 /// multipart upload (S3) that no listing shows; `modelreg gc` finds and removes it.
-async fn killed_upload_is_collected(kind: crate::artifacts::Blobs) {
-    use crate::artifacts::{Blobs, start_blobs};
+async fn killed_upload_is_collected(kind: crate::blobs::Blobs) {
+    use crate::blobs::{Blobs, start_blobs};
     use tokio::io::AsyncWriteExt;
     let blobs = start_blobs(kind).await;
     let db_dir = tempfile::tempdir().unwrap();
@@ -789,10 +789,10 @@ async fn killed_upload_is_collected(kind: crate::artifacts::Blobs) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_upload_is_collected_folder() {
-    killed_upload_is_collected(crate::artifacts::Blobs::Folder).await;
+    killed_upload_is_collected(crate::blobs::Blobs::Folder).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_upload_is_collected_s3() {
-    killed_upload_is_collected(crate::artifacts::Blobs::S3).await;
+    killed_upload_is_collected(crate::blobs::Blobs::S3).await;
 }
