@@ -5,6 +5,7 @@
 # the machine's speed hits both alike. Prints the median of each scenario per build.
 #
 #   bash bench/sidebyside.sh [BASE_REV]      # BENCH_ROUNDS=4 BENCH_SECONDS=5 BENCH_CLIENTS=8
+#   BENCH_SCENARIOS="register ingest" BENCH_REUSE=1 bash bench/sidebyside.sh   # again, same binaries
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 ROUNDS=${BENCH_ROUNDS:-4}
 SECS=${BENCH_SECONDS:-5}
 CLIENTS=${BENCH_CLIENTS:-8}
+SCENARIOS=${BENCH_SCENARIOS:-register promote10 get_version buckets ingest}
 OUT=target/bench/sidebyside
 ADDR=127.0.0.1:8182
 mkdir -p "$OUT"
@@ -22,13 +24,15 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; git worktree remove --force "$OUT/base-src" 2>/dev/null || true; }
 trap cleanup EXIT
 
-echo "== build $BASE and the working tree (dependencies shared in target/)" >&2
-git worktree remove --force "$OUT/base-src" 2>/dev/null || true
-git worktree add --detach "$OUT/base-src" "$BASE" >&2
-(cd "$OUT/base-src" && CARGO_TARGET_DIR="$PWD/../../../../target" cargo build --release --locked --bin modelreg >&2)
-cp target/release/modelreg "$OUT/modelreg-base"
-cargo build --release --locked --bin modelreg --example loadgen >&2
-cp target/release/modelreg "$OUT/modelreg-new"
+if [ -z "${BENCH_REUSE:-}" ]; then
+    echo "== build $BASE and the working tree (dependencies shared in target/)" >&2
+    git worktree remove --force "$OUT/base-src" 2>/dev/null || true
+    git worktree add --detach "$OUT/base-src" "$BASE" >&2
+    (cd "$OUT/base-src" && CARGO_TARGET_DIR="$PWD/../../../../target" cargo build --release --locked --bin modelreg >&2)
+    cp target/release/modelreg "$OUT/modelreg-base"
+    cargo build --release --locked --bin modelreg --example loadgen >&2
+    cp target/release/modelreg "$OUT/modelreg-new"
+fi
 LOADGEN=target/release/examples/loadgen
 
 one() { # build label
@@ -39,12 +43,11 @@ one() { # build label
     pid=$!
     for _ in $(seq 1 300); do curl -sf -o /dev/null "http://$ADDR/readyz" && break; sleep 0.1; done
     $LOADGEN setup --base "http://$ADDR" >&2
-    for s in register promote10 get_version buckets; do
-        $LOADGEN http "$s" --base "http://$ADDR" --server-pid "$pid" --seconds "$SECS" --clients "$CLIENTS" \
+    for s in $SCENARIOS; do
+        limit=(); [ "$s" = ingest ] && limit=(--max-requests 200)
+        $LOADGEN http "$s" --base "http://$ADDR" --server-pid "$pid" --seconds "$SECS" --clients "$CLIENTS" "${limit[@]}" \
             | sed "s/^{/{\"build\":\"$1\",/" >> "$RESULTS"
     done
-    $LOADGEN http ingest --base "http://$ADDR" --server-pid "$pid" --seconds "$SECS" --clients "$CLIENTS" --max-requests 200 \
-        | sed "s/^{/{\"build\":\"$1\",/" >> "$RESULTS"
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 }
 
@@ -59,7 +62,7 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 print(f"| scenario | {sys.argv[2]} | this tree | server CPU ms/request, {sys.argv[2]} → this tree |")
 print("|---|---|---|---|")
-for s in ["register", "promote10", "get_version", "buckets", "ingest"]:
+for s in dict.fromkeys(r["scenario"] for r in rows):
     def med(build, field):
         v = [r[field] for r in rows if r["build"] == build and r["scenario"] == s and r.get(field) is not None]
         return statistics.median(v) if v else None
@@ -67,6 +70,6 @@ for s in ["register", "promote10", "get_version", "buckets", "ingest"]:
     unit = " points/s" if s == "ingest" else "/s"
     b, n = med("base", field), med("new", field)
     cb, cn = med("base", "server_cpu_ms_per_request"), med("new", "server_cpu_ms_per_request")
-    print(f"| {s} | {b:,.0f}{unit}, p50 {med('base', 'p50_ms')} ms | {n:,.0f}{unit}, p50 {med('new', 'p50_ms')} ms "
+    print(f"| {s} | {b:,.0f}{unit}, p50 {med('base', 'p50_ms'):.2f} ms | {n:,.0f}{unit}, p50 {med('new', 'p50_ms'):.2f} ms "
           f"| {cb:.3f} → {cn:.3f} ({(cn / cb - 1) * 100:+.0f}%) |")
 EOF

@@ -23,6 +23,9 @@ enum Command {
     Migrate(DatabaseConfig),
     /// Delete artifact objects that no artifact row refers to (left by crashes).
     Gc(GcArgs),
+    /// Check the registry's integrity: the database's rules and every artifact's object.
+    /// Exits 1 and lists what is wrong when anything is.
+    Verify(VerifyArgs),
     /// Manage bearer tokens directly in the database (to bootstrap the first admin token).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -52,6 +55,25 @@ struct TokenCreateArgs {
     /// Make the token expire after this long: 90d, 12h.
     #[arg(long, value_parser = modelreg::gc::parse_duration)]
     expires_in: Option<chrono::Duration>,
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    /// Where artifacts are stored: file://DIR, s3://bucket/prefix.
+    #[arg(
+        long,
+        env = "MODELREG_ARTIFACTS_URL",
+        default_value = "file://./modelreg-data/artifacts"
+    )]
+    artifacts_url: String,
+    /// Also read every artifact and check its sha256 (reads every byte).
+    #[arg(long)]
+    deep: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +120,7 @@ fn main() -> ExitCode {
             Command::Serve(config) => serve(*config).await,
             Command::Migrate(db) => migrate(db).await,
             Command::Gc(args) => gc(args).await,
+            Command::Verify(args) => verify(args).await,
             Command::Token(TokenCommand::Create(args)) => token_create(args).await,
             Command::Token(TokenCommand::New) => {
                 let secret = modelreg::domain::token::new_secret()
@@ -170,6 +193,38 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
         report.abandoned.len()
     );
     Ok(())
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text);
+    let store = connect(&args.database).await?;
+    let blobs = BlobStore::from_url(&args.artifacts_url)?;
+    let report = modelreg::verify::run(store.as_ref(), &blobs, args.deep).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for f in &report.findings {
+            println!("{}: {}", f.check, f.detail);
+        }
+        println!(
+            "{} artifacts checked{}, {} problems",
+            report.artifacts_checked,
+            if args.deep {
+                format!(" ({} bytes hashed)", report.bytes_hashed)
+            } else {
+                String::new()
+            },
+            report.findings.len()
+        );
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the registry is damaged: {} problems",
+            report.findings.len()
+        )
+    }
 }
 
 async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {

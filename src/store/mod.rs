@@ -49,6 +49,7 @@ mod stage_change;
 mod stages;
 mod tokens;
 mod types;
+mod verify;
 mod version_list;
 mod versions;
 
@@ -61,6 +62,7 @@ pub use sqlite::{Lite, SqliteStore};
 pub use stages::StageStore;
 pub use tokens::TokenStore;
 pub use types::*;
+pub use verify::{ArtifactRecord, Finding, VerifyStore};
 pub use versions::VersionStore;
 
 pub(crate) use events::NewEvent;
@@ -80,6 +82,7 @@ pub trait Store:
     + ArtifactStore
     + TokenStore
     + EventStore
+    + VerifyStore
     + Send
     + Sync
     + 'static

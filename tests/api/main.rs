@@ -20,5 +20,6 @@ mod processes;
 mod spec;
 mod stages;
 mod tls;
+mod verify;
 mod versions;
 mod web;

@@ -1,0 +1,184 @@
+//! `modelreg verify`: a sound registry reports nothing; each kind of damage, made on purpose,
+//! is found. On both backends, with artifacts in a folder.
+
+use crate::blobs::Blobs;
+use crate::helpers::{Setup, TestApp};
+use modelreg::verify;
+use serde_json::json;
+use sqlx::Connection;
+
+const SETUP: Setup = Setup {
+    blobs: &[Blobs::Folder],
+    ..Setup::PLAIN
+};
+
+crate::backend_tests!(with super::SETUP; finds_each_kind_of_damage);
+
+/// A model with two versions, artifacts, metrics (appended, then partly overwritten) and a
+/// stage that was promoted twice and rolled back.
+async fn fill(app: &TestApp) {
+    app.post("/api/v1/models", json!({"name": "m"}))
+        .await
+        .ok(201);
+    for v in 1..=2 {
+        app.post("/api/v1/models/m/versions", json!({"config": {"lr": v}}))
+            .await
+            .ok(201);
+        for (path, bytes) in [
+            ("model.bin", vec![v as u8; 3000]),
+            ("card.md", b"# card".to_vec()),
+        ] {
+            let r = app
+                .send(
+                    app.client
+                        .put(app.url(&format!("/api/v1/models/m/versions/{v}/artifacts/{path}")))
+                        .body(bytes),
+                )
+                .await;
+            r.ok(201);
+        }
+        let points: Vec<_> = (0..2000)
+            .map(|s| json!({"key": "loss", "step": s, "value": 1.0 / (s as f64 + 1.0)}))
+            .collect();
+        app.post(
+            &format!("/api/v1/models/m/versions/{v}/metrics"),
+            json!({"points": points}),
+        )
+        .await
+        .ok(200);
+        let again: Vec<_> = (100..200)
+            .map(|s| json!({"key": "loss", "step": s, "value": -(s as f64)}))
+            .collect();
+        app.post(
+            &format!("/api/v1/models/m/versions/{v}/metrics"),
+            json!({"points": again}),
+        )
+        .await
+        .ok(200);
+        app.post_empty(&format!("/api/v1/models/m/versions/{v}/finalize"))
+            .await
+            .ok(200);
+    }
+    for v in [1, 2] {
+        app.post(
+            "/api/v1/models/m/stages/production/promote",
+            json!({"version": v}),
+        )
+        .await
+        .ok(200);
+    }
+    app.post_empty("/api/v1/models/m/stages/production/rollback")
+        .await
+        .ok(200);
+}
+
+/// Runs a statement on the test's database, behind the server's back.
+async fn tamper(app: &TestApp, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if app.db_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    }
+}
+
+/// `modelreg verify` as an operator runs it: its exit status and what it printed.
+fn cli(app: &TestApp, dir: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelreg"))
+        .args(["verify", "--deep"])
+        .env("MODELREG_DATABASE_URL", &app.db_url)
+        .env(
+            "MODELREG_ARTIFACTS_URL",
+            format!("file://{}", dir.display()),
+        )
+        .output()
+        .expect("run modelreg verify");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+async fn checks(app: &TestApp, deep: bool) -> Vec<&'static str> {
+    let report = verify::run(app.state.store.as_ref(), &app.state.blobs, deep)
+        .await
+        .unwrap();
+    let mut checks: Vec<_> = report.findings.iter().map(|f| f.check).collect();
+    checks.dedup();
+    checks
+}
+
+async fn finds_each_kind_of_damage(app: &TestApp) {
+    fill(app).await;
+    let report = verify::run(app.state.store.as_ref(), &app.state.blobs, true)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    assert_eq!(report.artifacts_checked, 4);
+    assert_eq!(report.bytes_hashed, 2 * (3000 + 6));
+
+    let (_, dir) = app.artifact_store();
+    let (ok, printed) = cli(app, dir);
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains("4 artifacts checked (6012 bytes hashed), 0 problems"),
+        "{printed}"
+    );
+    let records = app.state.store.artifact_records().await.unwrap();
+    let file = |model_bin: bool, version: i64| {
+        let r = records
+            .iter()
+            .find(|r| r.version == version && (r.path == "model.bin") == model_bin)
+            .unwrap();
+        let file = dir.join(&r.object_key);
+        assert!(file.is_file(), "{}", file.display());
+        file
+    };
+
+    // Same size, other bytes: only a deep check reads them.
+    std::fs::write(file(true, 1), vec![9u8; 3000]).unwrap();
+    assert_eq!(checks(app, false).await, Vec::<&str>::new());
+    assert_eq!(checks(app, true).await, vec!["artifact_checksum"]);
+    let (ok, printed) = cli(app, dir);
+    assert!(
+        !ok && printed.contains("artifact_checksum: m v1 artifact model.bin"),
+        "{printed}"
+    );
+
+    // Truncated: the size gives it away.
+    std::fs::write(file(true, 2), vec![2u8; 10]).unwrap();
+    assert_eq!(checks(app, false).await, vec!["artifact_size"]);
+
+    // Deleted.
+    std::fs::remove_file(file(false, 1)).unwrap();
+    let found = checks(app, false).await;
+    assert!(found.contains(&"artifact_missing"), "{found:?}");
+
+    // A rollup that no longer agrees with its points.
+    tamper(
+        app,
+        "update metric_rollups set max = max + 1 where level = 2",
+    )
+    .await;
+    let found = checks(app, false).await;
+    assert!(found.contains(&"rollup"), "{found:?}");
+
+    // A stage pointer moved behind its history's back.
+    tamper(app, "update stages set version = 2").await;
+    let found = checks(app, false).await;
+    assert!(found.contains(&"stage_stack"), "{found:?}");
+    assert!(found.contains(&"stage_history"), "{found:?}");
+
+    // A version row gone: the numbering has a gap.
+    tamper(
+        app,
+        "delete from idempotency_keys; delete from stage_stack; delete from stages; \
+         delete from artifacts; delete from metric_points; delete from metric_rollups; \
+         delete from metric_series; delete from versions where version = 1",
+    )
+    .await;
+    let found = checks(app, false).await;
+    assert!(found.contains(&"versions_gapless"), "{found:?}");
+}
