@@ -24,11 +24,16 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; git worktree remove --force "$OUT/base-src" 2>/dev/null || true; }
 trap cleanup EXIT
 
+# One codegen unit: how rustc splits a crate into units (and so what it inlines across them)
+# shifts when code moves between modules, by a few percent either way; with one unit the two
+# builds differ by their code, not by that.
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=${BENCH_CODEGEN_UNITS:-1}
+
 if [ -z "${BENCH_REUSE:-}" ]; then
     echo "== build $BASE and the working tree (dependencies shared in target/)" >&2
     git worktree remove --force "$OUT/base-src" 2>/dev/null || true
     git worktree add --detach "$OUT/base-src" "$BASE" >&2
-    (cd "$OUT/base-src" && CARGO_TARGET_DIR="$PWD/../../../../target" cargo build --release --locked --bin modelreg >&2)
+    (cd "$OUT/base-src" && CARGO_TARGET_DIR="$PWD/../../../../target" cargo build --release --locked --bin modelreg --example loadgen >&2)
     cp target/release/modelreg "$OUT/modelreg-base"
     cargo build --release --locked --bin modelreg --example loadgen >&2
     cp target/release/modelreg "$OUT/modelreg-new"

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod blob;
 pub mod config;
 pub mod domain;

@@ -26,6 +26,8 @@ enum Command {
     /// Check the registry's integrity: the database's rules and every artifact's object.
     /// Exits 1 and lists what is wrong when anything is.
     Verify(VerifyArgs),
+    /// Copy an embedded registry (SQLite and its artifact folder) into DEST while it serves.
+    Backup(BackupArgs),
     /// Manage bearer tokens directly in the database (to bootstrap the first admin token).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -77,6 +79,21 @@ struct VerifyArgs {
 }
 
 #[derive(clap::Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    /// Where artifacts are stored: file://DIR.
+    #[arg(
+        long,
+        env = "MODELREG_ARTIFACTS_URL",
+        default_value = "file://./modelreg-data/artifacts"
+    )]
+    artifacts_url: String,
+    /// A new (or empty) folder for the copy: DEST/modelreg.db and DEST/artifacts/.
+    dest: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
 struct GcArgs {
     #[command(flatten)]
     database: DatabaseConfig,
@@ -121,6 +138,7 @@ fn main() -> ExitCode {
             Command::Migrate(db) => migrate(db).await,
             Command::Gc(args) => gc(args).await,
             Command::Verify(args) => verify(args).await,
+            Command::Backup(args) => backup(args).await,
             Command::Token(TokenCommand::Create(args)) => token_create(args).await,
             Command::Token(TokenCommand::New) => {
                 let secret = modelreg::domain::token::new_secret()
@@ -225,6 +243,30 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             report.findings.len()
         )
     }
+}
+
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text);
+    args.database.validate().map_err(anyhow::Error::msg)?;
+    let report = modelreg::backup::run(&args.database.url, &args.artifacts_url, &args.dest)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(modelreg::config::scrub(
+                &format!("{e:#}"),
+                &args.database.url
+            ))
+        })?;
+    for key in &report.deleted_meanwhile {
+        println!("left out {key}: its artifact was deleted while the backup ran");
+    }
+    println!(
+        "backed up the database to {} and {} artifacts ({} bytes) to {}",
+        report.database.display(),
+        report.artifacts,
+        report.bytes,
+        args.dest.join("artifacts").display()
+    );
+    Ok(())
 }
 
 async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {

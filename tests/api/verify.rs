@@ -1,8 +1,9 @@
 //! `modelreg verify`: a sound registry reports nothing; each kind of damage, made on purpose,
-//! is found. On both backends, with artifacts in a folder.
+//! is found. On both backends, with artifacts in a folder. And `modelreg backup`: a copy taken
+//! while the registry serves restores into a registry that verifies and reads as before.
 
 use crate::blobs::Blobs;
-use crate::helpers::{Setup, TestApp};
+use crate::helpers::{Backend, Setup, TestApp, run_case};
 use modelreg::verify;
 use serde_json::json;
 use sqlx::Connection;
@@ -181,4 +182,99 @@ async fn finds_each_kind_of_damage(app: &TestApp) {
     .await;
     let found = checks(app, false).await;
     assert!(found.contains(&"versions_gapless"), "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_restores_sqlite() {
+    run_case(Backend::Sqlite, SETUP, backup_restores).await
+}
+
+/// Backs up a serving registry (writes going on meanwhile), restores the copy into a new
+/// server, and reads it back.
+async fn backup_restores(app: &TestApp) {
+    fill(app).await;
+    let (_, dir) = app.artifact_store();
+    let dest = tempfile::tempdir().unwrap();
+    let backup_dir = dest.path().join("backup");
+    let writes = async {
+        for i in 0..20 {
+            app.put(&format!("/api/v1/models/busy-{i}"), json!({}))
+                .await
+                .ok(201);
+        }
+    };
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_modelreg"));
+    command
+        .arg("backup")
+        .arg(&backup_dir)
+        .env("MODELREG_DATABASE_URL", &app.db_url)
+        .env(
+            "MODELREG_ARTIFACTS_URL",
+            format!("file://{}", dir.display()),
+        );
+    let backup = async {
+        let out = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ((), printed) = tokio::join!(writes, backup);
+    assert!(
+        printed.contains("and 4 artifacts (6012 bytes)"),
+        "{printed}"
+    );
+
+    let artifacts = format!("file://{}", backup_dir.join("artifacts").display());
+    let restored = TestApp::spawn_with(
+        format!("sqlite://{}", backup_dir.join("modelreg.db").display()),
+        |_| {},
+        Some(modelreg::blob::BlobStore::from_url(&artifacts).unwrap()),
+    )
+    .await;
+    let report = verify::run(restored.state.store.as_ref(), &restored.state.blobs, true)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    assert_eq!(report.artifacts_checked, 4);
+    for path in [
+        "/api/v1/models/m",
+        "/api/v1/models/m/versions",
+        "/api/v1/models/m/stages/production",
+        "/api/v1/models/m/stages/production/history",
+        "/api/v1/models/m/versions/2/metrics/loss?max_points=50",
+    ] {
+        let (copy, live) = (restored.get(path).await, app.get(path).await);
+        assert_eq!(copy.ok(200), live.ok(200), "{path}");
+    }
+    let bytes = |a: &TestApp| {
+        let url = a.url("/api/v1/models/m/versions/2/artifacts/model.bin");
+        let client = a.client.clone();
+        async move { client.get(url).send().await.unwrap().bytes().await.unwrap() }
+    };
+    assert_eq!(bytes(&restored).await, bytes(app).await);
+    restored.stop().await;
+
+    let (ok, printed) = {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelreg"))
+            .arg("backup")
+            .arg(&backup_dir)
+            .env("MODELREG_DATABASE_URL", &app.db_url)
+            .env(
+                "MODELREG_ARTIFACTS_URL",
+                format!("file://{}", dir.display()),
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(!ok && printed.contains("is not empty"), "{printed}");
 }
