@@ -1,5 +1,7 @@
 //! The `modelreg` binary: parse settings, start logging, connect, serve.
 
+mod maintenance;
+
 use clap::{Parser, Subcommand};
 use modelreg::blob::BlobStore;
 use modelreg::config::{Config, DatabaseConfig, LogFormat};
@@ -22,12 +24,12 @@ enum Command {
     /// Apply database migrations and exit.
     Migrate(DatabaseConfig),
     /// Delete artifact objects that no artifact row refers to (left by crashes).
-    Gc(GcArgs),
+    Gc(maintenance::GcArgs),
     /// Check the registry's integrity: the database's rules and every artifact's object.
     /// Exits 1 and lists what is wrong when anything is.
-    Verify(VerifyArgs),
+    Verify(maintenance::VerifyArgs),
     /// Copy an embedded registry (SQLite and its artifact folder) into DEST while it serves.
-    Backup(BackupArgs),
+    Backup(maintenance::BackupArgs),
     /// Manage bearer tokens directly in the database (to bootstrap the first admin token).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -59,59 +61,6 @@ struct TokenCreateArgs {
     expires_in: Option<chrono::Duration>,
 }
 
-#[derive(clap::Args)]
-struct VerifyArgs {
-    #[command(flatten)]
-    database: DatabaseConfig,
-    /// Where artifacts are stored: file://DIR, s3://bucket/prefix.
-    #[arg(
-        long,
-        env = "MODELREG_ARTIFACTS_URL",
-        default_value = "file://./modelreg-data/artifacts"
-    )]
-    artifacts_url: String,
-    /// Also read every artifact and check its sha256 (reads every byte).
-    #[arg(long)]
-    deep: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(clap::Args)]
-struct BackupArgs {
-    #[command(flatten)]
-    database: DatabaseConfig,
-    /// Where artifacts are stored: file://DIR.
-    #[arg(
-        long,
-        env = "MODELREG_ARTIFACTS_URL",
-        default_value = "file://./modelreg-data/artifacts"
-    )]
-    artifacts_url: String,
-    /// A new (or empty) folder for the copy: DEST/modelreg.db and DEST/artifacts/.
-    dest: std::path::PathBuf,
-}
-
-#[derive(clap::Args)]
-struct GcArgs {
-    #[command(flatten)]
-    database: DatabaseConfig,
-    /// Where artifacts are stored: file://DIR, s3://bucket/prefix.
-    #[arg(
-        long,
-        env = "MODELREG_ARTIFACTS_URL",
-        default_value = "file://./modelreg-data/artifacts"
-    )]
-    artifacts_url: String,
-    /// Leave objects younger than this alone (uploads may still be in flight): 24h, 30m, 7d.
-    #[arg(long, default_value = "24h", value_parser = modelreg::gc::parse_duration)]
-    grace: chrono::Duration,
-    /// List what would be deleted, delete nothing.
-    #[arg(long)]
-    dry_run: bool,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or_else(|| {
@@ -136,9 +85,9 @@ fn main() -> ExitCode {
         match command {
             Command::Serve(config) => serve(*config).await,
             Command::Migrate(db) => migrate(db).await,
-            Command::Gc(args) => gc(args).await,
-            Command::Verify(args) => verify(args).await,
-            Command::Backup(args) => backup(args).await,
+            Command::Gc(args) => maintenance::gc(args).await,
+            Command::Verify(args) => maintenance::verify(args).await,
+            Command::Backup(args) => maintenance::backup(args).await,
             Command::Token(TokenCommand::Create(args)) => token_create(args).await,
             Command::Token(TokenCommand::New) => {
                 let secret = modelreg::domain::token::new_secret()
@@ -157,7 +106,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn connect(db: &DatabaseConfig) -> anyhow::Result<Arc<dyn store::Store>> {
+pub(crate) async fn connect(db: &DatabaseConfig) -> anyhow::Result<Arc<dyn store::Store>> {
     db.validate().map_err(anyhow::Error::msg)?;
     let store = store::connect(&db.url, db.max_connections)
         .await
@@ -181,91 +130,6 @@ async fn migrate(db: DatabaseConfig) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Text);
     connect(&db).await?;
     tracing::info!("migrations applied");
-    Ok(())
-}
-
-async fn gc(args: GcArgs) -> anyhow::Result<()> {
-    telemetry::init(LogFormat::Text);
-    let store = connect(&args.database).await?;
-    let blobs = BlobStore::from_url(&args.artifacts_url)?;
-    let report = modelreg::gc::collect(store.as_ref(), &blobs, args.grace, args.dry_run).await?;
-    let verb = if args.dry_run {
-        "would delete"
-    } else {
-        "deleted"
-    };
-    for (key, size) in &report.orphans {
-        println!("{verb} {key} ({size} bytes)");
-    }
-    for leftover in &report.abandoned {
-        println!(
-            "{verb} abandoned upload {} ({} bytes)",
-            leftover.what, leftover.bytes
-        );
-    }
-    let bytes: u64 = report.orphans.iter().map(|o| o.1).sum();
-    println!(
-        "{} objects scanned, {} orphans ({bytes} bytes) {verb}, {} abandoned uploads {verb}",
-        report.scanned,
-        report.orphans.len(),
-        report.abandoned.len()
-    );
-    Ok(())
-}
-
-async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    telemetry::init(LogFormat::Text);
-    let store = connect(&args.database).await?;
-    let blobs = BlobStore::from_url(&args.artifacts_url)?;
-    let report = modelreg::verify::run(store.as_ref(), &blobs, args.deep).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        for f in &report.findings {
-            println!("{}: {}", f.check, f.detail);
-        }
-        println!(
-            "{} artifacts checked{}, {} problems",
-            report.artifacts_checked,
-            if args.deep {
-                format!(" ({} bytes hashed)", report.bytes_hashed)
-            } else {
-                String::new()
-            },
-            report.findings.len()
-        );
-    }
-    if report.is_clean() {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "the registry is damaged: {} problems",
-            report.findings.len()
-        )
-    }
-}
-
-async fn backup(args: BackupArgs) -> anyhow::Result<()> {
-    telemetry::init(LogFormat::Text);
-    args.database.validate().map_err(anyhow::Error::msg)?;
-    let report = modelreg::backup::run(&args.database.url, &args.artifacts_url, &args.dest)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(modelreg::config::scrub(
-                &format!("{e:#}"),
-                &args.database.url
-            ))
-        })?;
-    for key in &report.deleted_meanwhile {
-        println!("left out {key}: its artifact was deleted while the backup ran");
-    }
-    println!(
-        "backed up the database to {} and {} artifacts ({} bytes) to {}",
-        report.database.display(),
-        report.artifacts,
-        report.bytes,
-        args.dest.join("artifacts").display()
-    );
     Ok(())
 }
 
