@@ -15,6 +15,8 @@ pub mod filter;
 pub mod metrics;
 pub mod names;
 pub mod order;
+#[cfg(test)]
+mod properties;
 pub mod stage;
 pub mod tags;
 pub mod time;

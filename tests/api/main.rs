@@ -17,6 +17,7 @@ mod metrics;
 mod models;
 mod pki;
 mod processes;
+mod properties;
 mod spec;
 mod stages;
 mod tls;
