@@ -48,8 +48,11 @@ fn points() -> impl Strategy<Value = Vec<Point>> {
     })
 }
 
+/// `(count, min, max, first step, last step, last value)`.
+type Plain = (i64, f64, f64, i64, i64, f64);
+
 /// Aggregates per `(level, block)` computed the plain way.
-fn naive(points: &[Point]) -> BTreeMap<(i16, i64), (i64, f64, f64, i64, i64, f64)> {
+fn naive(points: &[Point]) -> BTreeMap<(i16, i64), Plain> {
     let mut out = BTreeMap::new();
     for (level, size) in LEVELS {
         for p in points {
