@@ -8,6 +8,7 @@ mod artifacts;
 mod auth;
 mod blobs;
 mod cluster;
+mod corpus;
 mod errors;
 mod events;
 mod hardening;
