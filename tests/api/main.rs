@@ -11,6 +11,7 @@ mod cluster;
 mod corpus;
 mod errors;
 mod events;
+mod faults;
 mod hardening;
 mod health;
 mod limits;
