@@ -126,7 +126,7 @@ async fn postgres_restart_under_write_load_loses_nothing_acknowledged() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "ready again without a restart of modelreg");
-    let t = tally.lock().unwrap();
+    let t = std::mem::take(&mut *tally.lock().unwrap());
     eprintln!("statuses during the load: {:?}", t.statuses);
     let unexpected: Vec<_> = t
         .statuses
@@ -180,7 +180,6 @@ async fn postgres_restart_under_write_load_loses_nothing_acknowledged() {
             "acknowledged promote (event {id}) is missing"
         );
     }
-    drop(t);
     let report = modelreg::verify::run(app.state.store.as_ref(), &app.state.blobs, true)
         .await
         .unwrap();
