@@ -14,7 +14,75 @@ pub(crate) struct TestBlobs {
     pub dir: tempfile::TempDir,
     /// `MODELREG_ARTIFACTS_URL` and `AWS_*` for a server process using the same store.
     pub env: Vec<(String, String)>,
-    _server: Option<tokio::task::JoinHandle<()>>,
+    pub server: Option<S3Server>,
+}
+
+/// An s3s-fs server on a loopback port, which a test can stop (dropping every connection, as
+/// a crash would) and start again on the same port.
+pub(crate) struct S3Server {
+    pub addr: std::net::SocketAddr,
+    root: std::path::PathBuf,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl S3Server {
+    fn serve(listener: tokio::net::TcpListener, root: std::path::PathBuf) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let fs = s3s_fs::FileSystem::new(&root).unwrap();
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(
+            "test-key",
+            "test-secret",
+        ));
+        let service = builder.build();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let http =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let mut until = stopped.clone();
+            loop {
+                let socket = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((socket, _)) => socket,
+                        Err(_) => return,
+                    },
+                    _ = until.changed() => return,
+                };
+                let conn = http
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                    .into_owned();
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stopped.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, root, stop }
+    }
+
+    /// Stops accepting and drops every open connection.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// A new server on the same port, over the same files.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let mut listener = None;
+        for _ in 0..50 {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        *self = Self::serve(listener.expect("the port is free again"), self.root.clone());
+    }
 }
 
 pub(crate) async fn start_blobs(kind: Blobs) -> TestBlobs {
@@ -27,36 +95,14 @@ pub(crate) async fn start_blobs(kind: Blobs) -> TestBlobs {
                 blobs,
                 dir,
                 env: vec![("MODELREG_ARTIFACTS_URL".to_owned(), url)],
-                _server: None,
+                server: None,
             }
         }
         Blobs::S3 => {
             std::fs::create_dir_all(dir.path().join("models")).unwrap();
-            let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
-            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-            builder.set_auth(s3s::auth::SimpleAuth::from_single(
-                "test-key",
-                "test-secret",
-            ));
-            let service = builder.build();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let server = tokio::spawn(async move {
-                let http = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                );
-                loop {
-                    let Ok((socket, _)) = listener.accept().await else {
-                        return;
-                    };
-                    let conn = http
-                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                        .into_owned();
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
-            });
+            let server = S3Server::serve(listener, dir.path().to_owned());
             let options = [
                 ("aws_endpoint", format!("http://{addr}")),
                 ("aws_access_key_id", "test-key".to_owned()),
@@ -83,7 +129,7 @@ pub(crate) async fn start_blobs(kind: Blobs) -> TestBlobs {
                 blobs,
                 dir,
                 env,
-                _server: Some(server),
+                server: Some(server),
             }
         }
     }

@@ -188,3 +188,84 @@ async fn postgres_restart_under_write_load_loses_nothing_acknowledged() {
         app.stop().await;
     }
 }
+
+/// The S3 server goes away while idle and in the middle of an upload. Artifact calls answer
+/// 503 while it is away (everything else keeps working), the interrupted upload records
+/// nothing, and once it is back uploads work again without a restart of modelreg.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outage_idle_and_mid_upload() {
+    use crate::blobs::{Blobs, start_blobs};
+    use crate::helpers::TestDb;
+    let db = TestDb::create(crate::helpers::Backend::Sqlite).await;
+    let mut s3 = start_blobs(Blobs::S3).await;
+    let app = TestApp::spawn_with(db.url.clone(), |_| {}, Some(s3.blobs.clone())).await;
+    app.post("/api/v1/models", json!({"name": "m"}))
+        .await
+        .ok(201);
+    app.post("/api/v1/models/m/versions", json!({}))
+        .await
+        .ok(201);
+    let upload = |path: &str, body: reqwest::Body| {
+        let url = app.url(&format!("/api/v1/models/m/versions/1/artifacts/{path}"));
+        app.client.put(url).body(body)
+    };
+
+    // Idle: the store is away before the request.
+    let server = s3.server.as_mut().unwrap();
+    server.stop();
+    let r = app.send(upload("idle.bin", reqwest::Body::from("x"))).await;
+    r.problem(503, "artifact_store_unavailable");
+    app.get("/api/v1/models/m/versions/1").await.ok(200);
+    assert_eq!(app.get("/readyz").await.status, 503);
+    server.restart().await;
+    let mut back = false;
+    for _ in 0..100 {
+        if app.get("/readyz").await.status == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "ready again once the store is back");
+    app.send(upload("idle.bin", reqwest::Body::from("x")))
+        .await
+        .ok(201);
+
+    // Mid-upload: 24 MiB in 1 MiB chunks; the store goes away after the eighth.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let request = tokio::spawn(upload("big.bin", body).send());
+    for i in 0..24 {
+        if i == 8 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            s3.server.as_ref().unwrap().stop();
+        }
+        if tx.send(Ok(vec![7u8; 1 << 20])).await.is_err() {
+            break; // the server stopped reading: it has answered
+        }
+    }
+    drop(tx);
+    let answer = crate::helpers::into_resp(request.await.unwrap().unwrap()).await;
+    answer.problem(503, "artifact_store_unavailable");
+    s3.server.as_mut().unwrap().restart().await;
+    for _ in 0..100 {
+        if app.get("/readyz").await.status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing of the interrupted upload is recorded; the path is free for a retry.
+    app.get("/api/v1/models/m/versions/1/artifacts/big.bin")
+        .await
+        .problem(404, "artifact_not_found");
+    app.send(upload("big.bin", reqwest::Body::from(vec![7u8; 1 << 20])))
+        .await
+        .ok(201);
+    let report = modelreg::verify::run(app.state.store.as_ref(), &app.state.blobs, true)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    assert_eq!(report.artifacts_checked, 2);
+    app.stop().await;
+    db.drop_db().await;
+}
