@@ -796,3 +796,93 @@ async fn killed_upload_is_collected_folder() {
 async fn killed_upload_is_collected_s3() {
     killed_upload_is_collected(crate::blobs::Blobs::S3).await;
 }
+
+/// SIGTERM while four clients write as fast as they can: every request either gets its answer
+/// or finds the door closed (never a 5xx, never a half answer), the process exits by its
+/// deadline, and every write it acknowledged is there when the registry is opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let mut server = start_with(&db, &[("MODELREG_SHUTDOWN_TIMEOUT", "5s")]);
+    let base = format!("http://{}", server.addr);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (base, stop) = (base.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut acknowledged, mut refused, mut statuses) = (Vec::new(), 0, Vec::new());
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let name = format!("load-{c}-{n}");
+                match client
+                    .put(format!("{base}/api/v1/models/{name}"))
+                    .json(&serde_json::json!({}))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 201 => acknowledged.push(name),
+                    Ok(r) => statuses.push(r.status().as_u16()),
+                    Err(_) => {
+                        refused += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (acknowledged, refused, statuses)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let signalled = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exited = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            signalled.elapsed() < std::time::Duration::from_secs(15),
+            "still running {:?} after SIGTERM with a 5 s deadline",
+            signalled.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(exited.success(), "{exited:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for c in clients {
+        let (a, r, statuses) = c.await.unwrap();
+        assert!(statuses.is_empty(), "answers other than 201: {statuses:?}");
+        acknowledged.extend(a);
+        refused += r;
+    }
+    eprintln!(
+        "{} writes acknowledged, {refused} refused after the signal",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() > 20,
+        "the load ran: {}",
+        acknowledged.len()
+    );
+
+    let again = start(&db);
+    let client = reqwest::Client::new();
+    for name in &acknowledged {
+        let r = client
+            .get(format!("http://{}/api/v1/models/{name}", again.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "acknowledged {name} is missing");
+    }
+}
