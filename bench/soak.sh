@@ -32,7 +32,11 @@ MODELREG_LISTEN=$ADDR MODELREG_DATABASE_URL=$PG/modelreg_soak MODELREG_ARTIFACTS
     MODELREG_DB_MAX_CONNECTIONS=16 RUST_LOG=warn "$BIN" serve 2> "$OUT/server.log" &
 PID=$!
 sampler=""
-cleanup() { [ -n "$sampler" ] && kill "$sampler" 2>/dev/null; kill "$PID" 2>/dev/null; wait 2>/dev/null || true; }
+cleanup() {
+    if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; fi
+    kill "$PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
 trap cleanup EXIT
 for _ in $(seq 1 300); do curl -sf -o /dev/null "http://$ADDR/readyz" && break; sleep 0.1; done
 "$LOADGEN" setup --base "http://$ADDR" --series-points 200000 >&2
@@ -71,7 +75,8 @@ done
 sleep 11
 kill "$sampler" 2>/dev/null || true
 
-python3 - "$SAMPLES" "$errors" "$round" <<'EOF'
+status=0
+python3 - "$SAMPLES" "$errors" "$round" <<'EOF' || status=$?
 import csv, sys
 rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(open(sys.argv[1]))]
 errors, rounds = int(sys.argv[2]), int(sys.argv[3])
@@ -99,3 +104,6 @@ if bad:
     sys.exit(1)
 print("flat: no growth after warm-up")
 EOF
+cleanup
+trap - EXIT
+exit "$status"
