@@ -885,4 +885,15 @@ async fn sigterm_under_load_loses_no_acknowledged_write() {
             .unwrap();
         assert_eq!(r.status(), 200, "acknowledged {name} is missing");
     }
+    let verify = Command::new(env!("CARGO_BIN_EXE_modelreg"))
+        .arg("verify")
+        .env("MODELREG_DATABASE_URL", &db)
+        .env("MODELREG_ARTIFACTS_URL", "memory://")
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
