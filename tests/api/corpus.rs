@@ -191,3 +191,37 @@ async fn every_bad_input_gets_its_answer(app: &TestApp) {
     let models = app.get("/api/v1/models").await;
     assert_eq!(models.ok(200)["items"].as_array().unwrap().len(), 2);
 }
+
+crate::backend_tests!(requests_that_are_not_http_are_refused_and_closed);
+
+/// Bytes no HTTP request may hold never reach the API: invalid UTF-8 or control bytes in the
+/// request line, a broken request line. The protocol layer answers 400 and closes the
+/// connection, and the server serves the next client as before.
+async fn requests_that_are_not_http_are_refused_and_closed(app: &TestApp) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let raw: [&[u8]; 6] = [
+        b"GET /api/v1/models/\xff\xfe HTTP/1.1\r\nhost: localhost\r\n\r\n",
+        b"GET /api/v1/models/m\x7f HTTP/1.1\r\nhost: localhost\r\n\r\n",
+        b"GET /api/v1/models/m\x00 HTTP/1.1\r\nhost: localhost\r\n\r\n",
+        b"GET /api/v1/mod els HTTP/1.1\r\nhost: localhost\r\n\r\n",
+        b"GET\r\n\r\n",
+        b"GET /api/v1/models HTTP/9.9\r\nhost: localhost\r\n\r\n",
+    ];
+    for request in raw {
+        let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        tcp.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tcp.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(read.is_ok(), "the connection was closed: {request:?}");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 400") || answer.starts_with("HTTP/1.1 505"),
+            "{request:?} → {answer:?}"
+        );
+        app.get("/readyz").await.ok(200);
+    }
+}
