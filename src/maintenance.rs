@@ -5,8 +5,9 @@ use modelreg::blob::BlobStore;
 use modelreg::config::{DatabaseConfig, LogFormat};
 use modelreg::telemetry;
 
+/// Where a registry keeps its records and its artifacts.
 #[derive(clap::Args)]
-pub(crate) struct VerifyArgs {
+pub(crate) struct Registry {
     #[command(flatten)]
     database: DatabaseConfig,
     /// Where artifacts are stored: file://DIR, s3://bucket/prefix.
@@ -16,6 +17,12 @@ pub(crate) struct VerifyArgs {
         default_value = "file://./modelreg-data/artifacts"
     )]
     artifacts_url: String,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    registry: Registry,
     /// Also read every artifact and check its sha256 (reads every byte).
     #[arg(long)]
     deep: bool,
@@ -27,14 +34,7 @@ pub(crate) struct VerifyArgs {
 #[derive(clap::Args)]
 pub(crate) struct BackupArgs {
     #[command(flatten)]
-    database: DatabaseConfig,
-    /// Where artifacts are stored: file://DIR.
-    #[arg(
-        long,
-        env = "MODELREG_ARTIFACTS_URL",
-        default_value = "file://./modelreg-data/artifacts"
-    )]
-    artifacts_url: String,
+    registry: Registry,
     /// A new (or empty) folder for the copy: DEST/modelreg.db and DEST/artifacts/.
     dest: std::path::PathBuf,
 }
@@ -42,14 +42,7 @@ pub(crate) struct BackupArgs {
 #[derive(clap::Args)]
 pub(crate) struct GcArgs {
     #[command(flatten)]
-    database: DatabaseConfig,
-    /// Where artifacts are stored: file://DIR, s3://bucket/prefix.
-    #[arg(
-        long,
-        env = "MODELREG_ARTIFACTS_URL",
-        default_value = "file://./modelreg-data/artifacts"
-    )]
-    artifacts_url: String,
+    registry: Registry,
     /// Leave objects younger than this alone (uploads may still be in flight): 24h, 30m, 7d.
     #[arg(long, default_value = "24h", value_parser = modelreg::gc::parse_duration)]
     grace: chrono::Duration,
@@ -60,8 +53,8 @@ pub(crate) struct GcArgs {
 
 pub(crate) async fn gc(args: GcArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Text);
-    let store = connect(&args.database).await?;
-    let blobs = BlobStore::from_url(&args.artifacts_url)?;
+    let store = connect(&args.registry.database).await?;
+    let blobs = BlobStore::from_url(&args.registry.artifacts_url)?;
     let report = modelreg::gc::collect(store.as_ref(), &blobs, args.grace, args.dry_run).await?;
     let verb = if args.dry_run {
         "would delete"
@@ -89,8 +82,8 @@ pub(crate) async fn gc(args: GcArgs) -> anyhow::Result<()> {
 
 pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Text);
-    let store = connect(&args.database).await?;
-    let blobs = BlobStore::from_url(&args.artifacts_url)?;
+    let store = connect(&args.registry.database).await?;
+    let blobs = BlobStore::from_url(&args.registry.artifacts_url)?;
     let report = modelreg::verify::run(store.as_ref(), &blobs, args.deep).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -121,15 +114,22 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 
 pub(crate) async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Text);
-    args.database.validate().map_err(anyhow::Error::msg)?;
-    let report = modelreg::backup::run(&args.database.url, &args.artifacts_url, &args.dest)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(modelreg::config::scrub(
-                &format!("{e:#}"),
-                &args.database.url
-            ))
-        })?;
+    args.registry
+        .database
+        .validate()
+        .map_err(anyhow::Error::msg)?;
+    let report = modelreg::backup::run(
+        &args.registry.database.url,
+        &args.registry.artifacts_url,
+        &args.dest,
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(modelreg::config::scrub(
+            &format!("{e:#}"),
+            &args.registry.database.url
+        ))
+    })?;
     for key in &report.deleted_meanwhile {
         println!("left out {key}: its artifact was deleted while the backup ran");
     }

@@ -117,14 +117,7 @@ async fn postgres_restart_under_write_load_loses_nothing_acknowledged() {
         w.await.unwrap();
     }
 
-    let mut ready = false;
-    for _ in 0..100 {
-        if app.get("/readyz").await.status == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ready = app.wait_ready().await;
     assert!(ready, "ready again without a restart of modelreg");
     let t = std::mem::take(&mut *tally.lock().unwrap());
     eprintln!("statuses during the load: {:?}", t.statuses);
@@ -218,14 +211,7 @@ async fn s3_outage_idle_and_mid_upload() {
     app.get("/api/v1/models/m/versions/1").await.ok(200);
     assert_eq!(app.get("/readyz").await.status, 503);
     server.restart().await;
-    let mut back = false;
-    for _ in 0..100 {
-        if app.get("/readyz").await.status == 200 {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let back = app.wait_ready().await;
     assert!(back, "ready again once the store is back");
     app.send(upload("idle.bin", reqwest::Body::from("x")))
         .await
@@ -248,12 +234,7 @@ async fn s3_outage_idle_and_mid_upload() {
     let answer = crate::helpers::into_resp(request.await.unwrap().unwrap()).await;
     answer.problem(503, "artifact_store_unavailable");
     s3.server.as_mut().unwrap().restart().await;
-    for _ in 0..100 {
-        if app.get("/readyz").await.status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(app.wait_ready().await, "ready again once the store is back");
     // Nothing of the interrupted upload is recorded; the path is free for a retry.
     app.get("/api/v1/models/m/versions/1/artifacts/big.bin")
         .await

@@ -1,5 +1,4 @@
 use crate::helpers::{Backend, TestApp, TestDb};
-use std::time::Duration;
 
 crate::backend_tests!(health_and_readiness, prometheus_metrics_count_the_workload);
 
@@ -91,14 +90,7 @@ async fn readyz_follows_the_database_postgres() {
     // Bring it back: the pool reconnects.
     db.admin(format!("alter database {} allow_connections true", db.name))
         .await;
-    let mut ready = false;
-    for _ in 0..100 {
-        if app.get("/readyz").await.status == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ready = app.wait_ready().await;
     assert!(ready, "readyz did not recover");
     app.get("/api/v1/models/m").await.ok(200);
     app.stop().await;

@@ -385,6 +385,17 @@ impl TestApp {
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.handle).await;
     }
 
+    /// Waits (up to 10 s) for `/readyz` to answer 200; whether it did.
+    pub async fn wait_ready(&self) -> bool {
+        for _ in 0..100 {
+            if self.get("/readyz").await.status == 200 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// The artifact store of a case set up with one: its kind and the folder behind it.
     #[track_caller]
     pub fn artifact_store(&self) -> (Blobs, &std::path::Path) {

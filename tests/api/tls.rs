@@ -58,14 +58,7 @@ async fn postgres_over_tls_verifies_the_server() {
     // The database restarts: the pool reconnects, over TLS again, without a server restart.
     cluster.stop();
     cluster.start();
-    let mut ok = false;
-    for _ in 0..100 {
-        if app.get("/readyz").await.status == 200 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ok = app.wait_ready().await;
     assert!(ok, "ready again after the database restarted");
     app.version("m", json!({})).await;
     app.stop().await;

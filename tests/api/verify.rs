@@ -184,6 +184,26 @@ async fn finds_each_kind_of_damage(app: &TestApp) {
     assert!(found.contains(&"versions_gapless"), "{found:?}");
 }
 
+/// A restored registry is sound (`verify --deep`), holds the 4 artifacts with the same bytes,
+/// and answers these reads as the live one does.
+async fn assert_restored(restored: &TestApp, live: &TestApp, paths: &[&str]) {
+    let report = verify::run(restored.state.store.as_ref(), &restored.state.blobs, true)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    assert_eq!(report.artifacts_checked, 4);
+    for path in paths {
+        let (copy, original) = (restored.get(path).await, live.get(path).await);
+        assert_eq!(copy.ok(200), original.ok(200), "{path}");
+    }
+    let bytes = |a: &TestApp| {
+        let url = a.url("/api/v1/models/m/versions/2/artifacts/model.bin");
+        let client = a.client.clone();
+        async move { client.get(url).send().await.unwrap().bytes().await.unwrap() }
+    };
+    assert_eq!(bytes(restored).await, bytes(live).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_restores_sqlite() {
     run_case(Backend::Sqlite, SETUP, backup_restores).await
@@ -237,27 +257,14 @@ async fn backup_restores(app: &TestApp) {
         Some(modelreg::blob::BlobStore::from_url(&artifacts).unwrap()),
     )
     .await;
-    let report = verify::run(restored.state.store.as_ref(), &restored.state.blobs, true)
-        .await
-        .unwrap();
-    assert!(report.is_clean(), "{:#?}", report.findings);
-    assert_eq!(report.artifacts_checked, 4);
-    for path in [
+    let paths = [
         "/api/v1/models/m",
         "/api/v1/models/m/versions",
         "/api/v1/models/m/stages/production",
         "/api/v1/models/m/stages/production/history",
         "/api/v1/models/m/versions/2/metrics/loss?max_points=50",
-    ] {
-        let (copy, live) = (restored.get(path).await, app.get(path).await);
-        assert_eq!(copy.ok(200), live.ok(200), "{path}");
-    }
-    let bytes = |a: &TestApp| {
-        let url = a.url("/api/v1/models/m/versions/2/artifacts/model.bin");
-        let client = a.client.clone();
-        async move { client.get(url).send().await.unwrap().bytes().await.unwrap() }
-    };
-    assert_eq!(bytes(&restored).await, bytes(app).await);
+    ];
+    assert_restored(&restored, app, &paths).await;
     restored.stop().await;
 
     let (ok, printed) = {
@@ -335,21 +342,14 @@ async fn dump_and_restore(app: &TestApp) {
         Some(modelreg::blob::BlobStore::from_url(&store).unwrap()),
     )
     .await;
-    let report = verify::run(restored.state.store.as_ref(), &restored.state.blobs, true)
-        .await
-        .unwrap();
-    assert!(report.is_clean(), "{:#?}", report.findings);
-    assert_eq!(report.artifacts_checked, 4);
-    for path in [
+    let paths = [
         "/api/v1/models/m",
         "/api/v1/models/m/versions",
         "/api/v1/models/m/stages/production/history",
         "/api/v1/models/m/versions/2/metrics/loss?max_points=50",
         "/api/v1/events",
-    ] {
-        let (copy, live) = (restored.get(path).await, app.get(path).await);
-        assert_eq!(copy.ok(200), live.ok(200), "{path}");
-    }
+    ];
+    assert_restored(&restored, app, &paths).await;
     // Writes go on after a restore: the sequences came along.
     restored
         .post("/api/v1/models/m/versions", json!({}))
