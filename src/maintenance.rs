@@ -82,6 +82,7 @@ pub(crate) async fn gc(args: GcArgs) -> anyhow::Result<()> {
 
 pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Text);
+    refuse_missing_file(&args.registry.database.url)?;
     let store = connect(&args.registry.database).await?;
     let blobs = BlobStore::from_url(&args.registry.artifacts_url)?;
     let report = modelreg::verify::run(store.as_ref(), &blobs, args.deep).await?;
@@ -140,5 +141,19 @@ pub(crate) async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         report.bytes,
         args.dest.join("artifacts").display()
     );
+    Ok(())
+}
+
+/// Checking a registry must not create one: a mistyped SQLite path would otherwise verify as
+/// an empty, sound registry.
+fn refuse_missing_file(url: &str) -> anyhow::Result<()> {
+    if !url.starts_with("sqlite:") {
+        return Ok(());
+    }
+    let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+    let file = options.get_filename();
+    if !file.exists() {
+        anyhow::bail!("there is no registry at {}", file.display());
+    }
     Ok(())
 }

@@ -123,6 +123,14 @@ async fn finds_each_kind_of_damage(app: &TestApp) {
     let (_, dir) = app.artifact_store();
     let (ok, printed) = cli(app, dir);
     assert!(ok, "{printed}");
+    // A mistyped SQLite path is no registry, not an empty sound one.
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_modelreg"))
+        .arg("verify")
+        .env("MODELREG_DATABASE_URL", "sqlite:///nonexistent/typo.db")
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("there is no registry"));
     assert!(
         printed.contains("4 artifacts checked (6012 bytes hashed), 0 problems"),
         "{printed}"
