@@ -85,15 +85,27 @@ async fn tamper(app: &TestApp, sql: &str) {
     }
 }
 
-/// `modelreg verify` as an operator runs it: its exit status and what it printed.
-fn cli(app: &TestApp, dir: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelreg"))
-        .args(["verify", "--deep"])
+/// The `modelreg` binary with these arguments, pointed at the case's registry (its database
+/// and its artifact folder), as an operator runs it.
+fn modelreg<S: AsRef<std::ffi::OsStr>>(
+    app: &TestApp,
+    dir: &std::path::Path,
+    args: impl IntoIterator<Item = S>,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_modelreg"));
+    command
+        .args(args)
         .env("MODELREG_DATABASE_URL", &app.db_url)
         .env(
             "MODELREG_ARTIFACTS_URL",
             format!("file://{}", dir.display()),
-        )
+        );
+    command
+}
+
+/// `modelreg verify --deep`: its exit status and what it printed.
+fn cli(app: &TestApp, dir: &std::path::Path) -> (bool, String) {
+    let out = modelreg(app, dir, ["verify", "--deep"])
         .output()
         .expect("run modelreg verify");
     (
@@ -231,15 +243,8 @@ async fn backup_restores(app: &TestApp) {
                 .ok(201);
         }
     };
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_modelreg"));
-    command
-        .arg("backup")
-        .arg(&backup_dir)
-        .env("MODELREG_DATABASE_URL", &app.db_url)
-        .env(
-            "MODELREG_ARTIFACTS_URL",
-            format!("file://{}", dir.display()),
-        );
+    let backup_args = [std::ffi::OsStr::new("backup"), backup_dir.as_os_str()];
+    let mut command = modelreg(app, dir, backup_args);
     let backup = async {
         let out = tokio::task::spawn_blocking(move || command.output())
             .await
@@ -275,23 +280,13 @@ async fn backup_restores(app: &TestApp) {
     assert_restored(&restored, app, &paths).await;
     restored.stop().await;
 
-    let (ok, printed) = {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelreg"))
-            .arg("backup")
-            .arg(&backup_dir)
-            .env("MODELREG_DATABASE_URL", &app.db_url)
-            .env(
-                "MODELREG_ARTIFACTS_URL",
-                format!("file://{}", dir.display()),
-            )
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    assert!(!ok && printed.contains("is not empty"), "{printed}");
+    // Into a folder that is not empty: refused.
+    let again = modelreg(app, dir, backup_args).output().unwrap();
+    let printed = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && printed.contains("is not empty"),
+        "{printed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
