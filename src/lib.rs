@@ -23,6 +23,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod verify;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -244,9 +245,24 @@ pub async fn serve(
         }
         _ => (server::Acceptor::Plain, None),
     };
+    // The webhook dispatcher runs beside the server and stops after it.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let dispatcher = if state.config.webhooks.dispatcher {
+        let settings = state.config.webhooks.clone();
+        Some(
+            webhooks::spawn(state.store.clone(), settings, stopping)
+                .map_err(std::io::Error::other)?,
+        )
+    } else {
+        None
+    };
     let served = server::serve(listener, app(state), limits, acceptor, shutdown).await;
     if let Some(w) = watcher {
         w.abort();
+    }
+    let _ = stop.send(true);
+    if let Some(d) = dispatcher {
+        let _ = d.await;
     }
     served
 }

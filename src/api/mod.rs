@@ -19,6 +19,7 @@ pub mod problem;
 pub mod stages;
 pub mod tokens;
 pub mod versions;
+pub mod webhooks;
 
 use crate::AppState;
 use crate::auth::{Guard, guard};
@@ -85,6 +86,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         artifacts::endpoints(),
         tokens::endpoints(),
         events::endpoints(),
+        webhooks::endpoints(),
     ]
     .into_iter()
     .flatten()

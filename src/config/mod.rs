@@ -2,10 +2,12 @@
 
 mod secrets;
 mod units;
+mod webhooks;
 
 pub use secrets::{redact, scrub};
 use units::parse_size_u64;
 pub use units::{parse_duration, parse_size};
+pub use webhooks::WebhookConfig;
 
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
@@ -117,6 +119,9 @@ pub struct Config {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "MODELREG_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 /// Database settings, shared by every subcommand.
@@ -195,6 +200,7 @@ impl Config {
             return Err("body limit must be at least 1KiB".to_owned());
         }
         check_cors_origins(&self.cors_origins)?;
+        self.webhooks.validate()?;
         Ok(())
     }
 }
@@ -301,6 +307,7 @@ impl Config {
             metrics_listen: None,
             tls_cert: None,
             tls_key: None,
+            webhooks: WebhookConfig::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod tags;
 pub mod time;
 pub mod token;
 pub mod version;
+pub mod webhook;
 
 pub use names::{Description, ModelName, Reason, StageName};
 pub use tags::{TagFilter, TagPatch, Tags};

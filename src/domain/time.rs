@@ -70,7 +70,12 @@ pub mod rfc3339 {
     use serde::Serializer;
 
     pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        s.serialize_str(&format(t))
+    }
+
+    /// `2026-01-02T03:04:05.123456Z`, as every timestamp of the API is written.
+    pub fn format(t: &Timestamp) -> String {
+        t.to_rfc3339_opts(SecondsFormat::Micros, true)
     }
 
     pub mod option {

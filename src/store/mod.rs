@@ -36,6 +36,7 @@ macro_rules! transaction {
 }
 
 mod artifacts;
+mod deliveries;
 mod errors;
 mod events;
 pub(crate) mod metrics;
@@ -52,8 +53,11 @@ mod types;
 mod verify;
 mod version_list;
 mod versions;
+mod webhook_types;
+mod webhooks;
 
 pub use artifacts::ArtifactStore;
+pub use deliveries::{Attempt, Claimed, DeliveryStore, OutboxSignal, Outcome};
 pub use events::EventStore;
 pub use metrics::{BucketRow, MetricStore, MetricSummary, PointStream, STREAM_CHUNK, SeriesInfo};
 pub use models::ModelStore;
@@ -64,6 +68,10 @@ pub use tokens::TokenStore;
 pub use types::*;
 pub use verify::{ArtifactRecord, Finding, VerifyStore};
 pub use versions::VersionStore;
+pub use webhook_types::{
+    Delivery, DeliveryQuery, DeliveryStats, NewWebhook, Webhook, WebhookOwner, WebhookPatch,
+};
+pub use webhooks::WebhookStore;
 
 pub(crate) use events::NewEvent;
 
@@ -83,6 +91,8 @@ pub trait Store:
     + TokenStore
     + EventStore
     + VerifyStore
+    + WebhookStore
+    + DeliveryStore
     + Send
     + Sync
     + 'static
@@ -112,6 +122,8 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     async fn read(&self) -> Result<Self::Read>;
     async fn begin(&self) -> Result<Self::Tx>;
     async fn commit(&self, tx: Self::Tx) -> Result<()>;
+    /// Wakes this process's webhook dispatcher when deliveries are queued, by any process.
+    async fn outbox_signal(&self) -> Result<Box<dyn OutboxSignal>>;
     /// Rolls back after `error` (which the backend may learn from: a full disk).
     async fn rollback(&self, tx: Self::Tx, error: Option<&crate::error::Error>);
 

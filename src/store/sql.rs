@@ -32,7 +32,7 @@ pub(crate) enum Arg {
     I16(i16),
     I64(Option<i64>),
     F64(Option<f64>),
-    Bool(bool),
+    Bool(Option<bool>),
     Text(Option<String>),
     /// A list of strings: a `text[]` on Postgres, a JSON array on SQLite.
     TextList(Option<Vec<String>>),
@@ -62,6 +62,12 @@ arg_from!(Uuid => Uuid, i64 => I64, f64 => F64, String => Text, Timestamp => Tim
 
 impl From<bool> for Arg {
     fn from(v: bool) -> Self {
+        Arg::Bool(Some(v))
+    }
+}
+
+impl From<Option<bool>> for Arg {
+    fn from(v: Option<bool>) -> Self {
         Arg::Bool(v)
     }
 }
@@ -302,5 +308,12 @@ pub(crate) trait Conn: Send + Sized + MetricWrites {
     /// concurrent writers make that differ from "everything committed"; `None` otherwise.
     async fn event_horizon(&mut self) -> Result<Option<i64>> {
         Ok(None)
+    }
+
+    /// Tells dispatchers in other processes that deliveries are due, when the transaction
+    /// commits (the outbox trigger does so for deliveries of events). Nothing to do where only
+    /// one process writes (SQLite's dispatcher is woken in-process).
+    async fn notify_dispatchers(&mut self) -> Result<()> {
+        Ok(())
     }
 }

@@ -110,6 +110,9 @@ fn every_problem_code_used_is_documented() {
         "storage_full",
         "request_timeout",
         "upload_timeout",
+        "webhook_not_found",
+        "delivery_not_found",
+        "webhook_url_not_allowed",
     ] {
         assert!(text.contains(code), "{code} is not in openapi.yaml");
     }

@@ -6,8 +6,8 @@ mod metrics;
 
 use super::rows::VersionRow;
 use super::{
-    Actor, Artifact, Backend, MetricSummary, NewVersion, PoolStats, Registered, SqlStore,
-    VersionDetail, versions,
+    Actor, Artifact, Backend, MetricSummary, NewVersion, OutboxSignal, PoolStats, Registered,
+    SqlStore, VersionDetail, versions,
 };
 use crate::domain::{Description, ModelName, VersionStatus, time};
 use crate::error::{Error, Result};
@@ -26,6 +26,24 @@ pub struct Pg {
     /// One connection of its own for readiness checks, so that a busy pool (a load spike, a
     /// burst of slow requests) never makes a healthy server look down to its orchestrator.
     health: PgPool,
+}
+
+/// The channel the outbox trigger notifies when it queues deliveries.
+pub(crate) const WEBHOOK_CHANNEL: &str = "modelreg_webhooks";
+
+/// Listens on [`WEBHOOK_CHANNEL`] on a connection of its own.
+struct Listener(sqlx::postgres::PgListener);
+
+#[async_trait]
+impl OutboxSignal for Listener {
+    async fn changed(&mut self) {
+        if let Err(e) = self.0.recv().await {
+            // The connection is re-opened by the next call; what was missed meanwhile is
+            // found by the caller's claim, so a failure wakes it too.
+            tracing::warn!(error = %e, "webhook listener lost its connection");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 }
 
 /// The store on Postgres.
@@ -105,6 +123,12 @@ impl Backend for Pg {
 
     async fn commit(&self, tx: Self::Tx) -> Result<()> {
         Ok(tx.commit().await?)
+    }
+
+    async fn outbox_signal(&self) -> Result<Box<dyn OutboxSignal>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(WEBHOOK_CHANNEL).await?;
+        Ok(Box::new(Listener(listener)))
     }
 
     async fn rollback(&self, tx: Self::Tx, _: Option<&Error>) {

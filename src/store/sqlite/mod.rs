@@ -8,7 +8,7 @@
 mod conn;
 mod metrics;
 
-use super::{Backend, PoolStats, SqlStore};
+use super::{Backend, OutboxSignal, PoolStats, SqlStore};
 use crate::domain::time;
 use crate::error::{Error, Kind, Result};
 use async_trait::async_trait;
@@ -27,6 +27,19 @@ pub struct Lite {
     reader: SqlitePool,
     /// The last write failed because the disk (or the database's page limit) is full.
     storage_full: Arc<AtomicBool>,
+    /// Notified after every commit: the webhook dispatcher's wake-up (a write may have
+    /// queued deliveries; the dispatcher checks with a read before it claims).
+    outbox: Arc<tokio::sync::Notify>,
+}
+
+/// The in-process wake-up of the one process that writes an SQLite database.
+struct Woken(Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl OutboxSignal for Woken {
+    async fn changed(&mut self) {
+        self.0.notified().await;
+    }
 }
 
 /// The store on SQLite.
@@ -152,6 +165,7 @@ impl SqlStore<Lite> {
             writer,
             reader,
             storage_full: Arc::new(AtomicBool::new(false)),
+            outbox: Arc::new(tokio::sync::Notify::new()),
         }))
     }
 }
@@ -226,7 +240,14 @@ impl Backend for Lite {
     async fn commit(&self, tx: Self::Tx) -> Result<()> {
         let done = tx.commit().await;
         self.observe(done.as_ref().err());
+        if done.is_ok() {
+            self.outbox.notify_one();
+        }
         done
+    }
+
+    async fn outbox_signal(&self) -> Result<Box<dyn OutboxSignal>> {
+        Ok(Box::new(Woken(self.outbox.clone())))
     }
 
     async fn rollback(&self, tx: Self::Tx, error: Option<&Error>) {
