@@ -36,6 +36,7 @@ pub struct Endpoint {
     pub scope: Scope,
     handler: MethodRouter<AppState>,
     streaming: bool,
+    confined: bool,
 }
 
 impl Endpoint {
@@ -59,7 +60,15 @@ impl Endpoint {
             scope,
             handler: on(filter, handler),
             streaming: false,
+            confined: false,
         }
+    }
+
+    /// For admin endpoints whose handler keeps a glob-limited caller within its globs (see
+    /// [`Guard::confined`]).
+    pub fn confined(mut self) -> Self {
+        self.confined = true;
+        self
     }
 
     /// For endpoints whose body is streamed (artifact uploads): no JSON body limit, and no
@@ -102,6 +111,7 @@ impl Endpoint {
             let guard_state = Guard {
                 state: state.clone(),
                 scope: self.scope,
+                confined: self.confined,
             };
             route = route.route_layer(axum::middleware::from_fn_with_state(guard_state, guard));
         }

@@ -51,6 +51,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             redeliver,
         ),
     ]
+    .into_iter()
+    .map(Endpoint::confined)
+    .collect()
 }
 
 /// How long the old secret keeps signing after a rotation.

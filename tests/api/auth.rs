@@ -75,7 +75,50 @@ struct Case {
     success: u16,
 }
 
-fn case_for(method: &Method, template: &str, throwaway: &str) -> Option<Case> {
+/// What the cases of routes with ids refer to: a token to revoke, webhooks (made by the
+/// glob-limited admin, which sees only its own) and a delivery of the first.
+struct Ids {
+    throwaway: String,
+    hook: String,
+    hook_to_delete: String,
+    delivery: i64,
+}
+
+fn webhook_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
+    let hook = &ids.hook;
+    let (path, success) = match (method.as_str(), template) {
+        ("GET", "/api/v1/webhooks/{id}") | ("PATCH", "/api/v1/webhooks/{id}") => {
+            (format!("/api/v1/webhooks/{hook}"), 200)
+        }
+        ("DELETE", "/api/v1/webhooks/{id}") => {
+            (format!("/api/v1/webhooks/{}", ids.hook_to_delete), 204)
+        }
+        ("POST", "/api/v1/webhooks/{id}/rotate-secret") => (template.to_owned(), 200),
+        ("POST", "/api/v1/webhooks/{id}/ping") => (template.to_owned(), 202),
+        ("GET", "/api/v1/webhooks/{id}/deliveries") => (template.to_owned(), 200),
+        ("POST", "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver") => (
+            format!(
+                "/api/v1/webhooks/{hook}/deliveries/{}/redeliver",
+                ids.delivery
+            ),
+            202,
+        ),
+        _ => return None,
+    };
+    let body = (method == Method::PATCH).then(|| Body::Json(json!({"description": "x"})));
+    Some(Case {
+        path: path.replace("{id}", hook),
+        body,
+        scope: Scope::Admin,
+        success,
+    })
+}
+
+fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
+    if template.starts_with("/api/v1/webhooks/") {
+        return webhook_case(method, template, ids);
+    }
+    let throwaway = &ids.throwaway;
     let j = |v: Value| Some(Body::Json(v));
     let (path, body, scope, success): (&str, Option<Body>, Scope, u16) =
         match (method.as_str(), template) {
@@ -235,6 +278,13 @@ fn case_for(method: &Method, template: &str, throwaway: &str) -> Option<Case> {
                 201,
             ),
             ("GET", "/api/v1/tokens") => ("/api/v1/tokens", None, Scope::Admin, 200),
+            ("POST", "/api/v1/webhooks") => (
+                "/api/v1/webhooks",
+                j(json!({"url": "https://hooks.invalid/new", "events": ["stage.*"]})),
+                Scope::Admin,
+                201,
+            ),
+            ("GET", "/api/v1/webhooks") => ("/api/v1/webhooks", None, Scope::Admin, 200),
             ("DELETE", "/api/v1/tokens/{id}") => {
                 return Some(Case {
                     path: format!("/api/v1/tokens/{throwaway}"),
@@ -344,6 +394,27 @@ async fn every_route_checks_its_scope(app: &TestApp) {
             .unwrap();
         secret
     };
+    let mut hooks = Vec::new();
+    for _ in 0..2 {
+        let body = json!({"url": "https://hooks.invalid/x", "events": ["webhook.ping"]});
+        let r = call(
+            app,
+            Some(&admin_limited),
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(&Body::Json(body)),
+        )
+        .await;
+        hooks.push(r.ok(201)["id"].as_str().unwrap().to_owned());
+    }
+    let ping = format!("/api/v1/webhooks/{}/ping", hooks[0]);
+    let r = call(app, Some(&admin_limited), Method::POST, &ping, None).await;
+    let ids = Ids {
+        throwaway,
+        hook: hooks[0].clone(),
+        hook_to_delete: hooks[1].clone(),
+        delivery: r.ok(202)["delivery_id"].as_i64().unwrap(),
+    };
     let by_scope = [
         (Scope::Read, &read),
         (Scope::Write, &write),
@@ -356,7 +427,7 @@ async fn every_route_checks_its_scope(app: &TestApp) {
         "every route of the contract is in the router"
     );
     for e in &endpoints {
-        let c = case_for(&e.method, e.path, &throwaway).unwrap_or_else(|| {
+        let c = case_for(&e.method, e.path, &ids).unwrap_or_else(|| {
             panic!(
                 "no access case for {} {}: declare its scope in this table",
                 e.method, e.path
@@ -405,6 +476,13 @@ async fn every_route_checks_its_scope(app: &TestApp) {
             ),
             (false, p) if p.starts_with("/api/v1/tokens") => {
                 r.problem(403, "insufficient_scope");
+            }
+            // Another glob-limited admin: its own webhooks only.
+            (false, p) if p.starts_with("/api/v1/webhooks/") => {
+                r.problem(404, "webhook_not_found");
+            }
+            (false, "/api/v1/webhooks") if e.method == Method::POST => {
+                r.ok(201);
             }
             (false, "/api/v1/models") if e.method == Method::POST => {
                 r.problem(403, "model_forbidden");
