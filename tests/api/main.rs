@@ -27,4 +27,5 @@ mod tls;
 mod verify;
 mod versions;
 mod web;
+mod webhook_processes;
 mod webhooks;

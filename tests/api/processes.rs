@@ -6,11 +6,11 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
     /// Every line the server logged so far.
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -78,7 +78,7 @@ fn start(db_url: &str) -> Server {
     start_with(db_url, &[])
 }
 
-fn start_with(db_url: &str, env: &[(&str, &str)]) -> Server {
+pub(crate) fn start_with(db_url: &str, env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelreg"));
     cmd.arg("serve")
         .env("MODELREG_LISTEN", "127.0.0.1:0")
@@ -105,7 +105,7 @@ pub(crate) fn start_servers(db_url: &str, n: usize) -> Vec<(SocketAddr, impl Dro
 }
 
 /// `modelreg token create`, as an operator bootstraps the first admin token.
-fn cli_token(db_url: &str, args: &[&str]) -> String {
+pub(crate) fn cli_token(db_url: &str, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_modelreg"))
         .args(["token", "create"])
         .args(args)

@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A scripted "answer" that never comes: the request hangs.
+pub const HANG: u16 = 0;
+
 #[derive(Debug, Clone)]
 pub struct Received {
     pub id: String,
@@ -70,6 +73,9 @@ async fn hook(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Statu
         at: std::time::Instant::now(),
     });
     let status = s.script.lock().unwrap().pop_front().unwrap_or(204);
+    if status == HANG {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
     StatusCode::from_u16(status).unwrap()
 }
 
