@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-/// How often pruning and the queue-depth gauge run.
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
+/// How often the queue-depth gauge is refreshed, and old deliveries pruned.
+const GAUGE_EVERY: Duration = Duration::from_secs(5);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Starts the dispatcher; it stops when `stop` turns true, after in-flight attempts end (or
 /// their timeout passes).
@@ -77,15 +78,21 @@ impl Dispatcher {
         };
         let slots = Arc::new(Semaphore::new(this.settings.concurrency as usize));
         let mut attempts = JoinSet::new();
-        let mut maintained: Option<Instant> = None;
+        let (mut gauged, mut pruned): (Option<Instant>, Option<Instant>) = (None, None);
         tracing::info!(
             concurrency = this.settings.concurrency,
             "webhook dispatcher started"
         );
         while !*stop.borrow() {
-            if maintained.is_none_or(|t| t.elapsed() >= MAINTENANCE_EVERY) {
-                this.maintain().await;
-                maintained = Some(Instant::now());
+            if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                this.prune().await;
+                pruned = Some(Instant::now());
+            }
+            if gauged.is_none_or(|t| t.elapsed() >= GAUGE_EVERY) {
+                if let Ok(n) = this.store.pending_deliveries().await {
+                    metrics::gauge!("modelreg_webhook_queue_depth").set(n as f64);
+                }
+                gauged = Some(Instant::now());
             }
             let free = slots.available_permits();
             if free > 0 {
@@ -158,16 +165,13 @@ impl Dispatcher {
         }
     }
 
-    async fn maintain(&self) {
+    async fn prune(&self) {
         let retention = chrono::Duration::from_std(self.settings.retention)
             .unwrap_or_else(|_| chrono::Duration::days(7));
         match self.store.prune_deliveries(time::now() - retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "pruned old succeeded webhook deliveries"),
             Err(e) => tracing::warn!(error = %e, "cannot prune webhook deliveries"),
-        }
-        if let Ok(n) = self.store.pending_deliveries().await {
-            metrics::gauge!("modelreg_webhook_queue_depth").set(n as f64);
         }
     }
 
@@ -194,6 +198,14 @@ impl Dispatcher {
             Outcome::Gone => "gone",
         };
         metrics::counter!("modelreg_webhook_attempts_total", "outcome" => label).increment(1);
+        let done = match outcome {
+            Outcome::Delivered => Some("delivered"),
+            Outcome::Failed | Outcome::Gone => Some("failed"),
+            Outcome::Retry(_) => None,
+        };
+        if let Some(done) = done {
+            metrics::counter!("modelreg_webhook_deliveries_total", "outcome" => done).increment(1);
+        }
         tracing::info!(
             webhook = %d.webhook_id,
             delivery = d.id,

@@ -129,6 +129,16 @@ async fn promote_sends_one_signed_delivery(app: &TestApp) {
         (Some(1), Some(0))
     );
     assert!(shown["last_success_at"].is_string() && shown.get("secret").is_none());
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for name in [
+        "modelreg_webhook_deliveries_total{outcome=\"delivered\"}",
+        "modelreg_webhook_attempts_total{outcome=\"delivered\"}",
+        "modelreg_webhook_attempt_duration_seconds_bucket",
+        "modelreg_webhook_queue_depth",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
 }
 
 async fn events_and_models_filter(app: &TestApp) {
