@@ -40,7 +40,7 @@ echo "== modelreg on Postgres" >&2
 fresh_db modelreg_bench
 rm -rf "$OUT/artifacts"
 MODELREG_LISTEN=$MR_ADDR MODELREG_DATABASE_URL=$PG/modelreg_bench MODELREG_ARTIFACTS_URL=file://$OUT/artifacts \
-    MODELREG_DB_MAX_CONNECTIONS=16 RUST_LOG=warn target/release/modelreg serve 2> "$OUT/modelreg.log" &
+    MODELREG_DB_MAX_CONNECTIONS=16 MODELREG_WEBHOOK_ALLOW_PRIVATE=true RUST_LOG=warn target/release/modelreg serve 2> "$OUT/modelreg.log" &
 MR_PID=$!; pids+=("$MR_PID")
 wait_http "http://$MR_ADDR/readyz" 30
 $LOADGEN setup --base "http://$MR_ADDR" >&2
@@ -59,6 +59,10 @@ $LOADGEN http buckets --base "http://$MR_ADDR" --server-pid "$MR_PID" --seconds 
 run raw100k --clients 1 --max-requests 50
 run overlay --clients "$CLIENTS"
 run best --clients "$CLIENTS"
+# Last: the webhooks it subscribes (and deletes at the end) would load the runs above with
+# deliveries. The "vs bare" column of its rows is the same load run just before, without them.
+$LOADGEN webhooks --base "http://$MR_ADDR" --server-pid "$MR_PID" --seconds "$SECS" --clients "$CLIENTS" \
+    | tee -a "$RESULTS" >&2
 kill "$MR_PID"
 
 echo "== bare Postgres, same tables" >&2

@@ -68,11 +68,19 @@ add("100k raw points (p50 ms; lower is better)", "raw100k", "p50_ms", " ms", Non
 add("overlay of 5 versions, 1,000 buckets each", "overlay", "per_second", "/s")
 add("best 10 of 1,000 versions by a metric (filter + order_by)", "best", "per_second", "/s")
 add("do-nothing axum (HTTP ceiling)", "noop", "per_second", "/s")
+add("register, 10 webhooks subscribed", "register_10webhooks", "per_second", "/s", "register_0webhooks")
+add("promote, 10 webhooks subscribed", "promote10_10webhooks", "per_second", "/s", "promote10_0webhooks")
+add("webhook backlog drained to a local receiver (deliveries/s)", "webhook_drain", "per_second", "/s")
+add("promote -> delivery at the receiver, 10 webhooks (ms)", "webhook_latency", "p50_ms", " ms")
 print("\n".join(lines))
 p10, p10k = get("promote10", "per_second"), get("promote10k", "per_second")
 if p10 and p10k:
     print(f"\npromote with 10,000 versions / with 10: {p10k / p10:.2f}x")
 if get("register", "per_second") and get("noop", "per_second"):
     print(f"register / HTTP ceiling: {get('register', 'per_second') / get('noop', 'per_second'):.3f}")
+for op in ("register", "promote10"):
+    with_, without = get(f"{op}_10webhooks", "per_second"), get(f"{op}_0webhooks", "per_second")
+    if with_ and without:
+        print(f"{op} with 10 webhooks / without (same run, adjacent): {with_ / without:.3f}")
 print("\nratios: throughput figures are modelreg / baseline (higher is better); latency figures are "
       "baseline / modelreg (higher is better, i.e. how many times faster modelreg is)")

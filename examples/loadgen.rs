@@ -27,6 +27,32 @@ enum Cmd {
     Http(HttpArgs),
     Setup(SetupArgs),
     Bare(BareArgs),
+    Webhooks(WebhookArgs),
+}
+
+/// `loadgen webhooks`: register and promote rates with no webhook and with 10 subscribed, how
+/// fast the backlog then drains to a local receiver (deliveries/s), and the latency from a
+/// promote to its deliveries' arrival. The receiver runs in this process; the server must
+/// allow private addresses (MODELREG_WEBHOOK_ALLOW_PRIVATE=true).
+#[derive(clap::Args)]
+struct WebhookArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base: String,
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 10)]
+    subscribers: usize,
+    /// Promotes of the latency phase, one at a time.
+    #[arg(long, default_value_t = 200)]
+    latency_promotes: u64,
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Only the register and promote rates (for a server whose dispatcher is off: the cost
+    /// of the outbox alone on the write path).
+    #[arg(long)]
+    rates_only: bool,
 }
 
 #[derive(clap::Args, Clone)]
@@ -625,6 +651,218 @@ async fn main() {
             return;
         }
         Cmd::Bare(a) => bare(a).await,
+        Cmd::Webhooks(a) => {
+            for line in webhooks(a).await {
+                println!("{line}");
+            }
+            return;
+        }
     };
     println!("{out}");
+}
+
+/// What the in-process receiver saw: arrivals per event id, and the count.
+#[derive(Default)]
+struct Arrivals {
+    by_event: std::sync::Mutex<std::collections::HashMap<i64, Vec<Instant>>>,
+    count: AtomicU64,
+}
+
+async fn receive(
+    axum::extract::State(arrivals): axum::extract::State<Arc<Arrivals>>,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let now = Instant::now();
+    let event = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["data"]["event_id"].as_i64());
+    if let Some(e) = event {
+        arrivals
+            .by_event
+            .lock()
+            .expect("arrivals lock")
+            .entry(e)
+            .or_default()
+            .push(now);
+    }
+    arrivals.count.fetch_add(1, Ordering::Relaxed);
+    axum::http::StatusCode::NO_CONTENT
+}
+
+async fn webhooks(a: WebhookArgs) -> Vec<Value> {
+    let arrivals = Arc::new(Arrivals::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(arrivals.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()
+        .expect("client");
+    let b = a.base.clone();
+    let send = |method: reqwest::Method, path: String, body: Value| {
+        let c = c.clone();
+        let url = format!("{b}{path}");
+        async move {
+            let r = c
+                .request(method, url)
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<Value>().await.unwrap_or(Value::Null)
+        }
+    };
+    let run_id = std::process::id();
+    let reg_model = format!("bench-wh-reg-{run_id}");
+    let p_model = format!("bench-wh-p-{run_id}");
+    for m in [&reg_model, &p_model] {
+        send(
+            reqwest::Method::POST,
+            "/api/v1/models".into(),
+            json!({"name": m}),
+        )
+        .await;
+    }
+    for _ in 0..2 {
+        let path = format!("/api/v1/models/{p_model}/versions");
+        send(reqwest::Method::POST, path, json!({"finalize": true})).await;
+    }
+    let mut out = Vec::new();
+    let rates = |label: &'static str| {
+        let (c, b, reg_model, p_model) = (
+            c.clone(),
+            a.base.clone(),
+            reg_model.clone(),
+            p_model.clone(),
+        );
+        let (clients, seconds, pid) = (a.clients, a.seconds, a.server_pid);
+        async move {
+            let (c2, b2) = (c.clone(), b.clone());
+            let register = closed_loop(clients, seconds, 200_000, pid, move |_, i| {
+                let req = c2
+                    .post(format!("{b2}/api/v1/models/{reg_model}/versions"))
+                    .json(&json!({"config": {"lr": 0.01}, "tags": {"run": i.to_string()}}));
+                async move { ok(req.send().await).await }
+            })
+            .await;
+            let promote = closed_loop(clients, seconds, 200_000, pid, move |_, i| {
+                let req = c
+                    .post(format!(
+                        "{b}/api/v1/models/{p_model}/stages/production/promote"
+                    ))
+                    .json(&json!({"version": i % 2 + 1}));
+                async move { ok(req.send().await).await }
+            })
+            .await;
+            vec![
+                register.report(&format!("register_{label}"), clients),
+                promote.report(&format!("promote10_{label}"), clients),
+            ]
+        }
+    };
+    out.extend(rates("0webhooks").await);
+    let mut hooks = Vec::new();
+    for _ in 0..a.subscribers {
+        let body = json!({"url": hook_url, "models": ["bench-wh-*"]});
+        let w = send(reqwest::Method::POST, "/api/v1/webhooks".into(), body).await;
+        hooks.push(w["id"].as_str().expect("webhook id").to_owned());
+    }
+    if a.rates_only {
+        out.extend(rates("10webhooks_outbox_only").await);
+        for h in hooks {
+            let _ = c
+                .delete(format!("{}/api/v1/webhooks/{h}", a.base))
+                .send()
+                .await;
+        }
+        return out;
+    }
+    out.extend(rates("10webhooks").await);
+    // The backlog the loads left: how fast it drains.
+    let pending = |hooks: Vec<String>| {
+        let (c, b) = (c.clone(), a.base.clone());
+        async move {
+            let mut sum = 0;
+            for h in hooks {
+                let v: Value = c
+                    .get(format!("{b}/api/v1/webhooks/{h}"))
+                    .send()
+                    .await
+                    .expect("get")
+                    .json()
+                    .await
+                    .expect("json");
+                sum += v["pending"].as_i64().unwrap_or(0);
+            }
+            sum
+        }
+    };
+    let start_count = arrivals.count.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let backlog = pending(hooks.clone()).await;
+    let deadline = start + Duration::from_secs(600);
+    while pending(hooks.clone()).await > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained = arrivals.count.load(Ordering::Relaxed) - start_count;
+    let secs = start.elapsed().as_secs_f64();
+    out.push(json!({
+        "scenario": "webhook_drain",
+        "clients": a.subscribers,
+        "requests": drained,
+        "errors": pending(hooks.clone()).await,
+        "seconds": (secs * 100.0).round() / 100.0,
+        "per_second": (drained as f64 / secs).round(),
+        "items_per_second": (drained as f64 / secs).round(),
+        "backlog": backlog,
+    }));
+    // Commit to arrival, one promote at a time, the queue empty.
+    let mut latencies = Vec::new();
+    for i in 0..a.latency_promotes {
+        let sent = Instant::now();
+        let path = format!("/api/v1/models/{p_model}/stages/production/promote");
+        let r = send(reqwest::Method::POST, path, json!({"version": i % 2 + 1})).await;
+        let event = r["event_id"].as_i64().expect("event id");
+        let wait_until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = arrivals
+                .by_event
+                .lock()
+                .expect("arrivals lock")
+                .get(&event)
+                .cloned()
+                .unwrap_or_default();
+            if got.len() >= a.subscribers || Instant::now() > wait_until {
+                latencies.extend(got.iter().map(|t| t.duration_since(sent)));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let run = Run {
+        errors: a.latency_promotes * a.subscribers as u64 - latencies.len() as u64,
+        latencies,
+        elapsed: Duration::from_secs(1),
+        items_per_request: 1.0,
+        cpu_seconds: None,
+    };
+    let mut v = run.report("webhook_latency", 1);
+    v["per_second"] = Value::Null;
+    v["items_per_second"] = Value::Null;
+    out.push(v);
+    for h in hooks {
+        let _ = c
+            .delete(format!("{}/api/v1/webhooks/{h}", a.base))
+            .send()
+            .await;
+    }
+    out
 }

@@ -26,8 +26,8 @@ create table webhooks (
 
 create table webhook_deliveries (
     id               integer primary key autoincrement,
-    webhook_id       blob not null references webhooks (id) on delete cascade,
-    event_id         integer references events (id),
+    webhook_id       blob not null,
+    event_id         integer,
     type             text not null,
     ordering_key     text not null,
     status           text not null default 'pending'
@@ -51,12 +51,19 @@ create index webhook_deliveries_order_idx on webhook_deliveries (webhook_id, ord
 create index webhook_deliveries_log_idx on webhook_deliveries (webhook_id, id);
 create index webhook_deliveries_prune_idx on webhook_deliveries (delivered_at)
     where status = 'succeeded';
-create index webhook_deliveries_event_idx on webhook_deliveries (event_id);
 
 create trigger events_webhook_outbox after insert on events
 begin
     insert into webhook_deliveries (webhook_id, event_id, type, ordering_key, next_attempt_at, queued_at)
-    select w.id, new.id, new.action, coalesce(new.model, ''), new.at, new.at
+    select w.id, new.id, new.action, coalesce(new.model, ''),
+           -- Behind an earlier delivery of the same webhook and model, a delivery is parked
+           -- (due at the end of time) until that one is done: the dispatcher's look for due
+           -- deliveries then only ever meets the head of each queue.
+           case when exists (select 1 from webhook_deliveries p
+                              where p.webhook_id = w.id and p.ordering_key = coalesce(new.model, '')
+                                and p.status = 'pending')
+                then '9999-12-31T23:59:59.000000Z' else new.at end,
+           new.at
       from webhooks w
      where w.enabled
        and exists (select 1 from json_each(w.event_likes) p where new.action like p.value escape '\')

@@ -25,6 +25,8 @@ pub struct Claimed {
     pub id: i64,
     pub lease_id: Uuid,
     pub webhook_id: Uuid,
+    /// Its queue: the event's model ('' for events about no model and pings).
+    pub ordering_key: String,
     pub kind: String,
     pub attempts: i64,
     pub queued_at: Timestamp,
@@ -53,11 +55,19 @@ pub struct Attempt {
     pub delivery: i64,
     pub lease_id: Uuid,
     pub webhook_id: Uuid,
+    pub ordering_key: String,
     pub at: Timestamp,
     pub status_code: Option<u16>,
     /// What went wrong, cut to 1 KiB; never a secret or a body.
     pub error: Option<String>,
     pub outcome: Outcome,
+}
+
+/// When a delivery queued behind another is due: never, until the one before it is done (see
+/// the outbox trigger, which writes the same time).
+pub(crate) fn parked() -> Timestamp {
+    chrono::DateTime::from_timestamp(253_402_300_799, 0)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
 /// Wakes a dispatcher when deliveries may have become due.
@@ -86,6 +96,9 @@ pub trait DeliveryStore {
     async fn prune_deliveries(&self, before: Timestamp) -> Result<u64>;
     /// Deliveries waiting to be made.
     async fn pending_deliveries(&self) -> Result<i64>;
+    /// Makes due the parked deliveries of queues with nothing ahead of them any more (a
+    /// safety net: finishing a delivery makes the next one due in the same transaction).
+    async fn unpark_orphans(&self, now: Timestamp) -> Result<u64>;
     /// A signal that fires when deliveries are queued (by this process or another).
     async fn outbox_signal(&self) -> Result<Box<dyn OutboxSignal>>;
 }
@@ -95,6 +108,7 @@ struct ClaimRow {
     id: i64,
     lease_id: Uuid,
     webhook_id: Uuid,
+    ordering_key: String,
     event_id: Option<i64>,
     kind: String,
     attempts: i64,
@@ -139,6 +153,7 @@ impl ClaimRow {
             id: self.id,
             lease_id: self.lease_id,
             webhook_id: self.webhook_id,
+            ordering_key: self.ordering_key,
             kind: self.kind,
             attempts: self.attempts,
             queued_at: self.queued_at,
@@ -149,15 +164,14 @@ impl ClaimRow {
     }
 }
 
+/// Claims due deliveries of events up to `horizon` (see `claim_deliveries`).
 async fn claim<C: Conn>(
     conn: &mut C,
     now: Timestamp,
     lease_until: Timestamp,
     limit: u32,
+    horizon: Option<i64>,
 ) -> Result<Vec<Claimed>> {
-    // Events still committing may hold lower ids than ones already visible: deliveries past
-    // the log's horizon wait, so that one model's events go out in id order.
-    let horizon = conn.event_horizon().await?;
     let lock = if C::ROW_LOCKS {
         " for update of d skip locked"
     } else {
@@ -188,7 +202,7 @@ async fn claim<C: Conn>(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "select d.id, d.lease_id, d.webhook_id, d.event_id, d.type as kind, d.attempts, d.queued_at, \
+        "select d.id, d.lease_id, d.webhook_id, d.ordering_key, d.event_id, d.type as kind, d.attempts, d.queued_at, \
                 w.url, w.secret, w.previous_secret, w.previous_secret_until, \
                 e.action, e.model, e.version, e.stage, e.actor, e.actor_token_id, e.at, e.details \
            from webhook_deliveries d join webhooks w on w.id = d.webhook_id \
@@ -227,6 +241,21 @@ async fn record<C: Conn>(conn: &mut C, a: &Attempt) -> Result<bool> {
     if conn.execute(stmt).await? == 0 {
         return Ok(false);
     }
+    if !matches!(a.outcome, Outcome::Retry(_)) {
+        // Done for good: the next delivery of its queue, parked behind it, is due now.
+        let stmt = Stmt::new(
+            "update webhook_deliveries set next_attempt_at = $3 where id = ( \
+               select id from webhook_deliveries \
+                where webhook_id = $1 and ordering_key = $2 and status = 'pending' \
+                  and next_attempt_at >= $4 \
+                order by event_id limit 1)",
+        )
+        .bind(a.webhook_id)
+        .bind(a.ordering_key.as_str())
+        .bind(a.at)
+        .bind(parked());
+        conn.execute(stmt).await?;
+    }
     if a.outcome == Outcome::Gone {
         let stmt = Stmt::new(
             "update webhooks set enabled = false, \
@@ -252,7 +281,12 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<Claimed>> {
-        transaction!(self.db, |c| claim(c, now, lease_until, limit))
+        // Events still committing may hold lower ids than ones already visible: deliveries
+        // past the log's horizon wait, so that one model's events go out in id order. Read
+        // outside the claim's transaction, whose view of the sessions in progress would not
+        // change while it waits.
+        let horizon = self.db.read().await?.event_horizon().await?;
+        transaction!(self.db, |c| claim(c, now, lease_until, limit, horizon))
     }
 
     async fn record_attempt(&self, attempt: &Attempt) -> Result<bool> {
@@ -274,9 +308,11 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
         let mut conn = self.db.read().await?;
         let stmt = Stmt::new(
             "select next_attempt_at from webhook_deliveries \
-              where status = 'pending' and next_attempt_at > $1 order by next_attempt_at limit 1",
+              where status = 'pending' and next_attempt_at > $1 and next_attempt_at < $2 \
+              order by next_attempt_at limit 1",
         )
-        .bind(now);
+        .bind(now)
+        .bind(parked());
         Ok(conn
             .fetch_optional::<(Timestamp,)>(stmt)
             .await?
@@ -295,6 +331,20 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
         let mut conn = self.db.read().await?;
         let stmt = Stmt::new("select count(*) from webhook_deliveries where status = 'pending'");
         conn.scalar(stmt).await
+    }
+
+    async fn unpark_orphans(&self, now: Timestamp) -> Result<u64> {
+        let stmt = Stmt::new(
+            "update webhook_deliveries set next_attempt_at = $1 \
+              where status = 'pending' and next_attempt_at >= $2 and not exists ( \
+                select 1 from webhook_deliveries p \
+                 where p.webhook_id = webhook_deliveries.webhook_id \
+                   and p.ordering_key = webhook_deliveries.ordering_key \
+                   and p.status = 'pending' and p.next_attempt_at < $2)",
+        )
+        .bind(now)
+        .bind(parked());
+        transaction!(self.db, |c| c.execute(stmt))
     }
 
     async fn outbox_signal(&self) -> Result<Box<dyn OutboxSignal>> {

@@ -263,7 +263,8 @@ const STATS: &str = "select \
 
 const DELIVERY_COLUMNS: &str = "select id, event_id, type as kind, status, attempts, last_status_code, \
         last_error, last_attempt_at, \
-        case when status = 'pending' then next_attempt_at end as next_attempt_at, \
+        case when status = 'pending' and next_attempt_at < $5 then next_attempt_at end \
+            as next_attempt_at, \
         queued_at, delivered_at from webhook_deliveries ";
 
 #[async_trait]
@@ -342,7 +343,8 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
             .bind(id)
             .bind(q.status)
             .bind(q.before)
-            .bind(i64::from(q.limit) + 1);
+            .bind(i64::from(q.limit) + 1)
+            .bind(super::deliveries::parked());
         let rows: Vec<Delivery> = conn.fetch_all(stmt).await?;
         Ok(page(rows, q.limit, |d| d.id.to_string()))
     }

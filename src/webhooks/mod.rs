@@ -89,9 +89,7 @@ impl Dispatcher {
                 pruned = Some(Instant::now());
             }
             if gauged.is_none_or(|t| t.elapsed() >= GAUGE_EVERY) {
-                if let Ok(n) = this.store.pending_deliveries().await {
-                    metrics::gauge!("modelreg_webhook_queue_depth").set(n as f64);
-                }
+                this.check_queues().await;
                 gauged = Some(Instant::now());
             }
             let free = slots.available_permits();
@@ -175,6 +173,20 @@ impl Dispatcher {
         }
     }
 
+    /// The queue-depth gauge, and the queues' safety net: on Postgres an event committing
+    /// while the delivery ahead of it finishes can park its delivery behind nothing; such
+    /// deliveries are made due here, at most a few seconds late.
+    async fn check_queues(&self) {
+        if let Ok(n) = self.store.pending_deliveries().await {
+            metrics::gauge!("modelreg_webhook_queue_depth").set(n as f64);
+        }
+        match self.store.unpark_orphans(time::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deliveries = n, "parked webhook deliveries made due"),
+            Err(e) => tracing::warn!(error = %e, "cannot check webhook delivery queues"),
+        }
+    }
+
     /// Makes one attempt and records its outcome.
     async fn attempt(&self, d: Claimed) {
         let timestamp = time::now().timestamp();
@@ -218,6 +230,7 @@ impl Dispatcher {
             delivery: d.id,
             lease_id: d.lease_id,
             webhook_id: d.webhook_id,
+            ordering_key: d.ordering_key.clone(),
             at,
             status_code: answer.status,
             error: answer.error,
