@@ -292,29 +292,22 @@ async fn rolled_back_events_send_nothing(app: &TestApp) {
     let (id, _) = subscribe(app, json!({"url": receiver.url(), "events": ["test.*"]})).await;
     let insert = "insert into events (at, action, model, actor, details) \
                   values ('2026-01-01T00:00:00.000000Z', 'test.rolled_back', 'm', 'test', '{}')";
-    let url = app.db_url.clone();
-    if url.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-        let mut tx = c.begin().await.unwrap();
-        sqlx::query(insert).execute(&mut *tx).await.unwrap();
-        tx.rollback().await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(
-            insert.replace("rolled_back", "committed"),
-        ))
-        .execute(&mut c)
-        .await
-        .unwrap();
+    // The same on either driver: roll one insert back, commit another.
+    macro_rules! roll_back_then_commit {
+        ($conn:ty) => {{
+            let mut c = <$conn>::connect(&app.db_url).await.unwrap();
+            let mut tx = c.begin().await.unwrap();
+            sqlx::query(insert).execute(&mut *tx).await.unwrap();
+            tx.rollback().await.unwrap();
+            let committed = insert.replace("rolled_back", "committed");
+            let committed = sqlx::query(sqlx::AssertSqlSafe(committed));
+            committed.execute(&mut c).await.unwrap();
+        }};
+    }
+    if app.db_url.starts_with("postgres") {
+        roll_back_then_commit!(sqlx::PgConnection);
     } else {
-        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let mut tx = c.begin().await.unwrap();
-        sqlx::query(insert).execute(&mut *tx).await.unwrap();
-        tx.rollback().await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(
-            insert.replace("rolled_back", "committed"),
-        ))
-        .execute(&mut c)
-        .await
-        .unwrap();
+        roll_back_then_commit!(sqlx::SqliteConnection);
     }
     // Another process's commit wakes the dispatcher by NOTIFY on Postgres; on SQLite the
     // poll finds it.
