@@ -44,6 +44,9 @@ struct WebhookArgs {
     seconds: f64,
     #[arg(long, default_value_t = 10)]
     subscribers: usize,
+    /// Rounds per side of the alternating rate measurement.
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
     /// Promotes of the latency phase, one at a time.
     #[arg(long, default_value_t = 200)]
     latency_promotes: u64,
@@ -105,6 +108,25 @@ struct Run {
 }
 
 impl Run {
+    /// The runs as one: their requests, errors, time and server CPU added up.
+    fn merge(runs: Vec<Run>) -> Run {
+        let mut all = Run {
+            latencies: Vec::new(),
+            errors: 0,
+            elapsed: Duration::ZERO,
+            items_per_request: 1.0,
+            cpu_seconds: Some(0.0),
+        };
+        for r in runs {
+            all.latencies.extend(r.latencies);
+            all.errors += r.errors;
+            all.elapsed += r.elapsed;
+            all.items_per_request = r.items_per_request;
+            all.cpu_seconds = all.cpu_seconds.zip(r.cpu_seconds).map(|(a, b)| a + b);
+        }
+        all
+    }
+
     fn report(&self, scenario: &str, clients: usize) -> Value {
         let mut l = self.latencies.clone();
         l.sort();
@@ -734,48 +756,62 @@ async fn webhooks(a: WebhookArgs) -> Vec<Value> {
         let path = format!("/api/v1/models/{p_model}/versions");
         send(reqwest::Method::POST, path, json!({"finalize": true})).await;
     }
-    let mut out = Vec::new();
-    let rates = |label: &'static str| {
-        let (c, b, reg_model, p_model) = (
-            c.clone(),
-            a.base.clone(),
-            reg_model.clone(),
-            p_model.clone(),
-        );
-        let (clients, seconds, pid) = (a.clients, a.seconds, a.server_pid);
-        async move {
-            let (c2, b2) = (c.clone(), b.clone());
-            let register = closed_loop(clients, seconds, 200_000, pid, move |_, i| {
-                let req = c2
-                    .post(format!("{b2}/api/v1/models/{reg_model}/versions"))
-                    .json(&json!({"config": {"lr": 0.01}, "tags": {"run": i.to_string()}}));
-                async move { ok(req.send().await).await }
-            })
-            .await;
-            let promote = closed_loop(clients, seconds, 200_000, pid, move |_, i| {
-                let req = c
-                    .post(format!(
-                        "{b}/api/v1/models/{p_model}/stages/production/promote"
-                    ))
-                    .json(&json!({"version": i % 2 + 1}));
-                async move { ok(req.send().await).await }
-            })
-            .await;
-            vec![
-                register.report(&format!("register_{label}"), clients),
-                promote.report(&format!("promote10_{label}"), clients),
-            ]
-        }
-    };
-    out.extend(rates("0webhooks").await);
     let mut hooks = Vec::new();
     for _ in 0..a.subscribers {
-        let body = json!({"url": hook_url, "models": ["bench-wh-*"]});
+        let body = json!({"url": hook_url, "models": ["bench-wh-*"], "enabled": false});
         let w = send(reqwest::Method::POST, "/api/v1/webhooks".into(), body).await;
         hooks.push(w["id"].as_str().expect("webhook id").to_owned());
     }
+    let toggle = |enabled: bool| {
+        let (hooks, send) = (hooks.clone(), &send);
+        async move {
+            for h in hooks {
+                let path = format!("/api/v1/webhooks/{h}");
+                send(reqwest::Method::PATCH, path, json!({"enabled": enabled})).await;
+            }
+        }
+    };
+    // Without and with the webhooks subscribed, in alternating rounds (off-on-on-off...), so
+    // that drift over the run (the tables growing, the machine's own noise) weighs on both
+    // sides alike. Disabled webhooks queue nothing and their deliveries are not claimed.
+    let rounds = a.rounds.max(1);
+    let phase = a.seconds / rounds as f64;
+    let mut out = Vec::new();
+    for op in ["register", "promote10"] {
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for r in 0..rounds * 2 {
+            let enabled = matches!(r % 4, 1 | 2);
+            toggle(enabled).await;
+            let (c, b, pid) = (c.clone(), a.base.clone(), a.server_pid);
+            let run = if op == "register" {
+                let url = format!("{b}/api/v1/models/{reg_model}/versions");
+                closed_loop(a.clients, phase, 200_000, pid, move |_, i| {
+                    let req = c
+                        .post(url.clone())
+                        .json(&json!({"config": {"lr": 0.01}, "tags": {"run": i.to_string()}}));
+                    async move { ok(req.send().await).await }
+                })
+                .await
+            } else {
+                let url = format!("{b}/api/v1/models/{p_model}/stages/production/promote");
+                closed_loop(a.clients, phase, 200_000, pid, move |_, i| {
+                    let req = c.post(url.clone()).json(&json!({"version": i % 2 + 1}));
+                    async move { ok(req.send().await).await }
+                })
+                .await
+            };
+            if enabled { on.push(run) } else { off.push(run) }
+        }
+        let with = if a.rates_only {
+            "10webhooks_outbox_only"
+        } else {
+            "10webhooks"
+        };
+        out.push(Run::merge(off).report(&format!("{op}_0webhooks"), a.clients));
+        out.push(Run::merge(on).report(&format!("{op}_{with}"), a.clients));
+    }
+    toggle(true).await;
     if a.rates_only {
-        out.extend(rates("10webhooks_outbox_only").await);
         for h in hooks {
             let _ = c
                 .delete(format!("{}/api/v1/webhooks/{h}", a.base))
@@ -784,7 +820,6 @@ async fn webhooks(a: WebhookArgs) -> Vec<Value> {
         }
         return out;
     }
-    out.extend(rates("10webhooks").await);
     // The backlog the loads left: how fast it drains.
     let pending = |hooks: Vec<String>| {
         let (c, b) = (c.clone(), a.base.clone());

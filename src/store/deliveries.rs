@@ -1,21 +1,22 @@
-//! The dispatcher's side of the outbox: claim due deliveries under a lease, record each
-//! attempt's outcome, prune the log.
+//! The dispatcher's side of the outbox: claim due deliveries under a lease, record the
+//! attempts' outcomes, prune the log.
 //!
-//! A claim is one statement: due, unleased deliveries of enabled webhooks whose earlier
+//! A claim first writes the deliveries of newly logged events (see [`super::outbox`]), then
+//! leases the heads of queues: due, unleased deliveries of enabled webhooks whose earlier
 //! deliveries (same webhook, same model) are all done, oldest first; on Postgres with
 //! `for update skip locked`, so concurrent dispatchers in several processes each take other
-//! rows. The lease (a claim id and an expiry) is what an attempt's outcome is recorded
-//! against: a process that dies mid-attempt leaves the delivery to whichever claims it once
-//! the lease has run out, and a late outcome of a lost lease is not recorded over another's.
+//! rows. With each head come the deliveries parked behind it, in event order, to be sent one
+//! after the other: a queue's run. The head's lease (a claim id and an expiry) covers the run:
+//! nothing behind a pending head is claimed by anyone else, a process that dies mid-run leaves
+//! the queue to whichever claims its head once the lease has run out (sending again, with the
+//! same `webhook-id`s, what it had sent), and a late outcome of a lost lease is not recorded
+//! over another's.
 
-use super::rows::EventRow;
 use super::sql::{Conn, Stmt};
-use super::{Actor, Backend, Event, NewEvent, SqlStore, events};
+use super::{Actor, Backend, Event, NewEvent, SqlStore, claims, events, outbox};
 use crate::domain::time::Timestamp;
 use crate::error::Result;
 use async_trait::async_trait;
-use serde_json::Value;
-use sqlx::types::Json;
 use uuid::Uuid;
 
 /// A claimed delivery with what its attempt needs: where to send it, how to sign it, and the
@@ -27,8 +28,11 @@ pub struct Claimed {
     pub webhook_id: Uuid,
     /// Its queue: the event's model ('' for events about no model and pings).
     pub ordering_key: String,
+    pub event_id: Option<i64>,
     pub kind: String,
     pub attempts: i64,
+    /// Waiting behind the delivery before it (every one of a run but its head).
+    pub parked: bool,
     pub queued_at: Timestamp,
     pub url: String,
     /// The secrets that sign it: the current one, and the previous one during a rotation.
@@ -49,7 +53,8 @@ pub enum Outcome {
     Gone,
 }
 
-/// One attempt, to record.
+/// One attempt, to record. The attempts of a run are recorded together, under its head's
+/// lease.
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub delivery: i64,
@@ -64,7 +69,7 @@ pub struct Attempt {
 }
 
 /// When a delivery queued behind another is due: never, until the one before it is done (see
-/// the outbox trigger, which writes the same time).
+/// the outbox, which writes it).
 pub(crate) fn parked() -> Timestamp {
     chrono::DateTime::from_timestamp(253_402_300_799, 0)
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
@@ -79,16 +84,21 @@ pub trait OutboxSignal: Send {
 
 #[async_trait]
 pub trait DeliveryStore {
-    /// Leases up to `limit` due deliveries until `lease_until`.
+    /// Queues the deliveries of new events, then leases the heads of up to `queues` queues
+    /// until `lease_until`, each with up to `run - 1` deliveries parked behind it: runs, each
+    /// in the order to send.
     async fn claim_deliveries(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Claimed>>;
-    /// Records an attempt; `false` when the lease had been lost (nothing is written).
-    async fn record_attempt(&self, attempt: &Attempt) -> Result<bool>;
-    /// Whether any delivery is due and unleased at `now` (a read, to skip needless claims).
+        queues: u32,
+        run: u32,
+    ) -> Result<Vec<Vec<Claimed>>>;
+    /// Records the attempts made of a run, in order (those after the last attempt stay
+    /// queued); `false` when the run's lease had been lost (nothing is written).
+    async fn record_attempts(&self, attempts: &[Attempt]) -> Result<bool>;
+    /// Whether any delivery is due and unleased at `now`, or any event waits to be queued (a
+    /// read, to skip needless claims).
     async fn deliveries_due(&self, now: Timestamp) -> Result<bool>;
     /// The earliest retry scheduled after `now`.
     async fn next_retry_at(&self, now: Timestamp) -> Result<Option<Timestamp>>;
@@ -103,160 +113,68 @@ pub trait DeliveryStore {
     async fn outbox_signal(&self) -> Result<Box<dyn OutboxSignal>>;
 }
 
-#[derive(sqlx::FromRow)]
-struct ClaimRow {
-    id: i64,
-    lease_id: Uuid,
-    webhook_id: Uuid,
-    ordering_key: String,
-    event_id: Option<i64>,
-    kind: String,
-    attempts: i64,
-    queued_at: Timestamp,
-    url: String,
-    secret: String,
-    previous_secret: Option<String>,
-    previous_secret_until: Option<Timestamp>,
-    action: Option<String>,
-    model: Option<String>,
-    version: Option<i64>,
-    stage: Option<String>,
-    actor: Option<String>,
-    actor_token_id: Option<Uuid>,
-    at: Option<Timestamp>,
-    details: Option<Json<Value>>,
-}
-
-impl ClaimRow {
-    fn into_claimed(self, now: Timestamp) -> Claimed {
-        let event = match (self.event_id, self.action, self.actor, self.at) {
-            (Some(id), Some(action), Some(actor), Some(at)) => Some(Event::from(EventRow {
-                id,
-                action,
-                model: self.model,
-                version: self.version,
-                stage: self.stage,
-                actor,
-                actor_token_id: self.actor_token_id,
-                at,
-                details: self.details.unwrap_or(Json(Value::Null)),
-            })),
-            _ => None,
+/// Records a run's attempts (see `record_attempts`).
+async fn record<C: Conn>(conn: &mut C, attempts: &[Attempt]) -> Result<bool> {
+    let Some(head) = attempts.first() else {
+        return Ok(true);
+    };
+    let gone = attempts.iter().any(|a| a.outcome == Outcome::Gone);
+    if C::ROW_LOCKS {
+        // Waits for an outbox round writing this webhook's deliveries, whose new ones then
+        // are seen below when the queue's next delivery is made due.
+        let mode = if gone { "no key update" } else { "share" };
+        let stmt = Stmt::new(format!("select 1 from webhooks where id = $1 for {mode}"))
+            .bind(head.webhook_id);
+        conn.fetch_optional::<(i32,)>(stmt).await?;
+    }
+    for (i, a) in attempts.iter().enumerate() {
+        let (status, next, delivered) = match a.outcome {
+            Outcome::Delivered => ("succeeded", None, Some(a.at)),
+            Outcome::Retry(next) => ("pending", Some(next), None),
+            Outcome::Failed | Outcome::Gone => ("failed", None, None),
         };
-        let mut secrets = vec![self.secret];
-        if let (Some(old), Some(until)) = (self.previous_secret, self.previous_secret_until)
-            && until > now
-        {
-            secrets.push(old);
-        }
-        Claimed {
-            id: self.id,
-            lease_id: self.lease_id,
-            webhook_id: self.webhook_id,
-            ordering_key: self.ordering_key,
-            kind: self.kind,
-            attempts: self.attempts,
-            queued_at: self.queued_at,
-            url: self.url,
-            secrets,
-            event,
-        }
-    }
-}
-
-/// Claims due deliveries of events up to `horizon` (see `claim_deliveries`).
-async fn claim<C: Conn>(
-    conn: &mut C,
-    now: Timestamp,
-    lease_until: Timestamp,
-    limit: u32,
-    horizon: Option<i64>,
-) -> Result<Vec<Claimed>> {
-    let lock = if C::ROW_LOCKS {
-        " for update of d skip locked"
-    } else {
-        ""
-    };
-    let lease_id = Uuid::now_v7();
-    let sql = format!(
-        "update webhook_deliveries set lease_id = $2, lease_until = $3 where id in ( \
-           select d.id from webhook_deliveries d join webhooks w on w.id = d.webhook_id \
-            where d.status = 'pending' and w.enabled and d.next_attempt_at <= $1 \
-              and (d.lease_until is null or d.lease_until <= $1) \
-              and (d.event_id is null or cast($5 as bigint) is null or d.event_id <= $5) \
-              and (d.event_id is null or not exists ( \
-                    select 1 from webhook_deliveries p \
-                     where p.webhook_id = d.webhook_id and p.ordering_key = d.ordering_key \
-                       and p.status = 'pending' and p.event_id < d.event_id)) \
-            order by d.next_attempt_at, d.id limit $4{lock}) \
-         returning id"
-    );
-    let stmt = Stmt::new(sql)
-        .bind(now)
-        .bind(lease_id)
-        .bind(lease_until)
-        .bind(i64::from(limit))
-        .bind(horizon);
-    let ids: Vec<(i64,)> = conn.fetch_all(stmt).await?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "select d.id, d.lease_id, d.webhook_id, d.ordering_key, d.event_id, d.type as kind, d.attempts, d.queued_at, \
-                w.url, w.secret, w.previous_secret, w.previous_secret_until, \
-                e.action, e.model, e.version, e.stage, e.actor, e.actor_token_id, e.at, e.details \
-           from webhook_deliveries d join webhooks w on w.id = d.webhook_id \
-           left join events e on e.id = d.event_id \
-          where {} order by d.next_attempt_at, d.id",
-        C::in_list("d.id", "$1")
-    );
-    let ids: Vec<i64> = ids.into_iter().map(|(id,)| id).collect();
-    let stmt = Stmt::new(sql).bind(super::sql::Arg::I64List(ids));
-    let rows: Vec<ClaimRow> = conn.fetch_all(stmt).await?;
-    Ok(rows.into_iter().map(|r| r.into_claimed(now)).collect())
-}
-
-async fn record<C: Conn>(conn: &mut C, a: &Attempt) -> Result<bool> {
-    let (status, next, delivered) = match a.outcome {
-        Outcome::Delivered => ("succeeded", None, Some(a.at)),
-        Outcome::Retry(next) => ("pending", Some(next), None),
-        Outcome::Failed | Outcome::Gone => ("failed", None, None),
-    };
-    let stmt = Stmt::new(
-        "update webhook_deliveries set attempts = attempts + 1, last_status_code = $3, \
-             last_error = $4, last_attempt_at = $5, status = $6, \
-             next_attempt_at = coalesce($7, next_attempt_at), delivered_at = $8, \
-             last_failure_at = case when $6 = 'succeeded' then last_failure_at else $5 end, \
-             lease_id = null, lease_until = null \
-         where id = $1 and lease_id = $2",
-    )
-    .bind(a.delivery)
-    .bind(a.lease_id)
-    .bind(a.status_code.map(i64::from))
-    .bind(a.error.clone())
-    .bind(a.at)
-    .bind(status)
-    .bind(next)
-    .bind(delivered);
-    if conn.execute(stmt).await? == 0 {
-        return Ok(false);
-    }
-    if !matches!(a.outcome, Outcome::Retry(_)) {
-        // Done for good: the next delivery of its queue, parked behind it, is due now.
-        let stmt = Stmt::new(
-            "update webhook_deliveries set next_attempt_at = $3 where id = ( \
-               select id from webhook_deliveries \
-                where webhook_id = $1 and ordering_key = $2 and status = 'pending' \
-                  and next_attempt_at >= $4 \
-                order by event_id limit 1)",
-        )
-        .bind(a.webhook_id)
-        .bind(a.ordering_key.as_str())
+        // The head holds the lease; those behind it were only ever claimed with it.
+        let held = if i == 0 {
+            "lease_id = $2"
+        } else {
+            "(lease_id is null or lease_id = $2) and status = 'pending'"
+        };
+        let stmt = Stmt::new(format!(
+            "update webhook_deliveries set attempts = attempts + 1, last_status_code = $3, \
+                 last_error = $4, last_attempt_at = $5, status = $6, \
+                 next_attempt_at = coalesce($7, next_attempt_at), delivered_at = $8, \
+                 last_failure_at = case when $6 = 'succeeded' then last_failure_at else $5 end, \
+                 lease_id = null, lease_until = null \
+             where id = $1 and {held}"
+        ))
+        .bind(a.delivery)
+        .bind(a.lease_id)
+        .bind(a.status_code.map(i64::from))
+        .bind(a.error.clone())
         .bind(a.at)
-        .bind(parked());
-        conn.execute(stmt).await?;
+        .bind(status)
+        .bind(next)
+        .bind(delivered);
+        if conn.execute(stmt).await? == 0 && i == 0 {
+            return Ok(false);
+        }
     }
-    if a.outcome == Outcome::Gone {
+    // The queue's first pending delivery is due now, if it was parked behind those done.
+    let last = attempts.last().unwrap_or(head);
+    let stmt = Stmt::new(
+        "update webhook_deliveries set next_attempt_at = $3 where id = ( \
+           select id from webhook_deliveries \
+            where webhook_id = $1 and ordering_key = $2 and status = 'pending' \
+              and event_id is not null \
+            order by event_id limit 1) \
+           and next_attempt_at >= $4",
+    )
+    .bind(head.webhook_id)
+    .bind(head.ordering_key.as_str())
+    .bind(last.at)
+    .bind(parked());
+    conn.execute(stmt).await?;
+    if let Some(a) = attempts.iter().find(|a| a.outcome == Outcome::Gone) {
         let stmt = Stmt::new(
             "update webhooks set enabled = false, \
                  disabled_reason = 'the receiver answered 410 Gone', updated_at = $2 \
@@ -279,18 +197,22 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
         &self,
         now: Timestamp,
         lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Claimed>> {
-        // Events still committing may hold lower ids than ones already visible: deliveries
-        // past the log's horizon wait, so that one model's events go out in id order. Read
-        // outside the claim's transaction, whose view of the sessions in progress would not
-        // change while it waits.
+        queues: u32,
+        run: u32,
+    ) -> Result<Vec<Vec<Claimed>>> {
+        // Events still committing may hold lower ids than ones already visible: the outbox
+        // stops at the log's horizon, so that one model's events are queued, and go out, in
+        // id order. Read outside the claim's transaction, whose view of the sessions in
+        // progress would not change while it waits.
         let horizon = self.db.read().await?.event_horizon().await?;
-        transaction!(self.db, |c| claim(c, now, lease_until, limit, horizon))
+        transaction!(self.db, |c| async move {
+            outbox::advance(c, horizon).await?;
+            claims::claim(c, now, lease_until, queues, run).await
+        })
     }
 
-    async fn record_attempt(&self, attempt: &Attempt) -> Result<bool> {
-        transaction!(self.db, |c| record(c, attempt))
+    async fn record_attempts(&self, attempts: &[Attempt]) -> Result<bool> {
+        transaction!(self.db, |c| record(c, attempts))
     }
 
     async fn deliveries_due(&self, now: Timestamp) -> Result<bool> {
@@ -298,10 +220,14 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
         let stmt = Stmt::new(
             "select count(*) from (select 1 from webhook_deliveries \
               where status = 'pending' and next_attempt_at <= $1 \
-                and (lease_until is null or lease_until <= $1) limit 1) due",
+                and (lease_until is null or lease_until <= $1) limit 1) due \
+             union all \
+             select count(*) from webhooks \
+              where enabled and event_cursor < (select coalesce(max(id), 0) from events)",
         )
         .bind(now);
-        Ok(conn.scalar::<i64>(stmt).await? > 0)
+        let counts: Vec<(i64,)> = conn.fetch_all(stmt).await?;
+        Ok(counts.iter().any(|(n,)| *n > 0))
     }
 
     async fn next_retry_at(&self, now: Timestamp) -> Result<Option<Timestamp>> {

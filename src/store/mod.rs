@@ -36,11 +36,14 @@ macro_rules! transaction {
 }
 
 mod artifacts;
+mod claims;
+mod commits;
 mod deliveries;
 mod errors;
 mod events;
 pub(crate) mod metrics;
 mod models;
+mod outbox;
 mod postgres;
 mod register;
 mod rows;

@@ -297,6 +297,8 @@ pub(crate) trait Conn: Send + Sized + MetricWrites {
     fn elements(param: &str) -> String;
     /// `column` starts with the text parameter `param`.
     fn starts_with(column: &str, param: &str) -> String;
+    /// `value` matches one of the LIKE patterns of the JSON array in column `patterns`.
+    fn like_json_any(value: &str, patterns: &str) -> String;
 
     /// Writes a stage change: trims the stack, pushes onto it, records the event and moves
     /// the pointer; returns the event id. Portable statements by default.
@@ -308,12 +310,5 @@ pub(crate) trait Conn: Send + Sized + MetricWrites {
     /// concurrent writers make that differ from "everything committed"; `None` otherwise.
     async fn event_horizon(&mut self) -> Result<Option<i64>> {
         Ok(None)
-    }
-
-    /// Tells dispatchers in other processes that deliveries are due, when the transaction
-    /// commits (the outbox trigger does so for deliveries of events). Nothing to do where only
-    /// one process writes (SQLite's dispatcher is woken in-process).
-    async fn notify_dispatchers(&mut self) -> Result<()> {
-        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Webhooks as stored: the subscriptions an admin manages, and their delivery log. The
-//! deliveries themselves are written by a trigger on `events` (the outbox, see the
-//! migration) and worked off by the dispatcher through [`super::deliveries`].
+//! deliveries themselves are derived from the event log, through a cursor per webhook, and
+//! worked off by the dispatcher through [`super::deliveries`].
 
 use super::sql::{Arg, Conn, Stmt};
 use super::webhook_types::*;
@@ -93,8 +93,10 @@ async fn insert<C: Conn>(conn: &mut C, w: &NewWebhook, actor: &Actor) -> Result<
     let event_likes: Vec<String> = w.events.iter().map(Glob::to_like).collect();
     let stmt = Stmt::new(
         "insert into webhooks (id, url, description, events, event_likes, models, model_likes, \
-             owner_models, owner_likes, owner_token_id, enabled, secret, created_at, created_by, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $13)",
+             owner_models, owner_likes, owner_token_id, enabled, secret, created_at, created_by, updated_at, \
+             event_cursor) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $13, \
+             (select coalesce(max(id), 0) from events))",
     )
     .bind(w.id)
     .bind(&w.url)
@@ -133,6 +135,8 @@ async fn update<C: Conn>(
              models = case when $7 then $8 else models end, \
              model_likes = case when $7 then $9 else model_likes end, \
              enabled = coalesce($10, enabled), \
+             event_cursor = case when $10 and not enabled \
+                 then (select coalesce(max(id), 0) from events) else event_cursor end, \
              disabled_reason = case when coalesce($10, false) then null else disabled_reason end, \
              updated_at = $11 \
          where id = $1",
@@ -174,9 +178,6 @@ async fn update<C: Conn>(
     if changed {
         let event = NewEvent::global("webhook.updated", now, details(&updated));
         events::record(conn, event, actor).await?;
-        if updated.enabled && !current.enabled {
-            conn.notify_dispatchers().await?;
-        }
     }
     Ok(updated)
 }
@@ -225,9 +226,7 @@ async fn ping<C: Conn>(conn: &mut C, id: Uuid, owner: WebhookOwner) -> Result<i6
     )
     .bind(id)
     .bind(now);
-    let delivery = conn.scalar(stmt).await?;
-    conn.notify_dispatchers().await?;
-    Ok(delivery)
+    conn.scalar(stmt).await
 }
 
 async fn redeliver<C: Conn>(
@@ -251,7 +250,7 @@ async fn redeliver<C: Conn>(
             format!("webhook {id} has no delivery {delivery}"),
         ));
     }
-    conn.notify_dispatchers().await
+    Ok(())
 }
 
 const STATS: &str = "select \

@@ -1,11 +1,13 @@
 //! The webhook dispatcher: a task inside `modelreg serve` that works off the outbox.
 //!
 //! It claims due deliveries from the database under a lease (so several processes share the
-//! queue and each attempt is made by one of them), makes each attempt in a task of its own
-//! (at most `concurrency` at once), and records the outcome: delivered, retried later with
-//! exponential backoff, failed for good, or, on 410, failed with the webhook disabled. It
-//! wakes when deliveries are queued (Postgres `LISTEN`, or in-process after an SQLite commit),
-//! when an attempt ends, when a retry falls due, and at least every poll interval.
+//! queue and each attempt is made by one of them): runs of up to [`RUN`] deliveries of one
+//! webhook and model, each run sent in order by a task of its own (at most `concurrency` at
+//! once), and records the outcomes together: delivered, retried later with exponential
+//! backoff, failed for good, or, on 410, failed with the webhook disabled. A run stops at its
+//! first failure, so that nothing overtakes a delivery that is retried. It wakes when this
+//! process commits a write, when another process says it did (Postgres `LISTEN`), when a run
+//! ends, when a retry falls due, and at least every poll interval.
 //! Deliveries are at least once: a process that dies mid-attempt leaves the delivery to
 //! another once its lease runs out, which sends it again with the same `webhook-id`.
 
@@ -25,6 +27,11 @@ use tokio::task::JoinSet;
 /// How often the queue-depth gauge is refreshed, and old deliveries pruned.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Deliveries of one queue claimed and sent together, at most.
+const RUN: u32 = 64;
+/// Claims are this far apart at least: a stream of commits (metric batches, say) wakes the
+/// dispatcher for each, and each wake-up costs a read.
+const CLAIM_GAP: Duration = Duration::from_millis(5);
 
 /// Starts the dispatcher; it stops when `stop` turns true, after in-flight attempts end (or
 /// their timeout passes).
@@ -79,6 +86,7 @@ impl Dispatcher {
         let slots = Arc::new(Semaphore::new(this.settings.concurrency as usize));
         let mut attempts = JoinSet::new();
         let (mut gauged, mut pruned): (Option<Instant>, Option<Instant>) = (None, None);
+        let mut claimed_at: Option<Instant> = None;
         tracing::info!(
             concurrency = this.settings.concurrency,
             "webhook dispatcher started"
@@ -94,13 +102,17 @@ impl Dispatcher {
             }
             let free = slots.available_permits();
             if free > 0 {
-                for delivery in this.claim(free).await {
+                if let Some(gap) = claimed_at.and_then(|t| CLAIM_GAP.checked_sub(t.elapsed())) {
+                    tokio::time::sleep(gap).await;
+                }
+                claimed_at = Some(Instant::now());
+                for run in this.claim(free).await {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         break;
                     };
                     let this = this.clone();
                     attempts.spawn(async move {
-                        this.attempt(delivery).await;
+                        this.send_run(run).await;
                         drop(slot);
                     });
                 }
@@ -126,9 +138,9 @@ impl Dispatcher {
         tracing::info!("webhook dispatcher stopped");
     }
 
-    /// Claims up to `free` due deliveries; none when nothing is due or the database fails
-    /// (the next round tries again).
-    async fn claim(&self, free: usize) -> Vec<Claimed> {
+    /// Claims the runs of up to `free` queues; none when nothing is due or the database
+    /// fails (the next round tries again).
+    async fn claim(&self, free: usize) -> Vec<Vec<Claimed>> {
         let now = time::now();
         match self.store.deliveries_due(now).await {
             Ok(true) => {}
@@ -141,7 +153,7 @@ impl Dispatcher {
         let limit = u32::try_from(free).unwrap_or(u32::MAX);
         match self
             .store
-            .claim_deliveries(now, now + self.lease(), limit)
+            .claim_deliveries(now, now + self.lease(), limit, RUN)
             .await
         {
             Ok(claimed) => claimed,
@@ -173,9 +185,9 @@ impl Dispatcher {
         }
     }
 
-    /// The queue-depth gauge, and the queues' safety net: on Postgres an event committing
-    /// while the delivery ahead of it finishes can park its delivery behind nothing; such
-    /// deliveries are made due here, at most a few seconds late.
+    /// The queue-depth gauge, and the queues' safety net: a queue whose first delivery is
+    /// parked behind nothing (a redelivery, or an outbox round and a run's end crossing where
+    /// row locks do not order them) is made due here, at most a few seconds late.
     async fn check_queues(&self) {
         if let Ok(n) = self.store.pending_deliveries().await {
             metrics::gauge!("modelreg_webhook_queue_depth").set(n as f64);
@@ -187,11 +199,38 @@ impl Dispatcher {
         }
     }
 
-    /// Makes one attempt and records its outcome.
-    async fn attempt(&self, d: Claimed) {
+    /// Sends a run in order, while each is delivered and the first attempt's timeout has not
+    /// passed (so the last attempt ends within the lease), and records what was attempted.
+    async fn send_run(&self, run: Vec<Claimed>) {
+        let started = Instant::now();
+        let mut attempts = Vec::with_capacity(run.len());
+        for d in &run {
+            let attempt = self.attempt(d).await;
+            let go_on =
+                attempt.outcome == Outcome::Delivered && started.elapsed() < self.settings.timeout;
+            attempts.push(attempt);
+            if !go_on {
+                break;
+            }
+        }
+        match self.store.record_attempts(&attempts).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                delivery = run[0].id,
+                "webhook run outlived its lease; another process owns the deliveries now"
+            ),
+            // The lease runs out and the run is sent again (with the same webhook-ids).
+            Err(e) => {
+                tracing::warn!(delivery = run[0].id, error = %e, "cannot record webhook attempts")
+            }
+        }
+    }
+
+    /// Makes one attempt; its outcome, to record.
+    async fn attempt(&self, d: &Claimed) -> Attempt {
         let timestamp = time::now().timestamp();
         let id = d.id.to_string();
-        let body = payload(&d).to_string().into_bytes();
+        let body = payload(d).to_string().into_bytes();
         let signature =
             signature_header(d.secrets.iter().map(String::as_str), &id, timestamp, &body);
         let started = Instant::now();
@@ -202,7 +241,7 @@ impl Dispatcher {
         metrics::histogram!("modelreg_webhook_attempt_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         let at = time::now();
-        let outcome = self.outcome(&d, &answer, at);
+        let outcome = self.outcome(d, &answer, at);
         let label = match outcome {
             Outcome::Delivered => "delivered",
             Outcome::Retry(_) => "retry",
@@ -226,7 +265,7 @@ impl Dispatcher {
             outcome = label,
             "webhook attempt"
         );
-        let attempt = Attempt {
+        Attempt {
             delivery: d.id,
             lease_id: d.lease_id,
             webhook_id: d.webhook_id,
@@ -235,17 +274,6 @@ impl Dispatcher {
             status_code: answer.status,
             error: answer.error,
             outcome,
-        };
-        match self.store.record_attempt(&attempt).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                delivery = d.id,
-                "webhook attempt outlived its lease; another process owns the delivery now"
-            ),
-            // The lease runs out and another attempt is made (with the same webhook-id).
-            Err(e) => {
-                tracing::warn!(delivery = d.id, error = %e, "cannot record a webhook attempt")
-            }
         }
     }
 

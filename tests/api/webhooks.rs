@@ -31,7 +31,8 @@ crate::backend_tests!(with super::SETUP;
     rotation_signs_with_both_secrets,
     ping_and_redeliver,
     retries_give_up_and_fail,
-    crud_and_bad_input
+    crud_and_bad_input,
+    a_new_webhook_gets_events_from_its_creation_on
 );
 
 crate::backend_tests!(with crate::helpers::Setup::PLAIN; private_addresses_are_refused);
@@ -277,12 +278,28 @@ async fn gone_disables_the_webhook(app: &TestApp) {
     assert_eq!(deliveries(app, &id).await.len(), 1);
     let events = app.get("/api/v1/events?action=webhook.disabled").await;
     assert_eq!(events.ok(200)["items"].as_array().unwrap().len(), 1);
-    // Enabled again, it gets new events.
+    // Enabled again, it gets new events, not those logged while it was disabled.
     app.patch(&format!("/api/v1/webhooks/{id}"), json!({"enabled": true}))
         .await
         .ok(200);
     promote(app, "m", v).await;
     receiver.wait_for(2).await;
+    let got = receiver.settle(2, QUIET).await;
+    assert_eq!(got[1].json()["type"], "stage.promoted");
+}
+
+/// A webhook gets the events logged from its creation on, not the log before it.
+async fn a_new_webhook_gets_events_from_its_creation_on(app: &TestApp) {
+    app.model("m").await;
+    let v = ready_version(app, "m").await;
+    promote(app, "m", v).await;
+    let receiver = Receiver::start().await;
+    let (id, _) = subscribe(app, json!({"url": receiver.url(), "events": ["stage.*"]})).await;
+    app.delete("/api/v1/models/m/stages/production").await;
+    receiver.wait_for(1).await;
+    let got = receiver.settle(1, QUIET).await;
+    assert_eq!(got[0].json()["type"], "stage.cleared");
+    assert_eq!(deliveries(app, &id).await.len(), 1);
 }
 
 /// The outbox holds at the database: an event written in a transaction that rolls back
@@ -309,8 +326,8 @@ async fn rolled_back_events_send_nothing(app: &TestApp) {
     } else {
         roll_back_then_commit!(sqlx::SqliteConnection);
     }
-    // Another process's commit wakes the dispatcher by NOTIFY on Postgres; on SQLite the
-    // poll finds it.
+    // Nothing tells the dispatcher of a commit made behind the server's back: the poll
+    // finds it.
     receiver.wait_for(1).await;
     let got = receiver.settle(1, QUIET).await.remove(0);
     assert_eq!(got.json()["type"], "test.committed");

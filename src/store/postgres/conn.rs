@@ -6,7 +6,7 @@ use crate::store::Actor;
 use crate::store::sql::{Arg, Conn, Dialect, Record, Stmt, impl_conn};
 use crate::store::stage_change::StageWrite;
 use sqlx::postgres::PgArguments;
-use sqlx::{PgConnection, query, query_as, query_scalar};
+use sqlx::{PgConnection, query_as, query_scalar};
 use std::time::Duration;
 
 /// How long an event log read waits for the transactions that may still commit events below
@@ -41,6 +41,10 @@ impl_conn!(PgConnection, PgArguments, |out| {
 
     fn starts_with(column: &str, param: &str) -> String {
         format!("starts_with({column}, {param})")
+    }
+
+    fn like_json_any(value: &str, patterns: &str) -> String {
+        format!("exists (select 1 from jsonb_array_elements_text({patterns}) p(v) where {value} like p.v)")
     }
 
     async fn write_stage_change(&mut self, w: StageWrite<'_>, actor: &Actor) -> Result<i64> {
@@ -114,13 +118,5 @@ impl_conn!(PgConnection, PgArguments, |out| {
             .await?;
         }
         Ok(Some(horizon))
-    }
-
-    async fn notify_dispatchers(&mut self) -> Result<()> {
-        query("select pg_notify($1, '')")
-            .bind(super::WEBHOOK_CHANNEL)
-            .execute(&mut *self)
-            .await?;
-        Ok(())
     }
 });

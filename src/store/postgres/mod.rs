@@ -4,6 +4,7 @@
 mod conn;
 mod metrics;
 
+use super::commits::{Commits, Local};
 use super::rows::VersionRow;
 use super::{
     Actor, Artifact, Backend, MetricSummary, NewVersion, OutboxSignal, PoolStats, Registered,
@@ -16,6 +17,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction, query, query_as};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -26,23 +28,57 @@ pub struct Pg {
     /// One connection of its own for readiness checks, so that a busy pool (a load spike, a
     /// burst of slow requests) never makes a healthy server look down to its orchestrator.
     health: PgPool,
+    /// Told of every commit (see [`announce`] and [`Listener`]).
+    commits: Arc<Commits>,
 }
 
-/// The channel the outbox trigger notifies when it queues deliveries.
+/// The channel on which processes tell each other's webhook dispatchers that they committed.
 pub(crate) const WEBHOOK_CHANNEL: &str = "modelreg_webhooks";
 
-/// Listens on [`WEBHOOK_CHANNEL`] on a connection of its own.
-struct Listener(sqlx::postgres::PgListener);
+/// At most one notice per this interval: a burst of commits costs one `NOTIFY`.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(5);
+
+/// Wakes on this process's commits, and on other processes' notices on [`WEBHOOK_CHANNEL`]
+/// (listened to on a connection of its own).
+struct Listener {
+    remote: sqlx::postgres::PgListener,
+    local: Local,
+}
 
 #[async_trait]
 impl OutboxSignal for Listener {
     async fn changed(&mut self) {
-        if let Err(e) = self.0.recv().await {
-            // The connection is re-opened by the next call; what was missed meanwhile is
-            // found by the caller's claim, so a failure wakes it too.
-            tracing::warn!(error = %e, "webhook listener lost its connection");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = self.local.next() => {}
+            got = self.remote.recv() => {
+                if let Err(e) = got {
+                    // The connection is re-opened by the next call; what was missed meanwhile
+                    // is found by the caller's claim, so a failure wakes it too.
+                    tracing::warn!(error = %e, "webhook listener lost its connection");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
         }
+    }
+}
+
+/// Tells the dispatchers of other processes (a process may serve with its own dispatcher
+/// off) that this one committed, after the commit and outside any request: `NOTIFY` inside a
+/// transaction would make every commit of it queue on one database-wide lock.
+async fn announce(pool: PgPool, mut commits: Local) {
+    loop {
+        commits.next().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = query("select pg_notify($1, '')")
+            .bind(WEBHOOK_CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "cannot notify other webhook dispatchers");
+        }
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
     }
 }
 
@@ -72,7 +108,13 @@ impl SqlStore<Pg> {
             })
             .connect_with(options)
             .await?;
-        Ok(Self::new(Pg { pool, health }))
+        let commits = Arc::new(Commits::default());
+        tokio::spawn(announce(pool.clone(), commits.subscribe()));
+        Ok(Self::new(Pg {
+            pool,
+            health,
+            commits,
+        }))
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -122,13 +164,16 @@ impl Backend for Pg {
     }
 
     async fn commit(&self, tx: Self::Tx) -> Result<()> {
-        Ok(tx.commit().await?)
+        tx.commit().await?;
+        self.commits.committed();
+        Ok(())
     }
 
     async fn outbox_signal(&self) -> Result<Box<dyn OutboxSignal>> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
-        listener.listen(WEBHOOK_CHANNEL).await?;
-        Ok(Box::new(Listener(listener)))
+        let local = self.commits.subscribe();
+        let mut remote = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        remote.listen(WEBHOOK_CHANNEL).await?;
+        Ok(Box::new(Listener { remote, local }))
     }
 
     async fn rollback(&self, tx: Self::Tx, _: Option<&Error>) {
@@ -181,6 +226,7 @@ impl Backend for Pg {
         .fetch_optional(&self.pool)
         .await?;
         let (number,) = row.ok_or_else(|| Error::model_not_found(model.as_str()))?;
+        self.commits.committed();
         Registered::new(id, model, number, status, new, now, actor)
     }
 

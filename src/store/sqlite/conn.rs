@@ -42,4 +42,10 @@ impl_conn!(SqliteConnection, SqliteArguments, |out| {
     fn starts_with(column: &str, param: &str) -> String {
         format!("substr({column}, 1, length({param})) = {param}")
     }
+
+    fn like_json_any(value: &str, patterns: &str) -> String {
+        format!(
+            "exists (select 1 from json_each({patterns}) p where {value} like p.value escape '\\')"
+        )
+    }
 });

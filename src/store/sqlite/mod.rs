@@ -8,6 +8,7 @@
 mod conn;
 mod metrics;
 
+use super::commits::Commits;
 use super::{Backend, OutboxSignal, PoolStats, SqlStore};
 use crate::domain::time;
 use crate::error::{Error, Kind, Result};
@@ -27,19 +28,10 @@ pub struct Lite {
     reader: SqlitePool,
     /// The last write failed because the disk (or the database's page limit) is full.
     storage_full: Arc<AtomicBool>,
-    /// Notified after every commit: the webhook dispatcher's wake-up (a write may have
-    /// queued deliveries; the dispatcher checks with a read before it claims).
-    outbox: Arc<tokio::sync::Notify>,
-}
-
-/// The in-process wake-up of the one process that writes an SQLite database.
-struct Woken(Arc<tokio::sync::Notify>);
-
-#[async_trait]
-impl OutboxSignal for Woken {
-    async fn changed(&mut self) {
-        self.0.notified().await;
-    }
+    /// Told of every commit: the webhook dispatcher's wake-up (a write may have logged
+    /// events to deliver; the dispatcher checks with a read before it claims). The one
+    /// process that writes an SQLite database is the one whose dispatcher delivers.
+    commits: Arc<Commits>,
 }
 
 /// The store on SQLite.
@@ -165,7 +157,7 @@ impl SqlStore<Lite> {
             writer,
             reader,
             storage_full: Arc::new(AtomicBool::new(false)),
-            outbox: Arc::new(tokio::sync::Notify::new()),
+            commits: Arc::new(Commits::default()),
         }))
     }
 }
@@ -241,13 +233,13 @@ impl Backend for Lite {
         let done = tx.commit().await;
         self.observe(done.as_ref().err());
         if done.is_ok() {
-            self.outbox.notify_one();
+            self.commits.committed();
         }
         done
     }
 
     async fn outbox_signal(&self) -> Result<Box<dyn OutboxSignal>> {
-        Ok(Box::new(Woken(self.outbox.clone())))
+        Ok(Box::new(self.commits.subscribe()))
     }
 
     async fn rollback(&self, tx: Self::Tx, error: Option<&Error>) {
