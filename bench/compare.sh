@@ -63,6 +63,15 @@ run best --clients "$CLIENTS"
 # deliveries. The "vs bare" column of its rows is the same load run just before, without them.
 $LOADGEN webhooks --base "http://$MR_ADDR" --server-pid "$MR_PID" --seconds "$SECS" --clients "$CLIENTS" \
     | tee -a "$RESULTS" >&2
+kill "$MR_PID"; wait "$MR_PID" 2>/dev/null || true
+# The outbox's cost on the write path alone: the same rates with this process delivering
+# nothing (as a replica with MODELREG_WEBHOOK_DISPATCHER=false, another replica delivering).
+MODELREG_LISTEN=$MR_ADDR MODELREG_DATABASE_URL=$PG/modelreg_bench MODELREG_ARTIFACTS_URL=file://$OUT/artifacts \
+    MODELREG_DB_MAX_CONNECTIONS=16 MODELREG_WEBHOOK_ALLOW_PRIVATE=true MODELREG_WEBHOOK_DISPATCHER=false RUST_LOG=warn target/release/modelreg serve 2>> "$OUT/modelreg.log" &
+MR_PID=$!; pids+=("$MR_PID")
+wait_http "http://$MR_ADDR/readyz" 30
+$LOADGEN webhooks --base "http://$MR_ADDR" --server-pid "$MR_PID" --seconds "$SECS" --clients "$CLIENTS" --rates-only \
+    | tee -a "$RESULTS" >&2
 kill "$MR_PID"
 
 echo "== bare Postgres, same tables" >&2

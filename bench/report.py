@@ -70,6 +70,10 @@ add("best 10 of 1,000 versions by a metric (filter + order_by)", "best", "per_se
 add("do-nothing axum (HTTP ceiling)", "noop", "per_second", "/s")
 add("register, 10 webhooks subscribed", "register_10webhooks", "per_second", "/s", "register_0webhooks")
 add("promote, 10 webhooks subscribed", "promote10_10webhooks", "per_second", "/s", "promote10_0webhooks")
+add("  register, outbox only (dispatcher off)", "register_10webhooks_outbox_only", "per_second", "/s",
+    "register_0webhooks_outbox_only")
+add("  promote, outbox only (dispatcher off)", "promote10_10webhooks_outbox_only", "per_second", "/s",
+    "promote10_0webhooks_outbox_only")
 add("webhook backlog drained to a local receiver (deliveries/s)", "webhook_drain", "per_second", "/s")
 add("promote -> delivery at the receiver, 10 webhooks (ms)", "webhook_latency", "p50_ms", " ms")
 print("\n".join(lines))
@@ -79,8 +83,10 @@ if p10 and p10k:
 if get("register", "per_second") and get("noop", "per_second"):
     print(f"register / HTTP ceiling: {get('register', 'per_second') / get('noop', 'per_second'):.3f}")
 for op in ("register", "promote10"):
-    with_, without = get(f"{op}_10webhooks", "per_second"), get(f"{op}_0webhooks", "per_second")
-    if with_ and without:
-        print(f"{op} with 10 webhooks / without (same run, adjacent): {with_ / without:.3f}")
+    for suffix, how in (("", "dispatcher delivering"), ("_outbox_only", "dispatcher off")):
+        with_ = get(f"{op}_10webhooks{suffix}", "per_second")
+        without = get(f"{op}_0webhooks{suffix}", "per_second")
+        if with_ and without:
+            print(f"{op} with 10 webhooks / without ({how}, alternating rounds): {with_ / without:.3f}")
 print("\nratios: throughput figures are modelreg / baseline (higher is better); latency figures are "
       "baseline / modelreg (higher is better, i.e. how many times faster modelreg is)")

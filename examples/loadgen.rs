@@ -802,13 +802,9 @@ async fn webhooks(a: WebhookArgs) -> Vec<Value> {
             };
             if enabled { on.push(run) } else { off.push(run) }
         }
-        let with = if a.rates_only {
-            "10webhooks_outbox_only"
-        } else {
-            "10webhooks"
-        };
-        out.push(Run::merge(off).report(&format!("{op}_0webhooks"), a.clients));
-        out.push(Run::merge(on).report(&format!("{op}_{with}"), a.clients));
+        let suffix = if a.rates_only { "_outbox_only" } else { "" };
+        out.push(Run::merge(off).report(&format!("{op}_0webhooks{suffix}"), a.clients));
+        out.push(Run::merge(on).report(&format!("{op}_10webhooks{suffix}"), a.clients));
     }
     toggle(true).await;
     if a.rates_only {
