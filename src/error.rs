@@ -34,6 +34,8 @@ pub struct Error {
     pub field: Option<String>,
     /// For a parse error: the character position (0-based) in the field's value.
     pub position: Option<usize>,
+    /// For a promote a stage policy refused: every check, passing or not.
+    pub checks: Option<Box<Vec<crate::domain::policy::Check>>>,
     /// The underlying cause of a 5xx: logged, never rendered.
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -60,7 +62,25 @@ impl Error {
             detail: detail.into(),
             field: None,
             position: None,
+            checks: None,
             source: None,
+        }
+    }
+
+    /// 409 `policy_violation`: a stage policy refused the promote; the checks say why.
+    pub fn policy_violation(stage: &str, checks: Vec<crate::domain::policy::Check>) -> Self {
+        let failing: Vec<&str> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.check.as_str())
+            .collect();
+        let detail = format!(
+            "the policy of {stage} refuses this promote: {} failed",
+            failing.join(", ")
+        );
+        Self {
+            checks: Some(Box::new(checks)),
+            ..Self::conflict("policy_violation", detail)
         }
     }
 

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod models;
 pub mod overlay;
 pub mod paths;
+pub mod policies;
 pub mod problem;
 pub mod stages;
 pub mod tokens;
@@ -89,6 +90,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         models::endpoints(),
         versions::endpoints(),
         stages::endpoints(),
+        policies::endpoints(),
         metrics::endpoints(),
         overlay::endpoints(),
         compare::endpoints(),

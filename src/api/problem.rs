@@ -37,6 +37,8 @@ struct Problem<'a> {
     field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     position: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checks: Option<&'a [crate::domain::policy::Check]>,
 }
 
 impl IntoResponse for Error {
@@ -54,6 +56,7 @@ impl IntoResponse for Error {
             code: self.code,
             field: self.field.as_deref(),
             position: self.position,
+            checks: self.checks.as_deref().map(Vec::as_slice),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

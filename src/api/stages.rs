@@ -3,14 +3,15 @@
 use super::Endpoint;
 use super::extract::{Json, ModelPath, OptionalJson, Query, StagePath, double_option, page_limit};
 use crate::AppState;
-use crate::domain::access::Scope;
+use crate::domain::access::{Principal, Scope};
 use crate::domain::stage::Expected;
 use crate::domain::time::Timestamp;
 use crate::domain::{Reason, cursor};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::store::{Actor, HistoryEntry, Page, StageChange, StageEntry, StageOp, StageRequest};
 use axum::extract::State;
 use axum::http::Method;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 pub fn endpoints() -> Vec<Endpoint> {
@@ -52,6 +53,17 @@ struct PromoteBody {
     reason: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     expected_version: Expected,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    force: bool,
+}
+
+/// A dry run's answer: would the promote pass the stage's policy, and every check.
+#[derive(Serialize)]
+struct DryRun {
+    allowed: bool,
+    checks: Vec<crate::domain::policy::Check>,
 }
 
 #[derive(Deserialize, Default)]
@@ -149,18 +161,44 @@ async fn promote(
     State(state): State<AppState>,
     path: StagePath,
     actor: Actor,
+    principal: Principal,
     Json(body): Json<PromoteBody>,
-) -> Result<axum::Json<StageChange>> {
+) -> Result<Response> {
     check_version("version", body.version)?;
     let op = StageOp::Promote {
         version: body.version,
     };
+    let reason = Reason::parse_opt("reason", body.reason)?;
+    if body.force {
+        if !principal.allows(Scope::Admin) {
+            return Err(Error::new(
+                Kind::Forbidden,
+                "insufficient_scope",
+                "a forced promote needs the admin scope",
+            ));
+        }
+        if reason.is_none() {
+            return Err(Error::validation(
+                "reason",
+                "a forced promote needs a reason, recorded in the stage's history",
+            ));
+        }
+    }
     let req = StageRequest {
         op,
-        reason: Reason::parse_opt("reason", body.reason)?,
+        reason,
         expected: body.expected_version,
+        dry_run: body.dry_run,
+        force: body.force,
     };
-    change(&state, path, &actor, req).await
+    let dry_run = req.dry_run;
+    let axum::Json(change) = change(&state, path, &actor, req).await?;
+    if dry_run {
+        let checks = change.checks.unwrap_or_default();
+        let allowed = checks.iter().all(|c| c.ok);
+        return Ok(axum::Json(DryRun { allowed, checks }).into_response());
+    }
+    Ok(axum::Json(change).into_response())
 }
 
 async fn rollback(
@@ -179,6 +217,8 @@ async fn rollback(
         op,
         reason: Reason::parse_opt("reason", body.reason)?,
         expected: body.expected_version,
+        dry_run: false,
+        force: false,
     };
     change(&state, path, &actor, req).await
 }
@@ -193,6 +233,8 @@ async fn clear(
         op: StageOp::Clear,
         reason: Reason::parse_opt("reason", p.reason)?,
         expected: None,
+        dry_run: false,
+        force: false,
     };
     change(&state, path, &actor, req).await
 }

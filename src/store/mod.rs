@@ -44,6 +44,7 @@ mod events;
 pub(crate) mod metrics;
 mod models;
 mod outbox;
+mod policies;
 mod postgres;
 mod register;
 mod rows;
@@ -64,6 +65,7 @@ pub use deliveries::{Attempt, Claimed, DeliveryStore, OutboxSignal, Outcome};
 pub use events::EventStore;
 pub use metrics::{BucketRow, MetricStore, MetricSummary, PointStream, STREAM_CHUNK, SeriesInfo};
 pub use models::ModelStore;
+pub use policies::{PolicyStore, StagePolicy};
 pub use postgres::{Pg, PgStore};
 pub use sqlite::{Lite, SqliteStore};
 pub use stages::StageStore;
@@ -96,6 +98,7 @@ pub trait Store:
     + VerifyStore
     + WebhookStore
     + DeliveryStore
+    + PolicyStore
     + Send
     + Sync
     + 'static

@@ -208,8 +208,11 @@ async fn delete<C: Conn>(conn: &mut C, name: &ModelName, actor: &Actor) -> Resul
             ),
         ));
     }
-    // Stage rows can only be empty here (a stage needs a version); they go with the model.
+    // Stage rows can only be empty here (a stage needs a version); they and the stages'
+    // policies go with the model.
     conn.execute(Stmt::new("delete from stages where model_id = $1").bind(current.id))
+        .await?;
+    conn.execute(Stmt::new("delete from stage_policies where model_id = $1").bind(current.id))
         .await?;
     conn.execute(Stmt::new("delete from models where id = $1").bind(current.id))
         .await?;

@@ -4,6 +4,7 @@
 //! Order of checks, under the lock: the model exists; `expected_version` matches (before
 //! anything else, so a stale caller always gets 409); then the operation's own rules.
 
+use super::policies::{self, Candidate};
 use super::sql::{Conn, Stmt};
 use super::{Actor, NewEvent, StageChange, StageOp, StageRequest, events};
 use crate::domain::stage::{
@@ -186,6 +187,8 @@ pub(crate) async fn apply<C: Conn>(
         .await?
         .ok_or_else(|| Error::model_not_found(model.as_str()))?;
     check_expected(stage.as_str(), lock.version, req.expected)?;
+    let mut checks = None;
+    let mut forced = false;
     let (action, to, depth, keep, push) = match req.op {
         StageOp::Promote { version } => {
             ready_version(tx, model, lock.model_id, version).await?;
@@ -197,7 +200,38 @@ pub(crate) async fn apply<C: Conn>(
                     previous_version: Some(version),
                     event_id: lock.event_id,
                     at: lock.since.unwrap_or(lock.now),
+                    checks: None,
+                    forced: false,
                 });
+            }
+            let candidate = Candidate {
+                model_id: lock.model_id,
+                stage,
+                version,
+                holder: lock.version,
+                now: lock.now,
+            };
+            checks = policies::evaluate(tx, &candidate).await?;
+            let passed = checks.iter().flatten().all(|c| c.ok);
+            if req.dry_run {
+                return Ok(StageChange {
+                    stage: stage.as_str().to_owned(),
+                    version: Some(version),
+                    previous_version: lock.version,
+                    event_id: None,
+                    at: lock.now,
+                    checks,
+                    forced: false,
+                });
+            }
+            if !passed {
+                if !req.force {
+                    return Err(Error::policy_violation(
+                        stage.as_str(),
+                        checks.unwrap_or_default(),
+                    ));
+                }
+                forced = true;
             }
             (
                 "stage.promoted",
@@ -238,6 +272,8 @@ pub(crate) async fn apply<C: Conn>(
                     previous_version: None,
                     event_id: None,
                     at: lock.now,
+                    checks: None,
+                    forced: false,
                 });
             }
             ("stage.cleared", None, 0, Some(0), None)
@@ -249,7 +285,12 @@ pub(crate) async fn apply<C: Conn>(
         model: Some(model.as_str()),
         version: to,
         stage: Some(stage.as_str()),
-        details: json!({"from_version": lock.version, "to_version": to, "reason": req.reason}),
+        details: if checks.is_some() || forced {
+            json!({"from_version": lock.version, "to_version": to, "reason": req.reason,
+                   "checks": checks, "forced": forced})
+        } else {
+            json!({"from_version": lock.version, "to_version": to, "reason": req.reason})
+        },
         at: lock.now,
     };
     let write = StageWrite {
@@ -268,5 +309,7 @@ pub(crate) async fn apply<C: Conn>(
         previous_version: lock.version,
         event_id: Some(event_id),
         at: lock.now,
+        checks,
+        forced,
     })
 }

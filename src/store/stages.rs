@@ -165,6 +165,14 @@ impl<B: Backend> StageStore for SqlStore<B> {
         req: StageRequest,
         actor: &Actor,
     ) -> Result<StageChange> {
+        if req.dry_run {
+            // Evaluated under the lock like the real thing, then rolled back: nothing changes
+            // (not even the stage row the lock creates on first use).
+            let mut tx = self.db.begin().await?;
+            let result = stage_change::apply(&mut *tx, model, stage, req, actor).await;
+            self.db.rollback(tx, None).await;
+            return result;
+        }
         transaction!(self.db, |c| stage_change::apply(
             c, model, stage, req, actor
         ))

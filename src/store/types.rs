@@ -202,6 +202,12 @@ pub struct StageChange {
     pub event_id: Option<i64>,
     #[serde(with = "crate::domain::time::rfc3339")]
     pub at: Timestamp,
+    /// The checks of the stage's policy, when it has one (a promote).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<crate::domain::policy::Check>>,
+    /// Promoted past failing checks by an admin.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
 }
 
 /// One entry of a stage's history.
@@ -216,6 +222,11 @@ pub struct HistoryEntry {
     pub actor_token_id: Option<Uuid>,
     #[serde(with = "crate::domain::time::rfc3339")]
     pub at: Timestamp,
+    /// The checks of the stage's policy the promote passed (or, forced, failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
 }
 
 impl From<Event> for HistoryEntry {
@@ -230,6 +241,8 @@ impl From<Event> for HistoryEntry {
                 .get("reason")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            checks: e.details.get("checks").cloned(),
+            forced: e.details.get("forced").and_then(Value::as_bool) == Some(true),
             action: e.action,
             actor: e.actor,
             actor_token_id: e.actor_token_id,
@@ -250,6 +263,10 @@ pub struct StageRequest {
     pub op: StageOp,
     pub reason: Option<Reason>,
     pub expected: Expected,
+    /// Evaluate (a promote: every check of the stage's policy) and change nothing.
+    pub dry_run: bool,
+    /// Promote past the policy's checks (admin; recorded as forced).
+    pub force: bool,
 }
 
 /// An artifact of a version.

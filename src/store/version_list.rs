@@ -12,15 +12,15 @@
 //! ```
 
 use super::rows::ListedVersionRow;
-use super::sql::{Arg, Dialect, Stmt};
+use super::sql::{Arg, Conn, Dialect, Stmt};
 use super::{Page, Version, VersionQuery};
-use crate::domain::filter::{After, Clause, Field, SortKey, SortValue, Value};
+use crate::domain::filter::{After, Clause, Field, Filter, SortKey, SortValue, Value};
 use crate::error::Result;
 use uuid::Uuid;
 
 /// The last value of a metric (at its highest step) of the version with id `version_id`,
 /// from the newest coarse rollup block: one index probe.
-fn metric_last(version_id: &str, key: &str) -> String {
+pub(super) fn metric_last(version_id: &str, key: &str) -> String {
     format!(
         "(select r.last from metric_series s \
             join metric_rollups r on r.series_id = s.id and r.level = 3 \
@@ -120,6 +120,47 @@ impl Builder {
             _ => "false".to_owned(),
         }
     }
+}
+
+/// The clauses of the filter `expression` that a version does not satisfy, written back (none:
+/// it satisfies them all). The same SQL as the list's, one clause at a time.
+pub(super) async fn failing_clauses<C: Conn>(
+    conn: &mut C,
+    model_id: Uuid,
+    version: i64,
+    expression: &str,
+) -> Result<Vec<String>> {
+    let filter = Filter::parse(expression).map_err(|e| e.with_field("require"))?;
+    let mut b = Builder {
+        dialect: C::DIALECT,
+        args: vec![Arg::from(model_id), Arg::from(version)],
+    };
+    let parts: Vec<String> = filter
+        .clauses
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "select cast({i} as bigint) as i, \
+                        cast(case when {} then 1 else 0 end as bigint) as ok \
+                   from versions v where v.model_id = $1 and v.version = $2",
+                b.clause(c)
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = Stmt::new(parts.join(" union all "));
+    stmt.args = b.args;
+    let rows: Vec<(i64, i64)> = conn.fetch_all(stmt).await?;
+    Ok(filter
+        .clauses
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !rows.iter().any(|&(j, ok)| j == *i as i64 && ok == 1))
+        .map(|(_, c)| c.to_string())
+        .collect())
 }
 
 /// The list query and its parameters.

@@ -270,6 +270,24 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
                 Scope::Write,
                 204,
             ),
+            ("PUT", "/api/v1/models/{model}/stages/{stage}/policy") => (
+                "/api/v1/models/fraud-a/stages/gated/policy",
+                j(json!({"require": "status = ready"})),
+                Scope::Admin,
+                200,
+            ),
+            ("GET", "/api/v1/models/{model}/stages/{stage}/policy") => (
+                "/api/v1/models/fraud-a/stages/gated/policy",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("DELETE", "/api/v1/models/{model}/stages/{stage}/policy") => (
+                "/api/v1/models/fraud-a/stages/gated/policy",
+                None,
+                Scope::Admin,
+                204,
+            ),
             ("GET", "/api/v1/events") => ("/api/v1/events", None, Scope::Read, 200),
             ("POST", "/api/v1/tokens") => (
                 "/api/v1/tokens",

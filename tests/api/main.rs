@@ -18,6 +18,7 @@ mod limits;
 mod metrics;
 mod models;
 mod pki;
+mod policies;
 mod processes;
 mod properties;
 mod receiver;

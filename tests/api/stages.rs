@@ -126,7 +126,7 @@ async fn promote_rules(app: &TestApp) {
         (json!({}), "."),
         (json!({"version": "1"}), "version"),
         (json!({"version": 0}), "version"),
-        (json!({"version": 1, "force": true}), "force"),
+        (json!({"version": 1, "forced": true}), "forced"),
         (
             json!({"version": 1, "expected_version": "x"}),
             "expected_version",

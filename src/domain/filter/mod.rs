@@ -43,6 +43,30 @@ pub struct Clause {
     pub value: Value,
 }
 
+/// A clause written back in the grammar (strings quoted and escaped as JSON strings are).
+impl std::fmt::Display for Clause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Field::Metric(k) => write!(f, "metric.{k}")?,
+            Field::Tag(k) => write!(f, "tag.{k}")?,
+            Field::Config(path) => write!(f, "config.{}", path.join("."))?,
+            Field::Status => f.write_str("status")?,
+        }
+        let op = match self.op {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        };
+        match &self.value {
+            Value::Number(n) => write!(f, " {op} {n}"),
+            Value::Text(t) => write!(f, " {op} {}", serde_json::Value::String(t.clone())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Field {
     Metric(String),

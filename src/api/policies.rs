@@ -1,0 +1,74 @@
+//! `/api/v1/models/{model}/stages/{stage}/policy`: what every promote onto a stage must pass.
+
+use super::Endpoint;
+use super::extract::{Json, StagePath};
+use crate::AppState;
+use crate::domain::StageName;
+use crate::domain::access::Scope;
+use crate::domain::policy::{NoRegression, Policy};
+use crate::error::Result;
+use crate::store::{Actor, StagePolicy};
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use serde::Deserialize;
+
+pub fn endpoints() -> Vec<Endpoint> {
+    const ONE: &str = "/api/v1/models/{model}/stages/{stage}/policy";
+    vec![
+        Endpoint::new(Method::PUT, ONE, Scope::Admin, put),
+        Endpoint::new(Method::GET, ONE, Scope::Read, get),
+        Endpoint::new(Method::DELETE, ONE, Scope::Admin, delete),
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    require: Option<String>,
+    #[serde(default)]
+    no_regression: Vec<NoRegression>,
+    after_stage: Option<String>,
+    min_soak: Option<String>,
+    #[serde(default)]
+    approvals: i64,
+}
+
+async fn put(
+    State(state): State<AppState>,
+    StagePath(model, stage): StagePath,
+    actor: Actor,
+    Json(body): Json<PolicyBody>,
+) -> Result<axum::Json<StagePolicy>> {
+    let after_stage = body
+        .after_stage
+        .map(|s| StageName::parse("after_stage", &s))
+        .transpose()?;
+    let policy = Policy::new(
+        body.require,
+        body.no_regression,
+        after_stage,
+        body.min_soak.as_deref(),
+        body.approvals,
+    )?;
+    let stored = state
+        .store
+        .put_policy(&model, &stage, &policy, &actor)
+        .await?;
+    Ok(axum::Json(stored))
+}
+
+async fn get(
+    State(state): State<AppState>,
+    StagePath(model, stage): StagePath,
+) -> Result<axum::Json<StagePolicy>> {
+    Ok(axum::Json(state.store.get_policy(&model, &stage).await?))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    StagePath(model, stage): StagePath,
+    actor: Actor,
+) -> Result<StatusCode> {
+    state.store.delete_policy(&model, &stage, &actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,388 @@
+//! Stage policies: what a promote onto a stage must pass, and the checks that say whether it
+//! did. The rules here are pure: the store reads the candidate's and the holder's values under
+//! the stage lock and hands them to these functions, which decide and explain.
+
+use super::filter::Filter;
+use super::time::Timestamp;
+use super::{StageName, filter};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Approvals a policy may ask for, at most.
+pub const MAX_APPROVALS: i64 = 5;
+/// Metrics a `no_regression` list may name, at most.
+pub const MAX_NO_REGRESSION: usize = 20;
+
+/// One metric that must not get worse than on the version now on the stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoRegression {
+    pub metric: String,
+    pub higher_is_better: bool,
+    /// How much worse the candidate may be, in the metric's unit.
+    #[serde(default)]
+    pub tolerance: f64,
+}
+
+/// A stage's policy, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// A `filter` expression the candidate must satisfy, as written.
+    pub require: Option<String>,
+    pub no_regression: Vec<NoRegression>,
+    pub after_stage: Option<StageName>,
+    /// Seconds the candidate must have been on `after_stage`.
+    pub min_soak: Option<i64>,
+    pub approvals: i64,
+}
+
+impl Policy {
+    /// Checks a policy as sent: a `require` that parses (its error, with the position, is the
+    /// filter parser's), metric keys, tolerances, a soak only with a stage to soak on, and
+    /// 0 to [`MAX_APPROVALS`] approvals.
+    pub fn new(
+        require: Option<String>,
+        no_regression: Vec<NoRegression>,
+        after_stage: Option<StageName>,
+        min_soak: Option<&str>,
+        approvals: i64,
+    ) -> Result<Self> {
+        if let Some(r) = &require {
+            Filter::parse(r).map_err(|e| e.with_field("require"))?;
+        }
+        if no_regression.len() > MAX_NO_REGRESSION {
+            return Err(Error::validation(
+                "no_regression",
+                format!("at most {MAX_NO_REGRESSION} metrics"),
+            ));
+        }
+        for (i, rule) in no_regression.iter().enumerate() {
+            if !filter::is_metric_key(&rule.metric) {
+                return Err(Error::validation(
+                    format!("no_regression[{i}].metric"),
+                    "a metric key: 1 to 250 letters, digits and _ . : / -",
+                ));
+            }
+            if !(rule.tolerance.is_finite() && rule.tolerance >= 0.0) {
+                return Err(Error::validation(
+                    format!("no_regression[{i}].tolerance"),
+                    "a tolerance is a finite number from 0",
+                ));
+            }
+        }
+        let min_soak = min_soak.map(parse_duration).transpose()?;
+        if min_soak.is_some() && after_stage.is_none() {
+            return Err(Error::validation(
+                "min_soak",
+                "min_soak is the time on after_stage: name after_stage too",
+            ));
+        }
+        if !(0..=MAX_APPROVALS).contains(&approvals) {
+            return Err(Error::validation(
+                "approvals",
+                format!("approvals is from 0 to {MAX_APPROVALS}"),
+            ));
+        }
+        Ok(Self {
+            require,
+            no_regression,
+            after_stage,
+            min_soak,
+            approvals,
+        })
+    }
+}
+
+/// One check of a promote against a policy: what was expected, what was observed, and
+/// whether that passes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Value>,
+}
+
+/// `require`: the clauses of the expression the candidate does not satisfy (none: it passes).
+pub fn require_check(expression: &str, failing: &[String]) -> Check {
+    Check {
+        check: "require".into(),
+        ok: failing.is_empty(),
+        detail: if failing.is_empty() {
+            format!("the version satisfies {expression}")
+        } else {
+            format!("the version does not satisfy {}", failing.join(" and "))
+        },
+        expected: Some(json!(expression)),
+        observed: (!failing.is_empty()).then(|| json!({"failing": failing})),
+    }
+}
+
+/// `no_regression` for one metric: the candidate's last value against the holder's, when the
+/// stage holds a version (`holder`: its number and last value, if it has the metric).
+pub fn no_regression_check(
+    rule: &NoRegression,
+    stage: &str,
+    candidate: Option<f64>,
+    holder: Option<(i64, Option<f64>)>,
+) -> Check {
+    let name = format!("no_regression:{}", rule.metric);
+    let pass = |detail: String| Check {
+        check: name.clone(),
+        ok: true,
+        detail,
+        expected: None,
+        observed: candidate.map(|c| json!(c)),
+    };
+    let (holder_version, holder_value) = match holder {
+        None => return pass(format!("{stage} holds no version to compare with")),
+        Some((v, None)) => {
+            return pass(format!(
+                "version {v} on {stage} has no metric {}",
+                rule.metric
+            ));
+        }
+        Some((v, Some(value))) => (v, value),
+    };
+    let (bound, ok, word) = if rule.higher_is_better {
+        let bound = holder_value - rule.tolerance;
+        (bound, candidate.is_some_and(|c| c >= bound), "at least")
+    } else {
+        let bound = holder_value + rule.tolerance;
+        (bound, candidate.is_some_and(|c| c <= bound), "at most")
+    };
+    let detail = match candidate {
+        None => format!("the version has no metric {}", rule.metric),
+        Some(c) => format!(
+            "{} is {c}; {word} {bound} needed (version {holder_version} on {stage} has \
+             {holder_value}, tolerance {})",
+            rule.metric, rule.tolerance
+        ),
+    };
+    Check {
+        check: name,
+        ok,
+        detail,
+        expected: Some(json!({ if rule.higher_is_better { "min" } else { "max" }: bound })),
+        observed: Some(candidate.map_or(Value::Null, |c| json!(c))),
+    }
+}
+
+/// `after_stage`: the candidate is on that stage now (`since`: when it got there, if it is).
+pub fn after_stage_check(stage: &str, version: i64, since: Option<Timestamp>) -> Check {
+    Check {
+        check: "after_stage".into(),
+        ok: since.is_some(),
+        detail: if since.is_some() {
+            format!("version {version} is on {stage}")
+        } else {
+            format!("version {version} is not on {stage}")
+        },
+        expected: Some(json!(stage)),
+        observed: None,
+    }
+}
+
+/// `min_soak`: the candidate has been on the stage at least `seconds` by `now`.
+pub fn min_soak_check(
+    stage: &str,
+    seconds: i64,
+    since: Option<Timestamp>,
+    now: Timestamp,
+) -> Check {
+    let soaked = since.map(|s| (now - s).num_seconds().max(0));
+    Check {
+        check: "min_soak".into(),
+        ok: soaked.is_some_and(|s| s >= seconds),
+        detail: match soaked {
+            Some(s) => format!(
+                "on {stage} for {}, {} needed",
+                format_duration(s),
+                format_duration(seconds)
+            ),
+            None => format!("not on {stage}"),
+        },
+        expected: Some(json!(format_duration(seconds))),
+        observed: soaked.map(|s| json!(format_duration(s))),
+    }
+}
+
+/// Parses an ISO 8601 duration of days, hours, minutes and seconds (`PT1H`, `P2D`,
+/// `P1DT12H`, `PT90M`, `P1W`) into seconds.
+pub fn parse_duration(raw: &str) -> Result<i64> {
+    let bad = || {
+        Error::validation(
+            "min_soak",
+            format!("{raw:?} is not an ISO 8601 duration such as PT1H, P2D or P1DT12H"),
+        )
+    };
+    let rest = raw.strip_prefix('P').ok_or_else(bad)?;
+    let (date, time) = match rest.split_once('T') {
+        Some((d, t)) if !t.is_empty() => (d, Some(t)),
+        Some(_) => return Err(bad()),
+        None => (rest, None),
+    };
+    let mut total: i64 = 0;
+    let mut any = false;
+    let mut take = |part: &str, units: &[(char, i64)]| -> Result<()> {
+        let mut number = String::new();
+        let mut last = 0;
+        for ch in part.chars() {
+            if ch.is_ascii_digit() {
+                number.push(ch);
+                continue;
+            }
+            let i = units.iter().position(|(u, _)| *u == ch).ok_or_else(bad)?;
+            if number.is_empty() || i < last {
+                return Err(bad());
+            }
+            let n: i64 = number.parse().map_err(|_| bad())?;
+            let add = n.checked_mul(units[i].1).ok_or_else(bad)?;
+            total = total.checked_add(add).ok_or_else(bad)?;
+            number.clear();
+            last = i + 1;
+            any = true;
+        }
+        if number.is_empty() {
+            Ok(())
+        } else {
+            Err(bad())
+        }
+    };
+    take(date, &[('W', 7 * 86_400), ('D', 86_400)])?;
+    if let Some(t) = time {
+        take(t, &[('H', 3_600), ('M', 60), ('S', 1)])?;
+    }
+    if !any || total > 366 * 86_400 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// Seconds as an ISO 8601 duration: `P1DT2H`, `PT30M`, `PT0S`.
+pub fn format_duration(seconds: i64) -> String {
+    let (d, rest) = (seconds / 86_400, seconds % 86_400);
+    let (h, m, s) = (rest / 3_600, rest % 3_600 / 60, rest % 60);
+    let mut out = String::from("P");
+    if d > 0 {
+        out.push_str(&format!("{d}D"));
+    }
+    if rest > 0 || d == 0 {
+        out.push('T');
+        if h > 0 {
+            out.push_str(&format!("{h}H"));
+        }
+        if m > 0 {
+            out.push_str(&format!("{m}M"));
+        }
+        if s > 0 || rest == 0 {
+            out.push_str(&format!("{s}S"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(higher: bool, tolerance: f64) -> NoRegression {
+        NoRegression {
+            metric: "val_acc".into(),
+            higher_is_better: higher,
+            tolerance,
+        }
+    }
+
+    #[test]
+    fn durations_parse_and_print_back() {
+        for (raw, secs) in [
+            ("PT1H", 3_600),
+            ("P2D", 172_800),
+            ("P1DT12H", 129_600),
+            ("PT90M", 5_400),
+            ("P1W", 604_800),
+            ("PT1H30M15S", 5_415),
+        ] {
+            assert_eq!(parse_duration(raw).unwrap(), secs, "{raw}");
+        }
+        for bad in [
+            "", "P", "PT", "1H", "PT1", "PTH", "P1H", "PT1S1H", "P-1D", "P400D", "pt1h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_duration(3_600), "PT1H");
+        assert_eq!(format_duration(129_600), "P1DT12H");
+        assert_eq!(format_duration(0), "PT0S");
+        assert_eq!(format_duration(5_415), "PT1H30M15S");
+    }
+
+    #[test]
+    fn no_regression_compares_with_the_holder_within_the_tolerance() {
+        let r = rule(true, 0.01);
+        let c = no_regression_check(&r, "production", Some(0.925), Some((3, Some(0.93))));
+        assert!(c.ok);
+        assert_eq!(c.expected, Some(json!({"min": 0.93 - 0.01})));
+        assert_eq!(c.observed, Some(json!(0.925)));
+        let c = no_regression_check(&r, "production", Some(0.91), Some((3, Some(0.93))));
+        assert!(!c.ok);
+        assert!(
+            c.detail.contains("version 3 on production has 0.93"),
+            "{}",
+            c.detail
+        );
+        let lower = rule(false, 0.0);
+        assert!(no_regression_check(&lower, "p", Some(0.2), Some((1, Some(0.3)))).ok);
+        assert!(!no_regression_check(&lower, "p", Some(0.31), Some((1, Some(0.3)))).ok);
+        assert_eq!(
+            no_regression_check(&lower, "p", Some(0.31), Some((1, Some(0.3)))).expected,
+            Some(json!({"max": 0.3}))
+        );
+    }
+
+    #[test]
+    fn no_regression_passes_an_empty_stage_and_fails_a_candidate_without_the_metric() {
+        let r = rule(true, 0.0);
+        assert!(no_regression_check(&r, "p", None, None).ok);
+        assert!(no_regression_check(&r, "p", Some(0.1), Some((2, None))).ok);
+        let c = no_regression_check(&r, "p", None, Some((2, Some(0.5))));
+        assert!(!c.ok);
+        assert_eq!(c.observed, Some(Value::Null));
+    }
+
+    #[test]
+    fn soak_counts_from_when_the_version_reached_the_stage() {
+        let now = chrono::DateTime::from_timestamp(10_000, 0).unwrap();
+        let since = chrono::DateTime::from_timestamp(10_000 - 3_599, 0).unwrap();
+        let c = min_soak_check("staging", 3_600, Some(since), now);
+        assert!(!c.ok);
+        assert_eq!(c.observed, Some(json!("PT59M59S")));
+        assert_eq!(c.expected, Some(json!("PT1H")));
+        let since = chrono::DateTime::from_timestamp(10_000 - 3_600, 0).unwrap();
+        assert!(min_soak_check("staging", 3_600, Some(since), now).ok);
+        assert!(!min_soak_check("staging", 0, None, now).ok);
+        assert!(!after_stage_check("staging", 4, None).ok);
+    }
+
+    #[test]
+    fn policies_are_checked_when_set() {
+        let ok = Policy::new(Some("metric.acc >= 0.9".into()), vec![], None, None, 2);
+        assert!(ok.is_ok());
+        let e = Policy::new(Some("metric.acc >=".into()), vec![], None, None, 0).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid_filter", Some("require"))
+        );
+        assert!(e.position.is_some());
+        let e = Policy::new(None, vec![], None, Some("PT1H"), 0).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("min_soak"));
+        let e = Policy::new(None, vec![], None, None, 6).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("approvals"));
+        let e = Policy::new(None, vec![rule(true, -1.0)], None, None, 0).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("no_regression[0].tolerance"));
+    }
+}

@@ -1,0 +1,301 @@
+//! Stage policies as stored, and their evaluation inside a promote's transaction: every value a
+//! check reads is read under the stage's lock, with the metric series it compares share-locked
+//! (Postgres) so that no batch logged meanwhile can change them before the promote commits.
+
+use super::sql::{Conn, Stmt};
+use super::{Actor, Backend, NewEvent, SqlStore, events, models, version_list};
+use crate::domain::policy::{self, Check, NoRegression, Policy};
+use crate::domain::time::{self, Timestamp};
+use crate::domain::{ModelName, StageName};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+/// A stage's policy as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StagePolicy {
+    pub model: String,
+    pub stage: String,
+    pub require: Option<String>,
+    pub no_regression: Vec<NoRegression>,
+    pub after_stage: Option<String>,
+    /// An ISO 8601 duration.
+    pub min_soak: Option<String>,
+    pub approvals: i64,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub updated_at: Timestamp,
+    pub updated_by: String,
+}
+
+#[async_trait]
+pub trait PolicyStore {
+    /// Sets (creates or replaces) the policy of a stage.
+    async fn put_policy(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        policy: &Policy,
+        actor: &Actor,
+    ) -> Result<StagePolicy>;
+    async fn get_policy(&self, model: &ModelName, stage: &StageName) -> Result<StagePolicy>;
+    async fn delete_policy(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        actor: &Actor,
+    ) -> Result<()>;
+}
+
+#[derive(sqlx::FromRow)]
+struct PolicyRow {
+    require: Option<String>,
+    no_regression: Json<Vec<NoRegression>>,
+    after_stage: Option<String>,
+    min_soak: Option<i64>,
+    approvals: i64,
+    updated_at: Timestamp,
+    updated_by: String,
+}
+
+impl PolicyRow {
+    fn shown(self, model: &str, stage: &str) -> StagePolicy {
+        StagePolicy {
+            model: model.to_owned(),
+            stage: stage.to_owned(),
+            require: self.require,
+            no_regression: self.no_regression.0,
+            after_stage: self.after_stage,
+            min_soak: self.min_soak.map(policy::format_duration),
+            approvals: self.approvals,
+            updated_at: self.updated_at,
+            updated_by: self.updated_by,
+        }
+    }
+}
+
+fn not_found(model: &ModelName, stage: &StageName) -> Error {
+    Error::not_found(
+        "policy_not_found",
+        format!("stage {stage} of model '{model}' has no policy"),
+    )
+}
+
+/// The policy of a stage, if it has one.
+async fn find<C: Conn>(
+    conn: &mut C,
+    model_id: Uuid,
+    stage: &StageName,
+) -> Result<Option<PolicyRow>> {
+    let stmt = Stmt::new(
+        "select require, no_regression, after_stage, min_soak, approvals, updated_at, updated_by \
+           from stage_policies where model_id = $1 and stage = $2",
+    )
+    .bind(model_id)
+    .bind(stage);
+    conn.fetch_optional(stmt).await
+}
+
+fn event_details(model: &str, stage: &str, p: Option<&StagePolicy>) -> serde_json::Value {
+    serde_json::json!({"model": model, "stage": stage, "policy": p})
+}
+
+async fn put<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    stage: &StageName,
+    p: &Policy,
+    actor: &Actor,
+) -> Result<StagePolicy> {
+    let m = models::row(conn, model, false).await?;
+    let now = time::now();
+    let stmt = Stmt::new(
+        "insert into stage_policies (model_id, stage, require, no_regression, after_stage, \
+             min_soak, approvals, updated_at, updated_by) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         on conflict (model_id, stage) do update set require = excluded.require, \
+             no_regression = excluded.no_regression, after_stage = excluded.after_stage, \
+             min_soak = excluded.min_soak, approvals = excluded.approvals, \
+             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+    )
+    .bind(m.id)
+    .bind(stage)
+    .bind(p.require.clone())
+    .json(&p.no_regression)
+    .bind(p.after_stage.as_ref().map(|s| s.as_str().to_owned()))
+    .bind(p.min_soak)
+    .bind(p.approvals)
+    .bind(now)
+    .bind(&actor.name);
+    conn.execute(stmt).await?;
+    let shown = find(conn, m.id, stage)
+        .await?
+        .ok_or_else(|| not_found(model, stage))?
+        .shown(model.as_str(), stage.as_str());
+    let mut event = NewEvent::model("policy.changed", m.id, model.as_str(), now);
+    event.stage = Some(stage.as_str());
+    event.details = event_details(model.as_str(), stage.as_str(), Some(&shown));
+    events::record(conn, event, actor).await?;
+    Ok(shown)
+}
+
+async fn delete<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    stage: &StageName,
+    actor: &Actor,
+) -> Result<()> {
+    let m = models::row(conn, model, false).await?;
+    let stmt = Stmt::new("delete from stage_policies where model_id = $1 and stage = $2")
+        .bind(m.id)
+        .bind(stage);
+    if conn.execute(stmt).await? == 0 {
+        return Err(not_found(model, stage));
+    }
+    let mut event = NewEvent::model("policy.changed", m.id, model.as_str(), time::now());
+    event.stage = Some(stage.as_str());
+    event.details = event_details(model.as_str(), stage.as_str(), None);
+    events::record(conn, event, actor).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl<B: Backend> PolicyStore for SqlStore<B> {
+    async fn put_policy(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        policy: &Policy,
+        actor: &Actor,
+    ) -> Result<StagePolicy> {
+        transaction!(self.db, |c| put(c, model, stage, policy, actor))
+    }
+
+    async fn get_policy(&self, model: &ModelName, stage: &StageName) -> Result<StagePolicy> {
+        let mut conn = self.db.read().await?;
+        let m = models::row(&mut *conn, model, false).await?;
+        find(&mut *conn, m.id, stage)
+            .await?
+            .map(|r| r.shown(model.as_str(), stage.as_str()))
+            .ok_or_else(|| not_found(model, stage))
+    }
+
+    async fn delete_policy(
+        &self,
+        model: &ModelName,
+        stage: &StageName,
+        actor: &Actor,
+    ) -> Result<()> {
+        transaction!(self.db, |c| delete(c, model, stage, actor))
+    }
+}
+
+/// What the stage lock saw, for the checks.
+pub(crate) struct Candidate<'a> {
+    pub model_id: Uuid,
+    pub stage: &'a StageName,
+    pub version: i64,
+    /// The version on the stage now.
+    pub holder: Option<i64>,
+    pub now: Timestamp,
+}
+
+/// Evaluates the stage's policy for a promote, under the stage lock; `None` when the stage
+/// has none.
+pub(crate) async fn evaluate<C: Conn>(
+    conn: &mut C,
+    c: &Candidate<'_>,
+) -> Result<Option<Vec<Check>>> {
+    let Some(p) = find(conn, c.model_id, c.stage).await? else {
+        return Ok(None);
+    };
+    let mut checks = Vec::new();
+    if let Some(expression) = &p.require {
+        let failing =
+            version_list::failing_clauses::<C>(conn, c.model_id, c.version, expression).await?;
+        checks.push(policy::require_check(expression, &failing));
+    }
+    for rule in &p.no_regression.0 {
+        let candidate = last_value(conn, c.model_id, c.version, &rule.metric).await?;
+        let holder = match c.holder {
+            Some(h) => Some((h, last_value(conn, c.model_id, h, &rule.metric).await?)),
+            None => None,
+        };
+        checks.push(policy::no_regression_check(
+            rule,
+            c.stage.as_str(),
+            candidate,
+            holder,
+        ));
+    }
+    if let Some(after) = &p.after_stage {
+        let since = on_stage_since(conn, c.model_id, after, c.version).await?;
+        checks.push(policy::after_stage_check(after, c.version, since));
+        if let Some(seconds) = p.min_soak {
+            checks.push(policy::min_soak_check(after, seconds, since, c.now));
+        }
+    }
+    if p.approvals > 0 {
+        checks.push(Check {
+            check: "approvals".into(),
+            ok: false,
+            detail: format!(
+                "{} approvals are required; promotion requests are not served yet, so only a \
+                 forced promote (admin, with a reason) passes",
+                p.approvals
+            ),
+            expected: Some(serde_json::json!(p.approvals)),
+            observed: Some(serde_json::json!(0)),
+        });
+    }
+    Ok(Some(checks))
+}
+
+/// The last value of a version's metric, its series share-locked (Postgres) against batches
+/// logged until the promote commits.
+async fn last_value<C: Conn>(
+    conn: &mut C,
+    model_id: Uuid,
+    version: i64,
+    key: &str,
+) -> Result<Option<f64>> {
+    if C::ROW_LOCKS {
+        let lock = Stmt::new(
+            "select s.id from metric_series s join versions v on v.id = s.version_id \
+              where v.model_id = $1 and v.version = $2 and s.key = $3 for share of s",
+        )
+        .bind(model_id)
+        .bind(version)
+        .bind(key);
+        conn.fetch_optional::<(i64,)>(lock).await?;
+    }
+    let stmt = Stmt::new(format!(
+        "select {} from versions v where v.model_id = $1 and v.version = $2",
+        version_list::metric_last("v.id", "$3")
+    ))
+    .bind(model_id)
+    .bind(version)
+    .bind(key);
+    Ok(conn
+        .fetch_optional::<(Option<f64>,)>(stmt)
+        .await?
+        .and_then(|(v,)| v))
+}
+
+/// When `version` reached `stage`, if it is there now (the stage row share-locked).
+async fn on_stage_since<C: Conn>(
+    conn: &mut C,
+    model_id: Uuid,
+    stage: &str,
+    version: i64,
+) -> Result<Option<Timestamp>> {
+    let lock = if C::ROW_LOCKS { " for share" } else { "" };
+    let stmt = Stmt::new(format!(
+        "select version, since from stages where model_id = $1 and name = $2{lock}"
+    ))
+    .bind(model_id)
+    .bind(stage);
+    let row: Option<(Option<i64>, Option<Timestamp>)> = conn.fetch_optional(stmt).await?;
+    Ok(row.and_then(|(v, since)| if v == Some(version) { since } else { None }))
+}
