@@ -9,7 +9,7 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-pub use super::paths::{ModelPath, StagePath, VersionPath};
+pub use super::paths::{ModelPath, RequestPath, StagePath, VersionPath};
 
 /// A JSON body: 415 `unsupported_media_type` unless sent as `application/json`, 400
 /// `malformed_json` when it is not JSON, 422 `validation_failed` naming the field when it has

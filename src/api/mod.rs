@@ -17,6 +17,7 @@ pub mod overlay;
 pub mod paths;
 pub mod policies;
 pub mod problem;
+pub mod requests;
 pub mod stages;
 pub mod tokens;
 pub mod versions;
@@ -91,6 +92,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         versions::endpoints(),
         stages::endpoints(),
         policies::endpoints(),
+        requests::endpoints(),
         metrics::endpoints(),
         overlay::endpoints(),
         compare::endpoints(),

@@ -83,3 +83,18 @@ impl<S: Send + Sync> FromRequestParts<S> for StagePath {
         Ok(Self(model_param(&params)?, stage))
     }
 }
+
+/// `{model}/promotion-requests/{id}` in the path.
+pub struct RequestPath(pub ModelName, pub uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let params = raw_params(parts, state).await?;
+        let raw = param(&params, "id")?;
+        let id = uuid::Uuid::try_parse(raw)
+            .map_err(|_| path_error("id", format!("{raw:?} is not a promotion request id")))?;
+        Ok(Self(model_param(&params)?, id))
+    }
+}

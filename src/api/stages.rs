@@ -8,9 +8,11 @@ use crate::domain::stage::Expected;
 use crate::domain::time::Timestamp;
 use crate::domain::{Reason, cursor};
 use crate::error::{Error, Kind, Result};
-use crate::store::{Actor, HistoryEntry, Page, StageChange, StageEntry, StageOp, StageRequest};
+use crate::store::{
+    Actor, Approval, HistoryEntry, Page, StageChange, StageEntry, StageOp, StageRequest,
+};
 use axum::extract::State;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +59,14 @@ struct PromoteBody {
     dry_run: bool,
     #[serde(default)]
     force: bool,
+}
+
+/// A promote onto a stage that needs approvals: the request it opened.
+#[derive(Serialize)]
+struct Requested {
+    request_id: uuid::Uuid,
+    status: &'static str,
+    checks: Vec<crate::domain::policy::Check>,
 }
 
 /// A dry run's answer: would the promote pass the stage's policy, and every check.
@@ -190,6 +200,9 @@ async fn promote(
         expected: body.expected_version,
         dry_run: body.dry_run,
         force: body.force,
+        approval: Some(Approval::Request {
+            ttl: state.config.policies.request_ttl,
+        }),
     };
     let dry_run = req.dry_run;
     let axum::Json(change) = change(&state, path, &actor, req).await?;
@@ -197,6 +210,14 @@ async fn promote(
         let checks = change.checks.unwrap_or_default();
         let allowed = checks.iter().all(|c| c.ok);
         return Ok(axum::Json(DryRun { allowed, checks }).into_response());
+    }
+    if let Some(request_id) = change.request {
+        let opened = Requested {
+            request_id,
+            status: "pending",
+            checks: change.checks.unwrap_or_default(),
+        };
+        return Ok((StatusCode::ACCEPTED, axum::Json(opened)).into_response());
     }
     Ok(axum::Json(change).into_response())
 }
@@ -219,6 +240,7 @@ async fn rollback(
         expected: body.expected_version,
         dry_run: false,
         force: false,
+        approval: None,
     };
     change(&state, path, &actor, req).await
 }
@@ -235,6 +257,7 @@ async fn clear(
         expected: None,
         dry_run: false,
         force: false,
+        approval: None,
     };
     change(&state, path, &actor, req).await
 }

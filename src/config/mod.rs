@@ -1,9 +1,11 @@
 //! Settings: command-line flags, each also an environment variable, validated once at start-up.
 
+mod policies;
 mod secrets;
 mod units;
 mod webhooks;
 
+pub use policies::PolicyConfig;
 pub use secrets::{redact, scrub};
 use units::parse_size_u64;
 pub use units::{parse_duration, parse_size};
@@ -122,6 +124,8 @@ pub struct Config {
 
     #[command(flatten)]
     pub webhooks: WebhookConfig,
+    #[command(flatten)]
+    pub policies: PolicyConfig,
 }
 
 /// Database settings, shared by every subcommand.
@@ -308,6 +312,7 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             webhooks: WebhookConfig::default(),
+            policies: PolicyConfig::default(),
         }
     }
 }

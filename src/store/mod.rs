@@ -47,6 +47,8 @@ mod outbox;
 mod policies;
 mod postgres;
 mod register;
+mod request_types;
+mod requests;
 mod rows;
 pub(crate) mod sql;
 mod sqlite;
@@ -67,6 +69,7 @@ pub use metrics::{BucketRow, MetricStore, MetricSummary, PointStream, STREAM_CHU
 pub use models::ModelStore;
 pub use policies::{PolicyStore, StagePolicy};
 pub use postgres::{Pg, PgStore};
+pub use request_types::{Approver, Decision, PromotionRequest, PromotionStore};
 pub use sqlite::{Lite, SqliteStore};
 pub use stages::StageStore;
 pub use tokens::TokenStore;
@@ -99,6 +102,7 @@ pub trait Store:
     + WebhookStore
     + DeliveryStore
     + PolicyStore
+    + PromotionStore
     + Send
     + Sync
     + 'static

@@ -97,6 +97,7 @@ async fn find<C: Conn>(
     conn.fetch_optional(stmt).await
 }
 
+/// The stage is named here, not in the event's `stage` column, which is for stage changes.
 fn event_details(model: &str, stage: &str, p: Option<&StagePolicy>) -> serde_json::Value {
     serde_json::json!({"model": model, "stage": stage, "policy": p})
 }
@@ -134,7 +135,6 @@ async fn put<C: Conn>(
         .ok_or_else(|| not_found(model, stage))?
         .shown(model.as_str(), stage.as_str());
     let mut event = NewEvent::model("policy.changed", m.id, model.as_str(), now);
-    event.stage = Some(stage.as_str());
     event.details = event_details(model.as_str(), stage.as_str(), Some(&shown));
     events::record(conn, event, actor).await?;
     Ok(shown)
@@ -154,7 +154,6 @@ async fn delete<C: Conn>(
         return Err(not_found(model, stage));
     }
     let mut event = NewEvent::model("policy.changed", m.id, model.as_str(), time::now());
-    event.stage = Some(stage.as_str());
     event.details = event_details(model.as_str(), stage.as_str(), None);
     events::record(conn, event, actor).await?;
     Ok(())
@@ -201,12 +200,19 @@ pub(crate) struct Candidate<'a> {
     pub now: Timestamp,
 }
 
+/// A policy's verdict on a promote.
+pub(crate) struct Evaluation {
+    pub checks: Vec<Check>,
+    /// Approvals the policy asks for (0: none).
+    pub approvals: i64,
+}
+
 /// Evaluates the stage's policy for a promote, under the stage lock; `None` when the stage
-/// has none.
+/// has none. Approvals are not a check here: the caller opens a request or has one granted.
 pub(crate) async fn evaluate<C: Conn>(
     conn: &mut C,
     c: &Candidate<'_>,
-) -> Result<Option<Vec<Check>>> {
+) -> Result<Option<Evaluation>> {
     let Some(p) = find(conn, c.model_id, c.stage).await? else {
         return Ok(None);
     };
@@ -236,20 +242,10 @@ pub(crate) async fn evaluate<C: Conn>(
             checks.push(policy::min_soak_check(after, seconds, since, c.now));
         }
     }
-    if p.approvals > 0 {
-        checks.push(Check {
-            check: "approvals".into(),
-            ok: false,
-            detail: format!(
-                "{} approvals are required; promotion requests are not served yet, so only a \
-                 forced promote (admin, with a reason) passes",
-                p.approvals
-            ),
-            expected: Some(serde_json::json!(p.approvals)),
-            observed: Some(serde_json::json!(0)),
-        });
-    }
-    Ok(Some(checks))
+    Ok(Some(Evaluation {
+        checks,
+        approvals: p.approvals,
+    }))
 }
 
 /// The last value of a version's metric, its series share-locked (Postgres) against batches

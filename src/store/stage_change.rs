@@ -6,7 +6,7 @@
 
 use super::policies::{self, Candidate};
 use super::sql::{Conn, Stmt};
-use super::{Actor, NewEvent, StageChange, StageOp, StageRequest, events};
+use super::{Actor, Approval, NewEvent, StageChange, StageOp, StageRequest, events, requests};
 use crate::domain::stage::{
     check_expected, not_in_history, nothing_to_roll_back, version_not_ready,
 };
@@ -189,6 +189,7 @@ pub(crate) async fn apply<C: Conn>(
     check_expected(stage.as_str(), lock.version, req.expected)?;
     let mut checks = None;
     let mut forced = false;
+    let mut granted = None;
     let (action, to, depth, keep, push) = match req.op {
         StageOp::Promote { version } => {
             ready_version(tx, model, lock.model_id, version).await?;
@@ -202,6 +203,7 @@ pub(crate) async fn apply<C: Conn>(
                     at: lock.since.unwrap_or(lock.now),
                     checks: None,
                     forced: false,
+                    request: None,
                 });
             }
             let candidate = Candidate {
@@ -211,9 +213,16 @@ pub(crate) async fn apply<C: Conn>(
                 holder: lock.version,
                 now: lock.now,
             };
-            checks = policies::evaluate(tx, &candidate).await?;
+            let evaluation = policies::evaluate(tx, &candidate).await?;
+            let needed = evaluation.as_ref().map_or(0, |e| e.approvals);
+            checks = evaluation.map(|e| e.checks);
             let passed = checks.iter().flatten().all(|c| c.ok);
+            let asks = needed > 0 && !req.force;
             if req.dry_run {
+                let mut checks = checks;
+                if asks {
+                    checks.get_or_insert_default().push(approvals_check(needed));
+                }
                 return Ok(StageChange {
                     stage: stage.as_str().to_owned(),
                     version: Some(version),
@@ -222,6 +231,7 @@ pub(crate) async fn apply<C: Conn>(
                     at: lock.now,
                     checks,
                     forced: false,
+                    request: None,
                 });
             }
             if !passed {
@@ -232,6 +242,43 @@ pub(crate) async fn apply<C: Conn>(
                     ));
                 }
                 forced = true;
+            }
+            if asks && let Some(Approval::Request { ttl }) = &req.approval {
+                let open = requests::Open {
+                    model_id: lock.model_id,
+                    model,
+                    stage,
+                    version,
+                    expected: req.expected,
+                    reason: req.reason.as_ref().map(|r| r.as_str()),
+                    needed,
+                    checks: checks.clone().unwrap_or_default(),
+                    now: lock.now,
+                    ttl: *ttl,
+                };
+                let id = requests::open(tx, open, actor).await?;
+                return Ok(StageChange {
+                    stage: stage.as_str().to_owned(),
+                    version: lock.version,
+                    previous_version: lock.version,
+                    event_id: None,
+                    at: lock.now,
+                    checks,
+                    forced: false,
+                    request: Some(id),
+                });
+            }
+            if let Some(Approval::Granted {
+                request_id,
+                requested_by,
+                approvers,
+            }) = &req.approval
+            {
+                granted = Some(json!({
+                    "request_id": request_id,
+                    "requested_by": requested_by,
+                    "approvers": approvers,
+                }));
             }
             (
                 "stage.promoted",
@@ -274,6 +321,7 @@ pub(crate) async fn apply<C: Conn>(
                     at: lock.now,
                     checks: None,
                     forced: false,
+                    request: None,
                 });
             }
             ("stage.cleared", None, 0, Some(0), None)
@@ -285,9 +333,9 @@ pub(crate) async fn apply<C: Conn>(
         model: Some(model.as_str()),
         version: to,
         stage: Some(stage.as_str()),
-        details: if checks.is_some() || forced {
+        details: if checks.is_some() || forced || granted.is_some() {
             json!({"from_version": lock.version, "to_version": to, "reason": req.reason,
-                   "checks": checks, "forced": forced})
+                   "checks": checks, "forced": forced, "request": granted})
         } else {
             json!({"from_version": lock.version, "to_version": to, "reason": req.reason})
         },
@@ -311,5 +359,18 @@ pub(crate) async fn apply<C: Conn>(
         at: lock.now,
         checks,
         forced,
+        request: None,
     })
+}
+
+/// The approvals a policy asks for, as a check a dry run shows (a promote would open a
+/// request).
+fn approvals_check(needed: i64) -> crate::domain::policy::Check {
+    crate::domain::policy::Check {
+        check: "approvals".into(),
+        ok: false,
+        detail: format!("{needed} approvals needed: a promote opens a promotion request"),
+        expected: Some(json!(needed)),
+        observed: Some(json!(0)),
+    }
 }

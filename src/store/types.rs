@@ -208,6 +208,9 @@ pub struct StageChange {
     /// Promoted past failing checks by an admin.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub forced: bool,
+    /// The promotion request opened instead of promoting (the stage needs approvals).
+    #[serde(skip)]
+    pub request: Option<Uuid>,
 }
 
 /// One entry of a stage's history.
@@ -227,6 +230,9 @@ pub struct HistoryEntry {
     pub checks: Option<Value>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub forced: bool,
+    /// The promotion request the promote came from: its id, requester and approvers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
 }
 
 impl From<Event> for HistoryEntry {
@@ -243,6 +249,7 @@ impl From<Event> for HistoryEntry {
                 .map(str::to_owned),
             checks: e.details.get("checks").cloned(),
             forced: e.details.get("forced").and_then(Value::as_bool) == Some(true),
+            request: e.details.get("request").filter(|r| !r.is_null()).cloned(),
             action: e.action,
             actor: e.actor,
             actor_token_id: e.actor_token_id,
@@ -267,6 +274,21 @@ pub struct StageRequest {
     pub dry_run: bool,
     /// Promote past the policy's checks (admin; recorded as forced).
     pub force: bool,
+    /// A promote only: how a stage whose policy asks for approvals is treated.
+    pub approval: Option<Approval>,
+}
+
+/// A promote onto a stage whose policy asks for approvals.
+#[derive(Debug, Clone)]
+pub enum Approval {
+    /// A caller's promote opens a promotion request, which expires after this long.
+    Request { ttl: std::time::Duration },
+    /// A request's approvals reached its count: promote (the checks evaluated again).
+    Granted {
+        request_id: Uuid,
+        requested_by: String,
+        approvers: Vec<String>,
+    },
 }
 
 /// An artifact of a version.

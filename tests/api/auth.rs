@@ -82,6 +82,36 @@ struct Ids {
     hook: String,
     hook_to_delete: String,
     delivery: i64,
+    /// Promotion requests of fraud-a onto `review`: to approve, to reject (both opened by
+    /// the root token) and to cancel (opened by the promote token, its requester).
+    requests: [String; 3],
+}
+
+fn request_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
+    let base = "/api/v1/models/fraud-a/promotion-requests";
+    let [approve, reject, cancel] = &ids.requests;
+    let (path, scope) = match (method.as_str(), template) {
+        ("GET", "/api/v1/models/{model}/promotion-requests") => (base.to_owned(), Scope::Read),
+        ("GET", "/api/v1/models/{model}/promotion-requests/{id}") => {
+            (format!("{base}/{approve}"), Scope::Read)
+        }
+        ("POST", "/api/v1/models/{model}/promotion-requests/{id}/approve") => {
+            (format!("{base}/{approve}/approve"), Scope::Promote)
+        }
+        ("POST", "/api/v1/models/{model}/promotion-requests/{id}/reject") => {
+            (format!("{base}/{reject}/reject"), Scope::Promote)
+        }
+        ("POST", "/api/v1/models/{model}/promotion-requests/{id}/cancel") => {
+            (format!("{base}/{cancel}/cancel"), Scope::Promote)
+        }
+        _ => return None,
+    };
+    Some(Case {
+        path,
+        body: None,
+        scope,
+        success: 200,
+    })
 }
 
 fn webhook_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
@@ -117,6 +147,9 @@ fn webhook_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
 fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
     if template.starts_with("/api/v1/webhooks/") {
         return webhook_case(method, template, ids);
+    }
+    if template.contains("/promotion-requests") {
+        return request_case(method, template, ids);
     }
     let throwaway = &ids.throwaway;
     let j = |v: Value| Some(Body::Json(v));
@@ -427,7 +460,31 @@ async fn every_route_checks_its_scope(app: &TestApp) {
     }
     let ping = format!("/api/v1/webhooks/{}/ping", hooks[0]);
     let r = call(app, Some(&admin_limited), Method::POST, &ping, None).await;
+    let review = "/api/v1/models/fraud-a/stages/review";
+    let policy = Body::Json(json!({"approvals": 1}));
+    let policy_path = format!("{review}/policy");
+    call(app, Some(root), Method::PUT, &policy_path, Some(&policy))
+        .await
+        .ok(200);
+    let mut requests = Vec::new();
+    for (t, v) in [(root, 1), (root, 5), (&promote, 6)] {
+        let body = Body::Json(json!({"version": v}));
+        let r = call(
+            app,
+            Some(t),
+            Method::POST,
+            &format!("{review}/promote"),
+            Some(&body),
+        )
+        .await;
+        requests.push(r.ok(202)["request_id"].as_str().unwrap().to_owned());
+    }
     let ids = Ids {
+        requests: [
+            requests[0].clone(),
+            requests[1].clone(),
+            requests[2].clone(),
+        ],
         throwaway,
         hook: hooks[0].clone(),
         hook_to_delete: hooks[1].clone(),

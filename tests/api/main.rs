@@ -22,6 +22,7 @@ mod policies;
 mod processes;
 mod properties;
 mod receiver;
+mod requests;
 mod spec;
 mod stages;
 mod tls;

@@ -12,7 +12,7 @@ crate::backend_tests!(
     after_stage_and_min_soak,
     dry_run_changes_nothing,
     rollback_is_never_blocked,
-    approvals_refuse_until_requests_exist
+    dry_run_shows_the_approvals_a_promote_would_wait_for
 );
 
 crate::backend_tests!(with super::AUTH; force_is_for_admins_with_a_reason);
@@ -285,18 +285,22 @@ async fn rollback_is_never_blocked(app: &TestApp) {
     );
 }
 
-/// Until promotion requests are served, a policy asking for approvals refuses every promote
-/// but a forced one, and says so.
-async fn approvals_refuse_until_requests_exist(app: &TestApp) {
+/// A dry run on a stage asking for approvals is not allowed as such: a promote would open a
+/// request and wait.
+async fn dry_run_shows_the_approvals_a_promote_would_wait_for(app: &TestApp) {
     app.model("m").await;
     let v = version(app, &[], json!({})).await;
     app.put(POLICY, json!({"approvals": 2})).await.ok(200);
-    let r = promote(app, "production", json!({"version": v})).await;
-    let c = check(r.problem(409, "policy_violation"), "approvals");
+    let r = promote(app, "production", json!({"version": v, "dry_run": true})).await;
+    let d = r.ok(200);
+    assert_eq!(d["allowed"], false);
+    let c = check(d, "approvals");
     assert_eq!(
         (c["ok"].clone(), c["expected"].clone()),
         (json!(false), json!(2))
     );
+    let r = promote(app, "production", json!({"version": v})).await;
+    assert!(r.ok(202)["request_id"].is_string());
 }
 
 async fn force_is_for_admins_with_a_reason(app: &TestApp) {
