@@ -369,3 +369,84 @@ async fn force_is_for_admins_with_a_reason(app: &TestApp) {
     assert_eq!(top["checks"][0]["ok"], false);
     assert_eq!(top["reason"], "hotfix, acc logged later");
 }
+
+/// 16 clients promote different candidates onto a stage with a `no_regression` policy while
+/// every candidate's metric is being logged, on Postgres. The checks are evaluated under the
+/// stage lock with the compared series share-locked, so each promote in the history compared
+/// against the version that really held the stage when it committed (the chain of holders has
+/// no gap), passed with the values it read, and no promote regressed by more than the tolerance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_promotes_and_metrics_never_regress_postgres() {
+    crate::helpers::run_case(crate::helpers::Backend::Postgres, Setup::PLAIN, racing).await;
+}
+
+async fn racing(app: &TestApp) {
+    const CANDIDATES: i64 = 16;
+    const TOLERANCE: f64 = 0.05;
+    app.model("m").await;
+    for v in 1..=CANDIDATES {
+        version(app, &[("acc", 0.5 + v as f64 / 100.0)], json!({})).await;
+    }
+    let rules = json!([{"metric": "acc", "higher_is_better": true, "tolerance": TOLERANCE}]);
+    app.put(POLICY, json!({ "no_regression": rules }))
+        .await
+        .ok(200);
+    // Loggers: each version's accuracy drifts up and down step by step.
+    let loggers = (1..=CANDIDATES).map(|v| async move {
+        for step in 2..40 {
+            let drift = ((step * 7 + v * 3) % 11) as f64 / 100.0 - 0.05;
+            let value = 0.5 + v as f64 / 100.0 + drift;
+            let points = json!({"points": [{"key": "acc", "step": step, "value": value}]});
+            app.post(&format!("/api/v1/models/m/versions/{v}/metrics"), points)
+                .await
+                .ok(200);
+        }
+    });
+    // Promoters: each tries its own candidate again and again; refusals are expected.
+    let promoters = (1..=CANDIDATES).map(|v| async move {
+        let mut promoted = 0;
+        for _ in 0..12 {
+            let r = promote(app, "production", json!({"version": v})).await;
+            match r.status.as_u16() {
+                200 => promoted += 1,
+                409 => assert_eq!(r.body["code"], "policy_violation", "{}", r.body),
+                s => panic!("promote answered {s}: {}", r.body),
+            }
+        }
+        promoted
+    });
+    let (_, promoted) = tokio::join!(
+        futures::future::join_all(loggers),
+        futures::future::join_all(promoters)
+    );
+    assert!(promoted.iter().sum::<i32>() > 1, "{promoted:?}");
+
+    let mut history = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/models/m/stages/production/history?limit=1000&cursor={c}"),
+            None => "/api/v1/models/m/stages/production/history?limit=1000".to_owned(),
+        };
+        let page = app.get(&path).await.ok(200).clone();
+        history.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    history.reverse();
+    let mut holder: Option<i64> = None;
+    for entry in &history {
+        assert_eq!(entry["action"], "stage.promoted");
+        assert_eq!(entry["from_version"].as_i64(), holder, "a gap in {entry}");
+        let c = &entry["checks"][0];
+        assert_eq!(c["ok"], true, "{entry}");
+        if holder.is_some() {
+            let observed = c["observed"].as_f64().unwrap();
+            let min = c["expected"]["min"].as_f64().unwrap();
+            assert!(observed >= min, "{entry}");
+        }
+        holder = entry["to_version"].as_i64();
+    }
+}
