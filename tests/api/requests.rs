@@ -23,7 +23,8 @@ crate::backend_tests!(with super::SETUP;
     approvals_by_others_promote_once,
     final_approval_evaluates_the_checks_again,
     racing_approvers_promote_once,
-    reject_cancel_and_expiry
+    reject_cancel_and_expiry,
+    expected_version_is_honoured_at_the_final_approval
 );
 
 const STAGE: &str = "/api/v1/models/m/stages/production";
@@ -315,4 +316,40 @@ async fn reject_cancel_and_expiry(app: &TestApp) {
         .await
         .problem(404, "request_not_found");
     assert_eq!(holder(app, &p).await, Value::Null);
+}
+
+/// `expected_version` sent with the promote that opened a request is checked when the request
+/// promotes: the stage moved meanwhile (a forced promote), so the approval rejects it.
+async fn expected_version_is_honoured_at_the_final_approval(app: &TestApp) {
+    let p = setup(app, 2, json!({"approvals": 1})).await;
+    let body = json!({"version": 1, "expected_version": null});
+    let r = post(app, &p.requester, &format!("{STAGE}/promote"), body).await;
+    let stale = r.ok(202)["request_id"].as_str().unwrap().to_owned();
+    let body = json!({"version": 1, "expected_version": null});
+    let r = post(app, &p.requester, &format!("{STAGE}/promote"), body).await;
+    let fresh_then_stale = r.ok(202)["request_id"].as_str().unwrap().to_owned();
+    let shown = get(app, &p.root, &format!("{REQUESTS}/{stale}")).await;
+    assert_eq!(shown.ok(200)["expected_version"], Value::Null);
+
+    let forced = json!({"version": 2, "force": true, "reason": "incident fix"});
+    post(app, &p.root, &format!("{STAGE}/promote"), forced)
+        .await
+        .ok(200);
+    let r = decide(app, &p.alice, &stale, "approve").await;
+    let r = r.ok(200);
+    assert_eq!(r["status"], "rejected");
+    assert_eq!(r["checks"][0]["check"], "stage_conflict");
+    assert_eq!(holder(app, &p).await, 2);
+    // Without an expected version a request promotes over whatever holds the stage.
+    let body = json!({"version": 1});
+    let r = post(app, &p.requester, &format!("{STAGE}/promote"), body).await;
+    let plain = r.ok(202)["request_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        decide(app, &p.bob, &plain, "approve").await.ok(200)["status"],
+        "approved"
+    );
+    assert_eq!(holder(app, &p).await, 1);
+    decide(app, &p.requester, &fresh_then_stale, "cancel")
+        .await
+        .ok(200);
 }

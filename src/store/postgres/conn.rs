@@ -85,7 +85,8 @@ impl_conn!(PgConnection, PgArguments, |out| {
     /// (migration 0006), so the transactions that may hold ids up to the sequence's value are
     /// among those in progress right after it is read; this waits for them (writes here last
     /// milliseconds) and never delays a writer. `pg_stat_activity` shows every session's xid,
-    /// whatever role reads it.
+    /// whatever role reads it. Only client sessions can write events: an autovacuum worker
+    /// analyzing a large table holds an xid for as long as that takes, and is not waited for.
     async fn event_horizon(&mut self) -> Result<Option<i64>> {
         let (last, called): (i64, bool) = query_as("select last_value, is_called from event_ids")
             .fetch_one(&mut *self)
@@ -94,7 +95,7 @@ impl_conn!(PgConnection, PgArguments, |out| {
         let mut in_flight: Vec<String> = query_scalar(
             "select coalesce(array_agg(backend_xid::text), '{}') from pg_stat_activity \
              where datname = current_database() and backend_xid is not null \
-               and pid <> pg_backend_pid()",
+               and backend_type = 'client backend' and pid <> pg_backend_pid()",
         )
         .fetch_one(&mut *self)
         .await?;
