@@ -20,6 +20,7 @@ pub mod problem;
 pub mod requests;
 pub mod stages;
 pub mod tokens;
+pub mod ui;
 pub mod versions;
 pub mod webhooks;
 
@@ -100,6 +101,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         tokens::endpoints(),
         events::endpoints(),
         webhooks::endpoints(),
+        ui::endpoints(),
     ]
     .into_iter()
     .flatten()

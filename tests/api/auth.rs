@@ -158,6 +158,10 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
             ("GET", "/healthz") => ("/healthz", None, Scope::Public, 200),
             ("GET", "/readyz") => ("/readyz", None, Scope::Public, 200),
             ("GET", "/openapi.yaml") => ("/openapi.yaml", None, Scope::Public, 200),
+            // 303 to /ui/, which the test client follows.
+            ("GET", "/") => ("/", None, Scope::Public, 200),
+            ("GET", "/ui/") => ("/ui/", None, Scope::Public, 200),
+            ("GET", "/ui/{file}") => ("/ui/app.js", None, Scope::Public, 200),
             ("GET", "/metrics") => ("/metrics", None, Scope::Read, 200),
             ("GET", "/api/v1/whoami") => ("/api/v1/whoami", None, Scope::Authenticated, 200),
             ("POST", "/api/v1/models") => (
@@ -786,6 +790,7 @@ fn concrete(template: &str) -> String {
         .replace("{stage}", "staging")
         .replace("{*key}", "loss")
         .replace("{*path}", "model.bin")
+        .replace("{file}", "app.js")
         .replace("{id}", &uuid::Uuid::now_v7().to_string())
 }
 

@@ -26,6 +26,7 @@ mod requests;
 mod spec;
 mod stages;
 mod tls;
+mod ui;
 mod verify;
 mod versions;
 mod web;

@@ -1,0 +1,203 @@
+//! The web pages at `/ui/`, embedded in the binary: no build step and nothing to install. The
+//! page uses the public API only (with the caller's token); these routes serve files.
+//!
+//! Every answer carries a strict Content-Security-Policy (scripts, styles and requests from
+//! this origin only, no inline script, no framing), `nosniff` and no referrer. Assets are
+//! fingerprinted: the page asks for `app.js?v=<hash>`, which may be cached for a year;
+//! everything is revalidated by ETag otherwise.
+
+use super::Endpoint;
+use crate::domain::access::Scope;
+use axum::extract::{Query, RawPathParams};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
+
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(Method::GET, "/", Scope::Public, home),
+        Endpoint::new(Method::GET, "/ui/", Scope::Public, index),
+        Endpoint::new(Method::GET, "/ui/{file}", Scope::Public, asset),
+    ]
+}
+
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+    form-action 'self'; frame-ancestors 'none'";
+
+/// One embedded file.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    bytes: Vec<u8>,
+    /// The first 16 hex digits of its SHA-256: its ETag and fingerprint.
+    hash: String,
+}
+
+fn asset_of(name: &'static str, content_type: &'static str, bytes: Vec<u8>) -> Asset {
+    let hash = hex::encode(Sha256::digest(&bytes))[..16].to_owned();
+    Asset {
+        name,
+        content_type,
+        bytes,
+        hash,
+    }
+}
+
+/// The files, the page last: it names the others by fingerprint.
+fn assets() -> &'static [Asset] {
+    static ASSETS: OnceLock<Vec<Asset>> = OnceLock::new();
+    ASSETS.get_or_init(|| {
+        let mut files = vec![
+            asset_of(
+                "app.js",
+                "text/javascript; charset=utf-8",
+                include_bytes!("../ui/assets/app.js").to_vec(),
+            ),
+            asset_of(
+                "app.css",
+                "text/css; charset=utf-8",
+                include_bytes!("../ui/assets/app.css").to_vec(),
+            ),
+        ];
+        let mut page = include_str!("../ui/assets/index.html").to_owned();
+        for f in &files {
+            page = page.replace(&format!("{{{{{}}}}}", f.name), &f.hash);
+        }
+        files.push(asset_of(
+            "index.html",
+            "text/html; charset=utf-8",
+            page.into_bytes(),
+        ));
+        files
+    })
+}
+
+#[derive(Deserialize)]
+struct Fingerprint {
+    v: Option<String>,
+}
+
+fn secured(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+fn serve(name: &str, headers: &HeaderMap, fingerprint: Option<&str>) -> Response {
+    let Some(a) = assets().iter().find(|a| a.name == name) else {
+        return secured(
+            crate::error::Error::not_found("ui_file_not_found", format!("no file {name:?}"))
+                .into_response(),
+        );
+    };
+    let etag = format!("\"{}\"", a.hash);
+    // A request naming this very version may keep it; anything else revalidates.
+    let cache = if name != "index.html" && fingerprint == Some(a.hash.as_str()) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut r = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, a.content_type)], a.bytes.clone()).into_response()
+    };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    secured(r)
+}
+
+/// `/`: the pages are at `/ui/`.
+async fn home() -> Response {
+    secured(
+        (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, "/ui/")],
+            "the registry's pages are at /ui/\n",
+        )
+            .into_response(),
+    )
+}
+
+async fn index(headers: HeaderMap) -> Response {
+    serve("index.html", &headers, None)
+}
+
+async fn asset(
+    params: RawPathParams,
+    headers: HeaderMap,
+    Query(q): Query<Fingerprint>,
+) -> Response {
+    let name = params
+        .iter()
+        .find(|(k, _)| *k == "file")
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default();
+    serve(&name, &headers, q.v.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_names_its_assets_by_fingerprint() {
+        let files = assets();
+        let page = files.iter().find(|a| a.name == "index.html").unwrap();
+        let page = std::str::from_utf8(&page.bytes).unwrap();
+        for a in files.iter().filter(|a| a.name != "index.html") {
+            assert!(
+                page.contains(&format!("{}?v={}", a.name, a.hash)),
+                "{}",
+                a.name
+            );
+        }
+        assert!(!page.contains("{{"), "a placeholder is left: {page}");
+    }
+
+    /// Values from the API must reach the page as text: the script never parses HTML.
+    #[test]
+    fn the_script_never_writes_html() {
+        let js = include_str!("../ui/assets/app.js");
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!js.contains(sink), "app.js uses {sink}");
+        }
+        let page = include_str!("../ui/assets/index.html");
+        assert!(
+            !page.contains("<script>"),
+            "no inline script (the CSP forbids it)"
+        );
+        assert!(
+            !page.contains("style="),
+            "no inline style (the CSP forbids it)"
+        );
+    }
+}
