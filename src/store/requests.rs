@@ -129,11 +129,38 @@ impl Row {
 
     /// Whether `actor` is who asked (the same token, or the same name without tokens).
     fn asked_by(&self, actor: &Actor) -> bool {
-        match (self.requested_by_token, actor.token_id) {
-            (Some(a), Some(b)) => a == b,
-            _ => self.requested_by == actor.name,
-        }
+        same_actor(&self.requested_by, self.requested_by_token, actor)
     }
+}
+
+/// Whether `actor` is the one recorded as `name` (with `token`): the same token, or the same
+/// name where either has no token.
+fn same_actor(name: &str, token: Option<Uuid>, actor: &Actor) -> bool {
+    match (token, actor.token_id) {
+        (Some(a), Some(b)) => a == b,
+        _ => name == actor.name,
+    }
+}
+
+/// Ends a pending request as rejected or cancelled (by `actor`), with its event.
+async fn close<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    model_id: Uuid,
+    r: &mut Row,
+    status: &'static str,
+    now: Timestamp,
+    actor: &Actor,
+) -> Result<()> {
+    r.status = status.into();
+    r.decided_by = Some(actor.name.clone());
+    save(conn, r, now).await?;
+    let action = if status == "cancelled" {
+        "promotion.cancelled"
+    } else {
+        "promotion.rejected"
+    };
+    record(conn, action, model_id, model, r, now, actor).await
 }
 
 fn not_found(id: Uuid) -> Error {
@@ -226,18 +253,12 @@ async fn decide<C: Conn>(
                     "only the requester may cancel a promotion request",
                 ));
             }
-            r.status = "cancelled".into();
-            r.decided_by = Some(actor.name.clone());
             r.decision_comment = comment.map(str::to_owned);
-            save(conn, &r, now).await?;
-            record(conn, "promotion.cancelled", m.id, model, &r, now, actor).await?;
+            close(conn, model, m.id, &mut r, "cancelled", now, actor).await?;
         }
         Decision::Reject => {
-            r.status = "rejected".into();
-            r.decided_by = Some(actor.name.clone());
             r.decision_comment = comment.map(str::to_owned);
-            save(conn, &r, now).await?;
-            record(conn, "promotion.rejected", m.id, model, &r, now, actor).await?;
+            close(conn, model, m.id, &mut r, "rejected", now, actor).await?;
         }
         Decision::Approve => {
             if r.asked_by(actor) {
@@ -251,10 +272,7 @@ async fn decide<C: Conn>(
                 .approvals
                 .0
                 .iter()
-                .any(|a| match (a.token_id, actor.token_id) {
-                    (Some(x), Some(y)) => x == y,
-                    _ => a.actor == actor.name,
-                });
+                .any(|a| same_actor(&a.actor, a.token_id, actor));
             if !again {
                 r.approvals.0.push(Approver {
                     actor: actor.name.clone(),
@@ -328,11 +346,8 @@ async fn grant<C: Conn>(
                     observed: None,
                 }],
             });
-            r.status = "rejected".into();
-            r.decided_by = Some(actor.name.clone());
             r.decision_comment = Some("the checks failed at the final approval".into());
-            save(conn, r, now).await?;
-            record(conn, "promotion.rejected", model_id, model, r, now, actor).await
+            close(conn, model, model_id, r, "rejected", now, actor).await
         }
         Err(e) => Err(e),
     }
