@@ -8,10 +8,9 @@
 
 use super::Endpoint;
 use crate::domain::access::Scope;
-use axum::extract::{Query, RawPathParams};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::RawPathParams;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
@@ -73,11 +72,6 @@ fn assets() -> &'static [Asset] {
         ));
         files
     })
-}
-
-#[derive(Deserialize)]
-struct Fingerprint {
-    v: Option<String>,
 }
 
 fn secured(mut r: Response) -> Response {
@@ -145,17 +139,17 @@ async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers, None)
 }
 
-async fn asset(
-    params: RawPathParams,
-    headers: HeaderMap,
-    Query(q): Query<Fingerprint>,
-) -> Response {
+/// A file; `?v=` is read leniently (any other query is ignored, never refused).
+async fn asset(params: RawPathParams, headers: HeaderMap, uri: Uri) -> Response {
     let name = params
         .iter()
         .find(|(k, _)| *k == "file")
         .map(|(_, v)| v.to_owned())
         .unwrap_or_default();
-    serve(&name, &headers, q.v.as_deref())
+    let fingerprint = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "v")
+        .map(|(_, v)| v.into_owned());
+    serve(&name, &headers, fingerprint.as_deref())
 }
 
 #[cfg(test)]
