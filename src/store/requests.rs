@@ -363,18 +363,24 @@ impl<B: Backend> PromotionStore for SqlStore<B> {
     ) -> Result<Vec<PromotionRequest>> {
         let mut conn = self.db.read().await?;
         let m = models::row(&mut *conn, model, false).await?;
-        let stmt = Stmt::new(format!(
-            "{COLUMNS} where model_id = $1 order by created_at desc, id desc"
-        ))
-        .bind(m.id);
-        let rows: Vec<Row> = conn.fetch_all(stmt).await?;
         let now = time::now();
-        Ok(rows
-            .into_iter()
-            .filter(|r| status.is_none_or(|s| r.status(now) == s))
-            .take(limit as usize)
-            .map(|r| r.shown(model, now))
-            .collect())
+        // A pending request past its time is expired: the status column alone cannot say.
+        let which = match status {
+            None => "true",
+            Some("pending") => "status = 'pending' and expires_at > $3",
+            Some("expired") => "status = 'pending' and expires_at <= $3",
+            Some(_) => "status = $4",
+        };
+        let stmt = Stmt::new(format!(
+            "{COLUMNS} where model_id = $1 and {which} \
+             order by created_at desc, id desc limit $2"
+        ))
+        .bind(m.id)
+        .bind(i64::from(limit))
+        .bind(now)
+        .bind(status.unwrap_or(""));
+        let rows: Vec<Row> = conn.fetch_all(stmt).await?;
+        Ok(rows.into_iter().map(|r| r.shown(model, now)).collect())
     }
 
     async fn get_request(&self, model: &ModelName, id: Uuid) -> Result<PromotionRequest> {

@@ -296,7 +296,11 @@ async fn reject_cancel_and_expiry(app: &TestApp) {
     assert_eq!(r.ok(200)["status"], "cancelled");
 
     let expired = request(app, &p, 1).await;
+    let pending = get(app, &p.root, &format!("{REQUESTS}?status=pending")).await;
+    assert_eq!(pending.ok(200)["items"][0]["id"], json!(expired));
     tokio::time::sleep(Duration::from_millis(2100)).await;
+    let pending = get(app, &p.root, &format!("{REQUESTS}?status=pending")).await;
+    assert_eq!(pending.ok(200)["items"], json!([]));
     decide(app, &p.alice, &expired, "approve")
         .await
         .problem(409, "request_not_pending");
