@@ -77,3 +77,12 @@ pub trait PromotionStore {
         actor: &Actor,
     ) -> Result<PromotionRequest>;
 }
+
+/// Whether `actor` is the one recorded as `name` (with `token`): the same token, or the same
+/// name where either has no token.
+pub(super) fn same_actor(name: &str, token: Option<Uuid>, actor: &Actor) -> bool {
+    match (token, actor.token_id) {
+        (Some(a), Some(b)) => a == b,
+        _ => name == actor.name,
+    }
+}

@@ -133,15 +133,6 @@ impl Row {
     }
 }
 
-/// Whether `actor` is the one recorded as `name` (with `token`): the same token, or the same
-/// name where either has no token.
-fn same_actor(name: &str, token: Option<Uuid>, actor: &Actor) -> bool {
-    match (token, actor.token_id) {
-        (Some(a), Some(b)) => a == b,
-        _ => name == actor.name,
-    }
-}
-
 /// Ends a pending request as rejected or cancelled (by `actor`), with its event.
 async fn close<C: Conn>(
     conn: &mut C,
