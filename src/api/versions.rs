@@ -7,6 +7,7 @@ use crate::AppState;
 use crate::domain::access::Scope;
 use crate::domain::document;
 use crate::domain::filter::{Filter, OrderBy};
+use crate::domain::metrics::check_key;
 use crate::domain::{Description, Reason};
 use crate::domain::{TagFilter, Tags, Transition, VersionStatus};
 use crate::error::{Error, Result};
@@ -74,6 +75,28 @@ struct ListParams {
     cursor: Option<String>,
     filter: Option<String>,
     order_by: Option<String>,
+    /// Comma-separated metric keys: each item carries their last values.
+    metrics: Option<String>,
+}
+
+/// Most metric columns one list may ask for.
+const MAX_METRIC_COLUMNS: usize = 20;
+
+/// `?metrics=a,b`: distinct keys in the order given.
+fn metric_columns(param: Option<&str>) -> Result<Vec<String>> {
+    let mut keys: Vec<String> = Vec::new();
+    for key in param.unwrap_or("").split(',').map(str::trim) {
+        if key.is_empty() || keys.iter().any(|k| k == key) {
+            continue;
+        }
+        check_key("metrics", key).map_err(query_error)?;
+        keys.push(key.to_owned());
+    }
+    if keys.len() > MAX_METRIC_COLUMNS {
+        let detail = format!("at most {MAX_METRIC_COLUMNS} metric keys");
+        return Err(query_error(Error::validation("metrics", detail)));
+    }
+    Ok(keys)
 }
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -172,6 +195,7 @@ async fn list(
         after: p.cursor.map(|c| order.decode_cursor(&c)).transpose()?,
         order,
         limit: page_limit(p.limit, &state)?,
+        metrics: metric_columns(p.metrics.as_deref())?,
     };
     Ok(axum::Json(state.store.list_versions(&model, &query).await?))
 }

@@ -54,6 +54,9 @@ pub struct Version {
     #[serde(with = "crate::domain::time::rfc3339")]
     pub updated_at: Timestamp,
     pub created_by: String,
+    /// The last value of each metric asked for with `?metrics=` on a list (absent: no points).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<BTreeMap<String, f64>>,
 }
 
 /// One entry of the append-only audit log.
@@ -129,6 +132,8 @@ pub struct VersionQuery {
     /// The position of the last item of the previous page.
     pub after: Option<After>,
     pub limit: u32,
+    /// Metric keys whose last values each listed version carries (`?metrics=`).
+    pub metrics: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +179,7 @@ impl Registered {
             created_at: now,
             updated_at: now,
             created_by: actor.name.clone(),
+            metrics: None,
         };
         Ok(Self {
             version,

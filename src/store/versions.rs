@@ -3,7 +3,7 @@
 
 use super::register;
 use super::rows::{ListedVersionRow, VersionRow};
-use super::sql::{Conn, Stmt};
+use super::sql::{Arg, Conn, Stmt};
 use super::{
     Actor, Artifact, Backend, Idempotency, NewEvent, NewVersion, Page, Patch, Registered, SqlStore,
     Version, VersionDetail, VersionQuery, events, metrics, models, stages, version_list,
@@ -13,6 +13,7 @@ use crate::domain::version::Outcome;
 use crate::domain::{ModelName, Reason, Transition, VersionStatus, change};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -124,7 +125,51 @@ async fn list<C: Conn>(conn: &mut C, model: &ModelName, q: &VersionQuery) -> Res
     let m = models::row(conn, model, false).await?;
     let stmt = version_list::build(C::DIALECT, m.id, q);
     let rows = conn.fetch::<ListedVersionRow>(stmt);
-    version_list::collect_page(rows, q).await
+    let mut page = version_list::collect_page(rows, q).await?;
+    if !q.metrics.is_empty() && !page.items.is_empty() {
+        metric_columns(conn, &mut page.items, &q.metrics).await?;
+    }
+    Ok(page)
+}
+
+/// Sets each version's last value of every metric in `keys`, read in one statement (each value
+/// from the series' newest coarse rollup block). A version without points of a key has none.
+async fn metric_columns<C: Conn>(
+    conn: &mut C,
+    items: &mut [Version],
+    keys: &[String],
+) -> Result<()> {
+    let mut sql = String::from(
+        "select s.version_id, s.key, \
+            (select r.last from metric_rollups r where r.series_id = s.id and r.level = 3 \
+              order by r.block desc limit 1) as last \
+         from metric_series s where s.version_id in (",
+    );
+    let mut args = Vec::with_capacity(items.len() + keys.len());
+    for (i, v) in items.iter().enumerate() {
+        sql.push_str(&format!("{}${}", if i == 0 { "" } else { ", " }, i + 1));
+        args.push(Arg::Uuid(Some(v.id)));
+    }
+    sql.push_str(") and s.key in (");
+    for (i, k) in keys.iter().enumerate() {
+        let n = items.len() + i + 1;
+        sql.push_str(&format!("{}${n}", if i == 0 { "" } else { ", " }));
+        args.push(Arg::Text(Some(k.clone())));
+    }
+    sql.push(')');
+    let mut stmt = Stmt::new(sql);
+    stmt.args = args;
+    let rows: Vec<(Uuid, String, Option<f64>)> = conn.fetch_all(stmt).await?;
+    let mut lasts: HashMap<Uuid, BTreeMap<String, f64>> = HashMap::new();
+    for (id, key, last) in rows {
+        if let Some(last) = last {
+            lasts.entry(id).or_default().insert(key, last);
+        }
+    }
+    for v in items {
+        v.metrics = Some(lasts.remove(&v.id).unwrap_or_default());
+    }
+    Ok(())
 }
 
 async fn update<C: Conn>(

@@ -10,6 +10,7 @@ crate::backend_tests!(
     list_filters_by_status_and_tag,
     list_filter_grammar,
     list_order_by_pages_through_ties_and_missing_values,
+    list_carries_asked_metric_columns,
     patch_changes_only_description_and_tags,
     lifecycle_transitions,
 );
@@ -569,4 +570,57 @@ async fn list_order_by_pages_through_ties_and_missing_values(app: &TestApp) {
         )
         .await;
     r.problem(400, "invalid_cursor");
+}
+
+async fn list_carries_asked_metric_columns(app: &TestApp) {
+    app.model("m").await;
+    for _ in 0..3 {
+        app.post("/api/v1/models/m/versions", json!({}))
+            .await
+            .ok(201);
+    }
+    // v1: acc last 0.7 (at step 5, though 0.9 came later at step 2), loss 0.3; v2: loss only.
+    log(
+        app,
+        1,
+        json!([{"key": "acc", "step": 5, "value": 0.7}, {"key": "loss", "step": 1, "value": 0.3}]),
+    )
+    .await;
+    log(app, 1, json!([{"key": "acc", "step": 2, "value": 0.9}])).await;
+    log(app, 2, json!([{"key": "loss", "step": 9, "value": 0.25}])).await;
+    let r = app
+        .get("/api/v1/models/m/versions?metrics=acc,%20loss,acc,nope")
+        .await;
+    let items = r.ok(200)["items"].as_array().unwrap().clone();
+    let cols: Vec<Value> = items.iter().map(|v| v["metrics"].clone()).collect();
+    assert_eq!(
+        cols,
+        [
+            json!({}),
+            json!({"loss": 0.25}),
+            json!({"acc": 0.7, "loss": 0.3})
+        ]
+    );
+    // Without the parameter no item carries the field.
+    let r = app.get("/api/v1/models/m/versions").await;
+    assert!(r.ok(200)["items"][0].get("metrics").is_none());
+    // A bad key, or too many keys, is the caller's error.
+    let r = app
+        .get("/api/v1/models/m/versions?metrics=acc,bad%20key")
+        .await;
+    assert_eq!(
+        r.problem(400, "invalid_query_parameter")["field"],
+        "metrics"
+    );
+    let many: Vec<String> = (0..21).map(|i| format!("k{i}")).collect();
+    let r = app
+        .get(&format!(
+            "/api/v1/models/m/versions?metrics={}",
+            many.join(",")
+        ))
+        .await;
+    assert_eq!(
+        r.problem(400, "invalid_query_parameter")["field"],
+        "metrics"
+    );
 }
