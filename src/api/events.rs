@@ -28,6 +28,9 @@ struct ListParams {
     after: Option<String>,
     cursor: Option<String>,
     limit: Option<u32>,
+    /// The newest events: where a feed starts before it follows with `after`.
+    #[serde(default)]
+    newest: bool,
 }
 
 /// Actions are lower-case words joined by dots (`stage.promoted`, `version.created`).
@@ -71,6 +74,7 @@ async fn list(
         action: p.action,
         after,
         limit: page_limit(p.limit, &state)?,
+        newest: p.newest,
     };
     Ok(axum::Json(state.store.list_events(&query).await?))
 }

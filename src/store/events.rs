@@ -94,8 +94,9 @@ async fn list<C: Conn>(conn: &mut C, q: &EventQuery) -> Result<Page<Event>> {
            and (cast($3 as text) is null or action = $3) \
            and ($5 is null or {}) \
            and (cast($6 as bigint) is null or id <= $6) \
-         order by id limit $4",
-        C::like_any("model", "$5")
+         order by id {} limit $4",
+        C::like_any("model", "$5"),
+        if q.newest { "desc" } else { "asc" }
     );
     let stmt = Stmt::new(sql)
         .bind(q.after)
@@ -105,7 +106,14 @@ async fn list<C: Conn>(conn: &mut C, q: &EventQuery) -> Result<Page<Event>> {
         .bind(q.visible.clone())
         .bind(horizon);
     let rows: Vec<EventRow> = conn.fetch_all(stmt).await?;
-    let items: Vec<Event> = rows.into_iter().map(Event::from).collect();
+    let mut items: Vec<Event> = rows.into_iter().map(Event::from).collect();
+    if q.newest {
+        // The newest `limit`, oldest first; the cursor follows on from the newest.
+        items.truncate(q.limit as usize);
+        items.reverse();
+        let next_cursor = items.last().map(|e| e.event_id.to_string());
+        return Ok(Page { items, next_cursor });
+    }
     Ok(page(items, q.limit, |e| e.event_id.to_string()))
 }
 

@@ -144,6 +144,8 @@ pub struct EventQuery {
     pub action: Option<String>,
     pub after: Option<i64>,
     pub limit: u32,
+    /// The `limit` newest matching events instead of the oldest (still oldest first).
+    pub newest: bool,
 }
 
 /// The result of registering a version: `created` is false for an idempotent replay.

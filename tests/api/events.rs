@@ -58,6 +58,23 @@ async fn every_mutation_is_logged_in_order(app: &TestApp) {
         .get(&format!("/api/v1/events?limit=3&cursor={cursor}"))
         .await;
     assert_eq!(next.ok(200)["items"][0]["event_id"], ids[3]);
+
+    // A feed starts at the end: the newest events, oldest first, then follows with `after`.
+    let tail = app.get("/api/v1/events?newest=true&limit=2").await;
+    let tail = tail.ok(200).clone();
+    let tail_ids: Vec<i64> = tail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(tail_ids, ids[ids.len() - 2..]);
+    assert_eq!(tail["next_cursor"], ids[ids.len() - 1].to_string());
+    let only_a = app.get("/api/v1/events?newest=true&limit=1&model=a").await;
+    assert_eq!(only_a.ok(200)["items"][0]["event_id"], ids[5]);
+    app.get("/api/v1/events?newest=maybe")
+        .await
+        .problem(400, "invalid_query_parameter");
     let after = app.get(&format!("/api/v1/events?after={}", ids[5])).await;
     assert_eq!(after.ok(200)["items"].as_array().unwrap().len(), 1);
     assert_eq!(after.body["next_cursor"], json!(null));
