@@ -45,31 +45,42 @@ fn asset_of(name: &'static str, content_type: &'static str, bytes: Vec<u8>) -> A
     }
 }
 
-/// The files, the page last: it names the others by fingerprint.
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The files in dependency order: each names the ones before it as `{{name}}`, replaced by
+/// their fingerprints (so a changed module changes every URL that leads to it), the page last.
+const FILES: &[(&str, &str, &str)] = &[
+    ("lib.js", JS, include_str!("../ui/assets/lib.js")),
+    ("chart.js", JS, include_str!("../ui/assets/chart.js")),
+    ("models.js", JS, include_str!("../ui/assets/models.js")),
+    ("version.js", JS, include_str!("../ui/assets/version.js")),
+    ("stages.js", JS, include_str!("../ui/assets/stages.js")),
+    ("compare.js", JS, include_str!("../ui/assets/compare.js")),
+    ("events.js", JS, include_str!("../ui/assets/events.js")),
+    ("app.js", JS, include_str!("../ui/assets/app.js")),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../ui/assets/app.css"),
+    ),
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../ui/assets/index.html"),
+    ),
+];
+
 fn assets() -> &'static [Asset] {
     static ASSETS: OnceLock<Vec<Asset>> = OnceLock::new();
     ASSETS.get_or_init(|| {
-        let mut files = vec![
-            asset_of(
-                "app.js",
-                "text/javascript; charset=utf-8",
-                include_bytes!("../ui/assets/app.js").to_vec(),
-            ),
-            asset_of(
-                "app.css",
-                "text/css; charset=utf-8",
-                include_bytes!("../ui/assets/app.css").to_vec(),
-            ),
-        ];
-        let mut page = include_str!("../ui/assets/index.html").to_owned();
-        for f in &files {
-            page = page.replace(&format!("{{{{{}}}}}", f.name), &f.hash);
+        let mut files: Vec<Asset> = Vec::with_capacity(FILES.len());
+        for (name, content_type, text) in FILES {
+            let mut text = (*text).to_owned();
+            for f in &files {
+                text = text.replace(&format!("{{{{{}}}}}", f.name), &f.hash);
+            }
+            files.push(asset_of(name, content_type, text.into_bytes()));
         }
-        files.push(asset_of(
-            "index.html",
-            "text/html; charset=utf-8",
-            page.into_bytes(),
-        ));
         files
     })
 }
@@ -157,32 +168,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_page_names_its_assets_by_fingerprint() {
+    fn every_reference_names_a_fingerprint() {
         let files = assets();
+        for a in files {
+            let text = std::str::from_utf8(&a.bytes).unwrap();
+            assert!(!text.contains("{{"), "a placeholder is left in {}", a.name);
+            for other in files.iter().filter(|o| o.name != a.name) {
+                let plain = format!("\"./{}\"", other.name);
+                assert!(
+                    !text.contains(&plain),
+                    "{} names {} without a fingerprint",
+                    a.name,
+                    other.name
+                );
+            }
+        }
         let page = files.iter().find(|a| a.name == "index.html").unwrap();
         let page = std::str::from_utf8(&page.bytes).unwrap();
-        for a in files.iter().filter(|a| a.name != "index.html") {
-            assert!(
-                page.contains(&format!("{}?v={}", a.name, a.hash)),
-                "{}",
-                a.name
-            );
+        for name in ["app.js", "app.css"] {
+            let a = files.iter().find(|a| a.name == name).unwrap();
+            assert!(page.contains(&format!("{}?v={}", a.name, a.hash)), "{name}");
         }
-        assert!(!page.contains("{{"), "a placeholder is left: {page}");
+        // Every module is reachable from the entry point by fingerprinted imports.
+        let app =
+            std::str::from_utf8(&files.iter().find(|a| a.name == "app.js").unwrap().bytes).unwrap();
+        for a in files
+            .iter()
+            .filter(|a| a.name.ends_with(".js") && a.name != "app.js")
+        {
+            let imported = files.iter().any(|f| {
+                std::str::from_utf8(&f.bytes)
+                    .unwrap()
+                    .contains(&format!("./{}?v={}", a.name, a.hash))
+            });
+            assert!(imported, "{} is imported by fingerprint", a.name);
+        }
+        assert!(app.contains("import "));
     }
 
     /// Values from the API must reach the page as text: the script never parses HTML.
     #[test]
     fn the_script_never_writes_html() {
-        let js = include_str!("../ui/assets/app.js");
-        for sink in [
-            "innerHTML",
-            "outerHTML",
-            "insertAdjacentHTML",
-            "document.write",
-            "eval(",
-        ] {
-            assert!(!js.contains(sink), "app.js uses {sink}");
+        for (name, _, js) in FILES.iter().filter(|(n, _, _)| n.ends_with(".js")) {
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+                "new Function",
+                "setAttribute(\"style",
+            ] {
+                assert!(!js.contains(sink), "{name} uses {sink}");
+            }
         }
         let page = include_str!("../ui/assets/index.html");
         assert!(

@@ -313,6 +313,7 @@ mod tests {
             order: OrderBy::parse(order).unwrap(),
             after,
             limit: 10,
+            metrics: Vec::new(),
         }
     }
 
