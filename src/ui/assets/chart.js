@@ -67,6 +67,14 @@ function nearest(xs, x) {
   return Math.abs(xs[lo] - x) <= Math.abs(xs[hi] - x) ? lo : hi;
 }
 
+/** An axis label: large values shortened (250k, 1.5M). */
+function tickLabel(v) {
+  const a = Math.abs(v);
+  if (a >= 1e6 && Number.isInteger(v / 1e5)) return `${v / 1e6}M`;
+  if (a >= 1e4 && Number.isInteger(v / 100)) return `${v / 1e3}k`;
+  return num(v);
+}
+
 function timeLabel(ms, span) {
   const d = new Date(ms).toISOString();
   return span > 2 * 86400e3 ? d.slice(5, 16).replace("T", " ") : d.slice(11, span > 600e3 ? 16 : 19);
@@ -88,19 +96,22 @@ export class Chart {
     this.zoomed = false;
     this.hover = null;
     this.drag = null;
-    this.canvas = el("canvas", { role: "img", "aria-label": `${title} chart` });
+    this.canvas = el("canvas", { role: "img", tabindex: "0", "aria-label": `${title} chart: arrow keys move the crosshair, + zooms in around it, - or Escape resets the zoom` });
     this.legend = el("div", { class: "legend", role: "group", "aria-label": `${title} series` });
     this.readout = el("div", { class: "readout mono" });
     this.note = el("span", { class: "muted" });
+    this.hint = el("span", { class: "muted" });
     this.resetButton = el("button", { type: "button", hidden: true, onclick: () => this.onZoom && this.onZoom(null) }, "Reset zoom");
     const csv = el("button", { type: "button", onclick: () => this.exportCsv() }, "CSV");
     this.root = el("figure", { class: "chart" },
-      el("figcaption", {}, el("strong", {}, title), " ", this.note, el("span", { class: "chart-tools" }, this.resetButton, csv)),
+      el("figcaption", {}, el("strong", {}, title), " ", this.note, this.hint, el("span", { class: "chart-tools" }, this.resetButton, csv)),
       el("div", { class: "plot" }, this.canvas), this.legend, this.readout);
     this.canvas.addEventListener("mousemove", (e) => this.pointer(e));
     this.canvas.addEventListener("mouseleave", () => { this.hover = null; this.drag = null; this.draw(); this.showReadout(); });
     this.canvas.addEventListener("mousedown", (e) => { if (this.onZoom) this.drag = { from: this.offsetX(e), to: this.offsetX(e) }; });
     this.canvas.addEventListener("mouseup", () => this.endDrag());
+    this.canvas.addEventListener("keydown", (e) => this.key(e));
+    this.canvas.addEventListener("blur", () => { this.hover = null; this.draw(); this.showReadout(); });
     new ResizeObserver(() => this.draw()).observe(this.root);
   }
 
@@ -155,6 +166,27 @@ export class Chart {
     this.hover = px;
     this.draw();
     this.showReadout();
+  }
+
+  /** The keyboard's crosshair and zoom. */
+  key(e) {
+    const f = this.frame;
+    if (!f) return;
+    const step = f.pw / (e.shiftKey ? 10 : 50);
+    const at = this.hover === null ? PAD.left + f.pw / 2 : this.hover;
+    if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+      this.hover = Math.min(PAD.left + f.pw, Math.max(PAD.left, at + (e.key === "ArrowLeft" ? -step : step)));
+      this.draw();
+      this.showReadout();
+    } else if ((e.key === "+" || e.key === "=") && this.onZoom && !f.time) {
+      const quarter = f.pw / 4;
+      this.onZoom([Math.floor(f.invX(Math.max(PAD.left, at - quarter))), Math.ceil(f.invX(Math.min(PAD.left + f.pw, at + quarter)))]);
+    } else if ((e.key === "-" || e.key === "Escape") && this.onZoom && this.zoomed) {
+      this.onZoom(null);
+    } else {
+      return;
+    }
+    e.preventDefault();
   }
 
   endDrag() {
@@ -222,6 +254,7 @@ export class Chart {
     ctx.clearRect(0, 0, w, h);
     const f = this.layout(w, h);
     this.frame = f;
+    this.hint.textContent = this.options.time && f && !f.time ? " (wall-clock x needs raw points: zoom in)" : "";
     ctx.font = "11px system-ui, sans-serif";
     ctx.fillStyle = "#5b6570";
     if (!f) {
@@ -271,7 +304,7 @@ export class Chart {
       ctx.moveTo(x, PAD.top);
       ctx.lineTo(x, h - PAD.bottom);
       ctx.stroke();
-      ctx.fillText(f.time ? timeLabel(v, span) : num(v), x, h - PAD.bottom + 6);
+      ctx.fillText(f.time ? timeLabel(v, span) : tickLabel(v), x, h - PAD.bottom + 6);
     }
     ctx.textAlign = "right";
     ctx.fillText(f.time ? "time (UTC)" : this.xLabel, w - PAD.right, h - 12);
@@ -283,7 +316,7 @@ export class Chart {
     const ok = (v) => Number.isFinite(v) && (!f.log || v > 0);
     if (s.lo) {
       ctx.fillStyle = s.color;
-      ctx.globalAlpha = 0.16;
+      ctx.globalAlpha = 0.22;
       ctx.beginPath();
       let open = false;
       for (let i = 0; i < n; i++) if (ok(s.hi[i])) { ctx[open ? "lineTo" : "moveTo"](f.X(xs[i]), f.Y(s.hi[i])); open = true; }

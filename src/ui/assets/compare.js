@@ -54,7 +54,7 @@ export async function comparePage(root, name) {
   const keys = Object.keys(c.metrics).sort();
   const metricsTable = keys.length
     ? diffTable(["Metric (last)", ...vHead()], keys.map((k) => el("tr", {}, el("td", {}, k),
-      vs.map((v) => { const m = c.metrics[k][v]; return el("td", { class: "num", title: m ? `min ${num(m.min)}, max ${num(m.max)}, ${m.count} points` : "" }, m ? num(m.last) : "–"); }))))
+      vs.map((v) => { const m = c.metrics[k][v]; return el("td", { class: "mono", title: m ? `min ${num(m.min)}, max ${num(m.max)}, ${m.count} points` : "" }, m ? num(m.last) : "–"); }))))
     : el("p", { class: "muted" }, "No metrics.");
 
   const metric = keys.includes(p.get("metric")) ? p.get("metric") : keys[0];
@@ -75,12 +75,12 @@ export async function comparePage(root, name) {
     });
     const byVersion = new Chart({ title: `${metric} (last) by version`, xLabel: "version", markers: true });
     overlay.options = { ...opts };
-    byVersion.options = { ...opts, time: false };
+    byVersion.options = { ...opts, time: false, smooth: 0 };
     const controls = chartControls(opts, (change) => {
       Object.assign(opts, change);
       replace(withParams({ smooth: opts.smooth ? String(opts.smooth) : null, log: opts.log ? "1" : null, x: opts.time ? "time" : null }));
       overlay.setOptions(change);
-      byVersion.setOptions({ ...change, time: false });
+      byVersion.setOptions({ ...change, time: false, smooth: 0 });
     });
     charts.append(overlay.root, byVersion.root);
     sections.push(el("section", {}, el("h2", {}, "Charts"), el("div", { class: "bar" }, el("label", { for: "metric" }, "Metric"), select), controls, charts));

@@ -89,7 +89,8 @@ export async function versionPage(root, name, number) {
     try {
       const answer = await api(`${base}/metrics/${keyPath(summary.key)}?${q}`);
       const s = columns(`v${v.version}`, answer, colorOf(0));
-      const what = answer.buckets ? `${answer.buckets.length} buckets of ${num(summary.count)} points` : `${s.x.length} points`;
+      const count = (n) => n.toLocaleString("en-US");
+      const what = answer.buckets ? `${count(answer.buckets.length)} buckets of ${count(summary.count)} points` : `${count(s.x.length)} points`;
       chart.set([s], { zoomed: Boolean(z), note: `${what}; last ${num(summary.last)} at step ${summary.last_step}` });
     } catch (err) {
       chart.note.textContent = problemText(err);
