@@ -1,25 +1,21 @@
-# modelreg: multi-stage build. Dependencies are compiled in their own layer (cargo-chef), so a
-# source change rebuilds only the crate itself.
-FROM rust:1.95-slim-bookworm AS chef
-RUN cargo install cargo-chef --locked
+# syntax=docker/dockerfile:1
+# modelreg: multi-stage build. The cargo registry and the target folder are BuildKit cache
+# mounts, so a rebuild compiles only what changed. (vendor/ holds a patched dependency: see
+# vendor/README.md.)
+FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
-
-FROM chef AS planner
 COPY . .
-RUN cargo chef prepare --recipe-path recipe.json
-
-FROM chef AS builder
-COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json
-COPY . .
-RUN cargo build --release --locked --bin modelreg
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin modelreg \
+    && cp target/release/modelreg /usr/local/bin/modelreg
 
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/modelreg --create-home modelreg
-COPY --from=builder /src/target/release/modelreg /usr/local/bin/modelreg
+COPY --from=builder /usr/local/bin/modelreg /usr/local/bin/modelreg
 USER modelreg
 WORKDIR /var/lib/modelreg
 # Configuration comes from the environment only (see README). Off loopback, authentication is

@@ -73,6 +73,9 @@ struct HttpArgs {
     /// Server process to charge CPU time to.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Points per request of `ingest`.
+    #[arg(long, default_value_t = 10_000)]
+    batch: i64,
 }
 
 #[derive(clap::Args)]
@@ -282,12 +285,13 @@ async fn http(a: HttpArgs) -> Value {
             .await
         }
         "ingest" => {
-            items = 10_000.0;
+            let batch = a.batch.max(1);
+            items = batch as f64;
             let steps: Arc<Vec<AtomicU64>> = Arc::new((0..a.clients).map(|_| AtomicU64::new(0)).collect());
             let run_id = std::process::id();
             closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |client, _| {
-                let from = steps[client].fetch_add(10_000, Ordering::Relaxed) as i64;
-                let body = points(&format!("run{run_id}/client{client}/loss"), from, 10_000);
+                let from = steps[client].fetch_add(batch as u64, Ordering::Relaxed) as i64;
+                let body = points(&format!("run{run_id}/client{client}/loss"), from, batch);
                 let req = c
                     .post(format!("{b}/api/v1/models/bench-metrics/versions/1/metrics"))
                     .header("content-type", "application/json")

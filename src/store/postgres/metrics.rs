@@ -8,6 +8,9 @@ use async_trait::async_trait;
 use sqlx::{PgConnection, query};
 use std::fmt::Write;
 
+/// The smallest number of appended points written by COPY rather than one `unnest` insert.
+const COPY_FROM_POINTS: usize = 1_000;
+
 #[async_trait]
 impl MetricWrites for PgConnection {
     async fn write_points(
@@ -15,9 +18,19 @@ impl MetricWrites for PgConnection {
         appends: &[&(i64, &SeriesBatch)],
         overwrites: &[&(i64, &SeriesBatch)],
     ) -> Result<()> {
-        // Appends cannot conflict with stored points: they go in by COPY.
-        copy_points(self, appends).await?;
-        upsert_points(self, overwrites).await
+        // Appends cannot conflict with stored points: a large batch goes in by COPY. A small
+        // one goes in with the overwrites, in one statement: COPY ends with two writes in a
+        // row (the data, then CopyDone), and on a socket without TCP_NODELAY (sqlx sets none)
+        // the second waits for the server's delayed ACK of the first, about 40 ms.
+        let appended: usize = appends.iter().map(|(_, b)| b.points.len()).sum();
+        if appended >= COPY_FROM_POINTS {
+            copy_points(self, appends).await?;
+            upsert_points(self, overwrites).await
+        } else {
+            let all: Vec<&(i64, &SeriesBatch)> =
+                appends.iter().chain(overwrites).copied().collect();
+            upsert_points(self, &all).await
+        }
     }
 
     async fn merge_rollups(&mut self, work: &RollupWork) -> Result<()> {
