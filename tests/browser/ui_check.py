@@ -322,6 +322,7 @@ def check(b, api, tokens):
 def timings(b, tokens, runs=5):
     b.token(tokens["admin"])
     views = {
+        "floor: models page, 4 models (page start and one small API read)": "",
         "model page, 1,000 versions (first page, metric column)": "?model=many&cols=acc",
         "version page, 1,000,000-point series": "?model=long&version=1",
         "compare, overlay of 5 versions x 200,000 points": "?model=long&view=compare&versions=2,3,4,5,6&metric=val/auc",
