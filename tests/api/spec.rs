@@ -157,8 +157,13 @@ fn compose_file_wires_postgres_minio_and_modelreg() {
         "USER modelreg",
         "HEALTHCHECK",
         "/healthz",
-        "cargo chef cook",
+        "--mount=type=cache",
     ] {
         assert!(docker.contains(needle), "Dockerfile: {needle}");
     }
+    // The build context carries the patched dependency but not the local build output.
+    let ignore =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l.trim_end_matches('/') == "target"));
+    assert!(!ignore.contains("vendor"), "vendor/ is needed to build");
 }
