@@ -98,7 +98,7 @@ impl VersionRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             created_by: self.created_by,
-            metrics: None,
+            last_metrics: None,
         })
     }
 }

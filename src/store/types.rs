@@ -56,7 +56,7 @@ pub struct Version {
     pub created_by: String,
     /// The last value of each metric asked for with `?metrics=` on a list (absent: no points).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<BTreeMap<String, f64>>,
+    pub last_metrics: Option<BTreeMap<String, f64>>,
 }
 
 /// One entry of the append-only audit log.
@@ -181,7 +181,7 @@ impl Registered {
             created_at: now,
             updated_at: now,
             created_by: actor.name.clone(),
-            metrics: None,
+            last_metrics: None,
         };
         Ok(Self {
             version,

@@ -167,7 +167,7 @@ async fn metric_columns<C: Conn>(
         }
     }
     for v in items {
-        v.metrics = Some(lasts.remove(&v.id).unwrap_or_default());
+        v.last_metrics = Some(lasts.remove(&v.id).unwrap_or_default());
     }
     Ok(())
 }

@@ -592,7 +592,7 @@ async fn list_carries_asked_metric_columns(app: &TestApp) {
         .get("/api/v1/models/m/versions?metrics=acc,%20loss,acc,nope")
         .await;
     let items = r.ok(200)["items"].as_array().unwrap().clone();
-    let cols: Vec<Value> = items.iter().map(|v| v["metrics"].clone()).collect();
+    let cols: Vec<Value> = items.iter().map(|v| v["last_metrics"].clone()).collect();
     assert_eq!(
         cols,
         [
@@ -603,7 +603,7 @@ async fn list_carries_asked_metric_columns(app: &TestApp) {
     );
     // Without the parameter no item carries the field.
     let r = app.get("/api/v1/models/m/versions").await;
-    assert!(r.ok(200)["items"][0].get("metrics").is_none());
+    assert!(r.ok(200)["items"][0].get("last_metrics").is_none());
     // A bad key, or too many keys, is the caller's error.
     let r = app
         .get("/api/v1/models/m/versions?metrics=acc,bad%20key")

@@ -20,7 +20,7 @@ async function lastValues(name, key, limit = 5000) {
     const q = new URLSearchParams({ order_by: "version:asc", metrics: key, limit: "1000" });
     if (cursor) q.set("cursor", cursor);
     const page = await api(`${modelPath(name)}/versions?${q}`);
-    for (const v of page.items) if (v.metrics && typeof v.metrics[key] === "number") out.push({ step: v.version, value: v.metrics[key] });
+    for (const v of page.items) if (v.last_metrics && typeof v.last_metrics[key] === "number") out.push({ step: v.version, value: v.last_metrics[key] });
     cursor = page.next_cursor;
   } while (cursor && out.length < limit);
   return out;

@@ -122,7 +122,7 @@ export async function versionsPage(root, name) {
           el("td", {}, link(`v${v.version}`, { model: name, version: v.version })),
           el("td", { class: "mono" }, when(v.created_at)),
           el("td", {}, v.status),
-          cols.map((c) => el("td", { class: "num" }, num((v.metrics || {})[c]))),
+          cols.map((c) => el("td", { class: "num" }, num((v.last_metrics || {})[c]))),
           el("td", {}, (holders[v.version] || []).map((s) => el("span", { class: "chip stage" }, s))),
           el("td", { class: "hide-narrow" }, chips(v.tags)));
       });
