@@ -88,6 +88,8 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(telemetry::record_request))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // After the fallbacks, so that they too answer MLflow's error shape on its paths.
+        .layer(axum::middleware::from_fn(api::mlflow::translate_errors))
         .layer(
             // Outermost first. The Authorization header is marked sensitive before anything
             // else sees the request, so no layer can log it.

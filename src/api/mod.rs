@@ -12,6 +12,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod mlflow;
 pub mod models;
 pub mod overlay;
 pub mod paths;
@@ -102,6 +103,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         events::endpoints(),
         webhooks::endpoints(),
         ui::endpoints(),
+        mlflow::endpoints(),
     ]
     .into_iter()
     .flatten()

@@ -26,6 +26,8 @@ pub trait ModelStore {
         actor: &Actor,
     ) -> Result<(Model, bool)>;
     async fn get_model(&self, name: &ModelName) -> Result<Model>;
+    /// A model by its id (the MLflow layer names experiments by id); 404 `model_not_found`.
+    async fn get_model_by_id(&self, id: Uuid) -> Result<Model>;
     async fn list_models(&self, query: &ModelQuery) -> Result<Page<Model>>;
     async fn update_model(&self, name: &ModelName, patch: Patch, actor: &Actor) -> Result<Model>;
     async fn delete_model(&self, name: &ModelName, actor: &Actor) -> Result<()>;
@@ -38,6 +40,7 @@ macro_rules! model_select {
 }
 
 const BY_NAME: &str = concat!(model_select!(), "where name = $1");
+const BY_ID: &str = concat!(model_select!(), "where id = $1");
 const BY_NAME_LOCKED: &str = concat!(model_select!(), "where name = $1 for update");
 
 /// The model's row; `lock` takes its row lock until commit where the dialect has row locks.
@@ -278,6 +281,16 @@ impl<B: Backend> ModelStore for SqlStore<B> {
     async fn get_model(&self, name: &ModelName) -> Result<Model> {
         let mut conn = self.db.read().await?;
         let r = row(&mut *conn, name, false).await?;
+        full(&mut *conn, r).await
+    }
+
+    #[instrument(skip_all, fields(model_id = %id))]
+    async fn get_model_by_id(&self, id: Uuid) -> Result<Model> {
+        let mut conn = self.db.read().await?;
+        let r: ModelRow = conn
+            .fetch_optional(Stmt::new(BY_ID).bind(id))
+            .await?
+            .ok_or_else(|| Error::model_not_found(&id.to_string()))?;
         full(&mut *conn, r).await
     }
 

@@ -85,6 +85,60 @@ struct Ids {
     /// Promotion requests of fraud-a onto `review`: to approve, to reject (both opened by
     /// the root token) and to cancel (opened by the promote token, its requester).
     requests: [String; 3],
+    /// The MLflow experiment id of fraud-a.
+    experiment: String,
+}
+
+/// MLflow's routes, named by what MLflow calls them; errors come in MLflow's shape.
+fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
+    let (path, body, scope, success) = match (method.as_str(), template) {
+        ("POST", "/api/2.0/mlflow/experiments/create") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"name": "fraud-mlflow"}))),
+            Scope::Write,
+            200,
+        ),
+        ("GET", "/api/2.0/mlflow/experiments/get") => (
+            format!("{template}?experiment_id={}", ids.experiment),
+            None,
+            Scope::Read,
+            200,
+        ),
+        ("GET", "/api/2.0/mlflow/experiments/get-by-name") => (
+            format!("{template}?experiment_name=fraud-a"),
+            None,
+            Scope::Read,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/experiments/search") => (
+            template.to_owned(),
+            Some(Body::Json(json!({}))),
+            Scope::Read,
+            200,
+        ),
+        _ => return None,
+    };
+    Some(Case {
+        path,
+        body,
+        scope,
+        success,
+    })
+}
+
+/// A refusal: problem+json with this code, or on MLflow's paths MLflow's error for it.
+#[track_caller]
+fn refused(r: &Resp, path: &str, status: u16, code: &str) {
+    if path.starts_with("/api/2.0/mlflow/") {
+        let want = modelreg::api::mlflow::mlflow_code(
+            reqwest::StatusCode::from_u16(status).unwrap(),
+            code,
+        );
+        assert_eq!(r.status, want.status, "{path}: {}", r.body);
+        assert_eq!(r.body["error_code"], want.error_code, "{path}: {}", r.body);
+    } else {
+        r.problem(status, code);
+    }
 }
 
 fn request_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
@@ -145,6 +199,9 @@ fn webhook_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
 }
 
 fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
+    if template.starts_with("/api/2.0/mlflow/") {
+        return mlflow_case(method, template, ids);
+    }
     if template.starts_with("/api/v1/webhooks/") {
         return webhook_case(method, template, ids);
     }
@@ -493,6 +550,10 @@ async fn every_route_checks_its_scope(app: &TestApp) {
         hook: hooks[0].clone(),
         hook_to_delete: hooks[1].clone(),
         delivery: r.ok(202)["delivery_id"].as_i64().unwrap(),
+        experiment: {
+            let m = call(app, Some(root), Method::GET, "/api/v1/models/fraud-a", None).await;
+            m.ok(200)["id"].as_str().unwrap().replace('-', "")
+        },
     };
     let by_scope = [
         (Scope::Read, &read),
@@ -523,9 +584,8 @@ async fn every_route_checks_its_scope(app: &TestApp) {
             call(app, None, m(), &c.path, None).await.ok(c.success);
             continue;
         }
-        call(app, None, m(), &c.path, c.body.as_ref())
-            .await
-            .problem(401, "unauthorized");
+        let r = call(app, None, m(), &c.path, c.body.as_ref()).await;
+        refused(&r, &c.path, 401, "unauthorized");
         for bad in [
             "garbage",
             "mrt_01a21997b68674bc8f474e033e10a64e_xyz",
@@ -535,9 +595,8 @@ async fn every_route_checks_its_scope(app: &TestApp) {
             assert_eq!(r.status, 401, "{ctx} with a bad token: {}", r.body);
         }
         for t in [&expired, &revoked] {
-            call(app, Some(t), m(), &c.path, c.body.as_ref())
-                .await
-                .problem(401, "unauthorized");
+            let r = call(app, Some(t), m(), &c.path, c.body.as_ref()).await;
+            refused(&r, &c.path, 401, "unauthorized");
         }
         for (scope, t) in by_scope {
             if scope != c.scope && c.scope != Scope::Authenticated {
@@ -565,6 +624,24 @@ async fn every_route_checks_its_scope(app: &TestApp) {
             }
             (false, "/api/v1/models") if e.method == Method::POST => {
                 r.problem(403, "model_forbidden");
+            }
+            (false, "/api/2.0/mlflow/experiments/create") => {
+                refused(&r, &c.path, 403, "model_forbidden");
+            }
+            (false, "/api/2.0/mlflow/experiments/search") => {
+                let names: Vec<&str> = r.ok(200)["experiments"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|i| i["name"].as_str())
+                    .collect();
+                assert!(
+                    names.iter().all(|n| n.starts_with("other-")),
+                    "{ctx} leaks other models: {names:?}"
+                );
+            }
+            (false, p) if p.starts_with("/api/2.0/mlflow/") => {
+                refused(&r, &c.path, 404, "experiment_not_found");
             }
             (false, "/api/v1/whoami") => {
                 assert_eq!(r.ok(200)["models"], json!(["other-*"]), "{ctx}");

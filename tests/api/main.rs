@@ -16,6 +16,7 @@ mod hardening;
 mod health;
 mod limits;
 mod metrics;
+mod mlflow;
 mod models;
 mod pki;
 mod policies;
