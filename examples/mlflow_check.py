@@ -9,20 +9,24 @@ With --mlflow-server the same client calls run against an MLflow server instead 
 error codes are compared (that is how the expected codes below were checked: against
 `mlflow server` 3.17 with its default SQLite store).
 
-Covers experiments (the first part of the MLflow layer): set_experiment creating one,
-get_experiment_by_name, get_experiment, search_experiments with a name filter, and the
-errors MLflow's server gives for a duplicate, a missing experiment and a bad parameter.
+Covers experiments and runs: set_experiment creating one, get_experiment_by_name,
+get_experiment, search_experiments with a name filter; a run with params, tags, 2,000 metric
+steps by log_metric and 50,000 by log_batch, ended, read back by get_run and
+get_metric_history; and the errors MLflow's server gives for a duplicate, a missing
+experiment and a bad parameter.
 """
 
 import argparse
 import json
 import os
+import time
 import sys
 import urllib.request
 import uuid
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 
@@ -82,6 +86,30 @@ def main():
         print("MLflow's server gives the expected codes")
         return
 
+    # A run: params, tags, metrics one by one and in batches, then ended.
+    started = time.time()
+    with mlflow.start_run(run_name="train") as run:
+        mlflow.log_params({"lr": 0.01, "optimizer": "adam"})
+        mlflow.set_tag("dataset", "2026-11")
+        for step in range(2000):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        now = int(time.time() * 1000)
+        batch = [Metric("val/acc", 0.5 + step / 200_000, now + step, step) for step in range(50_000)]
+        client.log_batch(run.info.run_id, metrics=batch)
+        run_id = run.info.run_id
+    print(f"run logged in {time.time() - started:.1f} s")
+    got = client.get_run(run_id)
+    assert got.info.status == "FINISHED", got.info
+    assert got.info.run_name == "train"
+    assert got.info.experiment_id == exp.experiment_id
+    assert got.data.params == {"lr": "0.01", "optimizer": "adam"}, got.data.params
+    assert got.data.tags["dataset"] == "2026-11"
+    assert got.data.metrics["loss"] == 1.0 / 2000, got.data.metrics
+    history = client.get_metric_history(run_id, "val/acc")
+    assert [m.step for m in history] == list(range(50_000)), len(history)
+    assert history[-1].value == 0.5 + 49_999 / 200_000
+    assert len(client.get_metric_history(run_id, "loss")) == 2000
+
     # What modelreg adds: the name rule, scopes, and the model behind the experiment.
     assert error_code(lambda: client.create_experiment("Not A Model Name")) == "INVALID_PARAMETER_VALUE"
     model = native(args.base, f"/api/v1/models/{name}", os.environ.get("MLFLOW_TRACKING_TOKEN"))
@@ -89,6 +117,16 @@ def main():
     events = native(args.base, f"/api/v1/events?model={name}", os.environ.get("MLFLOW_TRACKING_TOKEN"))
     created = [e for e in events["items"] if e["action"] == "model.created"]
     assert len(created) == 1, events
+    # The run is version 1 of the model: ready, its params as config, its metrics as series.
+    version = native(args.base, f"/api/v1/models/{name}/versions/1", os.environ.get("MLFLOW_TRACKING_TOKEN"))
+    assert version["id"].replace("-", "") == run_id, version
+    assert version["status"] == "ready", version
+    assert version["config"] == {"lr": "0.01", "optimizer": "adam"}, version["config"]
+    counts = {m["key"]: m["count"] for m in version["metrics"]}
+    assert counts == {"loss": 2000, "val/acc": 50_000}, counts
+    buckets = native(args.base, f"/api/v1/models/{name}/versions/1/metrics/val/acc?max_points=100",
+                     os.environ.get("MLFLOW_TRACKING_TOKEN"))
+    assert 0 < len(buckets["buckets"]) <= 100, buckets
     if args.read_token:
         os.environ["MLFLOW_TRACKING_TOKEN"] = args.read_token
         assert client.get_experiment(exp.experiment_id).name == name

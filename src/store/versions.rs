@@ -13,6 +13,7 @@ use crate::domain::version::Outcome;
 use crate::domain::{ModelName, Reason, Transition, VersionStatus, change};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use tracing::instrument;
 use uuid::Uuid;
@@ -48,9 +49,22 @@ pub trait VersionStore {
     ) -> Result<Version>;
     /// The status of a version, to refuse an upload before reading its body.
     async fn version_status(&self, model: &ModelName, version: i64) -> Result<VersionStatus>;
+    /// A version by its id (MLflow names runs by id); 404 `version_not_found`.
+    async fn version_by_id(&self, id: Uuid) -> Result<Version>;
+    /// Adds top-level entries to a pending version's config (MLflow's params, logged while a
+    /// run goes). An entry already there with the same value changes nothing; with another
+    /// value it is refused (a config, once given, does not change).
+    async fn add_config(
+        &self,
+        model: &ModelName,
+        version: i64,
+        entries: Map<String, Value>,
+        actor: &Actor,
+    ) -> Result<Version>;
 }
 
 const BY_NUMBER: &str = concat!(version_select!(), "where m.name = $1 and v.version = $2");
+const BY_ID: &str = concat!(version_select!(), "where v.id = $1");
 const BY_NUMBER_LOCKED: &str = concat!(
     version_select!(),
     "where m.name = $1 and v.version = $2 for update of v"
@@ -172,6 +186,60 @@ async fn metric_columns<C: Conn>(
     Ok(())
 }
 
+async fn add_config<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    version: i64,
+    entries: Map<String, Value>,
+    actor: &Actor,
+) -> Result<Version> {
+    let current = row(conn, model, version, true).await?;
+    if VersionStatus::from_stored(&current.status)? != VersionStatus::Pending {
+        return Err(Error::conflict(
+            "version_immutable",
+            format!("version {version} of '{model}' is not pending: its config is final"),
+        ));
+    }
+    let mut config: Map<String, Value> =
+        serde_json::from_str(current.config.0.get()).map_err(Error::internal)?;
+    let mut added = Vec::new();
+    for (key, value) in entries {
+        match config.get(&key) {
+            Some(old) if *old == value => {}
+            Some(old) => {
+                return Err(Error::validation(
+                    "params",
+                    format!(
+                        "param {key:?} was already logged with value {old} for this run; \
+                         changing it to {value} is not allowed"
+                    ),
+                ));
+            }
+            None => {
+                config.insert(key.clone(), value);
+                added.push(key);
+            }
+        }
+    }
+    if added.is_empty() {
+        return current.into_version();
+    }
+    let now = time::now();
+    let stmt = Stmt::new("update versions set config = $2, updated_at = $3 where id = $1")
+        .bind(current.id)
+        .json(&config)
+        .bind(now);
+    conn.execute(stmt).await?;
+    let model_id: Uuid = conn
+        .scalar(Stmt::new("select model_id from versions where id = $1").bind(current.id))
+        .await?;
+    let event = NewEvent::model("version.updated", model_id, model.as_str(), now)
+        .version(version)
+        .details(serde_json::json!({ "config_added": added }));
+    events::record(conn, event, actor).await?;
+    row(conn, model, version, false).await?.into_version()
+}
+
 async fn update<C: Conn>(
     conn: &mut C,
     model: &ModelName,
@@ -290,6 +358,27 @@ impl<B: Backend> VersionStore for SqlStore<B> {
         actor: &Actor,
     ) -> Result<Version> {
         transaction!(self.db, |c| transition(c, model, version, t, reason, actor))
+    }
+
+    #[instrument(skip_all, fields(version_id = %id))]
+    async fn version_by_id(&self, id: Uuid) -> Result<Version> {
+        let mut conn = self.db.read().await?;
+        let r: VersionRow = conn
+            .fetch_optional(Stmt::new(BY_ID).bind(id))
+            .await?
+            .ok_or_else(|| Error::not_found("version_not_found", format!("no version {id}")))?;
+        r.into_version()
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn add_config(
+        &self,
+        model: &ModelName,
+        version: i64,
+        entries: Map<String, Value>,
+        actor: &Actor,
+    ) -> Result<Version> {
+        transaction!(self.db, |c| add_config(c, model, version, entries, actor))
     }
 
     async fn version_status(&self, model: &ModelName, version: i64) -> Result<VersionStatus> {

@@ -85,8 +85,9 @@ struct Ids {
     /// Promotion requests of fraud-a onto `review`: to approve, to reject (both opened by
     /// the root token) and to cancel (opened by the promote token, its requester).
     requests: [String; 3],
-    /// The MLflow experiment id of fraud-a.
+    /// The MLflow experiment id of fraud-a, and a run in it (a pending version).
     experiment: String,
+    run: String,
 }
 
 /// MLflow's routes, named by what MLflow calls them; errors come in MLflow's shape.
@@ -116,6 +117,43 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
             Scope::Read,
             200,
         ),
+        ("POST", "/api/2.0/mlflow/runs/create") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"experiment_id": ids.experiment}))),
+            Scope::Write,
+            200,
+        ),
+        ("GET", "/api/2.0/mlflow/runs/get") => (
+            format!("{template}?run_id={}", ids.run),
+            None,
+            Scope::Read,
+            200,
+        ),
+        ("GET", "/api/2.0/mlflow/metrics/get-history") => (
+            format!("{template}?run_id={}&metric_key=loss", ids.run),
+            None,
+            Scope::Read,
+            200,
+        ),
+        // The rest write to the run; each body may be sent again.
+        ("POST", p) => {
+            let run = ids.run.as_str();
+            let body = match p.rsplit('/').next() {
+                Some("update") => json!({"run_id": run, "run_name": "renamed"}),
+                Some("log-parameter") => json!({"run_id": run, "key": "lr", "value": "0.1"}),
+                Some("set-tag" | "delete-tag") => {
+                    json!({"run_id": run, "key": "team", "value": "x"})
+                }
+                Some("log-metric") => {
+                    json!({"run_id": run, "key": "loss", "value": 0.5, "step": 1})
+                }
+                Some("log-batch") => {
+                    json!({"run_id": run, "metrics": [{"key": "loss", "value": 0.4, "step": 2}]})
+                }
+                _ => return None,
+            };
+            (p.to_owned(), Some(Body::Json(body)), Scope::Write, 200)
+        }
         _ => return None,
     };
     Some(Case {
@@ -540,6 +578,10 @@ async fn every_route_checks_its_scope(app: &TestApp) {
         .await;
         requests.push(r.ok(202)["request_id"].as_str().unwrap().to_owned());
     }
+    let experiment = {
+        let m = call(app, Some(root), Method::GET, "/api/v1/models/fraud-a", None).await;
+        m.ok(200)["id"].as_str().unwrap().replace('-', "")
+    };
     let ids = Ids {
         requests: [
             requests[0].clone(),
@@ -550,9 +592,17 @@ async fn every_route_checks_its_scope(app: &TestApp) {
         hook: hooks[0].clone(),
         hook_to_delete: hooks[1].clone(),
         delivery: r.ok(202)["delivery_id"].as_i64().unwrap(),
-        experiment: {
-            let m = call(app, Some(root), Method::GET, "/api/v1/models/fraud-a", None).await;
-            m.ok(200)["id"].as_str().unwrap().replace('-', "")
+        experiment: experiment.clone(),
+        run: {
+            let body = Body::Json(
+                json!({"experiment_id": experiment, "tags": [{"key": "team", "value": "a"}]}),
+            );
+            let path = "/api/2.0/mlflow/runs/create";
+            let r = call(app, Some(root), Method::POST, path, Some(&body)).await;
+            r.ok(200)["run"]["info"]["run_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         },
     };
     let by_scope = [

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 crate::backend_tests!(
     experiments_are_models,
     errors_come_in_mlflow_shape,
-    search_pages_and_filters_by_name
+    search_pages_and_filters_by_name,
+    a_run_is_a_version,
+    run_errors_as_mlflow_gives_them
 );
 
 #[track_caller]
@@ -196,6 +198,229 @@ async fn search_pages_and_filters_by_name(app: &TestApp) {
             "/api/2.0/mlflow/experiments/search",
             json!({"page_token": "garbage"}),
         )
+        .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+}
+
+async fn create_run(app: &TestApp, body: Value) -> Value {
+    let r = app.post("/api/2.0/mlflow/runs/create", body).await;
+    r.ok(200)["run"].clone()
+}
+
+async fn a_run_is_a_version(app: &TestApp) {
+    let r = app
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            json!({"name": "fraud"}),
+        )
+        .await;
+    let exp = r.ok(200)["experiment_id"].as_str().unwrap().to_owned();
+    let run = create_run(
+        app,
+        json!({"experiment_id": exp, "run_name": "first", "start_time": 1_700_000_000_000_i64,
+               "user_id": "alice", "tags": [{"key": "team", "value": "risk"}]}),
+    )
+    .await;
+    let id = run["info"]["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(run["info"]["status"], "RUNNING");
+    assert_eq!(run["info"]["run_name"], "first");
+    assert_eq!(run["info"]["user_id"], "alice");
+    assert_eq!(run["info"]["start_time"], 1_700_000_000_000_i64);
+    assert_eq!(run["info"]["experiment_id"], exp.as_str());
+    let post = |path: &str, body: Value| {
+        let path = format!("/api/2.0/mlflow/runs/{path}");
+        async move { app.post(&path, body).await }
+    };
+    post(
+        "log-parameter",
+        json!({"run_id": id, "key": "lr", "value": "0.01"}),
+    )
+    .await
+    .ok(200);
+    // The same value again is fine (a retried call); another value is refused.
+    post(
+        "log-parameter",
+        json!({"run_id": id, "key": "lr", "value": "0.01"}),
+    )
+    .await
+    .ok(200);
+    let r = post(
+        "log-parameter",
+        json!({"run_id": id, "key": "lr", "value": "0.5"}),
+    )
+    .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    post(
+        "set-tag",
+        json!({"run_id": id, "key": "stage", "value": "tuning"}),
+    )
+    .await
+    .ok(200);
+    for step in 0..3 {
+        let body = json!({"run_id": id, "key": "loss", "value": 1.0 / f64::from(step + 1),
+                          "timestamp": 1_700_000_000_000_i64 + i64::from(step), "step": step});
+        post("log-metric", body).await.ok(200);
+    }
+    let metrics: Vec<Value> = (0..1000)
+        .map(|s| json!({"key": "acc", "value": 0.5 + f64::from(s) / 10_000.0, "timestamp": 1, "step": s}))
+        .collect();
+    let body = json!({"run_id": id, "metrics": metrics, "params": [{"key": "layers", "value": "3"}],
+                      "tags": [{"key": "note", "value": "batch"}]});
+    post("log-batch", body).await.ok(200);
+    let r = post(
+        "update",
+        json!({"run_id": id, "status": "FINISHED", "end_time": 1}),
+    )
+    .await;
+    assert_eq!(r.ok(200)["run_info"]["status"], "FINISHED");
+
+    // The native API sees the version: ready, config from the params, tags, metrics.
+    let v = app.get("/api/v1/models/fraud/versions/1").await;
+    let v = v.ok(200);
+    assert_eq!(v["id"].as_str().unwrap().replace('-', ""), id);
+    assert_eq!(v["status"], "ready");
+    assert_eq!(v["config"], json!({"lr": "0.01", "layers": "3"}));
+    assert_eq!(v["tags"]["team"], "risk");
+    assert_eq!(v["tags"]["mlflow.runName"], "first");
+    assert_eq!(v["tags"]["note"], "batch");
+    let acc = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "acc")
+        .unwrap();
+    assert_eq!(acc["count"], 1000);
+
+    let r = app
+        .get(&format!("/api/2.0/mlflow/runs/get?run_id={id}"))
+        .await;
+    let run = r.ok(200)["run"].clone();
+    assert_eq!(run["info"]["status"], "FINISHED");
+    assert!(run["info"]["end_time"].is_i64());
+    assert_eq!(
+        run["data"]["params"],
+        json!([{"key": "layers", "value": "3"}, {"key": "lr", "value": "0.01"}])
+    );
+    let loss = run["data"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "loss")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (loss["step"].clone(), loss["value"].clone()),
+        (json!(2), json!(1.0 / 3.0))
+    );
+
+    // History in pages, in step order, with MLflow's millisecond timestamps.
+    let mut steps = Vec::new();
+    let mut token = String::new();
+    loop {
+        let q = format!("run_id={id}&metric_key=acc&max_results=400&page_token={token}");
+        let r = app
+            .get(&format!("/api/2.0/mlflow/metrics/get-history?{q}"))
+            .await;
+        let page = r.ok(200).clone();
+        steps.extend(
+            page["metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["step"].as_i64().unwrap()),
+        );
+        match page["next_page_token"].as_str() {
+            Some(t) => token = t.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(steps, (0..1000).collect::<Vec<i64>>());
+    let q = format!("run_id={id}&metric_key=loss");
+    let r = app
+        .get(&format!("/api/2.0/mlflow/metrics/get-history?{q}"))
+        .await;
+    let first = r.ok(200)["metrics"][0].clone();
+    assert_eq!(
+        first,
+        json!({"key": "loss", "value": 1.0, "timestamp": 1_700_000_000_000_i64, "step": 0})
+    );
+    let q = format!("run_id={id}&metric_key=nope");
+    let r = app
+        .get(&format!("/api/2.0/mlflow/metrics/get-history?{q}"))
+        .await;
+    assert_eq!(r.ok(200)["metrics"], json!([]));
+
+    // A finished run's params are final.
+    let r = post(
+        "log-parameter",
+        json!({"run_id": id, "key": "new", "value": "x"}),
+    )
+    .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+
+    // Runs of the Default experiment make the model `default`; KILLED is a failed version.
+    let run = create_run(app, json!({})).await;
+    assert_eq!(run["info"]["experiment_id"], "0");
+    let id = run["info"]["run_id"].as_str().unwrap().to_owned();
+    let r = post("update", json!({"run_id": id, "status": "KILLED"})).await;
+    assert_eq!(r.ok(200)["run_info"]["status"], "KILLED");
+    let v = app.get("/api/v1/models/default/versions/1").await;
+    assert_eq!(v.ok(200)["status"], "failed");
+}
+
+async fn run_errors_as_mlflow_gives_them(app: &TestApp) {
+    let missing = "01a22071bef07487b56bf65b4e9e4965";
+    let r = app
+        .get(&format!("/api/2.0/mlflow/runs/get?run_id={missing}"))
+        .await;
+    mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
+    let r = app.get("/api/2.0/mlflow/runs/get?run_id=not-a-run").await;
+    mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
+    let r = app.get("/api/2.0/mlflow/runs/get").await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    let r = app
+        .post(
+            "/api/2.0/mlflow/runs/create",
+            json!({"experiment_id": "12345"}),
+        )
+        .await;
+    mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
+    let run = create_run(app, json!({})).await;
+    let id = run["info"]["run_id"].as_str().unwrap().to_owned();
+    let too_many: Vec<Value> = (0..1001)
+        .map(|s| json!({"key": "k", "value": 1.0, "step": s}))
+        .collect();
+    let r = app
+        .post(
+            "/api/2.0/mlflow/runs/log-batch",
+            json!({"run_id": id, "metrics": too_many}),
+        )
+        .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    // A bad point refuses the whole batch: nothing of it is written.
+    let body = json!({"run_id": id, "params": [{"key": "a", "value": "1"}],
+                      "metrics": [{"key": "bad key", "value": 1.0}]});
+    let r = app.post("/api/2.0/mlflow/runs/log-batch", body).await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    let v = app.get("/api/v1/models/default/versions/1").await;
+    assert_eq!(v.ok(200)["config"], json!({}));
+    let r = app
+        .post(
+            "/api/2.0/mlflow/runs/update",
+            json!({"run_id": id, "status": "DONE"}),
+        )
+        .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    let r = app
+        .post(
+            "/api/2.0/mlflow/runs/delete-tag",
+            json!({"run_id": id, "key": "nope"}),
+        )
+        .await;
+    mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
+    let q = format!("run_id={id}&metric_key=k&max_results=0");
+    let r = app
+        .get(&format!("/api/2.0/mlflow/metrics/get-history?{q}"))
         .await;
     mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
 }

@@ -6,6 +6,9 @@
 
 pub mod experiment_search;
 pub mod experiments;
+pub mod run_metrics;
+pub mod run_view;
+pub mod runs;
 
 use super::Endpoint;
 use axum::body::{Body, to_bytes};
@@ -18,10 +21,15 @@ use serde::Serialize;
 pub const PREFIX: &str = "/api/2.0/mlflow/";
 
 pub fn endpoints() -> Vec<Endpoint> {
-    [experiments::endpoints(), experiment_search::endpoints()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        experiments::endpoints(),
+        experiment_search::endpoints(),
+        runs::endpoints(),
+        run_metrics::endpoints(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// An MLflow error: its code and the HTTP status MLflow's server answers it with.

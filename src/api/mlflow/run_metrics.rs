@@ -1,0 +1,258 @@
+//! MLflow metric logging and history: `log-metric`, `log-batch` (metrics, params and tags of
+//! a run at once, within MLflow's own limits) and `metrics/get-history` in pages, over the
+//! version's metric series. A point is keyed by (key, step), as everywhere in modelreg: a
+//! value logged again at the same step replaces the earlier one.
+
+use super::super::Endpoint;
+use super::super::extract::{Json, Query};
+use super::KeyValue;
+use super::runs::{add_params, model_of, retag, run_version};
+use crate::AppState;
+use crate::domain::access::{Principal, Scope};
+use crate::domain::metrics::{RawPoint, group};
+use crate::domain::time;
+use crate::error::{Error, Result};
+use crate::store::Actor;
+use axum::extract::State;
+use axum::http::Method;
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub fn endpoints() -> Vec<Endpoint> {
+    const LOG_METRIC: &str = "/api/2.0/mlflow/runs/log-metric";
+    const LOG_BATCH: &str = "/api/2.0/mlflow/runs/log-batch";
+    const HISTORY: &str = "/api/2.0/mlflow/metrics/get-history";
+    vec![
+        Endpoint::new(Method::POST, LOG_METRIC, Scope::Write, log_metric).confined(),
+        Endpoint::new(Method::POST, LOG_BATCH, Scope::Write, log_batch).confined(),
+        Endpoint::new(Method::GET, HISTORY, Scope::Read, history).confined(),
+    ]
+}
+
+/// MLflow's limits on one `log-batch`.
+const MAX_BATCH_METRICS: usize = 1000;
+const MAX_BATCH_PARAMS: usize = 100;
+const MAX_BATCH_TAGS: usize = 100;
+/// Points per `get-history` page (what MLflow's client asks for).
+const HISTORY_PAGE: usize = 25_000;
+
+#[derive(Deserialize)]
+struct MetricBody {
+    key: String,
+    value: f64,
+    #[serde(default)]
+    timestamp: Option<i64>,
+    #[serde(default)]
+    step: Option<i64>,
+}
+
+impl MetricBody {
+    fn point(self) -> Result<RawPoint> {
+        let at = match self.timestamp {
+            None => None,
+            Some(ms) => Some(
+                chrono::DateTime::from_timestamp_millis(ms)
+                    .ok_or_else(|| Error::validation("timestamp", "timestamp is out of range"))?,
+            ),
+        };
+        Ok(RawPoint {
+            key: self.key,
+            step: self.step.unwrap_or(0),
+            value: self.value,
+            at,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct LogMetricBody {
+    #[serde(default)]
+    run_id: Option<String>,
+    #[serde(default)]
+    run_uuid: Option<String>,
+    #[serde(flatten)]
+    metric: MetricBody,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+fn run_id(run_id: Option<String>, run_uuid: Option<String>) -> Result<String> {
+    run_id
+        .or(run_uuid)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| Error::validation("run_id", "Missing value for required parameter 'run_id'"))
+}
+
+async fn write(state: &AppState, v: &crate::store::Version, points: Vec<RawPoint>) -> Result<()> {
+    let batches = group(points, time::now())?;
+    if !batches.is_empty() {
+        state
+            .store
+            .write_metrics(&model_of(v)?, v.version, &batches)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn log_metric(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<LogMetricBody>,
+) -> Result<axum::Json<Empty>> {
+    let v = run_version(&state, &principal, &run_id(body.run_id, body.run_uuid)?).await?;
+    write(&state, &v, vec![body.metric.point()?]).await?;
+    Ok(axum::Json(Empty {}))
+}
+
+#[derive(Deserialize)]
+struct LogBatchBody {
+    run_id: String,
+    #[serde(default)]
+    metrics: Vec<MetricBody>,
+    #[serde(default)]
+    params: Vec<KeyValue>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+fn limit(field: &str, n: usize, max: usize) -> Result<()> {
+    if n > max {
+        return Err(Error::validation(
+            field,
+            format!("A batch logging request can contain at most {max} {field}; got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+async fn log_batch(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<LogBatchBody>,
+) -> Result<axum::Json<Empty>> {
+    limit("metrics", body.metrics.len(), MAX_BATCH_METRICS)?;
+    limit("params", body.params.len(), MAX_BATCH_PARAMS)?;
+    limit("tags", body.tags.len(), MAX_BATCH_TAGS)?;
+    let v = run_version(&state, &principal, &body.run_id).await?;
+    // Checked before anything is written, so that a bad point leaves the params and tags too.
+    let points = body
+        .metrics
+        .into_iter()
+        .map(MetricBody::point)
+        .collect::<Result<Vec<_>>>()?;
+    let batches = group(points, time::now())?;
+    if !body.params.is_empty() {
+        let entries: Map<String, Value> = body
+            .params
+            .into_iter()
+            .map(|p| (p.key, Value::String(p.value)))
+            .collect();
+        add_params(&state, &actor, &v, entries).await?;
+    }
+    for t in body.tags {
+        retag(&state, &actor, &v, &t.key, Some(t.value)).await?;
+    }
+    if !batches.is_empty() {
+        state
+            .store
+            .write_metrics(&model_of(&v)?, v.version, &batches)
+            .await?;
+    }
+    Ok(axum::Json(Empty {}))
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    #[serde(default)]
+    run_id: Option<String>,
+    #[serde(default)]
+    run_uuid: Option<String>,
+    metric_key: String,
+    #[serde(default)]
+    max_results: Option<i64>,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct HistoryPoint<'a> {
+    key: &'a str,
+    value: f64,
+    timestamp: i64,
+    step: i64,
+}
+
+#[derive(Serialize)]
+struct History<'a> {
+    metrics: Vec<HistoryPoint<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<HistoryParams>,
+) -> Result<axum::response::Response> {
+    let v = run_version(&state, &principal, &run_id(p.run_id, p.run_uuid)?).await?;
+    let page = match p.max_results {
+        None => HISTORY_PAGE,
+        Some(n) if (1..=HISTORY_PAGE as i64).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(Error::validation(
+                "max_results",
+                format!("max_results {n} is out of range 1..={HISTORY_PAGE}"),
+            ));
+        }
+    };
+    // The page token is the first step of the next page.
+    let from = match p.page_token.as_deref().filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => Some(
+            t.parse::<i64>()
+                .ok()
+                .filter(|s| *s >= 0)
+                .ok_or_else(|| Error::validation("page_token", "page_token was not made here"))?,
+        ),
+    };
+    let key = p.metric_key.as_str();
+    let Some(series) = state
+        .store
+        .find_series(&model_of(&v)?, v.version, key)
+        .await?
+    else {
+        return Ok(axum::response::IntoResponse::into_response(axum::Json(
+            History {
+                metrics: Vec::new(),
+                next_page_token: None,
+            },
+        )));
+    };
+    let from = from.unwrap_or(series.first_step);
+    let mut points = Vec::with_capacity(page.min(series.count.max(0) as usize));
+    let mut next = None;
+    let mut stream = state.store.stream_points(series.id, from, series.last_step);
+    'read: while let Some(chunk) = stream.try_next().await? {
+        for pt in chunk {
+            if points.len() == page {
+                next = Some(pt.step.to_string());
+                break 'read;
+            }
+            points.push(HistoryPoint {
+                key,
+                value: pt.value,
+                timestamp: pt.at.div_euclid(1000),
+                step: pt.step,
+            });
+        }
+    }
+    Ok(axum::response::IntoResponse::into_response(axum::Json(
+        History {
+            metrics: points,
+            next_page_token: next,
+        },
+    )))
+}
