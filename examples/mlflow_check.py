@@ -11,8 +11,8 @@ error codes are compared (that is how the expected codes below were checked: aga
 
 Covers experiments and runs: set_experiment creating one, get_experiment_by_name,
 get_experiment, search_experiments with a name filter; a run with params, tags, 2,000 metric
-steps by log_metric and 50,000 by log_batch, ended, read back by get_run and
-get_metric_history; and the errors MLflow's server gives for a duplicate, a missing
+steps by log_metric and 50,000 by log_batch, ended, read back by get_run,
+get_metric_history and search_runs (a metric filter and order); and the errors MLflow's server gives for a duplicate, a missing
 experiment and a bad parameter.
 """
 
@@ -109,6 +109,11 @@ def main():
     assert [m.step for m in history] == list(range(50_000)), len(history)
     assert history[-1].value == 0.5 + 49_999 / 200_000
     assert len(client.get_metric_history(run_id, "loss")) == 2000
+    # search_runs: MLflow's filter and order, on the version list's own filter and order.
+    found = client.search_runs([exp.experiment_id], filter_string="metrics.loss < 0.01 and params.optimizer = 'adam'",
+                               order_by=["metrics.loss ASC"])
+    assert [r.info.run_id for r in found] == [run_id], found
+    assert client.search_runs([exp.experiment_id], filter_string="metrics.loss > 1") == []
 
     # What modelreg adds: the name rule, scopes, and the model behind the experiment.
     assert error_code(lambda: client.create_experiment("Not A Model Name")) == "INVALID_PARAMETER_VALUE"

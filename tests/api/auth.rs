@@ -135,6 +135,12 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
             Scope::Read,
             200,
         ),
+        ("POST", "/api/2.0/mlflow/runs/search") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"experiment_ids": [ids.experiment]}))),
+            Scope::Read,
+            200,
+        ),
         // The rest write to the run; each body may be sent again.
         ("POST", p) => {
             let run = ids.run.as_str();

@@ -9,7 +9,8 @@ crate::backend_tests!(
     errors_come_in_mlflow_shape,
     search_pages_and_filters_by_name,
     a_run_is_a_version,
-    run_errors_as_mlflow_gives_them
+    run_errors_as_mlflow_gives_them,
+    search_runs_translates_filter_and_order
 );
 
 #[track_caller]
@@ -423,4 +424,80 @@ async fn run_errors_as_mlflow_gives_them(app: &TestApp) {
         .get(&format!("/api/2.0/mlflow/metrics/get-history?{q}"))
         .await;
     mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+}
+
+async fn search_runs_translates_filter_and_order(app: &TestApp) {
+    let r = app
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            json!({"name": "sweep"}),
+        )
+        .await;
+    let exp = r.ok(200)["experiment_id"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for (i, lr) in ["0.1", "0.01", "0.001", "0.0001"].iter().enumerate() {
+        let run = create_run(
+            app,
+            json!({"experiment_id": exp, "run_name": format!("r{i}")}),
+        )
+        .await;
+        let id = run["info"]["run_id"].as_str().unwrap().to_owned();
+        let auc = [0.81, 0.93, 0.95, 0.88][i];
+        let body = json!({"run_id": id, "params": [{"key": "lr", "value": lr}],
+                          "metrics": [{"key": "val/auc", "value": auc, "step": 0}],
+                          "tags": [{"key": "team", "value": if i % 2 == 0 { "a" } else { "b" }}]});
+        app.post("/api/2.0/mlflow/runs/log-batch", body)
+            .await
+            .ok(200);
+        if i < 3 {
+            app.post(
+                "/api/2.0/mlflow/runs/update",
+                json!({"run_id": id, "status": "FINISHED"}),
+            )
+            .await
+            .ok(200);
+        }
+        ids.push(id);
+    }
+    let search = |body: Value| async move {
+        let r = app.post("/api/2.0/mlflow/runs/search", body).await;
+        let page = r.ok(200).clone();
+        let names: Vec<String> = page["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["info"]["run_name"].as_str().unwrap().to_owned())
+            .collect();
+        (names, page["next_page_token"].as_str().map(str::to_owned))
+    };
+    let (all, _) = search(json!({"experiment_ids": [exp]})).await;
+    assert_eq!(all, ["r3", "r2", "r1", "r0"], "newest first, as MLflow");
+    let (best, _) = search(json!({"experiment_ids": [exp], "filter": "metrics.`val/auc` > 0.85 and attributes.status = 'FINISHED'",
+                                  "order_by": ["metrics.`val/auc` DESC"]}))
+    .await;
+    assert_eq!(best, ["r2", "r1"]);
+    let (p, _) = search(
+        json!({"experiment_ids": [exp], "filter": "params.lr = '0.01' AND tags.team = 'b'"}),
+    )
+    .await;
+    assert_eq!(p, ["r1"]);
+    let (running, _) =
+        search(json!({"experiment_ids": [exp], "filter": "attributes.status = 'RUNNING'"})).await;
+    assert_eq!(running, ["r3"]);
+    let (first, token) = search(json!({"experiment_ids": [exp], "max_results": 3, "order_by": ["attributes.start_time ASC"]})).await;
+    assert_eq!(first, ["r0", "r1", "r2"]);
+    let (rest, _) = search(
+        json!({"experiment_ids": [exp], "max_results": 3, "order_by": ["attributes.start_time ASC"],
+                                  "page_token": token.unwrap()}),
+    )
+    .await;
+    assert_eq!(rest, ["r3"]);
+    for body in [
+        json!({"experiment_ids": [exp], "filter": "metrics.auc > 'x'"}),
+        json!({"experiment_ids": [exp], "order_by": ["params.lr"]}),
+        json!({"experiment_ids": []}),
+    ] {
+        let r = app.post("/api/2.0/mlflow/runs/search", body).await;
+        mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    }
 }

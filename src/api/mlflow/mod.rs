@@ -7,6 +7,7 @@
 pub mod experiment_search;
 pub mod experiments;
 pub mod run_metrics;
+pub mod run_search;
 pub mod run_view;
 pub mod runs;
 
@@ -26,6 +27,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         experiment_search::endpoints(),
         runs::endpoints(),
         run_metrics::endpoints(),
+        run_search::endpoints(),
     ]
     .into_iter()
     .flatten()

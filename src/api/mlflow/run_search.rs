@@ -1,0 +1,326 @@
+//! MLflow SearchRuns: the runs of one experiment, filtered and ordered by translating MLflow's
+//! filter and `order_by` strings onto modelreg's filter and order (the version list's own
+//! query, not a second engine). `metrics.k > 0.9` is `metric.k > 0.9`; `params.k = 'v'` is
+//! `config.k = "v"` (params are stored as strings); `tags.k = 'v'` is `tag.k = "v"`;
+//! `attributes.status = 'FINISHED'` is `status = ready`; `attributes.run_name = 'x'` is the
+//! `mlflow.runName` tag. Order: `metrics.k [ASC|DESC]` or `attributes.start_time`.
+
+use super::super::Endpoint;
+use super::super::extract::Json;
+use super::experiments;
+use super::run_view::{Run, run_of};
+use crate::AppState;
+use crate::domain::ModelName;
+use crate::domain::TagFilter;
+use crate::domain::access::{Principal, Scope};
+use crate::domain::filter::{Clause, Field, Filter, Op, Value, is_metric_key};
+use crate::domain::order::{OrderBy, SortKey};
+use crate::error::{Error, Result};
+use crate::store::VersionQuery;
+use axum::extract::State;
+use axum::http::Method;
+use serde::{Deserialize, Serialize};
+
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(
+            Method::POST,
+            "/api/2.0/mlflow/runs/search",
+            Scope::Read,
+            search,
+        )
+        .confined(),
+    ]
+}
+
+fn bad(detail: impl Into<String>) -> Error {
+    Error::validation("filter", detail)
+}
+
+/// Splits on `AND` outside quotes.
+fn clauses(filter: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    let words: Vec<char> = filter.chars().collect();
+    let mut i = 0;
+    while i < words.len() {
+        let c = words[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if matches!(c, '\'' | '"' | '`') => quote = Some(c),
+            None => {
+                let rest: String = words[i..words.len().min(i + 5)].iter().collect();
+                let boundary = i == 0 || words[i - 1].is_whitespace();
+                if boundary && rest.len() >= 4 && rest[..3].eq_ignore_ascii_case("and") {
+                    let after = rest.chars().nth(3);
+                    if after.is_some_and(char::is_whitespace) {
+                        out.push(std::mem::take(&mut current));
+                        i += 3;
+                        continue;
+                    }
+                }
+            }
+        }
+        current.push(c);
+        i += 1;
+    }
+    out.push(current);
+    out.into_iter().map(|c| c.trim().to_owned()).collect()
+}
+
+/// `metrics.k`, with the key optionally quoted in backticks or double quotes.
+fn ident(s: &str) -> (String, String) {
+    let (kind, key) = s.split_once('.').unwrap_or(("attributes", s));
+    let key = key.trim_matches(|c| c == '`' || c == '"').to_owned();
+    (kind.to_ascii_lowercase(), key)
+}
+
+fn op_of(s: &str) -> Option<Op> {
+    Some(match s {
+        "=" | "==" => Op::Eq,
+        "!=" | "<>" => Op::Ne,
+        "<" => Op::Lt,
+        "<=" => Op::Le,
+        ">" => Op::Gt,
+        ">=" => Op::Ge,
+        _ => return None,
+    })
+}
+
+fn text(value: &str) -> Option<String> {
+    let v = value.trim();
+    v.strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+        .or_else(|| v.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
+        .map(str::to_owned)
+}
+
+fn clause(raw: &str) -> Result<Clause> {
+    let at = raw.find(['=', '!', '<', '>']).ok_or_else(|| {
+        bad(format!(
+            "cannot read the clause {raw:?}: expected <field> <op> <value>"
+        ))
+    })?;
+    let (name, rest) = raw.split_at(at);
+    let op_len = rest
+        .chars()
+        .take_while(|c| matches!(c, '=' | '!' | '<' | '>'))
+        .count();
+    let (op, value) = rest.split_at(op_len);
+    let op = op_of(op).ok_or_else(|| bad(format!("unknown operator {op:?} in {raw:?}")))?;
+    let (kind, key) = ident(name.trim());
+    let equality = |v: Value| -> Result<Value> {
+        if matches!(op, Op::Eq | Op::Ne) {
+            Ok(v)
+        } else {
+            Err(bad(format!("{raw:?}: text compares only with = or !=")))
+        }
+    };
+    let quoted = || text(value).ok_or_else(|| bad(format!("{raw:?}: the value must be quoted")));
+    if !is_metric_key(&key) && !matches!(kind.as_str(), "attributes" | "attribute") {
+        return Err(bad(format!("{raw:?}: {key:?} is not a valid key")));
+    }
+    let (field, value) = match kind.as_str() {
+        "metrics" | "metric" => {
+            let n: f64 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n: &f64| n.is_finite())
+                .ok_or_else(|| bad(format!("{raw:?}: a metric compares with a number")))?;
+            (Field::Metric(key), Value::Number(n))
+        }
+        "params" | "param" => (Field::Config(vec![key]), equality(Value::Text(quoted()?))?),
+        "tags" | "tag" => (Field::Tag(key), equality(Value::Text(quoted()?))?),
+        "attributes" | "attribute" => match key.as_str() {
+            "status" => {
+                let status = match quoted()?.as_str() {
+                    "RUNNING" | "SCHEDULED" => "pending",
+                    "FINISHED" => "ready",
+                    "FAILED" | "KILLED" => "failed",
+                    other => return Err(bad(format!("unknown run status {other:?}"))),
+                };
+                (Field::Status, equality(Value::Text(status.to_owned()))?)
+            }
+            "run_name" => (
+                Field::Tag("mlflow.runName".to_owned()),
+                equality(Value::Text(quoted()?))?,
+            ),
+            other => return Err(bad(format!("searching runs by {other:?} is not supported"))),
+        },
+        other => return Err(bad(format!("unknown field type {other:?} in {raw:?}"))),
+    };
+    Ok(Clause { field, op, value })
+}
+
+/// MLflow's filter string as a modelreg filter (`None`: no filter).
+pub fn translate_filter(filter: &str) -> Result<Option<Filter>> {
+    if filter.trim().is_empty() {
+        return Ok(None);
+    }
+    let clauses = clauses(filter)
+        .iter()
+        .map(|c| clause(c))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(Filter { clauses }))
+}
+
+/// MLflow's `order_by` (one key) as a modelreg order; MLflow's default is newest first.
+pub fn translate_order(order_by: &[String]) -> Result<OrderBy> {
+    let bad = |d: String| Error::validation("order_by", d);
+    match order_by {
+        [] => Ok(OrderBy::newest_first()),
+        [one] => {
+            let mut words = one.split_whitespace();
+            let name = words.next().unwrap_or_default();
+            let descending = match words.next().map(str::to_ascii_uppercase).as_deref() {
+                None | Some("ASC") => false,
+                Some("DESC") => true,
+                Some(other) => return Err(bad(format!("unknown direction {other:?}"))),
+            };
+            let (kind, key) = ident(name);
+            let key = match (kind.as_str(), key.as_str()) {
+                ("metrics" | "metric", k) if is_metric_key(k) => SortKey::Metric(k.to_owned()),
+                ("attributes" | "attribute", "start_time" | "created") => SortKey::CreatedAt,
+                _ => {
+                    return Err(bad(format!(
+                        "runs can be ordered by metrics.<key> or attributes.start_time, not {one:?}"
+                    )));
+                }
+            };
+            Ok(OrderBy { key, descending })
+        }
+        _ => Err(bad("runs can be ordered by one key".to_owned())),
+    }
+}
+
+#[derive(Deserialize)]
+struct SearchBody {
+    #[serde(default)]
+    experiment_ids: Vec<String>,
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    max_results: Option<i64>,
+    #[serde(default)]
+    order_by: Vec<String>,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Found {
+    runs: Vec<Run>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+async fn search(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<SearchBody>,
+) -> Result<axum::Json<Found>> {
+    let [experiment] = body.experiment_ids.as_slice() else {
+        return Err(Error::validation(
+            "experiment_ids",
+            "search the runs of one experiment at a time",
+        ));
+    };
+    let model = experiments::model_by_id(&state, &principal, experiment).await?;
+    let max = i64::from(state.config.max_page_size);
+    let limit = match body.max_results {
+        None => max.min(1000) as u32,
+        Some(n) if (1..=max).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(Error::validation(
+                "max_results",
+                format!("max_results {n} is out of range 1..={max}"),
+            ));
+        }
+    };
+    let order = translate_order(&body.order_by)?;
+    let after = match body.page_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => Some(order.decode_cursor(t)?),
+        None => None,
+    };
+    let query = VersionQuery {
+        status: None,
+        tags: TagFilter::default(),
+        filter: translate_filter(body.filter.as_deref().unwrap_or(""))?,
+        order,
+        after,
+        limit,
+        metrics: Vec::new(),
+    };
+    let name = ModelName::parse("experiment_ids", &model.name)?;
+    let page = state.store.list_versions(&name, &query).await?;
+    let mut runs = Vec::with_capacity(page.items.len());
+    for v in &page.items {
+        let detail = state.store.version_detail(&name, v.version).await?;
+        runs.push(run_of(&state, detail).await?);
+    }
+    Ok(axum::Json(Found {
+        runs,
+        next_page_token: page.next_cursor,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mlflow_filters_become_modelreg_filters() {
+        let f = |s: &str| {
+            translate_filter(s)
+                .unwrap()
+                .unwrap()
+                .clauses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            f("metrics.auc > 0.9 and params.lr = '0.1' AND tags.team = \"risk\""),
+            [
+                "metric.auc > 0.9",
+                "config.lr = \"0.1\"",
+                "tag.team = \"risk\""
+            ]
+        );
+        assert_eq!(f("metrics.`val/acc` >= 0.5"), ["metric.val/acc >= 0.5"]);
+        assert_eq!(f("attributes.status = 'FINISHED'"), ["status = \"ready\""]);
+        assert_eq!(
+            f("attributes.run_name != 'x and y'"),
+            ["tag.mlflow.runName != \"x and y\""]
+        );
+        assert!(translate_filter("  ").unwrap().is_none());
+        for bad in [
+            "metrics.auc > 'high'",
+            "params.lr > '0.1'",
+            "params.lr = 0.1",
+            "tags.t LIKE 'a%'",
+            "attributes.status = 'DONE'",
+            "attributes.artifact_uri = 'x'",
+            "metrics.auc",
+            "weird.k = 1",
+        ] {
+            assert!(translate_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mlflow_orders_become_modelreg_orders() {
+        let o = |s: &[&str]| {
+            translate_order(&s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>())
+                .map(|o| o.canonical())
+        };
+        assert_eq!(o(&["metrics.auc DESC"]).unwrap(), "metric.auc:desc");
+        assert_eq!(o(&["attributes.start_time"]).unwrap(), "created_at:asc");
+        assert_eq!(o(&[]).unwrap(), OrderBy::newest_first().canonical());
+        assert!(o(&["params.lr"]).is_err());
+        assert!(o(&["metrics.a", "metrics.b"]).is_err());
+    }
+}
