@@ -7,6 +7,9 @@
   points/s and p50/p99 per call.
 - get_metric_history of 100,000 points (logged first with log_batch): the client's own paging,
   median and best of --reads reads, in ms.
+- The same two over plain HTTP (the request bodies built once, the answers not parsed): what
+  the server costs without the client's own protobuf work, which bounds the client figures
+  (bench/mlflow_compare.sh also prints that floor).
 
 bench/mlflow_compare.sh runs it against modelreg and against `mlflow server` on the same
 Postgres, in one run.
@@ -16,6 +19,7 @@ import argparse
 import json
 import statistics
 import time
+import urllib.request
 import uuid
 
 import mlflow
@@ -75,6 +79,51 @@ def main():
         "server": args.label, "measure": "get_metric_history_100k",
         "median_ms": round(statistics.median(samples) * 1000, 1),
         "best_ms": round(min(samples) * 1000, 1),
+    }))
+
+    # Plain HTTP: the server's side only.
+    def call(method, path, body=None):
+        req = urllib.request.Request(args.base + path, data=body, method=method)
+        req.add_header("content-type", "application/json")
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return r.read()
+
+    raw_run = client.create_run(exp).info.run_id
+    bodies = [
+        json.dumps({"run_id": raw_run, "metrics": [
+            {"key": "raw", "value": 1.0 / (s + 1), "timestamp": now, "step": s}
+            for s in range(start, start + 1000)]}).encode()
+        for start in range(0, 200_000, 1000)
+    ]
+    latencies = []
+    deadline = time.perf_counter() + args.seconds
+    for body in bodies:
+        if time.perf_counter() >= deadline:
+            break
+        t = time.perf_counter()
+        call("POST", "/api/2.0/mlflow/runs/log-batch", body)
+        latencies.append(time.perf_counter() - t)
+    print(json.dumps({
+        "server": args.label, "measure": "log_batch_http", "points": 1000 * len(latencies),
+        "points_per_second": round(1000 * len(latencies) / sum(latencies)),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+    }))
+    samples = []
+    for _ in range(args.reads):
+        t = time.perf_counter()
+        token, n = "", 0
+        while True:
+            q = f"run_id={rid}&metric_key=acc" + (f"&page_token={token}" if token else "")
+            page = json.loads(call("GET", f"/api/2.0/mlflow/metrics/get-history?{q}"))
+            n += len(page.get("metrics", []))
+            token = page.get("next_page_token")
+            if not token:
+                break
+        samples.append(time.perf_counter() - t)
+        assert n == 100_000, n
+    print(json.dumps({
+        "server": args.label, "measure": "get_metric_history_100k_http",
+        "median_ms": round(statistics.median(samples) * 1000, 1),
     }))
 
 
