@@ -129,6 +129,12 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
             Scope::Read,
             200,
         ),
+        ("GET", "/api/2.0/mlflow/metrics/get-history-bulk-interval") => (
+            format!("{template}?run_ids={}&metric_key=loss", ids.run),
+            None,
+            Scope::Read,
+            200,
+        ),
         ("GET", "/api/2.0/mlflow/metrics/get-history") => (
             format!("{template}?run_id={}&metric_key=loss", ids.run),
             None,

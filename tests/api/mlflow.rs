@@ -10,7 +10,8 @@ crate::backend_tests!(
     search_pages_and_filters_by_name,
     a_run_is_a_version,
     run_errors_as_mlflow_gives_them,
-    search_runs_translates_filter_and_order
+    search_runs_translates_filter_and_order,
+    bulk_interval_answers_from_rollups
 );
 
 #[track_caller]
@@ -500,4 +501,72 @@ async fn search_runs_translates_filter_and_order(app: &TestApp) {
         let r = app.post("/api/2.0/mlflow/runs/search", body).await;
         mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
     }
+}
+
+async fn bulk_interval_answers_from_rollups(app: &TestApp) {
+    let mut runs = Vec::new();
+    for n in [100_000_i64, 50] {
+        let run = create_run(app, json!({})).await;
+        let id = run["info"]["run_id"].as_str().unwrap().to_owned();
+        let version = if runs.is_empty() { 1 } else { 2 };
+        for start in (0..n).step_by(10_000) {
+            let points: Vec<Value> = (start..(start + 10_000).min(n))
+                .map(|s| json!({"key": "loss", "step": s, "value": 1.0 / (s as f64 + 1.0)}))
+                .collect();
+            app.post(
+                &format!("/api/v1/models/default/versions/{version}/metrics"),
+                json!({"points": points}),
+            )
+            .await
+            .ok(200);
+        }
+        runs.push(id);
+    }
+    let q = format!(
+        "run_ids={}&run_ids={}&metric_key=loss&max_results=100",
+        runs[0], runs[1]
+    );
+    let r = app
+        .get(&format!(
+            "/api/2.0/mlflow/metrics/get-history-bulk-interval?{q}"
+        ))
+        .await;
+    let points = r.ok(200)["metrics"].as_array().unwrap().clone();
+    let of = |id: &str| {
+        points
+            .iter()
+            .filter(|p| p["run_id"] == id)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let long = of(&runs[0]);
+    assert!((2..=100).contains(&long.len()), "bucketed: {}", long.len());
+    let steps: Vec<i64> = long.iter().map(|p| p["step"].as_i64().unwrap()).collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(*steps.last().unwrap(), 99_999);
+    // The short run has fewer points than asked for: all of them, exactly.
+    let short = of(&runs[1]);
+    assert_eq!(short.len(), 50);
+    assert_eq!(short[49]["value"], json!(1.0 / 50.0));
+    // A step range reads that range only.
+    let q = format!(
+        "run_ids={}&metric_key=loss&start_step=10&end_step=19",
+        runs[0]
+    );
+    let r = app
+        .get(&format!(
+            "/api/2.0/mlflow/metrics/get-history-bulk-interval?{q}"
+        ))
+        .await;
+    let steps: Vec<i64> = r.ok(200)["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps, (10..20).collect::<Vec<i64>>());
+    let r = app
+        .get("/api/2.0/mlflow/metrics/get-history-bulk-interval?metric_key=loss")
+        .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
 }

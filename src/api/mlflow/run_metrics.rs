@@ -23,10 +23,12 @@ pub fn endpoints() -> Vec<Endpoint> {
     const LOG_METRIC: &str = "/api/2.0/mlflow/runs/log-metric";
     const LOG_BATCH: &str = "/api/2.0/mlflow/runs/log-batch";
     const HISTORY: &str = "/api/2.0/mlflow/metrics/get-history";
+    const BULK: &str = "/api/2.0/mlflow/metrics/get-history-bulk-interval";
     vec![
         Endpoint::new(Method::POST, LOG_METRIC, Scope::Write, log_metric).confined(),
         Endpoint::new(Method::POST, LOG_BATCH, Scope::Write, log_batch).confined(),
         Endpoint::new(Method::GET, HISTORY, Scope::Read, history).confined(),
+        Endpoint::new(Method::GET, BULK, Scope::Read, bulk_interval).confined(),
     ]
 }
 
@@ -254,5 +256,105 @@ async fn history(
             metrics: points,
             next_page_token: next,
         },
+    )))
+}
+
+/// Most runs one bulk-interval read may name, and points per run (MLflow's own limits).
+const BULK_RUNS: usize = 100;
+const BULK_POINTS: i64 = 2500;
+
+#[derive(Deserialize)]
+struct BulkParams {
+    #[serde(default)]
+    run_ids: Vec<String>,
+    metric_key: String,
+    #[serde(default)]
+    start_step: Option<i64>,
+    #[serde(default)]
+    end_step: Option<i64>,
+    #[serde(default)]
+    max_results: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct BulkPoint<'a> {
+    key: &'a str,
+    value: f64,
+    timestamp: i64,
+    step: i64,
+    run_id: String,
+}
+
+#[derive(Serialize)]
+struct Bulk<'a> {
+    metrics: Vec<BulkPoint<'a>>,
+}
+
+/// MLflow's GetMetricHistoryBulkInterval, for charts: up to `max_results` points of each run
+/// within the step range. Answered like the native series read: the points themselves when
+/// there are no more than asked for, else one point per bucket from the rollups (the bucket's
+/// last value, at its last step), so a million-point series costs what a thousand do.
+async fn bulk_interval(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<BulkParams>,
+) -> Result<axum::response::Response> {
+    if p.run_ids.is_empty() || p.run_ids.len() > BULK_RUNS {
+        return Err(Error::validation(
+            "run_ids",
+            format!("give 1 to {BULK_RUNS} run_ids"),
+        ));
+    }
+    let max = p.max_results.unwrap_or(BULK_POINTS);
+    if !(1..=BULK_POINTS).contains(&max) {
+        return Err(Error::validation(
+            "max_results",
+            format!("max_results {max} is out of range 1..={BULK_POINTS}"),
+        ));
+    }
+    super::super::metrics::check_range(p.start_step, p.end_step, Some(max as u32))?;
+    let key = p.metric_key.as_str();
+    let mut out = Vec::new();
+    for run_id in &p.run_ids {
+        let v = run_version(&state, &principal, run_id).await?;
+        let Some(info) = state
+            .store
+            .find_series(&model_of(&v)?, v.version, key)
+            .await?
+        else {
+            continue;
+        };
+        let run_id = v.id.simple().to_string();
+        let shape =
+            super::super::metrics::shape(&state, info, p.start_step, p.end_step, Some(max as u32))
+                .await?;
+        match shape {
+            None => {}
+            Some(super::super::metrics::Shape::Buckets(buckets)) => {
+                let at = super::millis(v.updated_at);
+                out.extend(buckets.into_iter().map(|b| BulkPoint {
+                    key,
+                    value: b.last,
+                    timestamp: at,
+                    step: b.step_end,
+                    run_id: run_id.clone(),
+                }));
+            }
+            Some(super::super::metrics::Shape::Points { from, to }) => {
+                let mut stream = state.store.stream_points(info.id, from, to);
+                while let Some(chunk) = stream.try_next().await? {
+                    out.extend(chunk.into_iter().map(|pt| BulkPoint {
+                        key,
+                        value: pt.value,
+                        timestamp: pt.at.div_euclid(1000),
+                        step: pt.step,
+                        run_id: run_id.clone(),
+                    }));
+                }
+            }
+        }
+    }
+    Ok(axum::response::IntoResponse::into_response(axum::Json(
+        Bulk { metrics: out },
     )))
 }
