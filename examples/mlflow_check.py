@@ -12,7 +12,8 @@ error codes are compared (that is how the expected codes below were checked: aga
 Covers experiments and runs: set_experiment creating one, get_experiment_by_name,
 get_experiment, search_experiments with a name filter; a run with params, tags, 2,000 metric
 steps by log_metric and 50,000 by log_batch, ended, read back by get_run,
-get_metric_history and search_runs (a metric filter and order); and the errors MLflow's server gives for a duplicate, a missing
+get_metric_history and search_runs (a metric filter and order); the run registered as a
+model version, an alias set, read and deleted (a stage promoted and cleared); and the errors MLflow's server gives for a duplicate, a missing
 experiment and a bad parameter.
 """
 
@@ -115,6 +116,16 @@ def main():
     assert [r.info.run_id for r in found] == [run_id], found
     assert client.search_runs([exp.experiment_id], filter_string="metrics.loss > 1") == []
 
+    # The registry: the run registered into its own model is that version; an alias is a stage.
+    mv = client.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id)
+    assert (mv.version, mv.status, mv.run_id) == ("1", "READY", run_id), mv
+    client.set_registered_model_alias(name, "champion", mv.version)
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert client.get_registered_model(name).aliases == {"champion": "1"}
+    assert [v.version for v in client.get_latest_versions(name)] == ["1"]
+    client.delete_registered_model_alias(name, "champion")
+    assert error_code(lambda: client.get_model_version_by_alias(name, "champion")) == "RESOURCE_DOES_NOT_EXIST"
+
     # What modelreg adds: the name rule, scopes, and the model behind the experiment.
     assert error_code(lambda: client.create_experiment("Not A Model Name")) == "INVALID_PARAMETER_VALUE"
     model = native(args.base, f"/api/v1/models/{name}", os.environ.get("MLFLOW_TRACKING_TOKEN"))
@@ -129,6 +140,9 @@ def main():
     assert version["config"] == {"lr": "0.01", "optimizer": "adam"}, version["config"]
     counts = {m["key"]: m["count"] for m in version["metrics"]}
     assert counts == {"loss": 2000, "val/acc": 50_000}, counts
+    history = native(args.base, f"/api/v1/models/{name}/stages/champion/history",
+                     os.environ.get("MLFLOW_TRACKING_TOKEN"))
+    assert [e["action"] for e in history["items"]] == ["stage.cleared", "stage.promoted"], history
     buckets = native(args.base, f"/api/v1/models/{name}/versions/1/metrics/val/acc?max_points=100",
                      os.environ.get("MLFLOW_TRACKING_TOKEN"))
     assert 0 < len(buckets["buckets"]) <= 100, buckets

@@ -147,6 +147,57 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
             Scope::Read,
             200,
         ),
+        ("POST", "/api/2.0/mlflow/registered-models/create") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"name": "fraud-registered"}))),
+            Scope::Write,
+            200,
+        ),
+        (
+            "GET",
+            "/api/2.0/mlflow/registered-models/get"
+            | "/api/2.0/mlflow/registered-models/get-latest-versions",
+        ) => (format!("{template}?name=fraud-a"), None, Scope::Read, 200),
+        ("POST", "/api/2.0/mlflow/registered-models/get-latest-versions") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"name": "fraud-a"}))),
+            Scope::Read,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/registered-models/alias") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"name": "fraud-a", "alias": "champion", "version": "1"}),
+            )),
+            Scope::Promote,
+            200,
+        ),
+        ("GET", "/api/2.0/mlflow/registered-models/alias") => (
+            format!("{template}?name=fraud-a&alias=champion"),
+            None,
+            Scope::Read,
+            200,
+        ),
+        ("DELETE", "/api/2.0/mlflow/registered-models/alias") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"name": "fraud-a", "alias": "champion"}))),
+            Scope::Promote,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/model-versions/create") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"name": "fraud-a", "source": "s3://bucket/model"}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        ("GET", "/api/2.0/mlflow/model-versions/get") => (
+            format!("{template}?name=fraud-a&version=1"),
+            None,
+            Scope::Read,
+            200,
+        ),
         // The rest write to the run; each body may be sent again.
         ("POST", p) => {
             let run = ids.run.as_str();
@@ -687,7 +738,10 @@ async fn every_route_checks_its_scope(app: &TestApp) {
             (false, "/api/v1/models") if e.method == Method::POST => {
                 r.problem(403, "model_forbidden");
             }
-            (false, "/api/2.0/mlflow/experiments/create") => {
+            (
+                false,
+                "/api/2.0/mlflow/experiments/create" | "/api/2.0/mlflow/registered-models/create",
+            ) => {
                 refused(&r, &c.path, 403, "model_forbidden");
             }
             (false, "/api/2.0/mlflow/experiments/search") => {

@@ -11,7 +11,8 @@ crate::backend_tests!(
     a_run_is_a_version,
     run_errors_as_mlflow_gives_them,
     search_runs_translates_filter_and_order,
-    bulk_interval_answers_from_rollups
+    bulk_interval_answers_from_rollups,
+    aliases_are_stages
 );
 
 #[track_caller]
@@ -569,4 +570,137 @@ async fn bulk_interval_answers_from_rollups(app: &TestApp) {
         .get("/api/2.0/mlflow/metrics/get-history-bulk-interval?metric_key=loss")
         .await;
     mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+}
+
+async fn aliases_are_stages(app: &TestApp) {
+    let r = app
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            json!({"name": "fraud"}),
+        )
+        .await;
+    let exp = r.ok(200)["experiment_id"].as_str().unwrap().to_owned();
+    let run = create_run(app, json!({"experiment_id": exp})).await;
+    let run_id = run["info"]["run_id"].as_str().unwrap().to_owned();
+    app.post(
+        "/api/2.0/mlflow/runs/log-parameter",
+        json!({"run_id": run_id, "key": "lr", "value": "0.1"}),
+    )
+    .await
+    .ok(200);
+    // The experiment's model is the registered model already.
+    let r = app
+        .post(
+            "/api/2.0/mlflow/registered-models/create",
+            json!({"name": "fraud"}),
+        )
+        .await;
+    mlflow_error(&r, 400, "RESOURCE_ALREADY_EXISTS");
+    // Registering the run into its own model: that version, made ready.
+    let r = app
+        .post(
+            "/api/2.0/mlflow/model-versions/create",
+            json!({"name": "fraud", "source": format!("runs:/{run_id}/model"), "run_id": run_id}),
+        )
+        .await;
+    let mv = r.ok(200)["model_version"].clone();
+    assert_eq!(
+        (mv["version"].clone(), mv["status"].clone()),
+        (json!("1"), json!("READY"))
+    );
+    assert_eq!(mv["run_id"], run_id.as_str());
+    // Into another model: a new version there, with the run's config and the source.
+    app.post(
+        "/api/2.0/mlflow/registered-models/create",
+        json!({"name": "fraud-prod"}),
+    )
+    .await
+    .ok(200);
+    let r = app
+        .post(
+            "/api/2.0/mlflow/model-versions/create",
+            json!({"name": "fraud-prod", "source": "runs:/x/model", "run_id": run_id}),
+        )
+        .await;
+    assert_eq!(r.ok(200)["model_version"]["version"], "1");
+    let v = app.get("/api/v1/models/fraud-prod/versions/1").await;
+    let v = v.ok(200);
+    assert_eq!(
+        (v["status"].clone(), v["config"].clone()),
+        (json!("ready"), json!({"lr": "0.1"}))
+    );
+    // An alias is a stage: set = promote, delete = clear, both in the stage's history.
+    let alias = json!({"name": "fraud-prod", "alias": "champion", "version": "1"});
+    app.post("/api/2.0/mlflow/registered-models/alias", alias.clone())
+        .await
+        .ok(200);
+    let r = app.get("/api/v1/models/fraud-prod/stages/champion").await;
+    assert_eq!(r.ok(200)["version"], 1);
+    let r = app
+        .get("/api/2.0/mlflow/registered-models/alias?name=fraud-prod&alias=champion")
+        .await;
+    assert_eq!(r.ok(200)["model_version"]["aliases"], json!(["champion"]));
+    let r = app
+        .get("/api/2.0/mlflow/registered-models/get?name=fraud-prod")
+        .await;
+    let rm = r.ok(200)["registered_model"].clone();
+    assert_eq!(
+        rm["aliases"],
+        json!([{"alias": "champion", "version": "1"}])
+    );
+    assert_eq!(rm["latest_versions"][0]["version"], "1");
+    let r = app
+        .send(
+            app.client
+                .delete(app.url("/api/2.0/mlflow/registered-models/alias"))
+                .json(&json!({"name": "fraud-prod", "alias": "champion"})),
+        )
+        .await;
+    r.ok(200);
+    let h = app
+        .get("/api/v1/models/fraud-prod/stages/champion/history")
+        .await;
+    let actions: Vec<Value> = h.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].clone())
+        .collect();
+    assert_eq!(actions, [json!("stage.cleared"), json!("stage.promoted")]);
+    let r = app
+        .get("/api/2.0/mlflow/registered-models/alias?name=fraud-prod&alias=champion")
+        .await;
+    mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
+    // A stage policy that refuses a promote refuses the alias, as MLflow's error.
+    app.put(
+        "/api/v1/models/fraud-prod/stages/production/policy",
+        json!({"require": "metric.auc > 0.9"}),
+    )
+    .await
+    .ok(200);
+    let r = app
+        .post(
+            "/api/2.0/mlflow/registered-models/alias",
+            json!({"name": "fraud-prod", "alias": "production", "version": "1"}),
+        )
+        .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    // Errors: a missing model or version, a bad version or alias.
+    for q in [
+        "registered-models/get?name=nope",
+        "model-versions/get?name=fraud-prod&version=9",
+        "model-versions/get?name=fraud-prod&version=x",
+    ] {
+        let r = app.get(&format!("/api/2.0/mlflow/{q}")).await;
+        mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
+    }
+    for body in [
+        json!({"name": "fraud-prod", "alias": "champion", "version": "one"}),
+        json!({"name": "fraud-prod", "alias": "Bad Alias", "version": "1"}),
+    ] {
+        let r = app
+            .post("/api/2.0/mlflow/registered-models/alias", body)
+            .await;
+        mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    }
 }

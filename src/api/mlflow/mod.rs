@@ -6,6 +6,8 @@
 
 pub mod experiment_search;
 pub mod experiments;
+pub mod model_versions;
+pub mod registry;
 pub mod run_metrics;
 pub mod run_search;
 pub mod run_view;
@@ -28,6 +30,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         runs::endpoints(),
         run_metrics::endpoints(),
         run_search::endpoints(),
+        registry::endpoints(),
+        model_versions::endpoints(),
     ]
     .into_iter()
     .flatten()

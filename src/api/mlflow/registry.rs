@@ -1,0 +1,351 @@
+//! MLflow's model registry: a registered model is the model of the same name, a model version
+//! is a version (its number as a string), and an alias is a stage — setting one is a promote,
+//! deleting one a clear, through the same stage flow as the native API, so history, rollback,
+//! policies and webhooks apply. A version made from a run of the same model is that run's
+//! version (made ready); from a run of another model, a new ready version whose source names
+//! the run and which carries its config.
+
+use super::super::Endpoint;
+use super::super::extract::{Json, Query};
+use super::experiments::model_name;
+use super::runs::model_of;
+use super::{KeyValue, millis};
+use crate::AppState;
+use crate::domain::access::{Principal, Scope};
+use crate::domain::{Description, ModelName, StageName, Tags, VersionStatus};
+use crate::error::{Error, Result};
+use crate::store::{Actor, Approval, Model, NewModel, StageOp, StageRequest, Version};
+use axum::extract::State;
+use axum::http::Method;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+pub fn endpoints() -> Vec<Endpoint> {
+    const CREATE: &str = "/api/2.0/mlflow/registered-models/create";
+    const GET: &str = "/api/2.0/mlflow/registered-models/get";
+    const LATEST: &str = "/api/2.0/mlflow/registered-models/get-latest-versions";
+    const ALIAS: &str = "/api/2.0/mlflow/registered-models/alias";
+    vec![
+        Endpoint::new(Method::POST, CREATE, Scope::Write, create_model).confined(),
+        Endpoint::new(Method::GET, GET, Scope::Read, get_model).confined(),
+        Endpoint::new(Method::POST, LATEST, Scope::Read, latest_post).confined(),
+        Endpoint::new(Method::GET, LATEST, Scope::Read, latest_get).confined(),
+        Endpoint::new(Method::POST, ALIAS, Scope::Promote, set_alias).confined(),
+        Endpoint::new(Method::GET, ALIAS, Scope::Read, get_alias).confined(),
+        Endpoint::new(Method::DELETE, ALIAS, Scope::Promote, delete_alias).confined(),
+    ]
+}
+
+/// The registered model, if the caller may see it (else it does not exist).
+pub(super) async fn registered(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+) -> Result<Model> {
+    let missing = || {
+        Error::not_found(
+            "registered_model_not_found",
+            format!("Registered Model with name={name} not found"),
+        )
+    };
+    let model = model_name(name).map_err(|_| missing())?;
+    if !principal.sees_model(model.as_str()) {
+        return Err(missing());
+    }
+    match state.store.get_model(&model).await {
+        Err(e) if e.code == "model_not_found" => Err(missing()),
+        other => other,
+    }
+}
+
+fn status_of(v: &Version) -> &'static str {
+    match v.status {
+        VersionStatus::Pending => "PENDING_REGISTRATION",
+        VersionStatus::Failed => "FAILED_REGISTRATION",
+        VersionStatus::Ready | VersionStatus::Archived => "READY",
+    }
+}
+
+/// A version as MLflow's ModelVersion; `aliases` are the stages holding it.
+pub(super) fn model_version(v: &Version, aliases: Vec<String>) -> Value {
+    let source: Map<String, Value> = serde_json::from_str(v.source.get()).unwrap_or_default();
+    let run_id = match (source.get("run_id"), source.contains_key("mlflow_run")) {
+        (Some(Value::String(r)), _) => r.clone(),
+        // The version is itself a run.
+        (_, true) => v.id.simple().to_string(),
+        _ => String::new(),
+    };
+    let tags: Vec<KeyValue> = v
+        .tags
+        .as_map()
+        .iter()
+        .map(|(key, value)| KeyValue {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    json!({
+        "name": v.model,
+        "version": v.version.to_string(),
+        "creation_timestamp": millis(v.created_at),
+        "last_updated_timestamp": millis(v.updated_at),
+        "user_id": v.created_by,
+        "current_stage": "None",
+        "description": v.description.clone().unwrap_or_default(),
+        "source": source.get("mlflow_source").and_then(Value::as_str).unwrap_or_default(),
+        "run_id": run_id,
+        "status": status_of(v),
+        "tags": tags,
+        "aliases": aliases,
+    })
+}
+
+pub(super) async fn aliases_of(state: &AppState, v: &Version) -> Result<Vec<String>> {
+    let stages = state.store.list_stages(&model_of(v)?).await?;
+    Ok(stages
+        .into_iter()
+        .filter(|s| s.version == v.version)
+        .map(|s| s.stage)
+        .collect())
+}
+
+pub(super) async fn one_version(state: &AppState, v: &Version) -> Result<axum::Json<Value>> {
+    let aliases = aliases_of(state, v).await?;
+    Ok(axum::Json(
+        json!({ "model_version": model_version(v, aliases) }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct CreateModelBody {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+async fn create_model(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<CreateModelBody>,
+) -> Result<axum::Json<Value>> {
+    let name = model_name(&body.name)?;
+    if !principal.sees_model(name.as_str()) {
+        return Err(Error::new(
+            crate::error::Kind::Forbidden,
+            "model_forbidden",
+            format!("this token may not create model '{name}'"),
+        ));
+    }
+    let tags: BTreeMap<String, String> = body.tags.into_iter().map(|t| (t.key, t.value)).collect();
+    let new = NewModel {
+        name,
+        description: Description::parse_opt(
+            "description",
+            body.description.filter(|d| !d.is_empty()),
+        )?,
+        tags: Tags::parse("tags", tags)?,
+    };
+    let model = state.store.create_model(new, &actor).await?;
+    Ok(axum::Json(
+        json!({ "registered_model": registered_json(&state, &model).await? }),
+    ))
+}
+
+async fn registered_json(state: &AppState, m: &Model) -> Result<Value> {
+    let name = ModelName::parse("name", &m.name)?;
+    let mut latest = Vec::new();
+    if let Some(n) = m.latest_version {
+        let v = state.store.get_version(&name, n).await?;
+        latest.push(model_version(&v, aliases_of(state, &v).await?));
+    }
+    let tags: Vec<KeyValue> = m
+        .tags
+        .as_map()
+        .iter()
+        .map(|(key, value)| KeyValue {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    let aliases: Vec<Value> = m
+        .stages
+        .iter()
+        .map(|(alias, version)| json!({"alias": alias, "version": version.to_string()}))
+        .collect();
+    Ok(json!({
+        "name": m.name,
+        "creation_timestamp": millis(m.created_at),
+        "last_updated_timestamp": millis(m.updated_at),
+        "user_id": m.created_by,
+        "description": m.description.clone().unwrap_or_default(),
+        "latest_versions": latest,
+        "tags": tags,
+        "aliases": aliases,
+    }))
+}
+
+#[derive(Deserialize)]
+struct NameParams {
+    name: String,
+}
+
+async fn get_model(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<NameParams>,
+) -> Result<axum::Json<Value>> {
+    let model = registered(&state, &principal, &p.name).await?;
+    Ok(axum::Json(
+        json!({ "registered_model": registered_json(&state, &model).await? }),
+    ))
+}
+
+async fn latest(state: &AppState, principal: &Principal, name: &str) -> Result<axum::Json<Value>> {
+    let model = registered(state, principal, name).await?;
+    let mut versions = Vec::new();
+    if let Some(n) = model.latest_version {
+        let v = state
+            .store
+            .get_version(&ModelName::parse("name", &model.name)?, n)
+            .await?;
+        versions.push(model_version(&v, aliases_of(state, &v).await?));
+    }
+    Ok(axum::Json(json!({ "model_versions": versions })))
+}
+
+#[derive(Deserialize)]
+struct LatestBody {
+    name: String,
+}
+
+async fn latest_post(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<LatestBody>,
+) -> Result<axum::Json<Value>> {
+    latest(&state, &principal, &body.name).await
+}
+
+async fn latest_get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<NameParams>,
+) -> Result<axum::Json<Value>> {
+    latest(&state, &principal, &p.name).await
+}
+
+pub(super) fn version_number(raw: &str) -> Result<i64> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| {
+            Error::validation(
+                "version",
+                format!("version {raw:?} is not a version number"),
+            )
+        })
+}
+
+#[derive(Deserialize)]
+struct AliasBody {
+    name: String,
+    alias: String,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+async fn stage_change(
+    state: &AppState,
+    principal: &Principal,
+    actor: &Actor,
+    body: &AliasBody,
+    op: StageOp,
+) -> Result<axum::Json<Value>> {
+    let model = registered(state, principal, &body.name).await?;
+    let stage = StageName::parse("alias", &body.alias)?;
+    let req = StageRequest {
+        op,
+        reason: None,
+        expected: None,
+        dry_run: false,
+        force: false,
+        approval: Some(Approval::Request {
+            ttl: state.config.policies.request_ttl,
+        }),
+    };
+    let name = ModelName::parse("name", &model.name)?;
+    let change = state.store.change_stage(&name, &stage, req, actor).await?;
+    if let Some(request) = change.request {
+        return Err(Error::validation(
+            "alias",
+            format!(
+                "stage '{stage}' needs approvals: promotion request {request} is pending \
+                 (approve it through /api/v1/models/{name}/promotion-requests)"
+            ),
+        ));
+    }
+    Ok(axum::Json(json!({})))
+}
+
+async fn set_alias(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<AliasBody>,
+) -> Result<axum::Json<Value>> {
+    let version = version_number(body.version.as_deref().unwrap_or_default())?;
+    stage_change(
+        &state,
+        &principal,
+        &actor,
+        &body,
+        StageOp::Promote { version },
+    )
+    .await
+}
+
+async fn delete_alias(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<AliasBody>,
+) -> Result<axum::Json<Value>> {
+    stage_change(&state, &principal, &actor, &body, StageOp::Clear).await
+}
+
+#[derive(Deserialize)]
+struct AliasParams {
+    name: String,
+    alias: String,
+}
+
+async fn get_alias(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<AliasParams>,
+) -> Result<axum::Json<Value>> {
+    let model = registered(&state, &principal, &p.name).await?;
+    let name = ModelName::parse("name", &model.name)?;
+    let stage = StageName::parse("alias", &p.alias)?;
+    let entry = state
+        .store
+        .get_stage(&name, &stage, None)
+        .await
+        .map_err(|e| {
+            if e.code == "stage_empty" {
+                Error::not_found(
+                    "alias_not_found",
+                    format!("Registered model alias {} not found.", p.alias),
+                )
+            } else {
+                e
+            }
+        })?;
+    let v = state.store.get_version(&name, entry.version).await?;
+    one_version(&state, &v).await
+}
