@@ -7,7 +7,8 @@
   points/s and p50/p99 per call.
 - get_metric_history of 100,000 points (logged first with log_batch): the client's own paging,
   median and best of --reads reads, in ms.
-- The same two over plain HTTP (the request bodies built once, the answers not parsed): what
+- create_model_version + set_registered_model_alias, one pair at a time for --seconds.
+- The log and history measures over plain HTTP (the request bodies built once, the answers not parsed): what
   the server costs without the client's own protobuf work, which bounds the client figures
   (bench/mlflow_compare.sh also prints that floor).
 
@@ -79,6 +80,22 @@ def main():
         "server": args.label, "measure": "get_metric_history_100k",
         "median_ms": round(statistics.median(samples) * 1000, 1),
         "best_ms": round(min(samples) * 1000, 1),
+    }))
+
+    # Registry: a new model version and an alias moved onto it, one pair at a time.
+    model = f"bench-model-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(model)
+    pairs = []
+    deadline = time.perf_counter() + args.seconds
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        mv = client.create_model_version(model, source="s3://bench/model")
+        client.set_registered_model_alias(model, "champion", mv.version)
+        pairs.append(time.perf_counter() - t)
+    print(json.dumps({
+        "server": args.label, "measure": "create_model_version_and_alias",
+        "per_second": round(len(pairs) / sum(pairs), 1),
+        "p50_ms": round(percentile(pairs, 0.5) * 1000, 2),
     }))
 
     # Plain HTTP: the server's side only.

@@ -52,6 +52,8 @@ print(f"get_metric_history 100k, MLflow time / modelreg time: {gh:.2f}x")
 lbh = by[("modelreg", "log_batch_http")]["points_per_second"] / by[("mlflow", "log_batch_http")]["points_per_second"]
 ghh = by[("mlflow", "get_metric_history_100k_http")]["median_ms"] / by[("modelreg", "get_metric_history_100k_http")]["median_ms"]
 print(f"plain HTTP: log-batch points/s {lbh:.2f}x; get-history 100k {ghh:.2f}x")
+reg = by[("modelreg", "create_model_version_and_alias")]["per_second"] / by[("mlflow", "create_model_version_and_alias")]["per_second"]
+print(f"create_model_version + set alias per second, modelreg / MLflow: {reg:.2f}x")
 PY
 # The client's own floor: building one 1,000-metric log_batch body, parsing 100,000 points.
 "$VENV/bin/python" - <<'PY'
