@@ -11,14 +11,13 @@ use super::super::Endpoint;
 use super::super::extract::{Json, Query};
 use super::{KeyValue, millis};
 use crate::AppState;
+use crate::domain::ModelName;
 use crate::domain::access::{Principal, Scope};
-use crate::domain::{ModelName, Tags};
 use crate::error::{Error, Result};
-use crate::store::{Actor, Model, NewModel};
+use crate::store::{Actor, Model};
 use axum::extract::State;
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub fn endpoints() -> Vec<Endpoint> {
@@ -130,15 +129,7 @@ impl From<&Model> for Experiment {
             lifecycle_stage: "active",
             creation_time: millis(m.created_at),
             last_update_time: millis(m.updated_at),
-            tags: m
-                .tags
-                .as_map()
-                .iter()
-                .map(|(key, value)| KeyValue {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
+            tags: KeyValue::list(&m.tags),
         }
     }
 }
@@ -163,7 +154,6 @@ async fn create(
     principal: Principal,
     Json(body): Json<CreateBody>,
 ) -> Result<axum::Json<Created>> {
-    let name = model_name(&body.name)?;
     if body
         .artifact_location
         .as_deref()
@@ -174,20 +164,8 @@ async fn create(
             "artifact_location is not supported: artifacts are kept in modelreg's artifact store",
         ));
     }
-    if !principal.sees_model(name.as_str()) {
-        return Err(Error::new(
-            crate::error::Kind::Forbidden,
-            "model_forbidden",
-            format!("this token may not create experiment '{}'", body.name),
-        ));
-    }
-    let tags: BTreeMap<String, String> = body.tags.into_iter().map(|t| (t.key, t.value)).collect();
-    let new = NewModel {
-        name,
-        description: None,
-        tags: Tags::parse("tags", tags)?,
-    };
-    let model = state.store.create_model(new, &actor).await?;
+    let model =
+        super::create_model(&state, &principal, &actor, &body.name, None, body.tags).await?;
     Ok(axum::Json(Created {
         experiment_id: experiment_id(&model),
     }))

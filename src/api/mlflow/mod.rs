@@ -14,6 +14,11 @@ pub mod run_view;
 pub mod runs;
 
 use super::Endpoint;
+use crate::AppState;
+use crate::domain::access::Principal;
+use crate::domain::{Description, Tags};
+use crate::error::{Error, Kind, Result};
+use crate::store::{Actor, Model, NewModel};
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -136,6 +141,53 @@ pub struct KeyValue {
     pub key: String,
     #[serde(default)]
     pub value: String,
+}
+
+impl KeyValue {
+    /// Tags as MLflow lists them.
+    pub fn list(tags: &Tags) -> Vec<KeyValue> {
+        tags.as_map()
+            .iter()
+            .map(|(key, value)| KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+
+    /// MLflow's pairs as tags (validated as every tag is).
+    pub fn tags(pairs: Vec<KeyValue>) -> Result<Tags> {
+        Tags::parse(
+            "tags",
+            pairs.into_iter().map(|t| (t.key, t.value)).collect(),
+        )
+    }
+}
+
+/// Creates the model an MLflow experiment or registered model stands for, within the
+/// caller's model globs.
+pub async fn create_model(
+    state: &AppState,
+    principal: &Principal,
+    actor: &Actor,
+    name: &str,
+    description: Option<String>,
+    tags: Vec<KeyValue>,
+) -> Result<Model> {
+    let model = experiments::model_name(name)?;
+    if !principal.sees_model(model.as_str()) {
+        return Err(Error::new(
+            Kind::Forbidden,
+            "model_forbidden",
+            format!("this token may not create '{name}'"),
+        ));
+    }
+    let new = NewModel {
+        name: model,
+        description: Description::parse_opt("description", description.filter(|d| !d.is_empty()))?,
+        tags: KeyValue::tags(tags)?,
+    };
+    state.store.create_model(new, actor).await
 }
 
 #[cfg(test)]

@@ -9,14 +9,13 @@ use super::registry::{one_version, registered, version_number};
 use super::runs::{retag, run_version};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
-use crate::domain::{Description, ModelName, Tags, Transition, VersionStatus};
+use crate::domain::{Description, ModelName, Transition, VersionStatus};
 use crate::error::{Error, Result};
 use crate::store::{Actor, NewVersion};
 use axum::extract::State;
 use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 pub fn endpoints() -> Vec<Endpoint> {
     const CREATE: &str = "/api/2.0/mlflow/model-versions/create";
@@ -104,13 +103,12 @@ async fn create_version(
         }
         None => Map::new(),
     };
-    let tags: BTreeMap<String, String> = body.tags.into_iter().map(|t| (t.key, t.value)).collect();
     let new = NewVersion {
         description: Description::parse_opt(
             "description",
             body.description.filter(|d| !d.is_empty()),
         )?,
-        tags: Tags::parse("tags", tags)?,
+        tags: KeyValue::tags(body.tags)?,
         config,
         source,
         finalize: true,

@@ -12,14 +12,13 @@ use super::runs::model_of;
 use super::{KeyValue, millis};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
-use crate::domain::{Description, ModelName, StageName, Tags, VersionStatus};
+use crate::domain::{ModelName, StageName, VersionStatus};
 use crate::error::{Error, Result};
-use crate::store::{Actor, Approval, Model, NewModel, StageOp, StageRequest, Version};
+use crate::store::{Actor, Approval, Model, StageOp, StageRequest, Version};
 use axum::extract::State;
 use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 
 pub fn endpoints() -> Vec<Endpoint> {
     const CREATE: &str = "/api/2.0/mlflow/registered-models/create";
@@ -76,15 +75,7 @@ pub(super) fn model_version(v: &Version, aliases: Vec<String>) -> Value {
         (_, true) => v.id.simple().to_string(),
         _ => String::new(),
     };
-    let tags: Vec<KeyValue> = v
-        .tags
-        .as_map()
-        .iter()
-        .map(|(key, value)| KeyValue {
-            key: key.clone(),
-            value: value.clone(),
-        })
-        .collect();
+    let tags = KeyValue::list(&v.tags);
     json!({
         "name": v.model,
         "version": v.version.to_string(),
@@ -132,24 +123,15 @@ async fn create_model(
     principal: Principal,
     Json(body): Json<CreateModelBody>,
 ) -> Result<axum::Json<Value>> {
-    let name = model_name(&body.name)?;
-    if !principal.sees_model(name.as_str()) {
-        return Err(Error::new(
-            crate::error::Kind::Forbidden,
-            "model_forbidden",
-            format!("this token may not create model '{name}'"),
-        ));
-    }
-    let tags: BTreeMap<String, String> = body.tags.into_iter().map(|t| (t.key, t.value)).collect();
-    let new = NewModel {
-        name,
-        description: Description::parse_opt(
-            "description",
-            body.description.filter(|d| !d.is_empty()),
-        )?,
-        tags: Tags::parse("tags", tags)?,
-    };
-    let model = state.store.create_model(new, &actor).await?;
+    let model = super::create_model(
+        &state,
+        &principal,
+        &actor,
+        &body.name,
+        body.description,
+        body.tags,
+    )
+    .await?;
     Ok(axum::Json(
         json!({ "registered_model": registered_json(&state, &model).await? }),
     ))
@@ -162,15 +144,7 @@ async fn registered_json(state: &AppState, m: &Model) -> Result<Value> {
         let v = state.store.get_version(&name, n).await?;
         latest.push(model_version(&v, aliases_of(state, &v).await?));
     }
-    let tags: Vec<KeyValue> = m
-        .tags
-        .as_map()
-        .iter()
-        .map(|(key, value)| KeyValue {
-            key: key.clone(),
-            value: value.clone(),
-        })
-        .collect();
+    let tags = KeyValue::list(&m.tags);
     let aliases: Vec<Value> = m
         .stages
         .iter()

@@ -108,15 +108,7 @@ pub async fn run_of(state: &AppState, d: VersionDetail) -> Result<Run> {
                     value: param_text(value),
                 })
                 .collect(),
-            tags: v
-                .tags
-                .as_map()
-                .iter()
-                .map(|(key, value)| KeyValue {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
+            tags: KeyValue::list(&v.tags),
         },
     })
 }
