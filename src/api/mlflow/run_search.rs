@@ -53,7 +53,8 @@ fn clauses(filter: &str) -> Vec<String> {
             None => {
                 let rest: String = words[i..words.len().min(i + 5)].iter().collect();
                 let boundary = i == 0 || words[i - 1].is_whitespace();
-                if boundary && rest.len() >= 4 && rest[..3].eq_ignore_ascii_case("and") {
+                let is_and = rest.get(..3).is_some_and(|w| w.eq_ignore_ascii_case("and"));
+                if boundary && is_and {
                     let after = rest.chars().nth(3);
                     if after.is_some_and(char::is_whitespace) {
                         out.push(std::mem::take(&mut current));
@@ -297,6 +298,20 @@ mod tests {
             ["tag.mlflow.runName != \"x and y\""]
         );
         assert!(translate_filter("  ").unwrap().is_none());
+        // Any text is read without panicking, multi-byte characters included.
+        for odd in [
+            "é",
+            "éé and ü",
+            "tags.ключ = 'значение'",
+            "metrics.a > 1 andé",
+            "\u{1F600}and x",
+        ] {
+            let _ = translate_filter(odd);
+        }
+        assert_eq!(
+            f("tags.t = 'é' and tags.u = 'ü'"),
+            ["tag.t = \"é\"", "tag.u = \"ü\""]
+        );
         for bad in [
             "metrics.auc > 'high'",
             "params.lr > '0.1'",
