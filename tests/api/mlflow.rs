@@ -205,19 +205,21 @@ async fn search_pages_and_filters_by_name(app: &TestApp) {
     mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
 }
 
+/// Creates an experiment; its id.
+async fn create_experiment(app: &TestApp, name: &str) -> String {
+    let r = app
+        .post("/api/2.0/mlflow/experiments/create", json!({"name": name}))
+        .await;
+    r.ok(200)["experiment_id"].as_str().unwrap().to_owned()
+}
+
 async fn create_run(app: &TestApp, body: Value) -> Value {
     let r = app.post("/api/2.0/mlflow/runs/create", body).await;
     r.ok(200)["run"].clone()
 }
 
 async fn a_run_is_a_version(app: &TestApp) {
-    let r = app
-        .post(
-            "/api/2.0/mlflow/experiments/create",
-            json!({"name": "fraud"}),
-        )
-        .await;
-    let exp = r.ok(200)["experiment_id"].as_str().unwrap().to_owned();
+    let exp = create_experiment(app, "fraud").await;
     let run = create_run(
         app,
         json!({"experiment_id": exp, "run_name": "first", "start_time": 1_700_000_000_000_i64,
@@ -429,13 +431,7 @@ async fn run_errors_as_mlflow_gives_them(app: &TestApp) {
 }
 
 async fn search_runs_translates_filter_and_order(app: &TestApp) {
-    let r = app
-        .post(
-            "/api/2.0/mlflow/experiments/create",
-            json!({"name": "sweep"}),
-        )
-        .await;
-    let exp = r.ok(200)["experiment_id"].as_str().unwrap().to_owned();
+    let exp = create_experiment(app, "sweep").await;
     let mut ids = Vec::new();
     for (i, lr) in ["0.1", "0.01", "0.001", "0.0001"].iter().enumerate() {
         let run = create_run(
@@ -573,13 +569,7 @@ async fn bulk_interval_answers_from_rollups(app: &TestApp) {
 }
 
 async fn aliases_are_stages(app: &TestApp) {
-    let r = app
-        .post(
-            "/api/2.0/mlflow/experiments/create",
-            json!({"name": "fraud"}),
-        )
-        .await;
-    let exp = r.ok(200)["experiment_id"].as_str().unwrap().to_owned();
+    let exp = create_experiment(app, "fraud").await;
     let run = create_run(app, json!({"experiment_id": exp})).await;
     let run_id = run["info"]["run_id"].as_str().unwrap().to_owned();
     app.post(

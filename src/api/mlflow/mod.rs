@@ -135,6 +135,10 @@ pub fn millis(t: crate::domain::time::Timestamp) -> i64 {
     t.timestamp_millis()
 }
 
+/// The empty object MLflow answers a write with.
+#[derive(Serialize)]
+pub struct Empty {}
+
 /// A `{key, value}` pair, as MLflow lists tags and params.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct KeyValue {

@@ -5,8 +5,8 @@
 
 use super::super::Endpoint;
 use super::super::extract::{Json, Query};
-use super::KeyValue;
 use super::runs::{add_params, model_of, retag, run_version};
+use super::{Empty, KeyValue};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::metrics::{RawPoint, group};
@@ -76,9 +76,6 @@ struct LogMetricBody {
     #[serde(flatten)]
     metric: MetricBody,
 }
-
-#[derive(Serialize)]
-struct Empty {}
 
 fn run_id(run_id: Option<String>, run_uuid: Option<String>) -> Result<String> {
     run_id

@@ -6,9 +6,9 @@
 
 use super::super::Endpoint;
 use super::super::extract::{Json, Query};
-use super::KeyValue;
 use super::experiments::{self, DEFAULT_MODEL};
 use super::run_view::{Run, RunInfo, run_info, run_of};
+use super::{Empty, KeyValue};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::change::Patch;
@@ -250,9 +250,6 @@ struct KeyValueBody {
     #[serde(default)]
     value: Option<String>,
 }
-
-#[derive(Serialize)]
-struct Empty {}
 
 async fn log_param(
     State(state): State<AppState>,
