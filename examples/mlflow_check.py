@@ -11,15 +11,23 @@ error codes are compared (that is how the expected codes below were checked: aga
 
 Covers experiments and runs: set_experiment creating one, get_experiment_by_name,
 get_experiment, search_experiments with a name filter; a run with params, tags, 2,000 metric
-steps by log_metric and 50,000 by log_batch, ended, read back by get_run,
-get_metric_history and search_runs (a metric filter and order); the run registered as a
-model version, an alias set, read and deleted (a stage promoted and cleared); and the errors MLflow's server gives for a duplicate, a missing
-experiment and a bad parameter.
+steps by log_metric and 50,000 by log_batch and a model directory (an MLmodel file beside the
+weights) logged as artifacts, ended, read back by get_run, list_artifacts,
+get_metric_history and search_runs (a metric filter and order). The registry:
+mlflow.register_model("runs:/<run>/model", name) (twice: the second finds the model and adds a
+version), an alias set, read and deleted (a stage promoted and cleared),
+download_artifacts("models:/name@alias") compared byte for byte, search_model_versions,
+search_registered_models, get_latest_versions, descriptions and tags, the deprecated stage
+transitions, a version deleted (archived). Then the native API: the same model, versions,
+artifacts (sha256), stage history, events and metrics. And the errors MLflow's server gives
+for a duplicate, a missing model or experiment and a bad parameter.
 """
 
 import argparse
+import hashlib
 import json
 import os
+import tempfile
 import time
 import sys
 import urllib.request
@@ -47,6 +55,65 @@ def native(base, path, token):
         return json.loads(r.read())
 
 
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def registry(client, args, run_id, exp, files, name):
+    """register_model from the run into another model, aliases, downloads, searches, changes;
+    then the native API's view of the same."""
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    mv = mlflow.register_model(f"runs:/{run_id}/model", name)
+    assert (mv.name, mv.version, mv.status, mv.run_id) == (name, "1", "READY", run_id), mv
+    assert mv.source == f"mlflow-artifacts:/{exp.experiment_id}/{run_id}/artifacts/model", mv.source
+    assert mlflow.register_model(f"runs:/{run_id}/model", name).version == "2"
+    client.set_registered_model_alias(name, "champion", "1")
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert client.get_registered_model(name).aliases == {"champion": "1"}
+    local = mlflow.artifacts.download_artifacts(f"models:/{name}@champion", dst_path=tempfile.mkdtemp())
+    for file, data in files.items():
+        with open(os.path.join(local, file), "rb") as f:
+            assert f.read() == data, file
+    assert [v.version for v in client.search_model_versions(f"name='{name}'")] == ["2", "1"]
+    assert [v.version for v in client.search_model_versions(f"name='{name}'", order_by=["version_number ASC"])] == ["1", "2"]
+    assert [v.version for v in client.get_latest_versions(name)] == ["2"]
+    assert [m.name for m in client.search_registered_models(f"name = '{name}'")] == [name]
+    client.update_registered_model(name, description="fraud scores")
+    client.set_registered_model_tag(name, "team", "risk")
+    client.update_model_version(name, "2", description="retrained")
+    client.set_model_version_tag(name, "2", "validated", "yes")
+    client.delete_model_version_tag(name, "2", "validated")
+    m = client.get_registered_model(name)
+    assert (m.description, m.tags) == ("fraud scores", {"team": "risk"}), m
+    v2 = client.get_model_version(name, "2")
+    assert (v2.description, v2.tags) == ("retrained", {}), v2
+    # The deprecated stages: Staging and Production are the modelreg stages of those names.
+    v2 = client.transition_model_version_stage(name, "2", "Staging")
+    assert v2.current_stage == "Staging", v2
+    assert [v.version for v in client.get_latest_versions(name, stages=["Staging"])] == ["2"]
+    assert client.transition_model_version_stage(name, "2", "None").current_stage == "None"
+    assert error_code(lambda: client.rename_registered_model(name, f"{name}-new")) == "INVALID_PARAMETER_VALUE"
+    client.delete_model_version(name, "2")
+    assert client.get_model_version(name, "2").current_stage == "Archived"
+    client.delete_registered_model_alias(name, "champion")
+
+    # The native API's view: the same model, versions, artifacts, history and events.
+    v1 = native(args.base, f"/api/v1/models/{name}/versions/1", token)
+    assert v1["status"] == "ready", v1
+    assert v1["source"]["run_id"] == run_id, v1["source"]
+    got = {a["path"]: a["sha256"] for a in v1["artifacts"]}
+    assert got == {f: sha256(d) for f, d in files.items()}, got
+    assert native(args.base, f"/api/v1/models/{name}/versions/2", token)["status"] == "archived"
+    history = native(args.base, f"/api/v1/models/{name}/stages/champion/history", token)
+    assert [e["action"] for e in history["items"]] == ["stage.cleared", "stage.promoted"], history
+    staging = native(args.base, f"/api/v1/models/{name}/stages/staging/history", token)
+    assert [e["action"] for e in staging["items"]] == ["stage.cleared", "stage.promoted"], staging
+    events = native(args.base, f"/api/v1/events?model={name}&limit=100", token)
+    actions = [e["action"] for e in events["items"]]
+    for action in ("model.created", "version.created", "artifact.uploaded", "version.archived"):
+        assert action in actions, (action, actions)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", default="http://127.0.0.1:8080")
@@ -71,15 +138,35 @@ def main():
     assert [e.name for e in found] == [name], [e.name for e in found]
 
     # Errors, with the codes MLflow's server gives for the same calls.
+    registered = f"registered-{suffix}"
+    client.create_registered_model(registered)
     codes = {
         "create a duplicate": error_code(lambda: client.create_experiment(name)),
         "get a missing id": error_code(lambda: client.get_experiment("1234567")),
         "search with a bad max_results": error_code(lambda: client.search_experiments(max_results=-1)),
+        "register a duplicate model": error_code(lambda: client.create_registered_model(registered)),
+        "get a missing model": error_code(lambda: client.get_registered_model(f"absent-{suffix}")),
+        "get a missing version": error_code(lambda: client.get_model_version(registered, "7")),
+        "search versions with a bad max_results": error_code(
+            lambda: client.search_model_versions(f"name='{registered}'", max_results=-1)),
+        "a version that is not a number": error_code(lambda: client.get_model_version(registered, "abc")),
+        "search runs with a bad max_results": error_code(lambda: client.search_runs(["0"], max_results=-1)),
+        "transition to an unknown stage": error_code(
+            lambda: client.transition_model_version_stage(registered, "1", "Bogus")),
+        "a missing alias": error_code(lambda: client.get_model_version_by_alias(registered, "nope")),
     }
     want = {
         "create a duplicate": "RESOURCE_ALREADY_EXISTS",
         "get a missing id": "RESOURCE_DOES_NOT_EXIST",
         "search with a bad max_results": "INVALID_PARAMETER_VALUE",
+        "register a duplicate model": "RESOURCE_ALREADY_EXISTS",
+        "get a missing model": "RESOURCE_DOES_NOT_EXIST",
+        "get a missing version": "RESOURCE_DOES_NOT_EXIST",
+        "search versions with a bad max_results": "INVALID_PARAMETER_VALUE",
+        "a version that is not a number": "INVALID_PARAMETER_VALUE",
+        "search runs with a bad max_results": "INVALID_PARAMETER_VALUE",
+        "transition to an unknown stage": "INVALID_PARAMETER_VALUE",
+        "a missing alias": "INVALID_PARAMETER_VALUE",
     }
     print(json.dumps(codes))
     assert codes == want, codes
@@ -97,6 +184,15 @@ def main():
         now = int(time.time() * 1000)
         batch = [Metric("val/acc", 0.5 + step / 200_000, now + step, step) for step in range(50_000)]
         client.log_batch(run.info.run_id, metrics=batch)
+        model_dir = tempfile.mkdtemp()
+        files = {
+            "MLmodel": b"artifact_path: model\nflavors:\n  python_function:\n    loader_module: weights\n",
+            "weights.bin": os.urandom(300_000),
+        }
+        for file, data in files.items():
+            with open(os.path.join(model_dir, file), "wb") as f:
+                f.write(data)
+        mlflow.log_artifacts(model_dir, artifact_path="model")
         run_id = run.info.run_id
     print(f"run logged in {time.time() - started:.1f} s")
     got = client.get_run(run_id)
@@ -116,6 +212,12 @@ def main():
     assert [r.info.run_id for r in found] == [run_id], found
     assert client.search_runs([exp.experiment_id], filter_string="metrics.loss > 1") == []
 
+    listed = {a.path: a.file_size for a in client.list_artifacts(run_id, "model")}
+    assert listed == {"model/MLmodel": len(files["MLmodel"]), "model/weights.bin": 300_000}, listed
+    assert [a.path for a in client.list_artifacts(run_id)] == ["model"]
+
+    registry(client, args, run_id, exp, files, registered)
+
     # The registry: the run registered into its own model is that version; an alias is a stage.
     mv = client.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id)
     assert (mv.version, mv.status, mv.run_id) == ("1", "READY", run_id), mv
@@ -124,7 +226,7 @@ def main():
     assert client.get_registered_model(name).aliases == {"champion": "1"}
     assert [v.version for v in client.get_latest_versions(name)] == ["1"]
     client.delete_registered_model_alias(name, "champion")
-    assert error_code(lambda: client.get_model_version_by_alias(name, "champion")) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(lambda: client.get_model_version_by_alias(name, "champion")) == "INVALID_PARAMETER_VALUE"
 
     # What modelreg adds: the name rule, scopes, and the model behind the experiment.
     assert error_code(lambda: client.create_experiment("Not A Model Name")) == "INVALID_PARAMETER_VALUE"

@@ -5,6 +5,7 @@ use super::Endpoint;
 use super::extract::{Query, VersionPath};
 use crate::AppState;
 use crate::blob::{ByteRange, Unsatisfiable, parse_range};
+use crate::domain::ModelName;
 use crate::domain::access::Scope;
 use crate::domain::artifact::{ArtifactPath, parse_sha256};
 use crate::domain::time;
@@ -133,14 +134,28 @@ async fn upload(
     body: Body,
 ) -> Result<(StatusCode, axum::Json<Artifact>)> {
     let path = path_param(&params)?;
-    let expected = header_str(&headers, "x-content-sha256")
+    let artifact = store_upload(&state, &model, version, &path, &actor, &headers, body).await?;
+    Ok((StatusCode::CREATED, axum::Json(artifact)))
+}
+
+/// Streams an upload into the object store and records it (the native and MLflow uploads).
+pub(crate) async fn store_upload(
+    state: &AppState,
+    model: &ModelName,
+    version: i64,
+    path: &ArtifactPath,
+    actor: &Actor,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Artifact> {
+    let expected = header_str(headers, "x-content-sha256")
         .map(parse_sha256)
         .transpose()?;
-    let content_type = content_type(&headers)?;
+    let content_type = content_type(headers)?;
     // Refuse before reading the body when the upload cannot be recorded anyway.
     state
         .store
-        .check_upload(&model, version, path.as_str())
+        .check_upload(model, version, path.as_str())
         .await?;
     let key = state.blobs.new_key(model.as_str(), version, path.as_str());
     let stream = idle_limited(body, state.config.idle_timeout);
@@ -163,12 +178,12 @@ async fn upload(
     };
     match state
         .store
-        .add_artifact(&model, version, artifact, &actor)
+        .add_artifact(model, version, artifact, actor)
         .await
     {
         Ok(a) => {
             metrics::counter!("modelreg_artifact_bytes_in_total").increment(a.size as u64);
-            Ok((StatusCode::CREATED, axum::Json(a)))
+            Ok(a)
         }
         Err(e) => {
             // Lost a race (finalized meanwhile, or the same path won by another upload).
@@ -254,14 +269,24 @@ async fn download(
             time::now() + chrono::Duration::from_std(expires_in).map_err(Error::internal)?;
         return Ok(axum::Json(Presigned { url, expires_at }).into_response());
     }
+    send(&state, &artifact, &headers).await
+}
+
+/// An artifact's bytes (or the range asked for), with ETag and `If-None-Match`, never to be
+/// rendered by a browser.
+pub(crate) async fn send(
+    state: &AppState,
+    artifact: &Artifact,
+    headers: &HeaderMap,
+) -> Result<Response> {
     let etag = format!("\"{}\"", artifact.sha256);
-    if header_str(&headers, "if-none-match")
+    if header_str(headers, "if-none-match")
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
     {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let size = artifact.size as u64;
-    let range = match parse_range(header_str(&headers, "range"), size) {
+    let range = match parse_range(header_str(headers, "range"), size) {
         Ok(r) => r,
         Err(Unsatisfiable) => {
             let mut resp = Error::new(

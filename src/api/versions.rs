@@ -150,6 +150,7 @@ async fn register(
         config: body.config.unwrap_or_default(),
         source: body.source.unwrap_or_default(),
         finalize: body.finalize.unwrap_or(false),
+        artifacts: Vec::new(),
     };
     let registered = state
         .store

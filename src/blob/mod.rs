@@ -148,6 +148,14 @@ impl BlobStore {
         }
     }
 
+    /// Copies a stored object to a fresh key (a server-side copy on S3).
+    pub async fn copy(&self, from: &str, to: &Path) -> Result<(), Error> {
+        self.store
+            .copy(&stored(from)?, to)
+            .await
+            .map_err(store_error)
+    }
+
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, Error> {
         match self.store.head(&stored(key)?).await {
             Ok(m) => Ok(Some(m)),

@@ -74,6 +74,19 @@ async fn add<C: Conn>(
     actor: &Actor,
 ) -> Result<()> {
     let (version_id, model_id) = pending(conn, model, version).await?;
+    insert(conn, (version_id, model_id), model, version, a, actor).await
+}
+
+/// Records an artifact of a version (`ids`: the version's and its model's) whose object is
+/// stored, with its event; a path taken is `artifact_exists`.
+pub(crate) async fn insert<C: Conn>(
+    conn: &mut C,
+    (version_id, model_id): (Uuid, Uuid),
+    model: &ModelName,
+    version: i64,
+    a: &Artifact,
+    actor: &Actor,
+) -> Result<()> {
     let insert = Stmt::new(
         "insert into artifacts (id, version_id, path, object_key, size, sha256, content_type, \
          created_at, created_by) values ($1, $2, $3, $4, $5, $6, $7, $8, $9) \

@@ -3,7 +3,9 @@
 
 use super::rows::IdempotencyRow;
 use super::sql::{Conn, Stmt};
-use super::{Actor, Backend, Idempotency, NewEvent, NewVersion, Registered, events, versions};
+use super::{
+    Actor, Backend, Idempotency, NewEvent, NewVersion, Registered, artifacts, events, versions,
+};
 use crate::domain::time::{self, Timestamp};
 use crate::domain::{ModelName, VersionStatus};
 use crate::error::{Error, Kind, Result};
@@ -114,6 +116,9 @@ async fn register<C: Conn>(
         .version(number)
         .details(serde_json::json!({"status": status.as_str()}));
     events::record(conn, created, actor).await?;
+    for a in &new.artifacts {
+        artifacts::insert(conn, (id, model_id), model, number, a, actor).await?;
+    }
     if new.finalize {
         let finalized =
             NewEvent::model("version.finalized", model_id, model.as_str(), now).version(number);

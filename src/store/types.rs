@@ -114,6 +114,9 @@ pub struct NewVersion {
     pub config: Map<String, Value>,
     pub source: Map<String, Value>,
     pub finalize: bool,
+    /// Artifacts whose objects are already stored, recorded with the version (an MLflow
+    /// registration from another model's run carries copies of the run's model files).
+    pub artifacts: Vec<Artifact>,
 }
 
 /// An `Idempotency-Key` and the fingerprint of the request body it came with.

@@ -314,10 +314,12 @@ impl<B: Backend> VersionStore for SqlStore<B> {
         idempotency: Option<Idempotency>,
         actor: &Actor,
     ) -> Result<Registered> {
-        match idempotency {
-            None => self.db.register_plain(model, new, actor).await,
-            Some(_) => register::in_transaction(&self.db, model, new, idempotency, actor).await,
+        // The dialect's fast path covers the common registration: no idempotency key to
+        // remember and no artifacts to record with it.
+        if idempotency.is_none() && new.artifacts.is_empty() {
+            return self.db.register_plain(model, new, actor).await;
         }
+        register::in_transaction(&self.db, model, new, idempotency, actor).await
     }
 
     #[instrument(skip_all, fields(model = %model, version))]

@@ -88,6 +88,10 @@ struct Ids {
     /// The MLflow experiment id of fraud-a, and a run in it (a pending version).
     experiment: String,
     run: String,
+    /// Another run of fraud-a, for `runs/delete`, and a ready version for
+    /// `model-versions/delete`.
+    run_to_delete: String,
+    version_to_archive: i64,
 }
 
 /// MLflow's routes, named by what MLflow calls them; errors come in MLflow's shape.
@@ -138,6 +142,12 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
         ("GET", "/api/2.0/mlflow/metrics/get-history") => (
             format!("{template}?run_id={}&metric_key=loss", ids.run),
             None,
+            Scope::Read,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/logged-models/search") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"experiment_ids": [ids.experiment]}))),
             Scope::Read,
             200,
         ),
@@ -192,10 +202,130 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
             Scope::Write,
             200,
         ),
-        ("GET", "/api/2.0/mlflow/model-versions/get") => (
+        (
+            "GET",
+            "/api/2.0/mlflow/model-versions/get"
+            | "/api/2.0/mlflow/model-versions/get-download-uri",
+        ) => (
             format!("{template}?name=fraud-a&version=1"),
             None,
             Scope::Read,
+            200,
+        ),
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts") => (
+            format!("{template}?path={}/{}/artifacts", ids.experiment, ids.run),
+            None,
+            Scope::Read,
+            200,
+        ),
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts/{*path}") => (
+            format!(
+                "/api/2.0/mlflow-artifacts/artifacts/{}/{}/artifacts/seed.txt",
+                ids.experiment, ids.run
+            ),
+            None,
+            Scope::Read,
+            200,
+        ),
+        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/{*path}") => (
+            format!(
+                "/api/2.0/mlflow-artifacts/artifacts/{}/{}/artifacts/up.txt",
+                ids.experiment, ids.run
+            ),
+            Some(Body::Bytes(b"up".to_vec())),
+            Scope::Write,
+            200,
+        ),
+        ("GET", "/api/2.0/mlflow/registered-models/search") => {
+            (template.to_owned(), None, Scope::Read, 200)
+        }
+        ("GET", "/api/2.0/mlflow/model-versions/search") => (
+            format!("{template}?filter=name%3D%27fraud-a%27"),
+            None,
+            Scope::Read,
+            200,
+        ),
+        ("PATCH", "/api/2.0/mlflow/registered-models/update") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"name": "fraud-a", "description": "scores"}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        // Refused for everyone: a model's name is its identity.
+        ("POST", "/api/2.0/mlflow/registered-models/rename") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"name": "fraud-a", "new_name": "fraud-b"}),
+            )),
+            Scope::Write,
+            400,
+        ),
+        ("DELETE", "/api/2.0/mlflow/registered-models/delete") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"name": "fraud-gone"}))),
+            Scope::Admin,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/registered-models/set-tag") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"name": "fraud-a", "key": "k", "value": "v"}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        ("DELETE", "/api/2.0/mlflow/registered-models/delete-tag") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"name": "fraud-a", "key": "k"}))),
+            Scope::Write,
+            200,
+        ),
+        ("PATCH", "/api/2.0/mlflow/model-versions/update") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"name": "fraud-a", "version": "1", "description": "d"}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        ("DELETE", "/api/2.0/mlflow/model-versions/delete") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"name": "fraud-a", "version": ids.version_to_archive.to_string()}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/model-versions/transition-stage") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"name": "fraud-a", "version": "1", "stage": "Staging"}),
+            )),
+            Scope::Promote,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/model-versions/set-tag") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"name": "fraud-a", "version": "1", "key": "k", "value": "v"}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        ("DELETE", "/api/2.0/mlflow/model-versions/delete-tag") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"name": "fraud-a", "version": "1", "key": "k"}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/runs/delete") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"run_id": ids.run_to_delete}))),
+            Scope::Write,
             200,
         ),
         // The rest write to the run; each body may be sent again.
@@ -230,7 +360,7 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
 /// A refusal: problem+json with this code, or on MLflow's paths MLflow's error for it.
 #[track_caller]
 fn refused(r: &Resp, path: &str, status: u16, code: &str) {
-    if path.starts_with("/api/2.0/mlflow/") {
+    if path.starts_with("/api/2.0/mlflow") {
         let want = modelreg::api::mlflow::mlflow_code(
             reqwest::StatusCode::from_u16(status).unwrap(),
             code,
@@ -300,7 +430,7 @@ fn webhook_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
 }
 
 fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
-    if template.starts_with("/api/2.0/mlflow/") {
+    if template.starts_with("/api/2.0/mlflow") {
         return mlflow_case(method, template, ids);
     }
     if template.starts_with("/api/v1/webhooks/") {
@@ -563,6 +693,17 @@ async fn fixture(app: &TestApp) {
     }
 }
 
+async fn new_run(app: &TestApp, root: &str, experiment: &str) -> String {
+    let body =
+        Body::Json(json!({"experiment_id": experiment, "tags": [{"key": "team", "value": "a"}]}));
+    let path = "/api/2.0/mlflow/runs/create";
+    let r = call(app, Some(root), Method::POST, path, Some(&body)).await;
+    r.ok(200)["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn every_route_checks_its_scope(app: &TestApp) {
     let root = app.root_token();
     fixture(app).await;
@@ -656,18 +797,27 @@ async fn every_route_checks_its_scope(app: &TestApp) {
         hook_to_delete: hooks[1].clone(),
         delivery: r.ok(202)["delivery_id"].as_i64().unwrap(),
         experiment: experiment.clone(),
-        run: {
-            let body = Body::Json(
-                json!({"experiment_id": experiment, "tags": [{"key": "team", "value": "a"}]}),
-            );
-            let path = "/api/2.0/mlflow/runs/create";
+        run: new_run(app, root, &experiment).await,
+        run_to_delete: new_run(app, root, &experiment).await,
+        version_to_archive: {
+            let body = Body::Json(json!({"finalize": true}));
+            let path = "/api/v1/models/fraud-a/versions";
             let r = call(app, Some(root), Method::POST, path, Some(&body)).await;
-            r.ok(200)["run"]["info"]["run_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            r.ok(201)["version"].as_i64().unwrap()
         },
     };
+    let seed = format!(
+        "/api/2.0/mlflow-artifacts/artifacts/{experiment}/{}/artifacts/seed.txt",
+        ids.run
+    );
+    let seed_body = Body::Bytes(b"seed".to_vec());
+    call(app, Some(root), Method::PUT, &seed, Some(&seed_body))
+        .await
+        .ok(200);
+    let gone = Body::Json(json!({"name": "fraud-gone"}));
+    call(app, Some(root), Method::POST, "/api/v1/models", Some(&gone))
+        .await
+        .ok(201);
     let by_scope = [
         (Scope::Read, &read),
         (Scope::Write, &write),
@@ -744,8 +894,19 @@ async fn every_route_checks_its_scope(app: &TestApp) {
             ) => {
                 refused(&r, &c.path, 403, "model_forbidden");
             }
-            (false, "/api/2.0/mlflow/experiments/search") => {
-                let names: Vec<&str> = r.ok(200)["experiments"]
+            (false, "/api/2.0/mlflow/model-versions/search") => {
+                assert_eq!(r.ok(200)["model_versions"], json!([]), "{ctx}");
+            }
+            (
+                false,
+                "/api/2.0/mlflow/experiments/search" | "/api/2.0/mlflow/registered-models/search",
+            ) => {
+                let list = if e.path.contains("experiments") {
+                    "experiments"
+                } else {
+                    "registered_models"
+                };
+                let names: Vec<&str> = r.ok(200)[list]
                     .as_array()
                     .unwrap()
                     .iter()
@@ -756,7 +917,7 @@ async fn every_route_checks_its_scope(app: &TestApp) {
                     "{ctx} leaks other models: {names:?}"
                 );
             }
-            (false, p) if p.starts_with("/api/2.0/mlflow/") => {
+            (false, p) if p.starts_with("/api/2.0/mlflow") => {
                 refused(&r, &c.path, 404, "experiment_not_found");
             }
             (false, "/api/v1/whoami") => {

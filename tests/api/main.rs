@@ -17,6 +17,7 @@ mod health;
 mod limits;
 mod metrics;
 mod mlflow;
+mod mlflow_registry;
 mod models;
 mod pki;
 mod policies;

@@ -16,7 +16,7 @@ crate::backend_tests!(
 );
 
 #[track_caller]
-fn mlflow_error(r: &Resp, status: u16, error_code: &str) -> String {
+pub fn mlflow_error(r: &Resp, status: u16, error_code: &str) -> String {
     assert_eq!(r.status.as_u16(), status, "{}", r.body);
     assert_eq!(
         r.headers["content-type"], "application/json",
@@ -139,7 +139,7 @@ async fn errors_come_in_mlflow_shape(app: &TestApp) {
     let r = app
         .post(
             "/api/2.0/mlflow/experiments/search",
-            json!({"filter": "tags.x = 'y'"}),
+            json!({"filter": "metrics.x > 1"}),
         )
         .await;
     mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
@@ -206,14 +206,14 @@ async fn search_pages_and_filters_by_name(app: &TestApp) {
 }
 
 /// Creates an experiment; its id.
-async fn create_experiment(app: &TestApp, name: &str) -> String {
+pub async fn create_experiment(app: &TestApp, name: &str) -> String {
     let r = app
         .post("/api/2.0/mlflow/experiments/create", json!({"name": name}))
         .await;
     r.ok(200)["experiment_id"].as_str().unwrap().to_owned()
 }
 
-async fn create_run(app: &TestApp, body: Value) -> Value {
+pub async fn create_run(app: &TestApp, body: Value) -> Value {
     let r = app.post("/api/2.0/mlflow/runs/create", body).await;
     r.ok(200)["run"].clone()
 }
@@ -657,10 +657,11 @@ async fn aliases_are_stages(app: &TestApp) {
         .map(|e| e["action"].clone())
         .collect();
     assert_eq!(actions, [json!("stage.cleared"), json!("stage.promoted")]);
+    // MLflow's server answers a missing alias as a bad parameter.
     let r = app
         .get("/api/2.0/mlflow/registered-models/alias?name=fraud-prod&alias=champion")
         .await;
-    mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
     // A stage policy that refuses a promote refuses the alias, as MLflow's error.
     app.put(
         "/api/v1/models/fraud-prod/stages/production/policy",
@@ -679,11 +680,15 @@ async fn aliases_are_stages(app: &TestApp) {
     for q in [
         "registered-models/get?name=nope",
         "model-versions/get?name=fraud-prod&version=9",
-        "model-versions/get?name=fraud-prod&version=x",
+        "model-versions/get?name=fraud-prod&version=0",
     ] {
         let r = app.get(&format!("/api/2.0/mlflow/{q}")).await;
         mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
     }
+    let r = app
+        .get("/api/2.0/mlflow/model-versions/get?name=fraud-prod&version=x")
+        .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
     for body in [
         json!({"name": "fraud-prod", "alias": "champion", "version": "one"}),
         json!({"name": "fraud-prod", "alias": "Bad Alias", "version": "1"}),

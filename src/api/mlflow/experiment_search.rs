@@ -1,14 +1,16 @@
-//! MLflow SearchExperiments: models by name (`name = '…'`, `name LIKE '…%'`), in name order,
+//! MLflow SearchExperiments (and the model search SearchRegisteredModels shares): models by name (`name = '…'`, `name LIKE '…%'`), in name order,
 //! in pages.
 
 use super::super::Endpoint;
 use super::super::extract::Json;
 use super::experiments::{Experiment, model_name};
+use super::run_search::{clause, clauses};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
+use crate::domain::filter::{Clause, Field, Op, Value};
 use crate::domain::{TagFilter, cursor};
 use crate::error::{Error, Result};
-use crate::store::ModelQuery;
+use crate::store::{Model, ModelQuery};
 use axum::extract::State;
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
@@ -96,50 +98,101 @@ fn name_filter(filter: &str) -> Result<NameFilter> {
     }
 }
 
+/// MLflow's model filter: at most one name clause, and `tags.k = '…'` / `tags.k != '…'`
+/// clauses joined by AND (MLflow's client adds `tag.`mlflow.prompt.is_prompt` != 'true'` to
+/// every registered-model search). Tag clauses are checked on each page's models, so a page
+/// may hold fewer than `max_results`; its `next_page_token` still continues the search.
+fn model_filter(filter: &str) -> Result<(NameFilter, Vec<Clause>)> {
+    let mut name = NameFilter::All;
+    let mut tags = Vec::new();
+    for raw in clauses(filter).into_iter().filter(|c| !c.is_empty()) {
+        let lower = raw.to_ascii_lowercase();
+        if lower.starts_with("name") || lower.starts_with("attribute.name") {
+            if name != NameFilter::All {
+                return Err(Error::validation("filter", "name may be filtered once"));
+            }
+            name = name_filter(&raw)?;
+            continue;
+        }
+        let c = clause(&raw)?;
+        match (&c.field, c.op, &c.value) {
+            (Field::Tag(_), Op::Eq | Op::Ne, Value::Text(_)) => tags.push(c),
+            _ => {
+                return Err(Error::validation(
+                    "filter",
+                    format!(
+                        "unsupported filter {raw:?}: models are filtered by name and by tags \
+                         (tags.<key> = '<value>' or !=)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((name, tags))
+}
+
+fn tag_matches(m: &Model, c: &Clause) -> bool {
+    let (Field::Tag(key), Value::Text(want)) = (&c.field, &c.value) else {
+        return false;
+    };
+    let equal = m.tags.as_map().get(key) == Some(want);
+    if c.op == Op::Eq { equal } else { !equal }
+}
+
 async fn search(
     State(state): State<AppState>,
     principal: Principal,
     Json(body): Json<SearchBody>,
 ) -> Result<axum::Json<Found>> {
-    if body
-        .order_by
+    let (models, next_page_token) = find_models(
+        &state,
+        &principal,
+        body.filter.as_deref(),
+        body.max_results,
+        body.page_token.as_deref(),
+        &body.order_by,
+    )
+    .await?;
+    Ok(axum::Json(Found {
+        experiments: models.iter().map(Experiment::from).collect(),
+        next_page_token,
+    }))
+}
+
+/// The models an MLflow search of experiments or registered models names: its name filter,
+/// `max_results`, `page_token` and `order_by` (by name only); a page and the next page's token.
+pub(super) async fn find_models(
+    state: &AppState,
+    principal: &Principal,
+    filter: Option<&str>,
+    max_results: Option<i64>,
+    page_token: Option<&str>,
+    order_by: &[String],
+) -> Result<(Vec<Model>, Option<String>)> {
+    if order_by
         .iter()
         .any(|o| !matches!(o.trim(), "name" | "name ASC" | "name asc"))
     {
         return Err(Error::validation(
             "order_by",
-            "experiments are listed by name only (order_by: name ASC)",
+            "models are listed by name only (order_by: name ASC)",
         ));
     }
-    let limit = match body.max_results {
-        None => state.config.max_page_size.min(1000),
-        Some(n) if n >= 1 && n <= i64::from(state.config.max_page_size) => n as u32,
-        Some(n) => {
-            return Err(Error::validation(
-                "max_results",
-                format!(
-                    "max_results {n} is out of range 1..={}",
-                    state.config.max_page_size
-                ),
-            ));
-        }
-    };
-    let filter = name_filter(body.filter.as_deref().unwrap_or(""))?;
+    let limit = super::page_limit(max_results, state.config.max_page_size.min(1000))?;
+    let (filter, tags) = model_filter(filter.unwrap_or(""))?;
+    let keep = |m: &Model| tags.iter().all(|c| tag_matches(m, c));
     if let NameFilter::Exactly(name) = &filter {
         let found = match model_name(name) {
             Ok(n) if principal.sees_model(n.as_str()) => match state.store.get_model(&n).await {
-                Ok(m) => vec![Experiment::from(&m)],
+                Ok(m) => vec![m].into_iter().filter(keep).collect(),
                 Err(e) if e.code == "model_not_found" => Vec::new(),
                 Err(e) => return Err(e),
             },
             _ => Vec::new(),
         };
-        return Ok(axum::Json(Found {
-            experiments: found,
-            next_page_token: None,
-        }));
+        return Ok((found, None));
     }
-    let after = match body.page_token.as_deref().filter(|t| !t.is_empty()) {
+    let after = match page_token.filter(|t| !t.is_empty()) {
         Some(t) => Some(cursor::decode("m", t).map_err(|_| {
             Error::validation("page_token", "page_token was not made by this search")
         })?),
@@ -156,10 +209,8 @@ async fn search(
         after,
     };
     let page = state.store.list_models(&query).await?;
-    Ok(axum::Json(Found {
-        experiments: page.items.iter().map(Experiment::from).collect(),
-        next_page_token: page.next_cursor,
-    }))
+    let models = page.items.into_iter().filter(keep).collect();
+    Ok((models, page.next_cursor))
 }
 
 #[cfg(test)]
@@ -180,6 +231,15 @@ mod tests {
             name_filter("name like \"fr%\"").unwrap(),
             Prefix("fr".into())
         );
+        let (name, tags) =
+            model_filter("name = 'x' AND tag.`mlflow.prompt.is_prompt` != 'true'").unwrap();
+        assert_eq!(name, Exactly("x".into()));
+        assert_eq!(
+            tags[0].to_string(),
+            "tag.mlflow.prompt.is_prompt != \"true\""
+        );
+        assert!(model_filter("name = 'a' and name = 'b'").is_err());
+        assert!(model_filter("metrics.auc > 1").is_err());
         for bad in [
             "name LIKE '%x'",
             "name LIKE 'a_%'",

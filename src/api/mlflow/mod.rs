@@ -4,14 +4,18 @@
 //! `{"error_code", "message"}`: every problem+json answer on these paths, from a handler, an
 //! extractor or the route guard, is rewritten by [`translate_errors`].
 
+pub mod artifacts;
 pub mod experiment_search;
 pub mod experiments;
+pub mod logged_models;
 pub mod model_versions;
 pub mod registry;
+pub mod registry_changes;
 pub mod run_metrics;
 pub mod run_search;
 pub mod run_view;
 pub mod runs;
+pub mod version_changes;
 
 use super::Endpoint;
 use crate::AppState;
@@ -26,17 +30,22 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-pub const PREFIX: &str = "/api/2.0/mlflow/";
+/// The paths whose errors are MLflow's: the tracking and registry API and the artifact proxy.
+pub const PREFIXES: [&str; 2] = ["/api/2.0/mlflow/", "/api/2.0/mlflow-artifacts/"];
 
 pub fn endpoints() -> Vec<Endpoint> {
     [
+        artifacts::endpoints(),
         experiments::endpoints(),
         experiment_search::endpoints(),
+        logged_models::endpoints(),
         runs::endpoints(),
         run_metrics::endpoints(),
         run_search::endpoints(),
         registry::endpoints(),
         model_versions::endpoints(),
+        registry_changes::endpoints(),
+        version_changes::endpoints(),
     ]
     .into_iter()
     .flatten()
@@ -90,9 +99,9 @@ struct MlflowError<'a> {
 /// The largest problem+json body read back for rewriting (problems are a few hundred bytes).
 const PROBLEM_BYTES: usize = 64 * 1024;
 
-/// Rewrites problem+json answers under [`PREFIX`] into MLflow's error shape.
+/// Rewrites problem+json answers under [`PREFIXES`] into MLflow's error shape.
 pub async fn translate_errors(req: Request, next: Next) -> Response {
-    let mlflow = req.uri().path().starts_with(PREFIX);
+    let mlflow = PREFIXES.iter().any(|p| req.uri().path().starts_with(p));
     let response = next.run(req).await;
     let is_problem = response
         .headers()
@@ -165,6 +174,20 @@ impl KeyValue {
             "tags",
             pairs.into_iter().map(|t| (t.key, t.value)).collect(),
         )
+    }
+}
+
+/// The page size for MLflow's `max_results`: at most the server's largest page (a client
+/// asking for more, as MLflow's does by default, gets a page and a `next_page_token`); below 1
+/// is INVALID_PARAMETER_VALUE.
+pub fn page_limit(max_results: Option<i64>, max_page: u32) -> Result<u32> {
+    match max_results {
+        None => Ok(max_page),
+        Some(n) if n >= 1 => Ok(n.min(i64::from(max_page)) as u32),
+        Some(n) => Err(Error::validation(
+            "max_results",
+            format!("max_results {n} must be at least 1"),
+        )),
     }
 }
 

@@ -4,32 +4,63 @@
 
 use super::super::Endpoint;
 use super::super::extract::{Json, Query};
-use super::KeyValue;
 use super::registry::{one_version, registered, version_number};
-use super::runs::{retag, run_version};
+use super::run_view::experiment_id_of;
+use super::runs::{model_of, retag, run_version};
+use super::{KeyValue, artifacts};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::{Description, ModelName, Transition, VersionStatus};
 use crate::error::{Error, Result};
-use crate::store::{Actor, NewVersion};
+use crate::store::{Actor, NewVersion, Version};
 use axum::extract::State;
 use axum::http::Method;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 pub fn endpoints() -> Vec<Endpoint> {
     const CREATE: &str = "/api/2.0/mlflow/model-versions/create";
     const GET: &str = "/api/2.0/mlflow/model-versions/get";
+    const DOWNLOAD_URI: &str = "/api/2.0/mlflow/model-versions/get-download-uri";
     vec![
         Endpoint::new(Method::POST, CREATE, Scope::Write, create_version).confined(),
         Endpoint::new(Method::GET, GET, Scope::Read, get_version).confined(),
+        Endpoint::new(Method::GET, DOWNLOAD_URI, Scope::Read, download_uri).confined(),
     ]
 }
 
 #[derive(Deserialize)]
-struct VersionParams {
+pub(super) struct VersionParams {
     name: String,
     version: String,
+}
+
+/// The version a `{name, version}` pair names, if the caller may see it.
+pub(super) async fn named_version(
+    state: &AppState,
+    principal: &Principal,
+    p: &VersionParams,
+) -> Result<Version> {
+    let model = registered(state, principal, &p.name).await?;
+    // As MLflow's server: a version that is not an integer is a bad parameter, one that is
+    // not a version number (0, -1) is missing.
+    let number = version_number(&p.version).map_err(|e| {
+        if p.version.trim().parse::<i64>().is_ok() {
+            Error::not_found(
+                "version_not_found",
+                format!(
+                    "Model Version (name={}, version={}) not found",
+                    p.name, p.version
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
+    state
+        .store
+        .get_version(&ModelName::parse("name", &model.name)?, number)
+        .await
 }
 
 async fn get_version(
@@ -37,21 +68,24 @@ async fn get_version(
     principal: Principal,
     Query(p): Query<VersionParams>,
 ) -> Result<axum::Json<Value>> {
-    let model = registered(&state, &principal, &p.name).await?;
-    let number = version_number(&p.version).map_err(|_| {
-        Error::not_found(
-            "version_not_found",
-            format!(
-                "Model Version (name={}, version={}) not found",
-                p.name, p.version
-            ),
-        )
-    })?;
-    let v = state
-        .store
-        .get_version(&ModelName::parse("name", &model.name)?, number)
-        .await?;
+    let v = named_version(&state, &principal, &p).await?;
     one_version(&state, &v).await
+}
+
+async fn download_uri(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<VersionParams>,
+) -> Result<axum::Json<Value>> {
+    let v = named_version(&state, &principal, &p).await?;
+    let artifacts = state
+        .store
+        .list_artifacts(&model_of(&v)?, v.version)
+        .await?;
+    let experiment = experiment_id_of(&state, &v).await?;
+    Ok(axum::Json(
+        json!({ "artifact_uri": artifacts::download_uri(&experiment, &v, &artifacts) }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -93,7 +127,10 @@ async fn create_version(
         return one_version(&state, &v).await;
     }
     let mut source = Map::new();
+    let mut copies = Vec::new();
     if let Some(s) = body.source.filter(|s| !s.is_empty()) {
+        let next = model.latest_version.unwrap_or(0) + 1;
+        copies = artifacts::copy_model_files(&state, &principal, &s, &name, next).await?;
         source.insert("mlflow_source".into(), Value::String(s));
     }
     let config: Map<String, Value> = match &run {
@@ -112,10 +149,13 @@ async fn create_version(
         config,
         source,
         finalize: true,
+        artifacts: copies.clone(),
     };
-    let registered = state
-        .store
-        .register_version(&name, new, None, &actor)
-        .await?;
-    one_version(&state, &registered.version).await
+    match state.store.register_version(&name, new, None, &actor).await {
+        Ok(registered) => one_version(&state, &registered.version).await,
+        Err(e) => {
+            artifacts::discard(&state, &copies).await;
+            Err(e)
+        }
+    }
 }

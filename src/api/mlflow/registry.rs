@@ -66,6 +66,25 @@ fn status_of(v: &Version) -> &'static str {
     }
 }
 
+/// MLflow's (deprecated) stage of a version: `Production` or `Staging` while it holds the
+/// modelreg stage of that name, `Archived` once archived, else `None`.
+pub(super) fn current_stage(v: &Version, stages: &[String]) -> &'static str {
+    let holds = |s: &str| stages.iter().any(|h| h == s);
+    if v.status == VersionStatus::Archived {
+        "Archived"
+    } else if holds(PRODUCTION) {
+        "Production"
+    } else if holds(STAGING) {
+        "Staging"
+    } else {
+        "None"
+    }
+}
+
+/// The modelreg stages MLflow's `Production` and `Staging` stand for.
+pub(super) const PRODUCTION: &str = "production";
+pub(super) const STAGING: &str = "staging";
+
 /// A version as MLflow's ModelVersion; `aliases` are the stages holding it.
 pub(super) fn model_version(v: &Version, aliases: Vec<String>) -> Value {
     let source: Map<String, Value> = serde_json::from_str(v.source.get()).unwrap_or_default();
@@ -82,7 +101,7 @@ pub(super) fn model_version(v: &Version, aliases: Vec<String>) -> Value {
         "creation_timestamp": millis(v.created_at),
         "last_updated_timestamp": millis(v.updated_at),
         "user_id": v.created_by,
-        "current_stage": "None",
+        "current_stage": current_stage(v, &aliases),
         "description": v.description.clone().unwrap_or_default(),
         "source": source.get("mlflow_source").and_then(Value::as_str).unwrap_or_default(),
         "run_id": run_id,
@@ -137,7 +156,7 @@ async fn create_model(
     ))
 }
 
-async fn registered_json(state: &AppState, m: &Model) -> Result<Value> {
+pub(super) async fn registered_json(state: &AppState, m: &Model) -> Result<Value> {
     let name = ModelName::parse("name", &m.name)?;
     let mut latest = Vec::new();
     if let Some(n) = m.latest_version {
@@ -178,15 +197,56 @@ async fn get_model(
     ))
 }
 
-async fn latest(state: &AppState, principal: &Principal, name: &str) -> Result<axum::Json<Value>> {
+/// MLflow's four stages, as its API spells them.
+pub(super) const MLFLOW_STAGES: [&str; 4] = ["None", "Staging", "Production", "Archived"];
+
+/// MLflow's stage name as its API spells it, whatever the case it came in.
+pub(super) fn mlflow_stage(raw: &str) -> Result<&'static str> {
+    MLFLOW_STAGES
+        .into_iter()
+        .find(|s| s.eq_ignore_ascii_case(raw.trim()))
+        .ok_or_else(|| {
+            Error::validation(
+                "stage",
+                format!("Invalid Model Version stage: {raw}. Value must be one of None, Staging, Production, Archived."),
+            )
+        })
+}
+
+/// The latest version in each stage asked for (all four when none is): the holders of
+/// `production` and `staging`, and the latest version when its stage is `None` or `Archived`.
+async fn latest(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    stages: &[String],
+) -> Result<axum::Json<Value>> {
     let model = registered(state, principal, name).await?;
+    let wanted = stages
+        .iter()
+        .map(|s| mlflow_stage(s))
+        .collect::<Result<Vec<_>>>()?;
+    let wants = |s: &str| wanted.is_empty() || wanted.contains(&s);
+    let name = ModelName::parse("name", &model.name)?;
+    let mut numbers = Vec::new();
+    for (mlflow, stage) in [("Production", PRODUCTION), ("Staging", STAGING)] {
+        if let Some(n) = model.stages.get(stage).filter(|_| wants(mlflow)) {
+            numbers.push(*n);
+        }
+    }
+    numbers.extend(model.latest_version);
+    let mut seen = Vec::new();
     let mut versions = Vec::new();
-    if let Some(n) = model.latest_version {
-        let v = state
-            .store
-            .get_version(&ModelName::parse("name", &model.name)?, n)
-            .await?;
-        versions.push(model_version(&v, aliases_of(state, &v).await?));
+    for n in numbers {
+        if seen.contains(&n) {
+            continue;
+        }
+        seen.push(n);
+        let v = state.store.get_version(&name, n).await?;
+        let aliases = aliases_of(state, &v).await?;
+        if wants(current_stage(&v, &aliases)) {
+            versions.push(model_version(&v, aliases));
+        }
     }
     Ok(axum::Json(json!({ "model_versions": versions })))
 }
@@ -194,6 +254,8 @@ async fn latest(state: &AppState, principal: &Principal, name: &str) -> Result<a
 #[derive(Deserialize)]
 struct LatestBody {
     name: String,
+    #[serde(default)]
+    stages: Vec<String>,
 }
 
 async fn latest_post(
@@ -201,15 +263,15 @@ async fn latest_post(
     principal: Principal,
     Json(body): Json<LatestBody>,
 ) -> Result<axum::Json<Value>> {
-    latest(&state, &principal, &body.name).await
+    latest(&state, &principal, &body.name, &body.stages).await
 }
 
 async fn latest_get(
     State(state): State<AppState>,
     principal: Principal,
-    Query(p): Query<NameParams>,
+    Query(p): Query<LatestBody>,
 ) -> Result<axum::Json<Value>> {
-    latest(&state, &principal, &p.name).await
+    latest(&state, &principal, &p.name, &p.stages).await
 }
 
 pub(super) fn version_number(raw: &str) -> Result<i64> {
@@ -233,15 +295,17 @@ struct AliasBody {
     version: Option<String>,
 }
 
-async fn stage_change(
+/// Promotes or clears a stage through the native stage flow (policies, history, webhooks); a
+/// stage that needs approvals opens a promotion request and says so.
+pub(super) async fn stage_change(
     state: &AppState,
     principal: &Principal,
     actor: &Actor,
-    body: &AliasBody,
+    (model, alias): (&str, &str),
     op: StageOp,
-) -> Result<axum::Json<Value>> {
-    let model = registered(state, principal, &body.name).await?;
-    let stage = StageName::parse("alias", &body.alias)?;
+) -> Result<()> {
+    let model = registered(state, principal, model).await?;
+    let stage = StageName::parse("alias", alias)?;
     let req = StageRequest {
         op,
         reason: None,
@@ -263,7 +327,7 @@ async fn stage_change(
             ),
         ));
     }
-    Ok(axum::Json(json!({})))
+    Ok(())
 }
 
 async fn set_alias(
@@ -277,10 +341,11 @@ async fn set_alias(
         &state,
         &principal,
         &actor,
-        &body,
+        (&body.name, &body.alias),
         StageOp::Promote { version },
     )
-    .await
+    .await?;
+    Ok(axum::Json(json!({})))
 }
 
 async fn delete_alias(
@@ -289,7 +354,15 @@ async fn delete_alias(
     principal: Principal,
     Json(body): Json<AliasBody>,
 ) -> Result<axum::Json<Value>> {
-    stage_change(&state, &principal, &actor, &body, StageOp::Clear).await
+    stage_change(
+        &state,
+        &principal,
+        &actor,
+        (&body.name, &body.alias),
+        StageOp::Clear,
+    )
+    .await?;
+    Ok(axum::Json(json!({})))
 }
 
 #[derive(Deserialize)]
@@ -311,9 +384,10 @@ async fn get_alias(
         .get_stage(&name, &stage, None)
         .await
         .map_err(|e| {
+            // MLflow's server answers a missing alias as INVALID_PARAMETER_VALUE.
             if e.code == "stage_empty" {
-                Error::not_found(
-                    "alias_not_found",
+                Error::validation(
+                    "alias",
                     format!("Registered model alias {} not found.", p.alias),
                 )
             } else {

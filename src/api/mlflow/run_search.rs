@@ -38,7 +38,7 @@ fn bad(detail: impl Into<String>) -> Error {
 }
 
 /// Splits on `AND` outside quotes.
-fn clauses(filter: &str) -> Vec<String> {
+pub(super) fn clauses(filter: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut quote: Option<char> = None;
@@ -90,7 +90,7 @@ fn op_of(s: &str) -> Option<Op> {
     })
 }
 
-fn text(value: &str) -> Option<String> {
+pub(super) fn text(value: &str) -> Option<String> {
     let v = value.trim();
     v.strip_prefix('\'')
         .and_then(|s| s.strip_suffix('\''))
@@ -98,7 +98,7 @@ fn text(value: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn clause(raw: &str) -> Result<Clause> {
+pub(super) fn clause(raw: &str) -> Result<Clause> {
     let at = raw.find(['=', '!', '<', '>']).ok_or_else(|| {
         bad(format!(
             "cannot read the clause {raw:?}: expected <field> <op> <value>"
@@ -229,18 +229,8 @@ async fn search(
             "search the runs of one experiment at a time",
         ));
     };
+    let limit = super::page_limit(body.max_results, state.config.max_page_size.min(1000))?;
     let model = experiments::model_by_id(&state, &principal, experiment).await?;
-    let max = i64::from(state.config.max_page_size);
-    let limit = match body.max_results {
-        None => max.min(1000) as u32,
-        Some(n) if (1..=max).contains(&n) => n as u32,
-        Some(n) => {
-            return Err(Error::validation(
-                "max_results",
-                format!("max_results {n} is out of range 1..={max}"),
-            ));
-        }
-    };
     let order = translate_order(&body.order_by)?;
     let after = match body.page_token.as_deref().filter(|t| !t.is_empty()) {
         Some(t) => Some(order.decode_cursor(t)?),

@@ -1,6 +1,7 @@
 //! How a version looks as an MLflow run: its info (status, times, name) and data (params from
 //! the config, tags, the last value of each metric).
 
+use super::artifacts::run_artifact_uri;
 use super::experiments;
 use super::runs::{RUN_NAME_TAG, model_of};
 use super::{KeyValue, millis};
@@ -56,7 +57,7 @@ fn param_text(v: &Value) -> String {
     }
 }
 
-async fn experiment_id_of(state: &AppState, v: &Version) -> Result<String> {
+pub async fn experiment_id_of(state: &AppState, v: &Version) -> Result<String> {
     let model = state.store.get_model(&model_of(v)?).await?;
     Ok(experiments::experiment_id(&model))
 }
@@ -82,10 +83,14 @@ pub async fn run_info(state: &AppState, v: &Version) -> Result<RunInfo> {
             .as_i64()
             .unwrap_or_else(|| millis(v.created_at)),
         end_time: (v.status != VersionStatus::Pending).then(|| millis(v.updated_at)),
-        artifact_uri: format!("mlflow-artifacts:/{experiment_id}/{run_id}/artifacts"),
+        artifact_uri: run_artifact_uri(&experiment_id, v),
         experiment_id,
         run_id,
-        lifecycle_stage: "active",
+        lifecycle_stage: if v.status == VersionStatus::Archived {
+            "deleted"
+        } else {
+            "active"
+        },
     })
 }
 

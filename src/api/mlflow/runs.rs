@@ -28,6 +28,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     const LOG_PARAM: &str = "/api/2.0/mlflow/runs/log-parameter";
     const SET_TAG: &str = "/api/2.0/mlflow/runs/set-tag";
     const DELETE_TAG: &str = "/api/2.0/mlflow/runs/delete-tag";
+    const DELETE: &str = "/api/2.0/mlflow/runs/delete";
     vec![
         Endpoint::new(Method::POST, CREATE, Scope::Write, create).confined(),
         Endpoint::new(Method::GET, "/api/2.0/mlflow/runs/get", Scope::Read, get).confined(),
@@ -35,6 +36,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, LOG_PARAM, Scope::Write, log_param).confined(),
         Endpoint::new(Method::POST, SET_TAG, Scope::Write, set_tag).confined(),
         Endpoint::new(Method::POST, DELETE_TAG, Scope::Write, delete_tag).confined(),
+        Endpoint::new(Method::POST, DELETE, Scope::Write, delete).confined(),
     ]
 }
 
@@ -127,6 +129,7 @@ async fn create(
         config: Map::new(),
         source,
         finalize: false,
+        artifacts: Vec::new(),
     };
     let name = ModelName::parse("experiment_id", &model.name)?;
     let registered = state
@@ -321,5 +324,27 @@ async fn delete_tag(
         ));
     }
     retag(&state, &actor, &v, &body.key, None).await?;
+    Ok(axum::Json(Empty {}))
+}
+
+/// Deleting a run archives its version (`lifecycle_stage` `deleted`); a running one is marked
+/// failed. Nothing is erased: the version and its history stay.
+async fn delete(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<RunParams>,
+) -> Result<axum::Json<Empty>> {
+    let v = run_version(&state, &principal, &body.id()?).await?;
+    let transition = match v.status {
+        VersionStatus::Pending => Transition::Fail,
+        VersionStatus::Failed => return Ok(axum::Json(Empty {})),
+        VersionStatus::Ready | VersionStatus::Archived => Transition::Archive,
+    };
+    let reason = Reason::parse_opt("reason", Some("deleted through the MLflow API".into()))?;
+    state
+        .store
+        .transition_version(&model_of(&v)?, v.version, transition, reason, &actor)
+        .await?;
     Ok(axum::Json(Empty {}))
 }
