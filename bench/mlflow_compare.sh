@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # MLflow's own client (the full `mlflow` package, in target/bench/mlflow-venv) driving modelreg
 # and `mlflow server` 3.17, each on its own fresh database of the same Postgres, in one run:
-# log_batch throughput (1,000 metrics per call, one client) and get_metric_history of 100,000
-# points. One JSON line per measure (bench/mlflow_client.py), then the ratios.
+# log_batch throughput (1,000 metrics per call, one client), get_metric_history of 100,000
+# points, and the registry pairs (create_model_version or register_model, each with an
+# alias). MLflow's server proxies artifacts (--artifacts-destination), as modelreg does, so
+# both receive the model files over HTTP. One JSON line per measure (bench/mlflow_client.py),
+# then the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
@@ -36,7 +39,7 @@ wait_http "http://$MODELREG_ADDR/readyz" 30
 
 fresh_db mlflow_client_bench
 "$VENV/bin/mlflow" server --backend-store-uri "postgresql+psycopg2://postgres@127.0.0.1:5432/mlflow_client_bench" \
-    --default-artifact-root "$OUT/mlflow-artifacts" --host 127.0.0.1 --port $MLFLOW_PORT > "$OUT/mlflow-server.log" 2>&1 &
+    --artifacts-destination "$OUT/mlflow-artifacts" --host 127.0.0.1 --port $MLFLOW_PORT > "$OUT/mlflow-server.log" 2>&1 &
 pids+=("$!")
 wait_http "http://127.0.0.1:$MLFLOW_PORT/health" 120
 "$VENV/bin/python" bench/mlflow_client.py --base "http://127.0.0.1:$MLFLOW_PORT" --label mlflow --seconds "$SECS" | tee -a "$RESULTS"
@@ -54,6 +57,8 @@ ghh = by[("mlflow", "get_metric_history_100k_http")]["median_ms"] / by[("modelre
 print(f"plain HTTP: log-batch points/s {lbh:.2f}x; get-history 100k {ghh:.2f}x")
 reg = by[("modelreg", "create_model_version_and_alias")]["per_second"] / by[("mlflow", "create_model_version_and_alias")]["per_second"]
 print(f"create_model_version + set alias per second, modelreg / MLflow: {reg:.2f}x")
+rm = by[("modelreg", "register_model_and_alias")]["per_second"] / by[("mlflow", "register_model_and_alias")]["per_second"]
+print(f"register_model + set alias per second, modelreg / MLflow: {rm:.2f}x")
 PY
 # The client's own floor: building one 1,000-metric log_batch body, parsing 100,000 points.
 "$VENV/bin/python" - <<'PY'

@@ -341,6 +341,20 @@ async fn http(a: HttpArgs) -> Value {
             })
             .await
         }
+        // A sweep's top ten (bench/last_values.sh): by a metric's last value among 100,000
+        // versions, and the same with a range filter on it.
+        "top" | "top-filter" => {
+            let filter = a.scenario == "top-filter";
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, _| {
+                let mut q = vec![("order_by", "metric.val/acc:desc"), ("limit", "10")];
+                if filter {
+                    q.push(("filter", "metric.val/acc > 0.9"));
+                }
+                let req = c.get(format!("{b}/api/v1/models/bench-sweep/versions")).query(&q);
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
         "noop" => {
             closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, _| {
                 let req = c.get(format!("{b}/"));

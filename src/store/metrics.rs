@@ -2,13 +2,12 @@
 //! (window functions, `cast`, `$n` parameters); the bulk writes of points and rollups are
 //! each backend's own (`COPY` and `unnest` on Postgres, `json_each` on SQLite).
 
+pub(crate) use super::rollup_work::{RollupWork, appends_only};
 use super::sql::{Arg, Conn, Stmt};
 use super::{Backend, SqlStore, versions};
 use crate::domain::ModelName;
 use crate::domain::downsample::BucketPlan;
-use crate::domain::metrics::{
-    Agg, LEVEL_FACTOR, LEVELS, Point, SeriesBatch, block_aggs, touched_blocks,
-};
+use crate::domain::metrics::{Point, SeriesBatch};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -158,58 +157,6 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }
 
-/// What a batch does to the rollups, once the series' current extents are known.
-#[derive(Debug, Default)]
-pub(crate) struct RollupWork {
-    /// Appended points (all after the series' last step): block aggregates merged into the rows.
-    pub merge: Vec<(i64, i16, i64, Agg)>,
-    /// Overwrites or out-of-order points: `(series_id, block)` per level to recompute, finest first.
-    pub recompute: [Vec<(i64, i64)>; 3],
-}
-
-/// Whether a batch only adds steps after everything the series holds (so it can conflict with
-/// nothing stored, and its block aggregates can be merged rather than recomputed).
-pub(crate) fn appends_only(
-    last_steps: &HashMap<i64, i64>,
-    series_id: i64,
-    batch: &SeriesBatch,
-) -> bool {
-    match (last_steps.get(&series_id), batch.points.first()) {
-        (Some(last), Some(first)) => first.step > *last,
-        _ => true,
-    }
-}
-
-impl RollupWork {
-    /// Splits batches by whether they only append to their series.
-    pub fn plan(batches: &[(i64, &SeriesBatch)], last_steps: &HashMap<i64, i64>) -> Self {
-        let mut work = RollupWork::default();
-        for (sid, batch) in batches {
-            if appends_only(last_steps, *sid, batch) {
-                work.merge.extend(
-                    block_aggs(&batch.points)
-                        .into_iter()
-                        .map(|(l, b, a)| (*sid, l, b, a)),
-                );
-            } else {
-                let l1 = touched_blocks(&batch.points, LEVELS[0].1);
-                let l2 = dedup(l1.iter().map(|b| b / LEVEL_FACTOR));
-                let l3 = dedup(l2.iter().map(|b| b / LEVEL_FACTOR));
-                for (i, blocks) in [l1, l2, l3].into_iter().enumerate() {
-                    work.recompute[i].extend(blocks.into_iter().map(|b| (*sid, b)));
-                }
-            }
-        }
-        work
-    }
-}
-
-fn dedup(it: impl Iterator<Item = i64>) -> Vec<i64> {
-    let mut v: Vec<i64> = it.collect();
-    v.dedup();
-    v
-}
-
 /// The bulk writes of a batch, each backend's own (`COPY` and `unnest` arrays on Postgres,
 /// `json_each` on SQLite): a statement or two per batch, never one per point.
 #[async_trait]
@@ -236,8 +183,9 @@ async fn lock_series<C: Conn>(
     keys: Vec<String>,
 ) -> Result<Vec<(i64, String)>> {
     let create = format!(
-        "insert into metric_series (version_id, key, created_at) \
-         select $1, value, $3 from {} where true on conflict (version_id, key) do nothing",
+        "insert into metric_series (version_id, key, created_at, model_id) \
+         select $1, value, $3, (select model_id from versions where id = $1) \
+         from {} where true on conflict (version_id, key) do nothing",
         C::elements("$2")
     );
     let now = crate::domain::time::now();
@@ -289,7 +237,19 @@ async fn write<C: Conn>(conn: &mut C, version_id: Uuid, batches: &[SeriesBatch])
     conn.write_points(&appends, &overwrites).await?;
     let work = RollupWork::plan(&series, &last_steps);
     conn.merge_rollups(&work).await?;
-    conn.recompute_rollups(&work).await
+    conn.recompute_rollups(&work).await?;
+    // The last value moves when a batch writes at or after the series' last step.
+    for (id, b) in &series {
+        let Some(last) = b.points.last() else {
+            continue;
+        };
+        if last_steps.get(id).is_none_or(|stored| last.step >= *stored) {
+            let update = "update metric_series set last_step = $2, last_value = $3 where id = $1";
+            conn.execute(Stmt::new(update).bind(*id).bind(last.step).bind(last.value))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn series<C: Conn>(

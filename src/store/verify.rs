@@ -122,6 +122,22 @@ fn checks() -> Vec<(&'static str, String)> {
                    where v.model_id = s.model_id and v.version = s.version and v.status = 'ready')"
                 .to_owned(),
         ),
+        (
+            "metric_last_value",
+            "select m.name || ' v' || cast(v.version as text) || ' ' || s.key \
+               || ': the last value kept for the series is not its last point' \
+             from metric_series s join versions v on v.id = s.version_id \
+             join models m on m.id = v.model_id \
+             left join metric_points p on p.series_id = s.id and p.step = s.last_step \
+             where s.model_id <> v.model_id \
+                or (exists (select 1 from metric_points q where q.series_id = s.id) \
+                    and (p.step is null or s.last_value is null or p.value <> s.last_value \
+                         or exists (select 1 from metric_points q \
+                                    where q.series_id = s.id and q.step > s.last_step))) \
+                or (s.last_step is not null \
+                    and not exists (select 1 from metric_points q where q.series_id = s.id))"
+                .to_owned(),
+        ),
     ];
     out.extend(rollup_checks());
     out

@@ -2,30 +2,29 @@
 //! and tag filters, the `filter` clauses, the `order_by` key and the keyset position. Every
 //! value is a bound parameter; only fixed SQL fragments are concatenated.
 //!
-//! Shape (the sort value is computed once per row, then used by the keyset and the order):
+//! Shape by version or creation time:
 //! ```sql
 //! select * from (
-//!   select x.*, <metric's last value | null> as sort_value
+//!   select x.*, null as sort_value
 //!   from (<version columns> where v.model_id = $1 and <filters>) x
 //! ) y
 //! where <after the cursor> order by <key>, y.version desc limit $n
 //! ```
+//! By a metric's last value, an index walk over the series' last values, then the versions
+//! without the metric only if the page is not full (see [`by_metric`]).
 
-use super::rows::ListedVersionRow;
+use super::VersionQuery;
 use super::sql::{Arg, Conn, Dialect, Stmt};
-use super::{Page, Version, VersionQuery};
-use crate::domain::filter::{After, Clause, Field, Filter, SortKey, SortValue, Value};
+use crate::domain::filter::{Clause, Field, Filter, SortKey, SortValue, Value};
 use crate::error::Result;
 use uuid::Uuid;
 
 /// The last value of a metric (at its highest step) of the version with id `version_id`,
-/// from the newest coarse rollup block: one index probe.
+/// as the ingestion transaction keeps it on the series: one index probe.
 pub(super) fn metric_last(version_id: &str, key: &str) -> String {
     format!(
-        "(select r.last from metric_series s \
-            join metric_rollups r on r.series_id = s.id and r.level = 3 \
-          where s.version_id = {version_id} and s.key = {key} \
-          order by r.block desc limit 1)"
+        "(select s.last_value from metric_series s \
+          where s.version_id = {version_id} and s.key = {key})"
     )
 }
 
@@ -189,13 +188,13 @@ pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> Stmt 
         conditions.push(b.clause(c));
     }
 
-    let sort_value = match &q.order.key {
-        SortKey::Metric(key) => {
-            let k = b.bind(text(key.clone()));
-            metric_last("x.id", &k)
-        }
-        _ if b.pg() => "cast(null as double precision)".to_owned(),
-        _ => "null".to_owned(),
+    if let SortKey::Metric(key) = &q.order.key {
+        return by_metric(b, conditions, (model_id, key), q);
+    }
+    let sort_value = if b.pg() {
+        "cast(null as double precision)"
+    } else {
+        "null"
     };
     let column = match q.order.key {
         SortKey::Metric(_) => "y.sort_value",
@@ -255,48 +254,72 @@ pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> Stmt 
     stmt
 }
 
-/// Most bytes of configs and sources one page carries: a page ends early (with a cursor)
-/// once its versions hold this much, however many `limit` allows. A single larger version
-/// still makes a page of its own.
-pub(crate) const PAGE_BYTES: usize = 8 << 20;
-
-/// The page from the query's rows (at most `limit + 1` are asked for), read one at a time
-/// and no further than the page needs; its cursor at the last version's sort position.
-pub(crate) async fn collect_page<S>(mut rows: S, q: &VersionQuery) -> Result<Page<Version>>
-where
-    S: futures::Stream<Item = Result<ListedVersionRow>> + Unpin,
-{
-    use futures::StreamExt;
-    let mut items: Vec<(Version, Option<f64>)> = Vec::new();
-    let mut bytes = 0;
-    let mut more = false;
-    while let Some(row) = rows.next().await {
-        let row = row?;
-        if items.len() >= q.limit as usize || bytes >= PAGE_BYTES {
-            more = true;
-            break;
-        }
-        bytes += row.row.config.0.get().len() + row.row.source.0.get().len();
-        items.push((row.row.into_version()?, row.sort_value));
-    }
-    let next_cursor = match items.last() {
-        Some((v, sort_value)) if more => {
-            let value = match q.order.key {
-                SortKey::Metric(_) => sort_value.map_or(SortValue::Missing, SortValue::Number),
-                SortKey::CreatedAt => SortValue::Time(v.created_at),
-                SortKey::Version => SortValue::Version,
-            };
-            Some(q.order.encode_cursor(&After {
-                value,
-                version: v.version,
-            }))
-        }
-        _ => None,
+/// The list in the order of a metric's last value: versions holding the metric first, walked
+/// down the index (model_id, key, last_value) and stopped at the page's end, then — only when
+/// they do not fill the page — the versions without it, newest first. Cost grows with the
+/// page, not with the number of versions.
+fn by_metric(
+    mut b: Builder,
+    conditions: Vec<String>,
+    (model_id, key): (Uuid, &str),
+    q: &VersionQuery,
+) -> Stmt {
+    let (dir, cmp) = if q.order.descending {
+        ("desc", "<")
+    } else {
+        ("asc", ">")
     };
-    Ok(Page {
-        items: items.into_iter().map(|(v, _)| v).collect(),
-        next_cursor,
-    })
+    let model = b.bind(Arg::from(model_id));
+    let k = b.bind(text(key.to_owned()));
+    let (with_value, without_value) = match &q.after {
+        None => ("true".to_owned(), "true".to_owned()),
+        Some(after) => {
+            let version = b.bind(Arg::from(after.version));
+            match after.value {
+                SortValue::Number(n) => {
+                    let n = b.bind(Arg::from(n));
+                    (
+                        format!(
+                            "(s.last_value {cmp} {n} or (s.last_value = {n} and v.version < {version}))"
+                        ),
+                        "true".to_owned(),
+                    )
+                }
+                SortValue::Missing => ("false".to_owned(), format!("v.version < {version}")),
+                // A cursor's value always matches its order (checked when decoding it).
+                _ => ("false".to_owned(), "false".to_owned()),
+            }
+        }
+    };
+    let limit = b.bind(Arg::from(i64::from(q.limit) + 1));
+    let null = if b.pg() {
+        "cast(null as double precision)"
+    } else {
+        "null"
+    };
+    let conditions = conditions.join(" and ");
+    let columns = "v.id, m.name as model, v.version, v.status, v.description, v.config, \
+                   v.source, v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by";
+    let sql = format!(
+        "with a as (select {columns}, s.last_value as sort_value \
+            from metric_series s join versions v on v.id = s.version_id \
+            join models m on m.id = v.model_id \
+            where s.model_id = {model} and s.key = {k} and s.last_value is not null \
+              and {conditions} and {with_value} \
+            order by s.last_value {dir}, v.version desc limit {limit}), \
+         b as (select {columns}, {null} as sort_value \
+            from versions v join models m on m.id = v.model_id \
+            where {conditions} and {without_value} \
+              and (select count(*) from a) < {limit} \
+              and not exists (select 1 from metric_series s where s.version_id = v.id \
+                              and s.key = {k} and s.last_value is not null) \
+            order by v.version desc limit {limit}) \
+         select * from (select * from a union all select * from b) y \
+         order by (y.sort_value is null), y.sort_value {dir}, y.version desc limit {limit}"
+    );
+    let mut stmt = Stmt::new(sql);
+    stmt.args = b.args;
+    stmt
 }
 
 #[cfg(test)]
@@ -332,8 +355,9 @@ mod tests {
             let (sql, args) = (stmt.sql, stmt.args);
             assert!(!sql.contains("drop table"), "{sql}");
             assert!(!sql.contains("0.5") && !sql.contains("0.7"), "{sql}");
-            // model, acc key+value, tag key+value, config path+value, sort key, cursor 2, limit
-            assert_eq!(args.len(), 11, "{sql}");
+            // model, acc key+value, tag key+value, config path+value, the index walk's model
+            // and key, cursor 2, limit
+            assert_eq!(args.len(), 12, "{sql}");
             assert!(sql.contains(&format!("${}", args.len())));
             assert!(!sql.contains(&format!("${}", args.len() + 1)));
         }
@@ -350,10 +374,9 @@ mod tests {
             }),
         );
         let sql = build(Dialect::Sqlite, Uuid::nil(), &q).sql;
-        assert!(
-            sql.contains("(y.sort_value is null and y.version < $"),
-            "{sql}"
-        );
+        // After a missing value: no version with the metric, the rest newest first.
+        assert!(sql.contains("and false order by s.last_value asc"), "{sql}");
+        assert!(sql.contains("and v.version < $"), "{sql}");
         assert!(
             sql.contains("order by (y.sort_value is null), y.sort_value asc, y.version desc"),
             "{sql}"

@@ -139,25 +139,22 @@ async fn list<C: Conn>(conn: &mut C, model: &ModelName, q: &VersionQuery) -> Res
     let m = models::row(conn, model, false).await?;
     let stmt = version_list::build(C::DIALECT, m.id, q);
     let rows = conn.fetch::<ListedVersionRow>(stmt);
-    let mut page = version_list::collect_page(rows, q).await?;
+    let mut page = super::version_page::collect_page(rows, q).await?;
     if !q.metrics.is_empty() && !page.items.is_empty() {
         metric_columns(conn, &mut page.items, &q.metrics).await?;
     }
     Ok(page)
 }
 
-/// Sets each version's last value of every metric in `keys`, read in one statement (each value
-/// from the series' newest coarse rollup block). A version without points of a key has none.
+/// Sets each version's last value of every metric in `keys`, read in one statement (the last
+/// value kept on each series). A version without points of a key has none.
 async fn metric_columns<C: Conn>(
     conn: &mut C,
     items: &mut [Version],
     keys: &[String],
 ) -> Result<()> {
     let mut sql = String::from(
-        "select s.version_id, s.key, \
-            (select r.last from metric_rollups r where r.series_id = s.id and r.level = 3 \
-              order by r.block desc limit 1) as last \
-         from metric_series s where s.version_id in (",
+        "select s.version_id, s.key, s.last_value from metric_series s where s.version_id in (",
     );
     let mut args = Vec::with_capacity(items.len() + keys.len());
     for (i, v) in items.iter().enumerate() {

@@ -186,6 +186,12 @@ async fn finds_each_kind_of_damage(app: &TestApp) {
     let found = checks(app, false).await;
     assert!(found.contains(&"rollup"), "{found:?}");
 
+    // A series' last value that is not its last point's.
+    assert!(!found.contains(&"metric_last_value"), "{found:?}");
+    tamper(app, "update metric_series set last_value = last_value + 1").await;
+    let found = checks(app, false).await;
+    assert!(found.contains(&"metric_last_value"), "{found:?}");
+
     // A stage pointer moved behind its history's back.
     tamper(app, "update stages set version = 2").await;
     let found = checks(app, false).await;
