@@ -39,8 +39,8 @@ select version_id, 'val/acc', now(), :model, 9, last from acc;
 insert into metric_points (series_id, step, value, at)
 select s.id, st, s.last_value - (9 - st) * 0.001, 1790000000000000 + st
 from metric_series s, generate_series(0, 9) st where s.model_id = :model;
-insert into metric_rollups (series_id, level, block, count, min, max, sum, first_step, last_step, last)
-select s.id, l, 0, 10, s.last_value - 0.009, s.last_value, 10 * s.last_value - 0.045, 0, 9, s.last_value
+insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last)
+select s.id, l, 0, 10, s.last_value - 0.009, s.last_value, (10 * s.last_value - 0.045) * 5.42101086242752217003726400434970855712890625e-20, 0, 9, s.last_value
 from metric_series s, generate_series(1, 3) l where s.model_id = :model;
 analyze;
 SQL

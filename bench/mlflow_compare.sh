@@ -46,7 +46,7 @@ wait_http "http://127.0.0.1:$MLFLOW_PORT/health" 120
 
 python3 - "$RESULTS" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 by = {(r["server"], r["measure"]): r for r in rows}
 lb = by[("modelreg", "log_batch")]["points_per_second"] / by[("mlflow", "log_batch")]["points_per_second"]
 gh = by[("mlflow", "get_metric_history_100k")]["median_ms"] / by[("modelreg", "get_metric_history_100k")]["median_ms"]

@@ -29,6 +29,7 @@ mod spec;
 mod stages;
 mod tls;
 mod ui;
+mod upgrade;
 mod verify;
 mod versions;
 mod web;
