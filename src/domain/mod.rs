@@ -15,6 +15,7 @@ pub mod filter;
 pub mod metrics;
 pub mod names;
 pub mod order;
+pub mod point_block;
 pub mod policy;
 #[cfg(test)]
 mod properties;
