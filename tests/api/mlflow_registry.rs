@@ -2,14 +2,25 @@
 //! artifacts, registration from a run copying its model files, download URIs, searches,
 //! stage transitions, deletes and tags, each landing in the native models.
 
-use crate::helpers::{Resp, TestApp};
+use crate::blobs::Blobs;
+use crate::helpers::{Resp, Setup, TestApp};
 use crate::mlflow::{create_experiment, create_run, mlflow_error};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-crate::backend_tests!(
+/// The artifact cases run on the local folder and on an in-process S3 server (where the
+/// registration's copies are server-side copies).
+const STORES: Setup = Setup {
+    blobs: &[Blobs::Folder, Blobs::S3],
+    ..Setup::PLAIN
+};
+
+crate::backend_tests!(with super::STORES;
     the_artifact_proxy_serves_run_artifacts,
-    registering_a_run_copies_its_model_files,
+    registering_a_run_copies_its_model_files
+);
+
+crate::backend_tests!(
     versions_are_searched_transitioned_and_deleted,
     registered_models_are_searched_updated_and_tagged
 );
