@@ -177,6 +177,46 @@ impl KeyValue {
     }
 }
 
+/// MLflow's `order_by` (one `<field> [ASC|DESC]`) as a modelreg order: `key_of` names the
+/// sort key of a field (`None`: not one this search orders by, which `what` lists); none is
+/// newest first, MLflow's default.
+pub fn order_by(
+    order_by: &[String],
+    key_of: impl Fn(&str) -> Option<crate::domain::order::SortKey>,
+    what: &str,
+) -> Result<crate::domain::order::OrderBy> {
+    use crate::domain::order::OrderBy;
+    let bad = |d: String| Error::validation("order_by", d);
+    match order_by {
+        [] => Ok(OrderBy::newest_first()),
+        [one] => {
+            let mut words = one.split_whitespace();
+            let name = words.next().unwrap_or_default();
+            let key = key_of(name).ok_or_else(|| bad(format!("{what}, not {one:?}")))?;
+            let descending = match words.next().map(str::to_ascii_uppercase).as_deref() {
+                None | Some("ASC") => false,
+                Some("DESC") => true,
+                Some(other) => return Err(bad(format!("unknown direction {other:?}"))),
+            };
+            Ok(OrderBy { key, descending })
+        }
+        _ => Err(bad("order by one key".to_owned())),
+    }
+}
+
+/// The query of MLflow's searches by GET (registered models, model versions).
+#[derive(serde::Deserialize)]
+pub struct SearchParams {
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub max_results: Option<i64>,
+    #[serde(default)]
+    pub order_by: Vec<String>,
+    #[serde(default)]
+    pub page_token: Option<String>,
+}
+
 /// The page size for MLflow's `max_results`: at most the server's largest page (a client
 /// asking for more, as MLflow's does by default, gets a page and a `next_page_token`); below 1
 /// is INVALID_PARAMETER_VALUE.

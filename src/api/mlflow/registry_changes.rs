@@ -8,7 +8,7 @@ use super::super::Endpoint;
 use super::super::extract::{Json, Query};
 use super::experiment_search::find_models;
 use super::registry::{registered, registered_json};
-use super::{Empty, KeyValue};
+use super::{Empty, KeyValue, SearchParams};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::change::Patch;
@@ -36,18 +36,6 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, SET_TAG, Scope::Write, set_tag).confined(),
         Endpoint::new(Method::DELETE, DELETE_TAG, Scope::Write, delete_tag).confined(),
     ]
-}
-
-#[derive(Deserialize)]
-struct SearchParams {
-    #[serde(default)]
-    filter: Option<String>,
-    #[serde(default)]
-    max_results: Option<i64>,
-    #[serde(default)]
-    order_by: Vec<String>,
-    #[serde(default)]
-    page_token: Option<String>,
 }
 
 async fn search(

@@ -170,31 +170,19 @@ pub fn translate_filter(filter: &str) -> Result<Option<Filter>> {
 
 /// MLflow's `order_by` (one key) as a modelreg order; MLflow's default is newest first.
 pub fn translate_order(order_by: &[String]) -> Result<OrderBy> {
-    let bad = |d: String| Error::validation("order_by", d);
-    match order_by {
-        [] => Ok(OrderBy::newest_first()),
-        [one] => {
-            let mut words = one.split_whitespace();
-            let name = words.next().unwrap_or_default();
-            let descending = match words.next().map(str::to_ascii_uppercase).as_deref() {
-                None | Some("ASC") => false,
-                Some("DESC") => true,
-                Some(other) => return Err(bad(format!("unknown direction {other:?}"))),
-            };
-            let (kind, key) = ident(name);
-            let key = match (kind.as_str(), key.as_str()) {
-                ("metrics" | "metric", k) if is_metric_key(k) => SortKey::Metric(k.to_owned()),
-                ("attributes" | "attribute", "start_time" | "created") => SortKey::CreatedAt,
-                _ => {
-                    return Err(bad(format!(
-                        "runs can be ordered by metrics.<key> or attributes.start_time, not {one:?}"
-                    )));
-                }
-            };
-            Ok(OrderBy { key, descending })
+    let key_of = |name: &str| {
+        let (kind, key) = ident(name);
+        match (kind.as_str(), key.as_str()) {
+            ("metrics" | "metric", k) if is_metric_key(k) => Some(SortKey::Metric(k.to_owned())),
+            ("attributes" | "attribute", "start_time" | "created") => Some(SortKey::CreatedAt),
+            _ => None,
         }
-        _ => Err(bad("runs can be ordered by one key".to_owned())),
-    }
+    };
+    super::order_by(
+        order_by,
+        key_of,
+        "runs can be ordered by metrics.<key> or attributes.start_time",
+    )
 }
 
 #[derive(Deserialize)]

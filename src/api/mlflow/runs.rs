@@ -336,15 +336,22 @@ async fn delete(
     Json(body): Json<RunParams>,
 ) -> Result<axum::Json<Empty>> {
     let v = run_version(&state, &principal, &body.id()?).await?;
+    retire(&state, &actor, &v).await?;
+    Ok(axum::Json(Empty {}))
+}
+
+/// What MLflow's deletes of runs and model versions do here: a ready version is archived, a
+/// pending one failed (a failed or archived one stays as it is). Nothing is erased.
+pub async fn retire(state: &AppState, actor: &Actor, v: &Version) -> Result<()> {
     let transition = match v.status {
         VersionStatus::Pending => Transition::Fail,
-        VersionStatus::Failed => return Ok(axum::Json(Empty {})),
-        VersionStatus::Ready | VersionStatus::Archived => Transition::Archive,
+        VersionStatus::Ready => Transition::Archive,
+        VersionStatus::Failed | VersionStatus::Archived => return Ok(()),
     };
     let reason = Reason::parse_opt("reason", Some("deleted through the MLflow API".into()))?;
     state
         .store
-        .transition_version(&model_of(&v)?, v.version, transition, reason, &actor)
+        .transition_version(&model_of(v)?, v.version, transition, reason, actor)
         .await?;
-    Ok(axum::Json(Empty {}))
+    Ok(())
 }

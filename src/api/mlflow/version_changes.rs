@@ -14,14 +14,14 @@ use super::registry::{
     stage_change,
 };
 use super::run_search::{clause, clauses, text};
-use super::runs::{model_of, retag, run_version};
-use super::{Empty, KeyValue};
+use super::runs::{model_of, retag, retire, run_version};
+use super::{Empty, KeyValue, SearchParams};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::change::Patch;
 use crate::domain::filter::Filter;
 use crate::domain::order::{OrderBy, SortKey};
-use crate::domain::{Description, ModelName, Reason, TagFilter, TagPatch, Transition};
+use crate::domain::{Description, ModelName, TagFilter, TagPatch, Transition};
 use crate::error::{Error, Result};
 use crate::store::{Actor, StageOp, Version, VersionQuery};
 use axum::extract::State;
@@ -85,41 +85,16 @@ fn version_search(filter: &str) -> Result<VersionSearch> {
 }
 
 fn version_order(order_by: &[String]) -> Result<OrderBy> {
-    let bad = |d: String| Error::validation("order_by", d);
-    match order_by {
-        [] => Ok(OrderBy::newest_first()),
-        [one] => {
-            let mut words = one.split_whitespace();
-            let key = match words.next().unwrap_or_default() {
-                "version_number" => SortKey::Version,
-                "creation_timestamp" => SortKey::CreatedAt,
-                other => {
-                    return Err(bad(format!(
-                        "versions can be ordered by version_number or creation_timestamp, not {other:?}"
-                    )));
-                }
-            };
-            let descending = match words.next().map(str::to_ascii_uppercase).as_deref() {
-                None | Some("ASC") => false,
-                Some("DESC") => true,
-                Some(other) => return Err(bad(format!("unknown direction {other:?}"))),
-            };
-            Ok(OrderBy { key, descending })
-        }
-        _ => Err(bad("versions can be ordered by one key".to_owned())),
-    }
-}
-
-#[derive(Deserialize)]
-struct SearchParams {
-    #[serde(default)]
-    filter: Option<String>,
-    #[serde(default)]
-    max_results: Option<i64>,
-    #[serde(default)]
-    order_by: Vec<String>,
-    #[serde(default)]
-    page_token: Option<String>,
+    let key_of = |name: &str| match name {
+        "version_number" => Some(SortKey::Version),
+        "creation_timestamp" => Some(SortKey::CreatedAt),
+        _ => None,
+    };
+    super::order_by(
+        order_by,
+        key_of,
+        "versions can be ordered by version_number or creation_timestamp",
+    )
 }
 
 async fn search(
@@ -218,15 +193,7 @@ async fn delete(
     Json(body): Json<VersionParams>,
 ) -> Result<axum::Json<Empty>> {
     let v = named_version(&state, &principal, &body).await?;
-    let transition = match v.status {
-        crate::domain::VersionStatus::Pending => Transition::Fail,
-        _ => Transition::Archive,
-    };
-    let reason = Reason::parse_opt("reason", Some("deleted through the MLflow API".into()))?;
-    state
-        .store
-        .transition_version(&model_of(&v)?, v.version, transition, reason, &actor)
-        .await?;
+    retire(&state, &actor, &v).await?;
     Ok(axum::Json(Empty {}))
 }
 
