@@ -238,17 +238,46 @@ async fn write<C: Conn>(conn: &mut C, version_id: Uuid, batches: &[SeriesBatch])
     let work = RollupWork::plan(&series, &last_steps);
     conn.merge_rollups(&work).await?;
     conn.recompute_rollups(&work).await?;
-    // The last value moves when a batch writes at or after the series' last step.
-    for (id, b) in &series {
-        let Some(last) = b.points.last() else {
-            continue;
-        };
-        if last_steps.get(id).is_none_or(|stored| last.step >= *stored) {
-            let update = "update metric_series set last_step = $2, last_value = $3 where id = $1";
-            conn.execute(Stmt::new(update).bind(*id).bind(last.step).bind(last.value))
-                .await?;
-        }
+    update_last_values(conn, &series, &last_steps).await
+}
+
+/// Moves the last value of each series the batch wrote at or after its last step: one
+/// statement for the whole batch, the values taken from the batch itself.
+async fn update_last_values<C: Conn>(
+    conn: &mut C,
+    series: &[(i64, &SeriesBatch)],
+    last_steps: &HashMap<i64, i64>,
+) -> Result<()> {
+    let moved: Vec<(i64, &Point)> = series
+        .iter()
+        .filter_map(|(id, b)| b.points.last().map(|p| (*id, p)))
+        .filter(|(id, p)| last_steps.get(id).is_none_or(|stored| p.step >= *stored))
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
     }
+    let mut steps = String::new();
+    let mut values = String::new();
+    let mut ids = Vec::with_capacity(moved.len());
+    let mut stmt = Stmt::new(String::new());
+    for (i, (id, p)) in moved.iter().enumerate() {
+        let n = 3 * i;
+        steps.push_str(&format!(" when ${} then cast(${} as bigint)", n + 1, n + 2));
+        values.push_str(&format!(
+            " when ${} then cast(${} as double precision)",
+            n + 1,
+            n + 3
+        ));
+        ids.push(format!("${}", n + 1));
+        stmt = stmt.bind(*id).bind(p.step).bind(p.value);
+    }
+    stmt.sql = format!(
+        "update metric_series set last_step = case id{steps} end, \
+         last_value = case id{values} end where id in ({})",
+        ids.join(", ")
+    )
+    .into();
+    conn.execute(stmt).await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ crate::backend_tests!(
     rollups_agree_with_a_full_scan,
     summaries_overlay_and_version_detail,
     compare_reports_differences,
+    last_values_follow_each_batch,
 );
 
 const BASE: &str = "/api/v1/models/m/versions";
@@ -421,4 +422,44 @@ async fn compare_reports_differences(app: &TestApp) {
     app.get("/api/v1/models/m/compare?versions=1,3")
         .await
         .problem(404, "version_not_found");
+}
+
+/// Each series keeps its last value (what `order_by`, `filter` and `?metrics=` read): a batch
+/// of several keys moves those it reaches the end of, and leaves those it writes behind.
+async fn last_values_follow_each_batch(app: &TestApp) {
+    setup(app, 2).await;
+    let p = |key: &str, step: i64, value: f64| json!({"key": key, "step": step, "value": value});
+    post_points(app, 1, vec![p("a", 5, 0.5), p("b", 5, 0.5), p("c", 5, 0.5)])
+        .await
+        .ok(200);
+    // a: appended; b: rewritten at its last step; c: rewritten behind it.
+    post_points(app, 1, vec![p("a", 9, 0.9), p("b", 5, 0.7), p("c", 1, 0.1)])
+        .await
+        .ok(200);
+    post_points(app, 2, vec![p("a", 1, 0.95)]).await.ok(200);
+    let r = app.get(&format!("{BASE}?metrics=a,b,c")).await;
+    let lasts: Vec<Value> = r.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["last_metrics"].clone())
+        .collect();
+    assert_eq!(
+        lasts,
+        [json!({"a": 0.95}), json!({"a": 0.9, "b": 0.7, "c": 0.5})]
+    );
+    for (q, want) in [
+        ("order_by=metric.a:desc", json!([2, 1])),
+        ("order_by=metric.b:asc", json!([1, 2])),
+        ("filter=metric.c%20%3E%200.4", json!([1])),
+    ] {
+        let r = app.get(&format!("{BASE}?{q}")).await;
+        let versions: Vec<Value> = r.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].clone())
+            .collect();
+        assert_eq!(json!(versions), want, "{q}");
+    }
 }
