@@ -14,6 +14,7 @@ pub mod api;
 pub mod auth;
 pub mod backup;
 pub mod blob;
+pub mod compactor;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -249,6 +250,7 @@ pub async fn serve(
     };
     // The webhook dispatcher runs beside the server and stops after it.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let compactor = compactor::spawn(state.store.clone(), stopping.clone());
     let dispatcher = if state.config.webhooks.dispatcher {
         let settings = state.config.webhooks.clone();
         Some(
@@ -266,6 +268,7 @@ pub async fn serve(
     if let Some(d) = dispatcher {
         let _ = d.await;
     }
+    let _ = compactor.await;
     served
 }
 

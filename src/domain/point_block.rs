@@ -14,14 +14,8 @@
 
 use std::fmt;
 
-/// One point as a block holds it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BlockPoint {
-    pub step: i64,
-    pub value: f64,
-    /// Microseconds since the Unix epoch.
-    pub at: i64,
-}
+/// One point as a block holds it: step, value and timestamp.
+pub type BlockPoint = super::metrics::Point;
 
 /// A block that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]

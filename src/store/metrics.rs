@@ -4,7 +4,7 @@
 
 pub(crate) use super::rollup_work::{RollupWork, appends_only};
 use super::sql::{Arg, Conn, Stmt};
-use super::{Backend, SqlStore, versions};
+use super::{Backend, SqlStore, point_blocks, point_reads, versions};
 use crate::domain::ModelName;
 use crate::domain::downsample::BucketPlan;
 use crate::domain::metrics::{Point, SeriesBatch};
@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -39,6 +39,9 @@ pub trait MetricStore {
     async fn read_buckets(&self, series_id: i64, plan: &BucketPlan) -> Result<Vec<BucketRow>>;
     /// Raw points of `from..=to`, streamed in chunks so that long series never sit in memory.
     fn stream_points(&self, series_id: i64, from: i64, to: i64) -> PointStream;
+    /// Packs the rows of up to `max_series` series marked for it (points stored before blocks
+    /// existed, tails of finished versions), one transaction each; answers how many it took.
+    async fn compact_pending(&self, max_series: i64) -> Result<usize>;
 }
 
 /// Summary of one metric of a version.
@@ -97,59 +100,33 @@ pub(crate) const SERIES: &str = "\
     from metric_series s left join metric_rollups r on r.series_id = s.id and r.level = 3 \
     where s.version_id = $1 and s.key = $2 group by s.id";
 
-/// Buckets from full rollup blocks plus the raw points of partial edge blocks (whose values
-/// are scaled as rollup sums are: `$12` is the scale, `$13` the floor below which a value
-/// counts as 0, see [`crate::domain::metrics::scaled`]).
-pub(crate) const BUCKETS: &str = "\
-    select bucket, cast(sum(count) as bigint) as count, min(min) as min, max(max) as max, \
-           sum(scaled_sum) as scaled_sum, max(lastv) as last \
-    from (select (s - $9) / $10 as bucket, count, min, max, scaled_sum, \
-                 first_value(last) over (partition by (s - $9) / $10 order by last_step desc) as lastv \
-          from (select block * $11 as s, count, min, max, scaled_sum, last_step, last \
-                  from metric_rollups \
-                  where series_id = $1 and level = $2 and block >= $3 and block <= $4 \
-                union all \
-                select step, 1, value, value, case when abs(value) < $13 then 0 else value * $12 end, step, value \
-                  from metric_points \
-                  where series_id = $1 and ((step >= $5 and step < $6) or (step > $7 and step <= $8))) parts) b \
-    group by bucket order by bucket";
-
-/// One chunk of a raw read: at most `$4` points of `$2..=$3`, from `$2` on.
-pub(crate) const POINTS_CHUNK: &str = "select step, value, at from metric_points \
-    where series_id = $1 and step >= $2 and step <= $3 order by step limit $4";
-
-/// Streams the points of `from..=to`, a chunk of [`STREAM_CHUNK`] at a time. Each chunk is one
-/// query (`fetch(first_step)`) on a connection taken from the pool and given back before the
+/// Streams the points of `from..=to`, a chunk of about [`STREAM_CHUNK`] at a time. Each chunk
+/// is one query (`fetch(first_step)`, answering the chunk and where the next one starts) on a
+/// connection taken from the pool and given back before the
 /// chunk is handed on: a reader that stalls holds no database connection, only the chunks
 /// buffered for it. Each chunk is consistent; a write that commits between two chunks shows
 /// in the later one if it lands there. Stops when the reader goes away.
 pub(crate) fn chunked_points<F, Fut>(from: i64, to: i64, fetch: F) -> PointStream
 where
     F: Fn(i64) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<Vec<(i64, f64, i64)>>> + Send,
+    Fut: std::future::Future<Output = Result<(Vec<Point>, Option<i64>)>> + Send,
 {
     use futures::StreamExt;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Point>>>(2);
     tokio::spawn(async move {
-        let mut next = from;
-        while next <= to {
-            let rows = match fetch(next).await {
-                Ok(rows) => rows,
+        let mut next = Some(from);
+        while let Some(first) = next.filter(|n| *n <= to) {
+            let chunk = match fetch(first).await {
+                Ok((chunk, after)) => {
+                    next = after;
+                    chunk
+                }
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
-            let full = rows.len() == STREAM_CHUNK;
-            let Some(&(last, _, _)) = rows.last() else {
-                return;
-            };
-            next = last + 1;
-            let chunk = rows
-                .into_iter()
-                .map(|(step, value, at)| Point { step, value, at })
-                .collect();
-            if tx.send(Ok(chunk)).await.is_err() || !full {
+            if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
                 return;
             }
         }
@@ -165,8 +142,8 @@ pub(crate) trait MetricWrites {
     /// replace stored points.
     async fn write_points(
         &mut self,
-        appends: &[&(i64, &SeriesBatch)],
-        overwrites: &[&(i64, &SeriesBatch)],
+        appends: &[(i64, &[Point])],
+        overwrites: &[(i64, &[Point])],
     ) -> Result<()>;
     /// Merges appended block aggregates into the rollups.
     async fn merge_rollups(&mut self, work: &RollupWork) -> Result<()>;
@@ -205,8 +182,8 @@ async fn lock_series<C: Conn>(
         .await
 }
 
-/// Writes a batch: series created and locked, points written, rollups merged (appends) or
-/// recomputed (overwrites).
+/// Writes a batch: series created and locked, completed blocks packed and the rest written as
+/// rows, rollups merged (appends) or recomputed (overwrites).
 async fn write<C: Conn>(conn: &mut C, version_id: Uuid, batches: &[SeriesBatch]) -> Result<()> {
     let keys = batches.iter().map(|b| b.key.clone()).collect();
     let ids = lock_series(conn, version_id, keys).await?;
@@ -231,12 +208,25 @@ async fn write<C: Conn>(conn: &mut C, version_id: Uuid, batches: &[SeriesBatch])
         .collect();
     // Under the series locks, a series whose new points all lie after its last step cannot
     // conflict with stored points.
-    let (appends, overwrites): (Vec<_>, Vec<_>) = series
+    let packed = point_blocks::pack(conn, &series, &last_steps).await?;
+    let appending: HashSet<i64> = series
         .iter()
-        .partition(|(id, b)| appends_only(&last_steps, *id, b));
+        .filter(|(id, b)| appends_only(&last_steps, *id, b))
+        .map(|(id, _)| *id)
+        .collect();
+    let (appends, overwrites): (Vec<(i64, &[Point])>, Vec<_>) = packed
+        .plain
+        .iter()
+        .copied()
+        .partition(|(id, _)| appending.contains(id));
     conn.write_points(&appends, &overwrites).await?;
-    let work = RollupWork::plan(&series, &last_steps);
+    let mut work = RollupWork::plan(&series, &last_steps);
     conn.merge_rollups(&work).await?;
+    if !packed.exact.is_empty() {
+        let exact: HashSet<(i64, i64)> = packed.exact.iter().map(|(s, b, _)| (*s, *b)).collect();
+        work.recompute[0].retain(|key| !exact.contains(key));
+        point_blocks::store_exact_rollups(conn, &packed.exact).await?;
+    }
     conn.recompute_rollups(&work).await?;
     update_last_values(conn, &series, &last_steps).await
 }
@@ -333,19 +323,8 @@ impl<B: Backend> MetricStore for SqlStore<B> {
 
     #[instrument(skip_all, fields(series_id, level = plan.level))]
     async fn read_buckets(&self, series_id: i64, plan: &BucketPlan) -> Result<Vec<BucketRow>> {
-        let mut stmt = Stmt::new(BUCKETS);
-        for (i, b) in bucket_binds(series_id, plan).into_iter().enumerate() {
-            // $2 is the rollup level, a smallint column.
-            stmt = match i {
-                1 => stmt.bind(Arg::I16(b as i16)),
-                _ => stmt.bind(b),
-            };
-        }
-        let stmt = stmt
-            .bind(crate::domain::metrics::SUM_SCALE)
-            .bind(crate::domain::metrics::SUM_FLOOR);
         let mut conn = self.db.read().await?;
-        conn.fetch_all(stmt).await
+        point_reads::buckets(&mut *conn, series_id, plan).await
     }
 
     fn stream_points(&self, series_id: i64, from: i64, to: i64) -> PointStream {
@@ -354,31 +333,24 @@ impl<B: Backend> MetricStore for SqlStore<B> {
             let db = db.clone();
             async move {
                 let mut conn = db.read().await?;
-                let stmt = Stmt::new(POINTS_CHUNK)
-                    .bind(series_id)
-                    .bind(first)
-                    .bind(to)
-                    .bind(STREAM_CHUNK as i64);
-                conn.fetch_all(stmt).await
+                point_reads::chunk(&mut *conn, series_id, first, to, STREAM_CHUNK).await
             }
         })
     }
-}
 
-/// Binds of the bucket query in order `$1..$11`.
-pub(crate) fn bucket_binds(series_id: i64, plan: &BucketPlan) -> [i64; 11] {
-    let ((h0, h1), (t0, t1)) = plan.raw_edges();
-    [
-        series_id,
-        i64::from(plan.level),
-        plan.full_lo,
-        plan.full_hi,
-        h0,
-        h1,
-        t0,
-        t1,
-        plan.origin,
-        plan.width,
-        plan.block,
-    ]
+    #[instrument(skip_all)]
+    async fn compact_pending(&self, max_series: i64) -> Result<usize> {
+        let ids: Vec<(i64,)> = {
+            let mut conn = self.db.read().await?;
+            let stmt = Stmt::new(
+                "select id from metric_series where compact_pending order by id limit $1",
+            )
+            .bind(max_series);
+            conn.fetch_all(stmt).await?
+        };
+        for (id,) in &ids {
+            transaction!(self.db, |c| point_blocks::compact_series(c, *id))?;
+        }
+        Ok(ids.len())
+    }
 }

@@ -41,6 +41,8 @@ pub(crate) enum Arg {
     Time(Option<Timestamp>),
     /// A JSON document, serialized once: `jsonb` on Postgres, text on SQLite.
     Json(Option<Box<RawValue>>),
+    /// Bytes: `bytea` on Postgres, a blob on SQLite.
+    Bytes(Vec<u8>),
 }
 
 macro_rules! arg_from {
@@ -59,6 +61,12 @@ macro_rules! arg_from {
 }
 
 arg_from!(Uuid => Uuid, i64 => I64, f64 => F64, String => Text, Timestamp => Time, Vec<String> => TextList);
+
+impl From<Vec<u8>> for Arg {
+    fn from(v: Vec<u8>) -> Self {
+        Arg::Bytes(v)
+    }
+}
 
 impl From<bool> for Arg {
     fn from(v: bool) -> Self {
@@ -199,6 +207,7 @@ macro_rules! impl_conn {
                     Arg::Bool(v) => $out.add(v),
                     Arg::Text(v) => $out.add(v),
                     Arg::Json(v) => $out.add(v.map(sqlx::types::Json)),
+                    Arg::Bytes(v) => $out.add(v),
                     $($encode)*
                 }
                 .map_err(Error::internal)?;

@@ -291,6 +291,15 @@ async fn transition<C: Conn>(
         .bind(&reason)
         .bind(now);
         let model_id: Uuid = conn.scalar(stmt).await?;
+        if status == VersionStatus::Pending {
+            // Its series' open tails are packed too, in the background.
+            let mark = Stmt::new(
+                "update metric_series set compact_pending = $2                  where version_id = $1 and last_step is not null",
+            )
+            .bind(current.id)
+            .bind(true);
+            conn.execute(mark).await?;
+        }
         let details =
             serde_json::json!({"from": status.as_str(), "to": target.as_str(), "reason": reason});
         let event = NewEvent::model(transition.event(), model_id, model.as_str(), now)

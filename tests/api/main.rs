@@ -20,6 +20,7 @@ mod mlflow;
 mod mlflow_registry;
 mod models;
 mod pki;
+mod point_blocks;
 mod policies;
 mod processes;
 mod properties;

@@ -1,7 +1,7 @@
 //! Metric writes on Postgres: every batch is a handful of set-based statements (`COPY`,
 //! `unnest` arrays), never a statement per point.
 
-use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SUM_FLOOR, SUM_SCALE, SeriesBatch};
+use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, Point, SUM_FLOOR, SUM_SCALE};
 use crate::error::Result;
 use crate::store::metrics::{MetricWrites, RollupWork};
 use async_trait::async_trait;
@@ -15,20 +15,19 @@ const COPY_FROM_POINTS: usize = 1_000;
 impl MetricWrites for PgConnection {
     async fn write_points(
         &mut self,
-        appends: &[&(i64, &SeriesBatch)],
-        overwrites: &[&(i64, &SeriesBatch)],
+        appends: &[(i64, &[Point])],
+        overwrites: &[(i64, &[Point])],
     ) -> Result<()> {
         // Appends cannot conflict with stored points: a large batch goes in by COPY. A small
         // one goes in with the overwrites, in one statement: COPY ends with two writes in a
         // row (the data, then CopyDone), and on a socket without TCP_NODELAY (sqlx sets none)
         // the second waits for the server's delayed ACK of the first, about 40 ms.
-        let appended: usize = appends.iter().map(|(_, b)| b.points.len()).sum();
+        let appended: usize = appends.iter().map(|(_, p)| p.len()).sum();
         if appended >= COPY_FROM_POINTS {
             copy_points(self, appends).await?;
             upsert_points(self, overwrites).await
         } else {
-            let all: Vec<&(i64, &SeriesBatch)> =
-                appends.iter().chain(overwrites).copied().collect();
+            let all: Vec<(i64, &[Point])> = appends.iter().chain(overwrites).copied().collect();
             upsert_points(self, &all).await
         }
     }
@@ -42,7 +41,7 @@ impl MetricWrites for PgConnection {
     }
 }
 
-async fn copy_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)]) -> Result<()> {
+async fn copy_points(conn: &mut PgConnection, series: &[(i64, &[Point])]) -> Result<()> {
     if series.is_empty() {
         return Ok(());
     }
@@ -52,7 +51,7 @@ async fn copy_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)]) -
     let mut buf = String::with_capacity(256 * 1024);
     let mut num = ryu::Buffer::new();
     for (id, b) in series {
-        for p in &b.points {
+        for p in *b {
             let _ = writeln!(
                 buf,
                 "{id}\t{}\t{}\t{}",
@@ -71,11 +70,11 @@ async fn copy_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)]) -
     Ok(())
 }
 
-async fn upsert_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)]) -> Result<()> {
+async fn upsert_points(conn: &mut PgConnection, series: &[(i64, &[Point])]) -> Result<()> {
     if series.is_empty() {
         return Ok(());
     }
-    let n: usize = series.iter().map(|(_, b)| b.points.len()).sum();
+    let n: usize = series.iter().map(|(_, p)| p.len()).sum();
     let (mut sid, mut step, mut value, mut at) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -83,7 +82,7 @@ async fn upsert_points(conn: &mut PgConnection, series: &[&(i64, &SeriesBatch)])
         Vec::with_capacity(n),
     );
     for (id, b) in series {
-        for p in &b.points {
+        for p in *b {
             sid.push(*id);
             step.push(p.step);
             value.push(p.value);

@@ -1,7 +1,7 @@
 //! Metric writes on SQLite: each batch is a few statements fed by one JSON array each
 //! (`json_each`), never a statement per point.
 
-use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, SUM_FLOOR, SUM_SCALE, SeriesBatch};
+use crate::domain::metrics::{LEVEL_FACTOR, LEVELS, Point, SUM_FLOOR, SUM_SCALE};
 use crate::error::{Error, Result};
 use crate::store::metrics::{MetricWrites, RollupWork};
 use async_trait::async_trait;
@@ -13,8 +13,8 @@ impl MetricWrites for SqliteConnection {
     /// Appends and overwrites alike, in one upsert.
     async fn write_points(
         &mut self,
-        appends: &[&(i64, &SeriesBatch)],
-        overwrites: &[&(i64, &SeriesBatch)],
+        appends: &[(i64, &[Point])],
+        overwrites: &[(i64, &[Point])],
     ) -> Result<()> {
         upsert_points(self, appends.iter().chain(overwrites)).await
     }
@@ -34,31 +34,37 @@ fn push_num(out: &mut String, v: f64) {
     out.push_str(buf.format_finite(v));
 }
 
-/// Inserts or replaces points, all in one statement.
+/// Rows per insert: four bound parameters each, within SQLite's 32,766.
+const ROWS_PER_INSERT: usize = 8_000;
+
+/// Inserts or replaces points, a statement per 8,000. Values are bound, not written as JSON
+/// text: SQLite's own text-to-float conversion is not exact for every f64.
 async fn upsert_points<'a>(
     conn: &mut SqliteConnection,
-    series: impl Iterator<Item = &'a &'a (i64, &'a SeriesBatch)>,
+    series: impl Iterator<Item = &'a (i64, &'a [Point])>,
 ) -> Result<()> {
-    let mut rows = String::from("[");
-    for (id, b) in series {
-        for p in &b.points {
-            if rows.len() > 1 {
-                rows.push(',');
-            }
-            let _ = write!(rows, "[{id},{},", p.step);
-            push_num(&mut rows, p.value);
-            let _ = write!(rows, ",{}]", p.at);
+    let rows: Vec<(i64, &Point)> = series
+        .flat_map(|(id, points)| points.iter().map(move |p| (*id, p)))
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut sql =
+            String::from("insert into metric_points (series_id, step, value, at) values ");
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "(?, ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, ?)"
+            });
         }
+        sql.push_str(
+            " on conflict (series_id, step) do update set value = excluded.value, at = excluded.at",
+        );
+        let mut q = query(sqlx::AssertSqlSafe(sql));
+        for (id, p) in chunk {
+            q = q.bind(*id).bind(p.step).bind(p.value).bind(p.at);
+        }
+        q.execute(&mut *conn).await?;
     }
-    rows.push(']');
-    query(
-        "insert into metric_points (series_id, step, value, at) \
-         select value ->> 0, value ->> 1, value ->> 2, value ->> 3 from json_each($1) where true \
-         on conflict (series_id, step) do update set value = excluded.value, at = excluded.at",
-    )
-    .bind(&rows)
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
 
