@@ -3,7 +3,7 @@
 //! each backend's own (`COPY` and `unnest` on Postgres, `json_each` on SQLite).
 
 pub(crate) use super::rollup_work::{RollupWork, appends_only};
-use super::sql::{Arg, Conn, Stmt};
+use super::sql::{Conn, Stmt};
 use super::{Backend, SqlStore, point_blocks, point_reads, versions};
 use crate::domain::ModelName;
 use crate::domain::downsample::BucketPlan;
@@ -151,14 +151,14 @@ pub(crate) trait MetricWrites {
     async fn recompute_rollups(&mut self, work: &RollupWork) -> Result<()>;
 }
 
-/// Ids of a version's series by key, created if missing and locked against concurrent
-/// writers of the same series in key order, so that their rollups stay exact and two
-/// batches never wait on each other in a cycle (on SQLite the write lock is held already).
+/// A version's series by key (id, key, last step), created if missing and locked against
+/// concurrent writers of the same series in key order, so that their rollups stay exact and
+/// two batches never wait on each other in a cycle (on SQLite the write lock is held already).
 async fn lock_series<C: Conn>(
     conn: &mut C,
     version_id: Uuid,
     keys: Vec<String>,
-) -> Result<Vec<(i64, String)>> {
+) -> Result<Vec<(i64, String, Option<i64>)>> {
     let create = format!(
         "insert into metric_series (version_id, key, created_at, model_id) \
          select $1, value, $3, (select model_id from versions where id = $1) \
@@ -175,7 +175,8 @@ async fn lock_series<C: Conn>(
     .await?;
     let lock = if C::ROW_LOCKS { " for update" } else { "" };
     let select = format!(
-        "select id, key from metric_series where version_id = $1 and {} order by key{lock}",
+        "select id, key, last_step from metric_series where version_id = $1 and {} \
+         order by key{lock}",
         C::in_list("key", "$2")
     );
     conn.fetch_all(Stmt::new(select).bind(version_id).bind(keys))
@@ -186,8 +187,8 @@ async fn lock_series<C: Conn>(
 /// rows, rollups merged (appends) or recomputed (overwrites).
 async fn write<C: Conn>(conn: &mut C, version_id: Uuid, batches: &[SeriesBatch]) -> Result<()> {
     let keys = batches.iter().map(|b| b.key.clone()).collect();
-    let ids = lock_series(conn, version_id, keys).await?;
-    let ids: HashMap<&str, i64> = ids.iter().map(|(id, k)| (k.as_str(), *id)).collect();
+    let locked = lock_series(conn, version_id, keys).await?;
+    let ids: HashMap<&str, i64> = locked.iter().map(|(id, k, _)| (k.as_str(), *id)).collect();
     let mut series = Vec::with_capacity(batches.len());
     for b in batches {
         let id = ids
@@ -195,16 +196,10 @@ async fn write<C: Conn>(conn: &mut C, version_id: Uuid, batches: &[SeriesBatch])
             .ok_or_else(|| Error::internal("metric series vanished in its transaction"))?;
         series.push((*id, b));
     }
-    let sql = format!(
-        "select series_id, max(last_step) from metric_rollups \
-         where level = 3 and {} group by series_id",
-        C::in_list("series_id", "$1")
-    );
-    let sids = series.iter().map(|(id, _)| *id).collect();
-    let last_steps: HashMap<i64, i64> = conn
-        .fetch_all::<(i64, i64)>(Stmt::new(sql).bind(Arg::I64List(sids)))
-        .await?
-        .into_iter()
+    // Each series' last step, kept on its row by every batch (see `update_last_values`).
+    let last_steps: HashMap<i64, i64> = locked
+        .iter()
+        .filter_map(|(id, _, last)| last.map(|last| (*id, last)))
         .collect();
     // Under the series locks, a series whose new points all lie after its last step cannot
     // conflict with stored points.

@@ -294,7 +294,8 @@ async fn transition<C: Conn>(
         if status == VersionStatus::Pending {
             // Its series' open tails are packed too, in the background.
             let mark = Stmt::new(
-                "update metric_series set compact_pending = $2                  where version_id = $1 and last_step is not null",
+                "update metric_series set compact_pending = $2 \
+                 where version_id = $1 and last_step is not null",
             )
             .bind(current.id)
             .bind(true);
