@@ -2,12 +2,18 @@
 # Metric batches of 1, 100, 1,000 and 10,000 points, from one client (a training loop logging as
 # it goes) and from 8, on a fresh Postgres database and on a new SQLite file: one JSON line per
 # run from `loadgen http ingest` (throughput in points/s, p50/p99 per request).
+#
+#   bash bench/ingest.sh                                   # this tree
+#   MODELREG_BIN=target/bench/scale/modelreg-base bash bench/ingest.sh   # another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 ADDR=127.0.0.1:18091
-cargo build --release --locked --bin modelreg --example loadgen >&2
-BIN=$PWD/target/release/modelreg
+# MODELREG_BIN runs another build (say, an earlier release's) under the same load generator.
+if [ -z "${MODELREG_BIN:-}" ]; then
+    cargo build --release --locked --bin modelreg --example loadgen >&2
+fi
+BIN=$(realpath "${MODELREG_BIN:-target/release/modelreg}")
 LOADGEN=$PWD/target/release/examples/loadgen
 
 run() { # label, env assignments...

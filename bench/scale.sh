@@ -49,7 +49,11 @@ stored_points() { sql "select coalesce(sum(count), 0) from metric_rollups where 
 
 measure() { # build scale
     local points bytes dbsize
+    # Settle: the load leaves autovacuum and checkpoint work that would share the two cores.
     sql "vacuum analyze" >/dev/null
+    sql "checkpoint" >/dev/null
+    while [ "$(sql "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'")" != 0 ]; do sleep 1; done
+    sleep 5
     points=$(stored_points)
     bytes=$(sql "select pg_total_relation_size('metric_points') + coalesce(pg_total_relation_size(to_regclass('metric_blocks')), 0)")
     dbsize=$(sql "select pg_database_size(current_database())")

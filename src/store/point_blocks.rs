@@ -1,8 +1,9 @@
 //! Compressed point blocks on the write side. The points of a completed block of
 //! [`BLOCK_STEPS`] steps live as one `metric_blocks` row, encoded by
-//! [`crate::domain::point_block`]; on Postgres a series' open tail (the block of its last
-//! step) lives in `metric_points` rows until it completes, on SQLite it is packed as well. A
-//! block is held in one form only, never split between the two.
+//! [`crate::domain::point_block`]. A series' open tail (the block of its last step) is packed
+//! too when a batch brings it enough points ([`PACK_TAIL_FROM`]; on SQLite, always); small
+//! batches add `metric_points` rows to it, moved into the block when it completes. A block is
+//! held in one form only, never split between the two.
 //!
 //! A batch, under its series locks, packs every block it completes or touches below the
 //! series' new tail: a stored block is decoded, merged (the batch wins a step) and encoded
@@ -20,6 +21,14 @@ use std::collections::{BTreeSet, HashMap};
 
 /// Steps per compressed block: the level-2 rollup block.
 pub(crate) const BLOCK_STEPS: i64 = LEVELS[1].1;
+
+/// A batch bringing this many points to a series' open tail block packs that block too (its
+/// rows, if any, moved in): rewriting a block of up to 1,024 points (about 8 KB) then costs
+/// less than writing the points as rows and moving them again when the block completes. A
+/// smaller batch adds rows. SQLite packs every batch's tail: its REAL column does not keep
+/// -0.0 (an integral value is stored as an integer), and an embedded database rewrites a block
+/// cheaply.
+const PACK_TAIL_FROM: usize = 64;
 
 /// Rows per multi-row statement (four or ten parameters each: within both backends' limits).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -109,14 +118,17 @@ pub(crate) async fn pack<'b, C: Conn>(
         plans.push((*sid, *batch, tail, new_tail));
     }
     let mut stored = fetch_blocks(conn, &candidates).await?;
-    // SQLite keeps open tails packed too: its REAL column does not keep -0.0 (an integral
-    // value is stored as an integer), and an embedded database rewrites a block cheaply.
-    let pack_tail = C::DIALECT == Dialect::Sqlite;
+    let tail_from = if C::DIALECT == Dialect::Sqlite {
+        1
+    } else {
+        PACK_TAIL_FROM
+    };
 
     let mut packs: Vec<(i64, &'b SeriesBatch, Vec<i64>)> = Vec::with_capacity(plans.len());
     let mut pull = Vec::new();
     let mut out = Packed::default();
     for (sid, batch, tail, new_tail) in plans {
+        let pack_tail = in_block(&batch.points, new_tail).len() >= tail_from;
         let mut blocks: BTreeSet<i64> = batch
             .points
             .iter()
