@@ -1,9 +1,9 @@
 //! Compressed point blocks on the write side. The points of a completed block of
 //! [`BLOCK_STEPS`] steps live as one `metric_blocks` row, encoded by
 //! [`crate::domain::point_block`]. A series' open tail (the block of its last step) is packed
-//! too when a batch brings it enough points ([`PACK_TAIL_FROM`]; on SQLite, always); small
-//! batches add `metric_points` rows to it, moved into the block when it completes. A block is
-//! held in one form only, never split between the two.
+//! too when a batch brings it enough points ([`PACK_TAIL_FROM`]); small batches add
+//! `metric_points` rows to it, moved into the block when it completes. A block is held in one
+//! form only, never split between the two.
 //!
 //! A batch, under its series locks, packs every block it completes or touches below the
 //! series' new tail: a stored block is decoded, merged (the batch wins a step) and encoded
@@ -25,9 +25,7 @@ pub(crate) const BLOCK_STEPS: i64 = LEVELS[1].1;
 /// A batch bringing this many points to a series' open tail block packs that block too (its
 /// rows, if any, moved in): rewriting a block of up to 1,024 points (about 8 KB) then costs
 /// less than writing the points as rows and moving them again when the block completes. A
-/// smaller batch adds rows. SQLite packs every batch's tail: its REAL column does not keep
-/// -0.0 (an integral value is stored as an integer), and an embedded database rewrites a block
-/// cheaply.
+/// smaller batch adds rows, unless the block is packed already.
 const PACK_TAIL_FROM: usize = 64;
 
 /// Rows per multi-row statement (four or ten parameters each: within both backends' limits).
@@ -118,17 +116,17 @@ pub(crate) async fn pack<'b, C: Conn>(
         plans.push((*sid, *batch, tail, new_tail));
     }
     let mut stored = fetch_blocks(conn, &candidates).await?;
-    let tail_from = if C::DIALECT == Dialect::Sqlite {
-        1
-    } else {
-        PACK_TAIL_FROM
-    };
+    // SQLite's REAL column does not keep -0.0 (an integral value is stored as an integer): a
+    // tail holding one is packed whatever its size.
+    let rows_lose =
+        |p: &Point| C::DIALECT == Dialect::Sqlite && p.value == 0.0 && p.value.is_sign_negative();
 
     let mut packs: Vec<(i64, &'b SeriesBatch, Vec<i64>)> = Vec::with_capacity(plans.len());
     let mut pull = Vec::new();
     let mut out = Packed::default();
     for (sid, batch, tail, new_tail) in plans {
-        let pack_tail = in_block(&batch.points, new_tail).len() >= tail_from;
+        let tail_points = in_block(&batch.points, new_tail);
+        let pack_tail = tail_points.len() >= PACK_TAIL_FROM || tail_points.iter().any(rows_lose);
         let mut blocks: BTreeSet<i64> = batch
             .points
             .iter()
