@@ -131,6 +131,12 @@ async fn buckets(app: &TestApp, key: &str, query: &str, want: &BTreeMap<i64, f64
         same(&got, &bits(want), &format!("{key}{query}"));
         return;
     };
+    check_buckets(buckets, want, &format!("{key}{query}"));
+}
+
+/// Asserts that buckets summarise exactly the points of `want` in their step ranges, and
+/// cover them all.
+fn check_buckets(buckets: &[Value], want: &BTreeMap<i64, f64>, what: &str) {
     let mut covered = 0;
     for b in buckets {
         let (s0, s1) = (
@@ -138,7 +144,7 @@ async fn buckets(app: &TestApp, key: &str, query: &str, want: &BTreeMap<i64, f64
             b["step_end"].as_i64().unwrap(),
         );
         let pts: Vec<f64> = want.range(s0..=s1).map(|(_, v)| *v).collect();
-        let ctx = format!("{key}{query} bucket {s0}..={s1}");
+        let ctx = format!("{what} bucket {s0}..={s1}");
         assert_eq!(b["count"].as_i64().unwrap(), pts.len() as i64, "{ctx}");
         let min = pts.iter().copied().fold(f64::INFINITY, f64::min);
         let max = pts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -153,11 +159,7 @@ async fn buckets(app: &TestApp, key: &str, query: &str, want: &BTreeMap<i64, f64
         );
         covered += pts.len();
     }
-    assert_eq!(
-        covered,
-        want.len(),
-        "{key}{query}: every point is in a bucket"
-    );
+    assert_eq!(covered, want.len(), "{what}: every point is in a bucket");
 }
 
 async fn packed_reads_match_a_plain_reference(app: &TestApp) {
