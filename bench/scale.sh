@@ -101,3 +101,20 @@ $LOADGEN bare copy --database-url "$PG/$DB" --clients 1 --seconds "$SECS" | sed 
 # shellcheck disable=SC2086
 run new $SCALES_NEW
 psql "$PG/postgres" -qc "drop database if exists $DB with (force)" >/dev/null
+
+# The table: per build and scale, storage and one client's p50 of each read.
+python3 - "$RESULTS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+size = {(r["build"], r["scale"]): r for r in rows if "bytes_per_point" in r}
+load = {(r["build"], r["scale"]): r for r in rows if "load_seconds" in r}
+rate = {(r["build"], r["scale"]): r for r in rows if r.get("load") == "to scale"}
+p50 = {(r["build"], r["scale"], r["scenario"]): r["p50_ms"] for r in rows if "p50_ms" in r and "load" not in r}
+print("| layout | scale | points | bytes/point | database | load (points/s) | 1M→1,000 buckets | raw 100k | get version | best 10 |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for (b, s), r in sorted(size.items(), key=lambda kv: (kv[0][0] != "base", kv[0][1])):
+    l, g = load.get((b, s)), rate.get((b, s))
+    loaded = f"{l['load_seconds']:.0f} s ({g['items_per_second']:,.0f})" if l and g else "fixtures only"
+    cells = [f"{p50.get((b, s, x), float('nan')):.2f} ms" for x in ("buckets", "raw100k", "get_version", "best")]
+    print(f"| {b} | {s}× | {r['points']:,} | {r['bytes_per_point']} | {r['database_bytes'] / 2**30:.2f} GiB | {loaded} | " + " | ".join(cells) + " |")
+PY

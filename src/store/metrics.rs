@@ -220,7 +220,7 @@ async fn write<C: Conn>(conn: &mut C, version_id: Uuid, batches: &[SeriesBatch])
     if !packed.exact.is_empty() {
         let exact: HashSet<(i64, i64)> = packed.exact.iter().map(|(s, b, _)| (*s, *b)).collect();
         work.recompute[0].retain(|key| !exact.contains(key));
-        point_blocks::store_exact_rollups(conn, &packed.exact).await?;
+        super::rollup_work::store_exact_rollups(conn, &packed.exact).await?;
     }
     conn.recompute_rollups(&work).await?;
     update_last_values(conn, &series, &last_steps).await

@@ -285,44 +285,6 @@ async fn store_blocks<C: Conn>(conn: &mut C, rows: Vec<BlockRow>) -> Result<()> 
     Ok(())
 }
 
-/// Sets level-1 rollup blocks to aggregates computed from packed contents.
-pub(crate) async fn store_exact_rollups<C: Conn>(
-    conn: &mut C,
-    exact: &[(i64, i64, Agg)],
-) -> Result<()> {
-    for chunk in exact.chunks(ROWS_PER_STATEMENT) {
-        let mut values = Vec::with_capacity(chunk.len());
-        let mut stmt = Stmt::new(String::new());
-        for (i, (sid, block, a)) in chunk.iter().enumerate() {
-            let n = 10 * i;
-            let p: Vec<String> = (1..=10).map(|k| format!("${}", n + k)).collect();
-            values.push(format!("({})", p.join(", ")));
-            stmt = stmt
-                .bind(*sid)
-                .bind(Arg::I16(LEVELS[0].0))
-                .bind(*block)
-                .bind(a.count)
-                .bind(a.min)
-                .bind(a.max)
-                .bind(a.scaled_sum)
-                .bind(a.first_step)
-                .bind(a.last_step)
-                .bind(a.last);
-        }
-        stmt.sql = format!(
-            "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, \
-             first_step, last_step, last) values {} \
-             on conflict (series_id, level, block) do update set count = excluded.count, \
-             min = excluded.min, max = excluded.max, scaled_sum = excluded.scaled_sum, \
-             first_step = excluded.first_step, last_step = excluded.last_step, last = excluded.last",
-            values.join(", ")
-        )
-        .into();
-        conn.execute(stmt).await?;
-    }
-    Ok(())
-}
-
 /// Packs the rows of one series' completed blocks (and its tail too once its version is no
 /// longer pending), in the caller's transaction: the conversion of points stored before
 /// blocks existed, and the last block of a finished version. Clears the series' mark.
