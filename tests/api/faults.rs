@@ -111,7 +111,16 @@ async fn postgres_restart_under_write_load_loses_nothing_acknowledged() {
     // Down for two seconds in the middle of the load, as a crash or a failover would be.
     tokio::time::sleep(Duration::from_secs(3)).await;
     tokio::task::block_in_place(|| cluster.stop());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let down = Instant::now();
+    // Readiness sees the outage whatever the load's requests were doing at the stop (those
+    // in flight answer 503; those that wait for a connection may outlast it and succeed).
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        ready.status, 503,
+        "readiness during the outage: {}",
+        ready.body
+    );
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(down.elapsed())).await;
     tokio::task::block_in_place(|| cluster.start());
     for w in workers {
         w.await.unwrap();
@@ -127,11 +136,6 @@ async fn postgres_restart_under_write_load_loses_nothing_acknowledged() {
         .filter(|s| !matches!(s, 200 | 201 | 503))
         .collect();
     assert!(unexpected.is_empty(), "{:?}", t.statuses);
-    assert!(
-        t.statuses.get(&503).is_some_and(|n| *n > 0),
-        "the outage was seen: {:?}",
-        t.statuses
-    );
     assert!(t.versions.len() > 10 && t.points.len() > 10 && t.promotes.len() > 10);
 
     for v in &t.versions {
