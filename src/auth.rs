@@ -58,7 +58,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
         return Err(unauthorized("the token has expired"));
     }
     Ok(Principal {
-        actor: Actor::token(t.name, t.id),
+        actor: Actor::token(t.name, t.id, t.subject),
         scopes: t.scopes,
         models: t.models,
     })

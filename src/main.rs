@@ -50,6 +50,11 @@ struct TokenCreateArgs {
     /// A name for the token; it is the actor recorded in events and stage history.
     #[arg(long)]
     name: String,
+    /// Who holds the token: a person or a system (default: the name). Approvals of promotion
+    /// requests count distinct subjects, and nobody approves their own request with another
+    /// token.
+    #[arg(long)]
+    subject: Option<String>,
     /// read, write, promote or admin (repeatable; admin implies all).
     #[arg(long = "scope", required = true)]
     scopes: Vec<String>,
@@ -138,6 +143,7 @@ async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
     let store = connect(&args.database).await?;
     let body = modelreg::domain::token::TokenRequest {
         name: args.name,
+        subject: args.subject,
         scopes: args.scopes,
         models: (!args.models.is_empty()).then_some(args.models),
         expires_at: args.expires_in.map(|d| chrono::Utc::now() + d),
@@ -187,6 +193,7 @@ async fn bootstrap(store: &dyn store::Store, token: &str) -> anyhow::Result<()> 
                 revoked_at: None,
                 created_at: modelreg::domain::time::now(),
                 created_by: "bootstrap".to_owned(),
+                subject: "bootstrap-admin".to_owned(),
             };
             let actor = modelreg::domain::access::Actor::named("bootstrap");
             store

@@ -27,6 +27,8 @@ pub fn endpoints() -> Vec<Endpoint> {
 pub struct TokenView {
     pub id: Uuid,
     pub name: String,
+    /// Who holds it.
+    pub subject: String,
     pub scopes: Vec<Scope>,
     pub models: Option<Vec<Glob>>,
     #[serde(with = "crate::domain::time::rfc3339::option")]
@@ -43,6 +45,7 @@ impl From<TokenRecord> for TokenView {
         Self {
             id: t.id,
             name: t.name,
+            subject: t.subject,
             scopes: t.scopes,
             models: t.models,
             expires_at: t.expires_at,
@@ -97,6 +100,8 @@ async fn list(State(state): State<AppState>) -> Result<axum::Json<Items<TokenVie
 #[derive(Serialize)]
 struct WhoAmI {
     name: String,
+    /// Who holds the token.
+    subject: String,
     /// `null` while authentication is off (the anonymous caller has no token).
     token_id: Option<Uuid>,
     scopes: Vec<Scope>,
@@ -108,6 +113,7 @@ struct WhoAmI {
 
 async fn whoami(State(state): State<AppState>, principal: Principal) -> axum::Json<WhoAmI> {
     axum::Json(WhoAmI {
+        subject: principal.actor.subject,
         name: principal.actor.name,
         token_id: principal.actor.token_id,
         scopes: principal.scopes,

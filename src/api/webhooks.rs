@@ -183,6 +183,7 @@ async fn create(
         secret: secret.clone(),
         owner_models: principal.models.clone(),
         owner_token_id: principal.actor.token_id,
+        owner_limit: state.config.webhooks.max_per_token,
         at: time::now(),
     };
     let webhook = state.store.create_webhook(&new, &principal.actor).await?;

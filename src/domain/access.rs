@@ -138,12 +138,14 @@ impl Glob {
     }
 }
 
-/// Who did it, as recorded in events and `created_by`: the token's name, and its id, since
-/// names are not unique.
+/// Who did it, as recorded in events and `created_by`: the token's name, its id (names are
+/// not unique), and its subject: the person or system holding it (several tokens may share
+/// one; the two-person rule counts subjects).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub name: String,
     pub token_id: Option<Uuid>,
+    pub subject: String,
 }
 
 impl Actor {
@@ -154,17 +156,26 @@ impl Actor {
 
     /// An actor that is not a token: the command line, the bootstrap.
     pub fn named(name: impl Into<String>) -> Self {
+        let name = name.into();
         Self {
-            name: name.into(),
+            subject: name.clone(),
+            name,
             token_id: None,
         }
     }
 
-    pub fn token(name: impl Into<String>, id: Uuid) -> Self {
+    /// A token's actor, held by `subject`.
+    pub fn token(name: impl Into<String>, id: Uuid, subject: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             token_id: Some(id),
+            subject: subject.into(),
         }
+    }
+
+    /// Whether `self` and `other` are the same person: the same subject.
+    pub fn same_subject(&self, other: &str) -> bool {
+        self.subject == other
     }
 }
 

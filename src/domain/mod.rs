@@ -4,6 +4,7 @@
 //! into them at the boundary and everything behind it can rely on that.
 
 pub mod access;
+pub mod address;
 pub mod artifact;
 pub mod change;
 pub mod compare;

@@ -62,6 +62,9 @@ pub struct TokenRecord {
     pub revoked_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub created_by: String,
+    /// Who holds it: a person or a system. Several tokens may share a subject; approvals are
+    /// counted, and self-approval refused, by subject.
+    pub subject: String,
 }
 
 /// A request for a new token.
@@ -69,6 +72,9 @@ pub struct TokenRecord {
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     pub name: String,
+    /// Who holds it; the name when left out.
+    #[serde(default)]
+    pub subject: Option<String>,
     pub scopes: Vec<String>,
     pub models: Option<Vec<String>>,
     pub expires_at: Option<Timestamp>,
@@ -77,13 +83,11 @@ pub struct TokenRequest {
 /// Validates a request and makes the token: the record to store and the token to show once
 /// (for `POST /api/v1/tokens` and `modelreg token create` alike).
 pub fn issue(body: TokenRequest, actor: &Actor) -> Result<(TokenRecord, String)> {
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(Error::validation(
-            "name",
-            "name must be 1-128 printable characters",
-        ));
-    }
+    let name = printable("name", &body.name)?;
+    let subject = match &body.subject {
+        Some(s) => printable("subject", s)?,
+        None => name.clone(),
+    };
     if body.scopes.is_empty() {
         return Err(Error::validation(
             "scopes",
@@ -127,8 +131,21 @@ pub fn issue(body: TokenRequest, actor: &Actor) -> Result<(TokenRecord, String)>
         revoked_at: None,
         created_at: now,
         created_by: actor.name.clone(),
+        subject,
     };
     Ok((record, secret.token))
+}
+
+/// A name or subject: 1-128 printable characters, trimmed.
+fn printable(field: &str, raw: &str) -> Result<String> {
+    let s = raw.trim();
+    if s.is_empty() || s.len() > 128 || s.chars().any(char::is_control) {
+        return Err(Error::validation(
+            field,
+            format!("{field} must be 1-128 printable characters"),
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 #[cfg(test)]
@@ -151,6 +168,7 @@ mod tests {
     fn request(scopes: &[&str], models: Option<&[&str]>) -> TokenRequest {
         TokenRequest {
             name: " ci ".into(),
+            subject: None,
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             models: models.map(|m| m.iter().map(|g| (*g).to_owned()).collect()),
             expires_at: None,
@@ -162,6 +180,20 @@ mod tests {
         let actor = Actor::named("cli");
         let (record, token) = issue(request(&["read", "read", "write"], None), &actor).unwrap();
         assert_eq!(record.name, "ci");
+        assert_eq!(record.subject, "ci", "the subject defaults to the name");
+        let held = TokenRequest {
+            subject: Some(" alice ".into()),
+            ..request(&["promote"], None)
+        };
+        assert_eq!(issue(held, &actor).unwrap().0.subject, "alice");
+        let unnamed = TokenRequest {
+            subject: Some("  ".into()),
+            ..request(&["promote"], None)
+        };
+        assert_eq!(
+            issue(unnamed, &actor).unwrap_err().field.as_deref(),
+            Some("subject")
+        );
         assert_eq!(record.scopes, vec![Scope::Read, Scope::Write]);
         let (id, secret) = parse_token(&token).unwrap();
         assert_eq!(id, record.id);

@@ -1,7 +1,7 @@
 //! Claims: the heads of the outbox's queues, leased, and the runs of deliveries behind them.
 
 use super::Event;
-use super::deliveries::{Claimed, parked};
+use super::deliveries::{ClaimLimits, Claimed, parked};
 use super::rows::EventRow;
 use super::sql::{Arg, Conn, Stmt};
 use crate::domain::time::Timestamp;
@@ -30,12 +30,14 @@ struct ClaimRow {
     stage: Option<String>,
     actor: Option<String>,
     actor_token_id: Option<Uuid>,
+    actor_subject: Option<String>,
     at: Option<Timestamp>,
     details: Option<Json<Value>>,
+    attempt_ms: Option<i64>,
 }
 
 impl ClaimRow {
-    fn into_claimed(self, now: Timestamp, lease_id: Uuid) -> Claimed {
+    fn into_claimed(self, now: Timestamp, lease_id: Uuid, slow_ms: i64) -> Claimed {
         let event = match (self.event_id, self.action, self.actor, self.at) {
             (Some(id), Some(action), Some(actor), Some(at)) => Some(Event::from(EventRow {
                 id,
@@ -45,6 +47,7 @@ impl ClaimRow {
                 stage: self.stage,
                 actor,
                 actor_token_id: self.actor_token_id,
+                actor_subject: self.actor_subject,
                 at,
                 details: self.details.unwrap_or(Json(Value::Null)),
             })),
@@ -65,6 +68,7 @@ impl ClaimRow {
             kind: self.kind,
             attempts: self.attempts,
             parked: self.next_attempt_at >= parked(),
+            slow: self.attempt_ms.is_some_and(|ms| ms >= slow_ms),
             queued_at: self.queued_at,
             url: self.url,
             secrets,
@@ -74,36 +78,61 @@ impl ClaimRow {
 }
 
 /// Leases queue heads and reads their runs (see `claim_deliveries`).
+///
+/// Fair between webhooks: a webhook has at most `per_webhook` heads leased at once (counting
+/// those other processes hold), and heads are taken round by round (every webhook's first due
+/// head before any webhook's second), the webhooks whose receivers answer fastest first. Each
+/// lane is filled on its own: prompt receivers (and those not timed yet) up to `prompt`
+/// heads, slow ones (a moving average of `slow_ms` or more) up to `slow`.
 pub(super) async fn claim<C: Conn>(
     conn: &mut C,
     now: Timestamp,
     lease_until: Timestamp,
-    queues: u32,
-    run: u32,
+    limits: &ClaimLimits,
 ) -> Result<Vec<Vec<Claimed>>> {
     let lock = if C::ROW_LOCKS {
-        " for update of d skip locked"
+        " for update skip locked"
     } else {
         ""
     };
     let lease_id = Uuid::now_v7();
     let sql = format!(
         "update webhook_deliveries set lease_id = $2, lease_until = $3 where id in ( \
-           select d.id from webhook_deliveries d join webhooks w on w.id = d.webhook_id \
-            where d.status = 'pending' and w.enabled and d.next_attempt_at <= $1 \
-              and (d.lease_until is null or d.lease_until <= $1) \
-              and (d.event_id is null or not exists ( \
-                    select 1 from webhook_deliveries p \
-                     where p.webhook_id = d.webhook_id and p.ordering_key = d.ordering_key \
-                       and p.status = 'pending' and p.event_id < d.event_id)) \
-            order by d.next_attempt_at, d.id limit $4{lock}) \
+           select id from webhook_deliveries where id in ( \
+             select q.id from ( \
+               select c.id, c.slow, row_number() over ( \
+                        partition by c.slow order by c.round, c.speed, c.next_attempt_at, c.id) as place \
+                 from ( \
+                   select d.id, d.next_attempt_at, \
+                          case when s.attempt_ms >= $6 then 1 else 0 end as slow, \
+                          coalesce(s.attempt_ms, $7) as speed, \
+                          coalesce(l.n, 0) + row_number() over ( \
+                            partition by d.webhook_id order by d.next_attempt_at, d.id) as round \
+                     from webhook_deliveries d join webhooks w on w.id = d.webhook_id \
+                     left join webhook_speeds s on s.webhook_id = d.webhook_id \
+                     left join (select webhook_id, count(*) as n from webhook_deliveries \
+                                 where lease_id is not null and lease_until > $1 \
+                                 group by webhook_id) l on l.webhook_id = d.webhook_id \
+                    where d.status = 'pending' and w.enabled and d.next_attempt_at <= $1 \
+                      and (d.lease_until is null or d.lease_until <= $1) \
+                      and (d.event_id is null or not exists ( \
+                            select 1 from webhook_deliveries p \
+                             where p.webhook_id = d.webhook_id and p.ordering_key = d.ordering_key \
+                               and p.status = 'pending' and p.event_id < d.event_id))) c \
+                where c.round <= $5) q \
+              where (q.slow = 0 and q.place <= $4) or (q.slow = 1 and q.place <= $8)) \
+             and status = 'pending' and (lease_until is null or lease_until <= $1){lock}) \
          returning id"
     );
     let stmt = Stmt::new(sql)
         .bind(now)
         .bind(lease_id)
         .bind(lease_until)
-        .bind(i64::from(queues));
+        .bind(i64::from(limits.prompt))
+        .bind(i64::from(limits.per_webhook))
+        .bind(limits.slow_ms)
+        .bind(limits.slow_ms / 2)
+        .bind(i64::from(limits.slow));
     let heads: Vec<(i64,)> = conn.fetch_all(stmt).await?;
     if heads.is_empty() {
         return Ok(Vec::new());
@@ -112,6 +141,7 @@ pub(super) async fn claim<C: Conn>(
     // Behind each head of an event, the next deliveries of its queue. Not leased: nothing is
     // claimed behind a pending head, which the lease holds.
     let mut ids = heads.clone();
+    let run = limits.run;
     if run > 1 {
         let sql = format!(
             "select id from ( \
@@ -133,9 +163,11 @@ pub(super) async fn claim<C: Conn>(
     let sql = format!(
         "select d.id, d.webhook_id, d.ordering_key, d.event_id, d.type as kind, d.attempts, \
                 d.next_attempt_at, d.queued_at, w.url, w.secret, w.previous_secret, w.previous_secret_until, \
-                e.action, e.model, e.version, e.stage, e.actor, e.actor_token_id, e.at, e.details \
+                e.action, e.model, e.version, e.stage, e.actor, e.actor_token_id, e.actor_subject, \
+                e.at, e.details, s.attempt_ms \
            from webhook_deliveries d join webhooks w on w.id = d.webhook_id \
            left join events e on e.id = d.event_id \
+           left join webhook_speeds s on s.webhook_id = d.webhook_id \
           where {}",
         C::in_list("d.id", "$1")
     );
@@ -143,7 +175,8 @@ pub(super) async fn claim<C: Conn>(
         .fetch_all(Stmt::new(sql).bind(Arg::I64List(ids)))
         .await?;
     Ok(runs(
-        rows.into_iter().map(|r| r.into_claimed(now, lease_id)),
+        rows.into_iter()
+            .map(|r| r.into_claimed(now, lease_id, limits.slow_ms)),
         &heads,
     ))
 }
@@ -200,6 +233,7 @@ mod tests {
             kind: "stage.promoted".into(),
             attempts: 0,
             parked,
+            slow: false,
             queued_at: Timestamp::default(),
             url: String::new(),
             secrets: Vec::new(),

@@ -33,6 +33,8 @@ pub struct Claimed {
     pub attempts: i64,
     /// Waiting behind the delivery before it (every one of a run but its head).
     pub parked: bool,
+    /// Its webhook's receiver answers slowly: the run takes a slot of the slow lane.
+    pub slow: bool,
     pub queued_at: Timestamp,
     pub url: String,
     /// The secrets that sign it: the current one, and the previous one during a rotation.
@@ -53,6 +55,21 @@ pub enum Outcome {
     Gone,
 }
 
+/// What one claim may take (see `claim_deliveries`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits {
+    /// Runs of prompt receivers (and receivers not timed yet).
+    pub prompt: u32,
+    /// Runs of slow receivers.
+    pub slow: u32,
+    /// Deliveries of one queue sent together, at most.
+    pub run: u32,
+    /// Heads of one webhook leased at once, at most, in every process together.
+    pub per_webhook: u32,
+    /// A receiver whose runs take this long on average (milliseconds) is slow.
+    pub slow_ms: i64,
+}
+
 /// One attempt, to record. The attempts of a run are recorded together, under its head's
 /// lease.
 #[derive(Debug, Clone)]
@@ -66,6 +83,8 @@ pub struct Attempt {
     /// What went wrong, cut to 1 KiB; never a secret or a body.
     pub error: Option<String>,
     pub outcome: Outcome,
+    /// How long the attempt took, in milliseconds.
+    pub took_ms: i64,
 }
 
 /// When a delivery queued behind another is due: never, until the one before it is done (see
@@ -84,15 +103,14 @@ pub trait OutboxSignal: Send {
 
 #[async_trait]
 pub trait DeliveryStore {
-    /// Queues the deliveries of new events, then leases the heads of up to `queues` queues
-    /// until `lease_until`, each with up to `run - 1` deliveries parked behind it: runs, each
-    /// in the order to send.
+    /// Queues the deliveries of new events, then leases queue heads until `lease_until`,
+    /// fairly between webhooks and within `limits`, each with up to `run - 1` deliveries
+    /// parked behind it: runs, each in the order to send.
     async fn claim_deliveries(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
-        queues: u32,
-        run: u32,
+        limits: ClaimLimits,
     ) -> Result<Vec<Vec<Claimed>>>;
     /// Records the attempts made of a run, in order (those after the last attempt stay
     /// queued); `false` when the run's lease had been lost (nothing is written).
@@ -102,8 +120,14 @@ pub trait DeliveryStore {
     async fn deliveries_due(&self, now: Timestamp) -> Result<bool>;
     /// The earliest retry scheduled after `now`.
     async fn next_retry_at(&self, now: Timestamp) -> Result<Option<Timestamp>>;
-    /// Deletes succeeded deliveries delivered before `before`; how many.
-    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64>;
+    /// Deletes up to `batch` deliveries: succeeded ones delivered before `succeeded`, failed
+    /// ones last tried before `failed`; how many.
+    async fn prune_deliveries(
+        &self,
+        succeeded: Timestamp,
+        failed: Timestamp,
+        batch: u64,
+    ) -> Result<u64>;
     /// Deliveries waiting to be made.
     async fn pending_deliveries(&self) -> Result<i64>;
     /// Makes due the parked deliveries of queues with nothing ahead of them any more (a
@@ -159,6 +183,18 @@ async fn record<C: Conn>(conn: &mut C, attempts: &[Attempt]) -> Result<bool> {
             return Ok(false);
         }
     }
+    // The receiver's speed: a moving average of its runs' slowest attempts.
+    let took = attempts.iter().map(|a| a.took_ms).max().unwrap_or(0);
+    let stmt = Stmt::new(
+        "insert into webhook_speeds (webhook_id, attempt_ms, updated_at) values ($1, $2, $3) \
+         on conflict (webhook_id) do update \
+            set attempt_ms = (webhook_speeds.attempt_ms + excluded.attempt_ms) / 2, \
+                updated_at = excluded.updated_at",
+    )
+    .bind(head.webhook_id)
+    .bind(took)
+    .bind(head.at);
+    conn.execute(stmt).await?;
     // The queue's first pending delivery is due now, if it was parked behind those done.
     let last = attempts.last().unwrap_or(head);
     let stmt = Stmt::new(
@@ -197,8 +233,7 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
         &self,
         now: Timestamp,
         lease_until: Timestamp,
-        queues: u32,
-        run: u32,
+        limits: ClaimLimits,
     ) -> Result<Vec<Vec<Claimed>>> {
         // Events still committing may hold lower ids than ones already visible: the outbox
         // stops at the log's horizon, so that one model's events are queued, and go out, in
@@ -207,7 +242,7 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
         let horizon = self.db.read().await?.event_horizon().await?;
         transaction!(self.db, |c| async move {
             outbox::advance(c, horizon).await?;
-            claims::claim(c, now, lease_until, queues, run).await
+            claims::claim(c, now, lease_until, &limits).await
         })
     }
 
@@ -245,11 +280,22 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
             .map(|r| r.0))
     }
 
-    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64> {
+    async fn prune_deliveries(
+        &self,
+        succeeded: Timestamp,
+        failed: Timestamp,
+        batch: u64,
+    ) -> Result<u64> {
         let stmt = Stmt::new(
-            "delete from webhook_deliveries where status = 'succeeded' and delivered_at < $1",
+            "delete from webhook_deliveries where id in ( \
+               select id from webhook_deliveries where status = 'succeeded' and delivered_at < $1 \
+               union all \
+               select id from webhook_deliveries where status = 'failed' and last_attempt_at < $2 \
+               limit $3)",
         )
-        .bind(before);
+        .bind(succeeded)
+        .bind(failed)
+        .bind(i64::try_from(batch).unwrap_or(i64::MAX));
         transaction!(self.db, |c| c.execute(stmt))
     }
 

@@ -65,8 +65,8 @@ impl<'a> NewEvent<'a> {
 }
 
 pub(crate) const INSERT_EVENT: &str = "insert into events \
-    (at, action, model_id, model, version, stage, actor, actor_token_id, details) \
-    values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning id";
+    (at, action, model_id, model, version, stage, actor, actor_token_id, details, actor_subject) \
+    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id";
 
 /// Appends an event; returns its id.
 pub(crate) async fn record<C: Conn>(conn: &mut C, e: NewEvent<'_>, actor: &Actor) -> Result<i64> {
@@ -79,12 +79,13 @@ pub(crate) async fn record<C: Conn>(conn: &mut C, e: NewEvent<'_>, actor: &Actor
         .bind(e.stage)
         .bind(&actor.name)
         .bind(actor.token_id)
-        .json(&e.details);
+        .json(&e.details)
+        .bind(&actor.subject);
     conn.scalar(stmt).await
 }
 
-pub(crate) const EVENT_COLUMNS: &str =
-    "select id, action, model, version, stage, actor, actor_token_id, at, details from events ";
+pub(crate) const EVENT_COLUMNS: &str = "select id, action, model, version, stage, actor, actor_token_id, actor_subject, at, details \
+     from events ";
 
 async fn list<C: Conn>(conn: &mut C, q: &EventQuery) -> Result<Page<Event>> {
     let horizon = conn.event_horizon().await?;

@@ -68,7 +68,7 @@ mod webhook_types;
 mod webhooks;
 
 pub use artifacts::ArtifactStore;
-pub use deliveries::{Attempt, Claimed, DeliveryStore, OutboxSignal, Outcome};
+pub use deliveries::{Attempt, ClaimLimits, Claimed, DeliveryStore, OutboxSignal, Outcome};
 pub use events::EventStore;
 pub use metrics::{BucketRow, MetricStore, MetricSummary, PointStream, STREAM_CHUNK, SeriesInfo};
 pub use models::ModelStore;

@@ -15,6 +15,10 @@ pub struct Approver {
     pub actor: String,
     #[serde(default)]
     pub token_id: Option<Uuid>,
+    /// Who holds the approving token (approvals count distinct subjects). Approvals recorded
+    /// before tokens had subjects have none: their actor name stands for it.
+    #[serde(default)]
+    pub subject: Option<String>,
     pub comment: Option<String>,
     #[serde(serialize_with = "crate::domain::time::rfc3339::serialize")]
     pub at: Timestamp,
@@ -30,6 +34,8 @@ pub struct PromotionRequest {
     pub expected_version: Option<i64>,
     pub reason: Option<String>,
     pub requested_by: String,
+    /// The person or system holding the requester's token.
+    pub requested_by_subject: String,
     /// pending, approved, rejected, cancelled or expired.
     pub status: String,
     pub approvals_needed: i64,
@@ -78,11 +84,8 @@ pub trait PromotionStore {
     ) -> Result<PromotionRequest>;
 }
 
-/// Whether `actor` is the one recorded as `name` (with `token`): the same token, or the same
-/// name where either has no token.
-pub(super) fn same_actor(name: &str, token: Option<Uuid>, actor: &Actor) -> bool {
-    match (token, actor.token_id) {
-        (Some(a), Some(b)) => a == b,
-        _ => name == actor.name,
-    }
+/// Whether `actor` is the person recorded as `subject`: people hold several tokens, so the
+/// two-person rule is decided by subject, never by token.
+pub(super) fn same_person(subject: &str, actor: &Actor) -> bool {
+    actor.same_subject(subject)
 }

@@ -33,15 +33,30 @@ pub(crate) struct Open<'a> {
     pub ttl: std::time::Duration,
 }
 
-/// Opens a request (in the promote's transaction) and records `promotion.requested`.
+/// Opens a request (in the promote's transaction, under the stage's lock) and records
+/// `promotion.requested`; or answers the request for the same stage and candidate that is
+/// still pending: one at a time, however often a promote is sent.
 pub(crate) async fn open<C: Conn>(conn: &mut C, o: Open<'_>, actor: &Actor) -> Result<Uuid> {
+    let pending = Stmt::new(
+        "select id from promotion_requests \
+          where model_id = $1 and stage = $2 and version = $3 and status = 'pending' \
+            and expires_at > $4 \
+          order by created_at limit 1",
+    )
+    .bind(o.model_id)
+    .bind(o.stage)
+    .bind(o.version)
+    .bind(o.now);
+    if let Some((id,)) = conn.fetch_optional::<(Uuid,)>(pending).await? {
+        return Ok(id);
+    }
     let id = Uuid::now_v7();
     let ttl = chrono::Duration::from_std(o.ttl).unwrap_or_else(|_| chrono::Duration::days(7));
     let stmt = Stmt::new(
         "insert into promotion_requests (id, model_id, stage, version, expected_given, \
              expected_version, reason, requested_by, requested_by_token, status, approvals_needed, \
-             approvals, checks, created_at, updated_at, expires_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13, $13, $14)",
+             approvals, checks, created_at, updated_at, expires_at, requested_by_subject) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13, $13, $14, $15)",
     )
     .bind(id)
     .bind(o.model_id)
@@ -56,7 +71,8 @@ pub(crate) async fn open<C: Conn>(conn: &mut C, o: Open<'_>, actor: &Actor) -> R
     .json(&Vec::<Approver>::new())
     .json(&o.checks)
     .bind(o.now)
-    .bind(o.now + ttl);
+    .bind(o.now + ttl)
+    .bind(&actor.subject);
     conn.execute(stmt).await?;
     let mut event = NewEvent::model("promotion.requested", o.model_id, o.model.as_str(), o.now);
     // The stage is named in the details: an event's `stage` column is for stage changes (the
@@ -78,6 +94,7 @@ struct Row {
     reason: Option<String>,
     requested_by: String,
     requested_by_token: Option<Uuid>,
+    requested_by_subject: Option<String>,
     status: String,
     approvals_needed: i64,
     approvals: Json<Vec<Approver>>,
@@ -91,7 +108,7 @@ struct Row {
 }
 
 const COLUMNS: &str = "select id, stage, version, expected_given, expected_version, reason, \
-    requested_by, requested_by_token, status, approvals_needed, approvals, checks, decided_by, \
+    requested_by, requested_by_token, requested_by_subject, status, approvals_needed, approvals, checks, decided_by, \
     decision_comment, event_id, created_at, updated_at, expires_at from promotion_requests";
 
 impl Row {
@@ -106,6 +123,7 @@ impl Row {
 
     fn shown(self, model: &ModelName, now: Timestamp) -> PromotionRequest {
         let status = self.status(now).to_owned();
+        let requested_by_subject = self.requester_subject().to_owned();
         PromotionRequest {
             id: self.id,
             model: model.as_str().to_owned(),
@@ -114,6 +132,7 @@ impl Row {
             expected_version: self.expected_version,
             reason: self.reason,
             requested_by: self.requested_by,
+            requested_by_subject,
             status,
             approvals_needed: self.approvals_needed,
             approvals: self.approvals.0,
@@ -127,9 +146,15 @@ impl Row {
         }
     }
 
-    /// Whether `actor` is who asked (the same token, or the same name without tokens).
+    fn requester_subject(&self) -> &str {
+        self.requested_by_subject
+            .as_deref()
+            .unwrap_or(&self.requested_by)
+    }
+
+    /// Whether `actor` is the person who asked (with this token or another of theirs).
     fn asked_by(&self, actor: &Actor) -> bool {
-        same_actor(&self.requested_by, self.requested_by_token, actor)
+        same_person(self.requester_subject(), actor)
     }
 }
 
@@ -209,6 +234,10 @@ async fn record<C: Conn>(
         "request_id": r.id,
         "stage": r.stage,
         "approvals": r.approvals.0.iter().map(|a| &a.actor).collect::<Vec<_>>(),
+        "approvers": r.approvals.0.iter()
+            .map(|a| a.subject.as_deref().unwrap_or(&a.actor))
+            .collect::<Vec<_>>(),
+        "requested_by_subject": r.requester_subject(),
         "approvals_needed": r.approvals_needed,
         "comment": r.decision_comment,
         "checks": r.checks.0,
@@ -256,18 +285,20 @@ async fn decide<C: Conn>(
                 return Err(Error::new(
                     Kind::Forbidden,
                     "self_approval",
-                    "a promotion request needs approvals by others than its requester",
+                    "a promotion request needs approvals by others than its requester \
+                     (the same person with another token included)",
                 ));
             }
             let again = r
                 .approvals
                 .0
                 .iter()
-                .any(|a| same_actor(&a.actor, a.token_id, actor));
+                .any(|a| same_person(a.subject.as_deref().unwrap_or(&a.actor), actor));
             if !again {
                 r.approvals.0.push(Approver {
                     actor: actor.name.clone(),
                     token_id: actor.token_id,
+                    subject: Some(actor.subject.clone()),
                     comment: comment.map(str::to_owned),
                     at: now,
                 });
@@ -306,14 +337,20 @@ async fn grant<C: Conn>(
         force: false,
         approval: Some(Approval::Granted {
             request_id: r.id,
-            requested_by: r.requested_by.clone(),
-            approvers: r.approvals.0.iter().map(|a| a.actor.clone()).collect(),
+            requested_by: r.requester_subject().to_owned(),
+            approvers: r
+                .approvals
+                .0
+                .iter()
+                .map(|a| a.subject.clone().unwrap_or_else(|| a.actor.clone()))
+                .collect(),
         }),
     };
     // The promote is the requester's, approved: its history names both.
     let requester = Actor {
         name: r.requested_by.clone(),
         token_id: r.requested_by_token,
+        subject: r.requester_subject().to_owned(),
     };
     match stage_change::apply(conn, model, &stage, req, &requester).await {
         Ok(change) => {

@@ -112,6 +112,7 @@ pub(crate) struct EventRow {
     pub stage: Option<String>,
     pub actor: String,
     pub actor_token_id: Option<Uuid>,
+    pub actor_subject: Option<String>,
     pub at: Timestamp,
     pub details: Json<Value>,
 }
@@ -126,6 +127,7 @@ impl From<EventRow> for Event {
             stage: r.stage,
             actor: r.actor,
             actor_token_id: r.actor_token_id,
+            subject: r.actor_subject,
             at: r.at,
             details: r.details.0,
         }
@@ -150,6 +152,7 @@ pub(crate) struct TokenRow {
     pub revoked_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub created_by: String,
+    pub subject: String,
 }
 
 impl From<TokenRow> for super::TokenRecord {
@@ -168,6 +171,7 @@ impl From<TokenRow> for super::TokenRecord {
             revoked_at: r.revoked_at,
             created_at: r.created_at,
             created_by: r.created_by,
+            subject: r.subject,
         }
     }
 }

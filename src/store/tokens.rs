@@ -21,7 +21,7 @@ pub trait TokenStore {
 macro_rules! token_select {
     () => {
         "select id, name, secret_hash, scopes, models, expires_at, revoked_at, created_at, \
-         created_by from tokens "
+         created_by, subject from tokens "
     };
 }
 
@@ -31,8 +31,8 @@ async fn insert<C: Conn>(conn: &mut C, t: &TokenRecord, actor: &Actor) -> Result
         .as_ref()
         .map(|m| m.iter().map(|g| g.as_str()).collect());
     let mut stmt = Stmt::new(
-        "insert into tokens (id, name, secret_hash, scopes, models, expires_at, created_at, created_by) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "insert into tokens (id, name, secret_hash, scopes, models, expires_at, created_at, created_by, subject) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(t.id)
     .bind(&t.name)
@@ -42,9 +42,14 @@ async fn insert<C: Conn>(conn: &mut C, t: &TokenRecord, actor: &Actor) -> Result
         Some(m) => stmt.json(m),
         None => stmt.bind(super::sql::Arg::Json(None)),
     };
-    let stmt = stmt.bind(t.expires_at).bind(t.created_at).bind(&actor.name);
+    let stmt = stmt
+        .bind(t.expires_at)
+        .bind(t.created_at)
+        .bind(&actor.name)
+        .bind(&t.subject);
     conn.execute(stmt).await?;
-    let details = serde_json::json!({"id": t.id, "name": t.name, "scopes": t.scopes, "models": models, "expires_at": t.expires_at});
+    let details = serde_json::json!({"id": t.id, "name": t.name, "subject": t.subject, "scopes": t.scopes,
+                                     "models": models, "expires_at": t.expires_at});
     events::record(
         conn,
         NewEvent::global("token.created", t.created_at, details),

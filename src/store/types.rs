@@ -70,6 +70,9 @@ pub struct Event {
     pub actor: String,
     /// The token that made the change (token names are not unique); `null` without one.
     pub actor_token_id: Option<Uuid>,
+    /// The person or system holding that token (`null` for events recorded before tokens
+    /// had subjects).
+    pub subject: Option<String>,
     #[serde(with = "crate::domain::time::rfc3339")]
     pub at: Timestamp,
     pub details: Value,
@@ -234,6 +237,8 @@ pub struct HistoryEntry {
     pub reason: Option<String>,
     pub actor: String,
     pub actor_token_id: Option<Uuid>,
+    /// The person or system holding the actor's token.
+    pub subject: Option<String>,
     #[serde(with = "crate::domain::time::rfc3339")]
     pub at: Timestamp,
     /// The checks of the stage's policy the promote passed (or, forced, failed).
@@ -264,6 +269,7 @@ impl From<Event> for HistoryEntry {
             action: e.action,
             actor: e.actor,
             actor_token_id: e.actor_token_id,
+            subject: e.subject,
             at: e.at,
         }
     }
@@ -297,7 +303,9 @@ pub enum Approval {
     /// A request's approvals reached its count: promote (the checks evaluated again).
     Granted {
         request_id: Uuid,
+        /// The requester's subject.
         requested_by: String,
+        /// The approvers' subjects.
         approvers: Vec<String>,
     },
 }

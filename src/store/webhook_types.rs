@@ -34,6 +34,8 @@ pub struct NewWebhook {
     /// The globs of the glob-limited token that makes it (its deliveries stay within them).
     pub owner_models: Option<Vec<Glob>>,
     pub owner_token_id: Option<Uuid>,
+    /// Webhooks the making token may own at once (409 `webhook_limit` past it).
+    pub owner_limit: u32,
     pub at: Timestamp,
 }
 

@@ -89,6 +89,19 @@ async fn find<C: Conn>(conn: &mut C, id: Uuid, owner: WebhookOwner) -> Result<We
 }
 
 async fn insert<C: Conn>(conn: &mut C, w: &NewWebhook, actor: &Actor) -> Result<Webhook> {
+    if let Some(token) = w.owner_token_id {
+        let stmt = Stmt::new("select count(*) from webhooks where owner_token_id = $1").bind(token);
+        let owned: i64 = conn.scalar(stmt).await?;
+        if owned >= i64::from(w.owner_limit) {
+            return Err(Error::conflict(
+                "webhook_limit",
+                format!(
+                    "this token owns {owned} webhooks, the most one token may own \
+                     (MODELREG_WEBHOOK_MAX_PER_TOKEN); delete one first"
+                ),
+            ));
+        }
+    }
     let events: Vec<&str> = w.events.iter().map(Glob::as_str).collect();
     let event_likes: Vec<String> = w.events.iter().map(Glob::to_like).collect();
     let stmt = Stmt::new(
@@ -186,6 +199,8 @@ async fn delete<C: Conn>(conn: &mut C, id: Uuid, owner: WebhookOwner, actor: &Ac
     let current = find(conn, id, owner).await?;
     conn.execute(Stmt::new("delete from webhook_deliveries where webhook_id = $1").bind(id))
         .await?;
+    conn.execute(Stmt::new("delete from webhook_speeds where webhook_id = $1").bind(id))
+        .await?;
     conn.execute(Stmt::new("delete from webhooks where id = $1").bind(id))
         .await?;
     let event = NewEvent::global("webhook.deleted", time::now(), details(&current));
@@ -217,8 +232,18 @@ async fn rotate<C: Conn>(
     Ok(())
 }
 
+/// Queues a ping, or answers the one still pending: a webhook has one pending ping at most.
 async fn ping<C: Conn>(conn: &mut C, id: Uuid, owner: WebhookOwner) -> Result<i64> {
     find(conn, id, owner).await?;
+    let pending = Stmt::new(
+        "select id from webhook_deliveries \
+          where webhook_id = $1 and status = 'pending' and event_id is null \
+          order by id limit 1",
+    )
+    .bind(id);
+    if let Some((delivery,)) = conn.fetch_optional::<(i64,)>(pending).await? {
+        return Ok(delivery);
+    }
     let now = time::now();
     let stmt = Stmt::new(
         "insert into webhook_deliveries (webhook_id, type, ordering_key, next_attempt_at, queued_at) \

@@ -2,31 +2,46 @@
 //!
 //! It claims due deliveries from the database under a lease (so several processes share the
 //! queue and each attempt is made by one of them): runs of up to [`RUN`] deliveries of one
-//! webhook and model, each run sent in order by a task of its own (at most `concurrency` at
-//! once), and records the outcomes together: delivered, retried later with exponential
-//! backoff, failed for good, or, on 410, failed with the webhook disabled. A run stops at its
-//! first failure, so that nothing overtakes a delivery that is retried. It wakes when this
-//! process commits a write, when another process says it did (Postgres `LISTEN`), when a run
-//! ends, when a retry falls due, and at least every poll interval.
+//! webhook and model, each run sent in order by a task of its own, and records the outcomes
+//! together: delivered, retried later with exponential backoff, failed for good, or, on 410,
+//! failed with the webhook disabled. A run stops at its first failure, so that nothing
+//! overtakes a delivery that is retried. It wakes when this process commits a write, when
+//! another process says it did (Postgres `LISTEN`), when a run ends or leaves the prompt
+//! lane, when a retry falls due, and at least every poll interval.
+//!
+//! Fair between webhooks, so that a slow or hostile receiver delays only its own queue:
+//! - two lanes of `concurrency` slots each: prompt receivers (and those not timed yet) and
+//!   slow ones, whose runs take `slow_after` or more on average. A run still waiting after
+//!   `slow_after` gives its prompt slot back and finishes in the slow lane, so a wave of new
+//!   receivers that never answer holds the prompt lane for `slow_after`, not the timeout;
+//! - each claim takes every webhook's first due queue before any webhook's second, fastest
+//!   receivers first, and at most `per_webhook` runs of one webhook are in flight in all
+//!   processes together;
+//! - a token owns at most `max_per_token` webhooks, and a webhook has one ping pending at most.
+//!
 //! Deliveries are at least once: a process that dies mid-attempt leaves the delivery to
 //! another once its lease runs out, which sends it again with the same `webhook-id`.
 
+mod lanes;
 pub mod sender;
 
 use crate::config::WebhookConfig;
 use crate::domain::time::{self, Timestamp};
 use crate::domain::webhook::{RetryPolicy, signature_header};
-use crate::store::{Attempt, Claimed, Outcome, Store};
+use crate::store::{Attempt, ClaimLimits, Claimed, Outcome, Store};
+use lanes::Lanes;
 use sender::{Answer, Sender};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
 
 /// How often the queue-depth gauge is refreshed, and old deliveries pruned.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Deliveries deleted by one statement of a prune.
+const PRUNE_BATCH: u64 = 5_000;
 /// Deliveries of one queue claimed and sent together, at most.
 const RUN: u32 = 64;
 /// Claims are this far apart at least: a stream of commits (metric batches, say) wakes the
@@ -40,7 +55,11 @@ pub fn spawn(
     settings: WebhookConfig,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, reqwest::Error> {
-    let sender = Sender::new(settings.timeout, settings.allow_private)?;
+    let sender = Sender::new(
+        settings.timeout,
+        settings.connect_timeout,
+        settings.allow_private,
+    )?;
     let dispatcher = Dispatcher {
         store,
         sender,
@@ -49,6 +68,7 @@ pub fn spawn(
             cap: Duration::from_secs(2 * 3600),
             give_up_after: settings.retry_for,
         },
+        lanes: Lanes::new(settings.concurrency as usize),
         settings,
     };
     Ok(tokio::spawn(dispatcher.run(stop)))
@@ -59,6 +79,7 @@ struct Dispatcher {
     sender: Sender,
     policy: RetryPolicy,
     settings: WebhookConfig,
+    lanes: Lanes,
 }
 
 impl Dispatcher {
@@ -83,7 +104,6 @@ impl Dispatcher {
                 }
             }
         };
-        let slots = Arc::new(Semaphore::new(this.settings.concurrency as usize));
         let mut attempts = JoinSet::new();
         let (mut gauged, mut pruned): (Option<Instant>, Option<Instant>) = (None, None);
         let mut claimed_at: Option<Instant> = None;
@@ -100,27 +120,34 @@ impl Dispatcher {
                 this.check_queues().await;
                 gauged = Some(Instant::now());
             }
-            let free = slots.available_permits();
-            if free > 0 {
+            let prompt = this.lanes.prompt.available_permits();
+            let slow = this.lanes.slow.available_permits();
+            if prompt + slow > 0 {
                 if let Some(gap) = claimed_at.and_then(|t| CLAIM_GAP.checked_sub(t.elapsed())) {
                     tokio::time::sleep(gap).await;
                 }
                 claimed_at = Some(Instant::now());
-                for run in this.claim(free).await {
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        break;
+                for run in this.claim(prompt, slow).await {
+                    let Some(first) = run.first() else { continue };
+                    let lane = if first.slow {
+                        &this.lanes.slow
+                    } else {
+                        &this.lanes.prompt
+                    };
+                    // Never fails: a claim takes no more runs of a lane than it has free
+                    // slots, and only this loop takes slots.
+                    let Ok(slot) = lane.clone().try_acquire_owned() else {
+                        continue;
                     };
                     let this = this.clone();
-                    attempts.spawn(async move {
-                        this.send_run(run).await;
-                        drop(slot);
-                    });
+                    attempts.spawn(async move { this.send_in_lane(run, slot).await });
                 }
             }
             let wait = this.wait().await;
             tokio::select! {
                 () = signal.changed() => {}
                 Some(_) = attempts.join_next() => {}
+                () = this.lanes.freed.notified() => {}
                 () = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
@@ -138,9 +165,30 @@ impl Dispatcher {
         tracing::info!("webhook dispatcher stopped");
     }
 
-    /// Claims the runs of up to `free` queues; none when nothing is due or the database
-    /// fails (the next round tries again).
-    async fn claim(&self, free: usize) -> Vec<Vec<Claimed>> {
+    /// Sends a run holding a slot of its lane; a prompt one that is still waiting after
+    /// `slow_after` finishes in the slow lane.
+    async fn send_in_lane(&self, run: Vec<Claimed>, slot: OwnedSemaphorePermit) {
+        let slow = run.first().is_some_and(|d| d.slow);
+        let mut slot = Some(slot);
+        let sending = self.send_run(run);
+        let mut sending = std::pin::pin!(sending);
+        if !slow {
+            tokio::select! {
+                () = &mut sending => return,
+                () = tokio::time::sleep(self.settings.slow_after) => {
+                    self.lanes.leave_prompt(&mut slot);
+                }
+            }
+        }
+        sending.await;
+        if !slow && slot.is_none() {
+            self.lanes.moved_done();
+        }
+    }
+
+    /// Claims up to `prompt` runs of prompt receivers and `slow` of slow ones; none when
+    /// nothing is due or the database fails (the next round tries again).
+    async fn claim(&self, prompt: usize, slow: usize) -> Vec<Vec<Claimed>> {
         let now = time::now();
         match self.store.deliveries_due(now).await {
             Ok(true) => {}
@@ -150,10 +198,16 @@ impl Dispatcher {
                 return Vec::new();
             }
         }
-        let limit = u32::try_from(free).unwrap_or(u32::MAX);
+        let limits = ClaimLimits {
+            prompt: u32::try_from(prompt).unwrap_or(u32::MAX),
+            slow: u32::try_from(slow).unwrap_or(u32::MAX),
+            run: RUN,
+            per_webhook: self.settings.per_webhook,
+            slow_ms: i64::try_from(self.settings.slow_after.as_millis()).unwrap_or(i64::MAX),
+        };
         match self
             .store
-            .claim_deliveries(now, now + self.lease(), limit, RUN)
+            .claim_deliveries(now, now + self.lease(), limits)
             .await
         {
             Ok(claimed) => claimed,
@@ -175,13 +229,36 @@ impl Dispatcher {
         }
     }
 
+    /// Deletes succeeded and failed deliveries past their retention, a bounded batch a
+    /// statement until none is left.
     async fn prune(&self) {
-        let retention = chrono::Duration::from_std(self.settings.retention)
-            .unwrap_or_else(|_| chrono::Duration::days(7));
-        match self.store.prune_deliveries(time::now() - retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(pruned = n, "pruned old succeeded webhook deliveries"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune webhook deliveries"),
+        let keep = |d: Duration, days| {
+            chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::days(days))
+        };
+        let now = time::now();
+        let succeeded = now - keep(self.settings.retention, 7);
+        let failed = now - keep(self.settings.failed_retention, 30);
+        let mut pruned = 0;
+        loop {
+            match self
+                .store
+                .prune_deliveries(succeeded, failed, PRUNE_BATCH)
+                .await
+            {
+                Ok(n) => {
+                    pruned += n;
+                    if n < PRUNE_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prune webhook deliveries");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(pruned, "pruned webhook deliveries past their retention");
         }
     }
 
@@ -238,8 +315,8 @@ impl Dispatcher {
             .sender
             .send(&d.url, &id, timestamp, &signature, body)
             .await;
-        metrics::histogram!("modelreg_webhook_attempt_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        metrics::histogram!("modelreg_webhook_attempt_duration_seconds").record(took.as_secs_f64());
         let at = time::now();
         let outcome = self.outcome(d, &answer, at);
         let label = match outcome {
@@ -274,6 +351,7 @@ impl Dispatcher {
             status_code: answer.status,
             error: answer.error,
             outcome,
+            took_ms: i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
         }
     }
 

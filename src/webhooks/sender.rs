@@ -78,7 +78,7 @@ pub async fn check_resolution(url: &WebhookUrl) -> crate::error::Result<()> {
     for addr in addrs {
         if is_forbidden(addr.ip()) {
             return Err(url_not_allowed(format!(
-                "{name} resolves to {}, a loopback, private, link-local or unspecified address",
+                "{name} resolves to {}, a special-purpose (non-public) address",
                 addr.ip()
             )));
         }
@@ -93,11 +93,19 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, reqwest::Error> {
+    /// A client that ignores the proxy environment (`HTTP_PROXY`, `HTTPS_PROXY`,
+    /// `ALL_PROXY`): a proxy would resolve and reach the target itself, past the address
+    /// check, so webhooks always connect directly.
+    pub fn new(
+        timeout: Duration,
+        connect_timeout: Duration,
+        allow_private: bool,
+    ) -> Result<Self, reqwest::Error> {
         let mut builder = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
-            .connect_timeout(timeout)
+            .connect_timeout(connect_timeout.min(timeout))
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("modelreg-webhooks/", env!("CARGO_PKG_VERSION")));
         if !allow_private {

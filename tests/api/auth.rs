@@ -16,8 +16,61 @@ crate::backend_tests!(with super::SETUP;
     every_route_checks_its_scope,
     every_method_on_every_route,
     secrets_are_stored_hashed,
-    tokens_api_and_actor
+    tokens_api_and_actor,
+    mlflow_archive_needs_write_scope
 );
+
+/// MLflow's `transition-stage` to `Archived` is the native archive: a promote-only token may
+/// move versions between stages through it, but not archive them.
+async fn mlflow_archive_needs_write_scope(app: &TestApp) {
+    fixture(app).await;
+    let root = app.root_token();
+    let (promoter, _) = token(app, root, "promoter", &["read", "promote"], None).await;
+    let (writer, _) = token(app, root, "writer", &["read", "write", "promote"], None).await;
+    let path = "/api/2.0/mlflow/model-versions/transition-stage";
+    let to = |version: &str, stage: &str| {
+        Body::Json(
+            json!({"name": "fraud-a", "version": version, "stage": stage,
+                          "archive_existing_versions": false}),
+        )
+    };
+    let r = call(
+        app,
+        Some(&promoter),
+        Method::POST,
+        path,
+        Some(&to("5", "Archived")),
+    )
+    .await;
+    crate::mlflow::mlflow_error(&r, 403, "PERMISSION_DENIED");
+    let v = call(
+        app,
+        Some(root),
+        Method::GET,
+        "/api/v1/models/fraud-a/versions/5",
+        None,
+    )
+    .await;
+    assert_eq!(v.ok(200)["status"], "ready", "nothing was archived");
+    let r = call(
+        app,
+        Some(&promoter),
+        Method::POST,
+        path,
+        Some(&to("5", "Staging")),
+    )
+    .await;
+    r.ok(200);
+    let r = call(
+        app,
+        Some(&writer),
+        Method::POST,
+        path,
+        Some(&to("1", "Archived")),
+    )
+    .await;
+    assert_eq!(r.ok(200)["model_version"]["current_stage"], "Archived");
+}
 
 async fn call(
     app: &TestApp,
@@ -735,6 +788,7 @@ async fn every_route_checks_its_scope(app: &TestApp) {
         let past = chrono::Utc::now() - chrono::Duration::hours(1);
         let body = TokenRequest {
             name: "old".into(),
+            subject: None,
             scopes: vec!["admin".into()],
             models: None,
             expires_at: None,
@@ -1074,7 +1128,7 @@ async fn tokens_api_and_actor(app: &TestApp) {
     let me = call(app, Some(&ops), Method::GET, "/api/v1/whoami", None).await;
     assert_eq!(
         me.ok(200).clone(),
-        json!({"name": "alice", "token_id": ops_id, "scopes": ["promote", "read"],
+        json!({"name": "alice", "subject": "alice", "token_id": ops_id, "scopes": ["promote", "read"],
                "models": null, "auth_required": true})
     );
     let ev = call(

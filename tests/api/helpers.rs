@@ -86,6 +86,7 @@ pub async fn run_case<F: AsyncFn(&TestApp)>(backend: Backend, setup: Setup, case
 async fn first_admin_token(app: &TestApp) -> String {
     let request = TokenRequest {
         name: "root".into(),
+        subject: None,
         scopes: vec!["admin".into()],
         models: None,
         expires_at: None,

@@ -494,8 +494,24 @@ async fn search_runs_translates_filter_and_order(app: &TestApp) {
         json!({"experiment_ids": [exp], "filter": "metrics.auc > 'x'"}),
         json!({"experiment_ids": [exp], "order_by": ["params.lr"]}),
         json!({"experiment_ids": []}),
+        // The native filter's limits hold for translated filters: 21 clauses, 1,000 clauses,
+        // 5,000 characters.
+        json!({"experiment_ids": [exp], "filter": vec!["metrics.auc > 0"; 21].join(" AND ")}),
+        json!({"experiment_ids": [exp], "filter": vec!["metrics.auc > 0"; 1000].join(" AND ")}),
+        json!({"experiment_ids": [exp], "filter": format!("tags.t = '{}'", "x".repeat(5000))}),
     ] {
         let r = app.post("/api/2.0/mlflow/runs/search", body).await;
+        mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    }
+    let many = vec!["tags.t = 'x'"; 1000].join(" AND ");
+    for path in [
+        "/api/2.0/mlflow/model-versions/search",
+        "/api/2.0/mlflow/registered-models/search",
+    ] {
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("filter", &many)
+            .finish();
+        let r = app.get(&format!("{path}?{q}")).await;
         mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
     }
 }

@@ -24,7 +24,9 @@ crate::backend_tests!(with super::SETUP;
     final_approval_evaluates_the_checks_again,
     racing_approvers_promote_once,
     reject_cancel_and_expiry,
-    expected_version_is_honoured_at_the_final_approval
+    expected_version_is_honoured_at_the_final_approval,
+    approvals_count_people_not_tokens,
+    one_pending_request_per_stage_and_candidate
 );
 
 const STAGE: &str = "/api/v1/models/m/stages/production";
@@ -329,9 +331,10 @@ async fn expected_version_is_honoured_at_the_final_approval(app: &TestApp) {
     let body = json!({"version": 1, "expected_version": null});
     let r = post(app, &p.requester, &format!("{STAGE}/promote"), body).await;
     let stale = r.ok(202)["request_id"].as_str().unwrap().to_owned();
+    // The same promote again answers the request already pending (one per candidate).
     let body = json!({"version": 1, "expected_version": null});
     let r = post(app, &p.requester, &format!("{STAGE}/promote"), body).await;
-    let fresh_then_stale = r.ok(202)["request_id"].as_str().unwrap().to_owned();
+    assert_eq!(r.ok(202)["request_id"].as_str(), Some(stale.as_str()));
     let shown = get(app, &p.root, &format!("{REQUESTS}/{stale}")).await;
     assert_eq!(shown.ok(200)["expected_version"], Value::Null);
 
@@ -353,7 +356,69 @@ async fn expected_version_is_honoured_at_the_final_approval(app: &TestApp) {
         "approved"
     );
     assert_eq!(holder(app, &p).await, 1);
-    decide(app, &p.requester, &fresh_then_stale, "cancel")
-        .await
-        .ok(200);
+}
+
+/// A token made for `subject`, with promote and read scope.
+async fn token_of(app: &TestApp, root: &str, name: &str, subject: &str) -> String {
+    let body = json!({"name": name, "subject": subject, "scopes": ["promote", "read"]});
+    let r = post(app, root, "/api/v1/tokens", body).await;
+    let made = r.ok(201);
+    assert_eq!(made["subject"], subject);
+    made["token"].as_str().unwrap().to_owned()
+}
+
+/// People hold several tokens: the requester's second token is still the requester, and two
+/// tokens of one approver count once. Events and history name the subjects.
+async fn approvals_count_people_not_tokens(app: &TestApp) {
+    let p = setup(app, 1, json!({"approvals": 2})).await;
+    let requester_laptop = token_of(app, &p.root, "laptop", "requester").await;
+    let bob_ci = token_of(app, &p.root, "bob-ci", "bob").await;
+    let id = request(app, &p, 1).await;
+    let r = decide(app, &requester_laptop, &id, "approve").await;
+    r.problem(403, "self_approval");
+    decide(app, &p.bob, &id, "approve").await.ok(200);
+    let r = decide(app, &bob_ci, &id, "approve").await;
+    let shown = r.ok(200);
+    assert_eq!(shown["status"], "pending", "bob's second token counts once");
+    assert_eq!(shown["approvals"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["requested_by_subject"], "requester");
+    assert_eq!(holder(app, &p).await, Value::Null);
+    let r = decide(app, &p.alice, &id, "approve").await;
+    assert_eq!(r.ok(200)["status"], "approved");
+    assert_eq!(holder(app, &p).await, 1);
+    let h = get(app, &p.root, &format!("{STAGE}/history")).await;
+    let entry = h.ok(200)["items"][0].clone();
+    assert_eq!(entry["subject"], "requester");
+    assert_eq!(entry["request"]["approvers"], json!(["bob", "alice"]));
+    let events = get(
+        app,
+        &p.root,
+        "/api/v1/events?model=m&action=promotion.approved",
+    )
+    .await;
+    let last = events.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["subject"], "alice");
+    assert_eq!(last["details"]["approvers"], json!(["bob", "alice"]));
+}
+
+/// A second promote of the same candidate onto the same stage answers the request already
+/// pending instead of opening another; another candidate opens its own.
+async fn one_pending_request_per_stage_and_candidate(app: &TestApp) {
+    let p = setup(app, 2, json!({"approvals": 1})).await;
+    let first = request(app, &p, 1).await;
+    let again = request(app, &p, 1).await;
+    assert_eq!(again, first);
+    let other = request(app, &p, 2).await;
+    assert_ne!(other, first);
+    let list = get(app, &p.root, &format!("{REQUESTS}?status=pending")).await;
+    assert_eq!(list.ok(200)["items"].as_array().unwrap().len(), 2);
+    // Once it is decided, a new promote opens a new request.
+    decide(app, &p.requester, &first, "cancel").await.ok(200);
+    let third = request(app, &p, 1).await;
+    assert_ne!(third, first);
 }

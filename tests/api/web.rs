@@ -278,6 +278,7 @@ async fn with_authentication_proxies_and_origins_pass() {
     let app = TestApp::spawn(db.url.clone(), |c| c.auth = AuthMode::Required).await;
     let body = modelreg::domain::token::TokenRequest {
         name: "root".into(),
+        subject: None,
         scopes: vec!["admin".into()],
         models: None,
         expires_at: None,

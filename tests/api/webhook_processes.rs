@@ -217,3 +217,150 @@ async fn no_secret_in_any_log_line_postgres() {
     drop(server);
     db.drop_db().await;
 }
+
+/// A receiver that accepts connections and never reads or answers: every attempt to it lasts
+/// the whole timeout. Counts the connections it was sent.
+struct BlackHole {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            task,
+        }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One healthy receiver beside 50 webhooks whose receivers never answer, on three models:
+/// the black holes take their own lane and their own share, and the healthy webhook's
+/// deliveries arrive within 2 s of each change (p99), from the first event on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn black_hole_webhooks_delay_only_themselves_postgres() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let server = start_with(&db.url, &[ALLOW]);
+    let client = reqwest::Client::new();
+    wait_ready(&client, server.addr).await;
+    let hole = BlackHole::start().await;
+    for i in 0..50 {
+        let url = format!("http://{}/hole/{i}", hole.addr);
+        let r = post(
+            &client,
+            &server,
+            "/api/v1/webhooks",
+            json!({"url": url, "events": ["stage.*"]}),
+        )
+        .await;
+        assert!(r["id"].is_string(), "{r}");
+    }
+    let healthy = Receiver::start().await;
+    let body = json!({"url": healthy.url(), "events": ["stage.*"]});
+    post(&client, &server, "/api/v1/webhooks", body).await;
+    let models = ["m0", "m1", "m2"];
+    for m in models {
+        post(&client, &server, "/api/v1/models", json!({"name": m})).await;
+        for _ in 0..10 {
+            let path = format!("/api/v1/models/{m}/versions");
+            post(&client, &server, &path, json!({"finalize": true})).await;
+        }
+    }
+    // 30 promotes over about 9 s, while the black holes hold their attempts 10 s each.
+    let mut promoted = BTreeMap::new();
+    for v in 1..=10 {
+        for m in models {
+            let path = format!("/api/v1/models/{m}/stages/production/promote");
+            let r = post(&client, &server, &path, json!({"version": v})).await;
+            assert_eq!(r["version"], v, "{r}");
+            promoted.insert((m.to_owned(), v), std::time::Instant::now());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let got = healthy.wait_for(30).await;
+    let mut latencies: Vec<Duration> = got
+        .iter()
+        .map(|r| {
+            let data = r.json()["data"].clone();
+            let key = (
+                data["model"].as_str().unwrap().to_owned(),
+                data["to_version"].as_i64().unwrap(),
+            );
+            r.at.saturating_duration_since(promoted[&key])
+        })
+        .collect();
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
+    assert!(
+        p99 < Duration::from_secs(2),
+        "the healthy webhook's p99 delivery latency was {p99:?} ({latencies:?})"
+    );
+    assert!(
+        hole.accepted.load(std::sync::atomic::Ordering::SeqCst) >= 50,
+        "every black hole was tried"
+    );
+    drop(server);
+    db.drop_db().await;
+}
+
+/// The SSRF guard holds with a proxy in the environment: the webhook client never uses
+/// `HTTP(S)_PROXY`, so a name that does not resolve to a public address is not delivered
+/// through a proxy that would resolve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_settings_do_not_bypass_the_address_check_sqlite() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let proxy = BlackHole::start().await;
+    let proxy_url = format!("http://{}", proxy.addr);
+    let server = start_with(
+        &db.url,
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("HTTPS_PROXY", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("MODELREG_WEBHOOK_TIMEOUT", "2s"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    wait_ready(&client, server.addr).await;
+    let body = json!({"url": "http://internal-only.invalid/hook", "events": ["webhook.ping"]});
+    let w = post(&client, &server, "/api/v1/webhooks", body).await;
+    let id = w["id"].as_str().expect("a webhook").to_owned();
+    post(
+        &client,
+        &server,
+        &format!("/api/v1/webhooks/{id}/ping"),
+        json!({}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while attempts_logged(&server) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(attempts_logged(&server) > 0, "the ping was attempted");
+    assert_eq!(
+        proxy.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the webhook went through the proxy"
+    );
+    drop(server);
+}

@@ -32,7 +32,8 @@ crate::backend_tests!(with super::SETUP;
     ping_and_redeliver,
     retries_give_up_and_fail,
     crud_and_bad_input,
-    a_new_webhook_gets_events_from_its_creation_on
+    a_new_webhook_gets_events_from_its_creation_on,
+    one_pending_ping_and_old_deliveries_pruned
 );
 
 crate::backend_tests!(with crate::helpers::Setup::PLAIN; private_addresses_are_refused);
@@ -593,6 +594,55 @@ const SETUP_AUTH: Setup = Setup {
 
 crate::backend_tests!(with super::SETUP_AUTH; limited_admin_sees_its_models_only);
 
+const SETUP_CAPPED: Setup = Setup {
+    auth: true,
+    adjust: capped,
+    ..Setup::PLAIN
+};
+
+fn capped(c: &mut Config) {
+    c.webhooks.allow_private = true;
+    c.webhooks.max_per_token = 2;
+}
+
+crate::backend_tests!(with super::SETUP_CAPPED; a_token_owns_a_bounded_number_of_webhooks);
+
+/// A token owns `max_per_token` webhooks at most; deleting one makes room. Other tokens have
+/// their own count.
+async fn a_token_owns_a_bounded_number_of_webhooks(app: &TestApp) {
+    let root = app.root_token().to_owned();
+    let create = |token: String| {
+        let req = app
+            .client
+            .post(app.url("/api/v1/webhooks"))
+            .bearer_auth(token)
+            .json(&json!({"url": "http://127.0.0.1:9/hook"}));
+        async move { app.send(req).await }
+    };
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/tokens"))
+                .bearer_auth(&root)
+                .json(&json!({"name": "limited", "scopes": ["admin"], "models": ["a*"]})),
+        )
+        .await;
+    let limited = r.ok(201)["token"].as_str().unwrap().to_owned();
+    let first = create(limited.clone()).await.ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    create(limited.clone()).await.ok(201);
+    create(limited.clone()).await.problem(409, "webhook_limit");
+    create(root.clone()).await.ok(201);
+    let del = app
+        .client
+        .delete(app.url(&format!("/api/v1/webhooks/{first}")))
+        .bearer_auth(&limited);
+    app.send(del).await.ok(204);
+    create(limited).await.ok(201);
+}
+
 /// A glob-limited admin's webhooks see only its models, and it sees only its own webhooks.
 async fn limited_admin_sees_its_models_only(app: &TestApp) {
     let root = app.root_token().to_owned();
@@ -656,4 +706,87 @@ async fn limited_admin_sees_its_models_only(app: &TestApp) {
         .problem(404, "webhook_not_found");
     let all = as_(&root, app.client.get(app.url("/api/v1/webhooks"))).await;
     assert_eq!(all.ok(200)["items"].as_array().unwrap().len(), 2);
+}
+
+/// Pings do not pile up: while one is pending, another answers the same delivery. Old
+/// deliveries go after their retention: succeeded ones after 7 days, failed ones after 30.
+async fn one_pending_ping_and_old_deliveries_pruned(app: &TestApp) {
+    let mut receiver = Receiver::start().await;
+    receiver.stop().await;
+    let (id, _) = subscribe(app, json!({"url": receiver.url(), "events": ["stage.*"]})).await;
+    let path = format!("/api/v1/webhooks/{id}/ping");
+    let first = app.post_empty(&path).await.ok(202)["delivery_id"].clone();
+    for _ in 0..5 {
+        let again = app.post_empty(&path).await.ok(202)["delivery_id"].clone();
+        assert_eq!(again, first, "a second ping while one is pending");
+    }
+    receiver.restart().await;
+    log_until(app, &id, |l| l.iter().all(|d| d["status"] == "succeeded")).await;
+    let next = app.post_empty(&path).await.ok(202)["delivery_id"].clone();
+    assert_ne!(next, first, "a new ping once the last one is done");
+    log_until(app, &id, |l| {
+        l.len() == 2 && l.iter().all(|d| d["status"] == "succeeded")
+    })
+    .await;
+    // Age them: one succeeded 8 days ago, one failed 31 days ago, one failed 10 days ago.
+    let ago = |days: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days)).format("%Y-%m-%dT%H:%M:%S%.6fZ")
+    };
+    exec(
+        app,
+        &format!(
+            "update webhook_deliveries set delivered_at = '{}' where id = {first}",
+            ago(8)
+        ),
+    )
+    .await;
+    exec(
+        app,
+        &format!(
+            "update webhook_deliveries set status = 'failed', delivered_at = null, \
+                        last_attempt_at = '{}' where id = {next}",
+            ago(31)
+        ),
+    )
+    .await;
+    let third = app.post_empty(&path).await.ok(202)["delivery_id"].clone();
+    log_until(app, &id, |l| l.len() == 3 && l[0]["status"] == "succeeded").await;
+    exec(
+        app,
+        &format!(
+            "update webhook_deliveries set status = 'failed', delivered_at = null, \
+                        last_attempt_at = '{}' where id = {third}",
+            ago(10)
+        ),
+    )
+    .await;
+    let now = chrono::Utc::now();
+    let pruned = app
+        .state
+        .store
+        .prune_deliveries(
+            now - chrono::Duration::days(7),
+            now - chrono::Duration::days(30),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1, "a bounded batch");
+    let pruned = app
+        .state
+        .store
+        .prune_deliveries(
+            now - chrono::Duration::days(7),
+            now - chrono::Duration::days(30),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let left: Vec<Value> = deliveries(app, &id).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0]["delivery_id"].as_i64().or(left[0]["id"].as_i64()),
+        third.as_i64()
+    );
 }

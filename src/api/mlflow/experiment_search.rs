@@ -105,7 +105,7 @@ fn name_filter(filter: &str) -> Result<NameFilter> {
 fn model_filter(filter: &str) -> Result<(NameFilter, Vec<Clause>)> {
     let mut name = NameFilter::All;
     let mut tags = Vec::new();
-    for raw in clauses(filter).into_iter().filter(|c| !c.is_empty()) {
+    for raw in clauses(filter)?.into_iter().filter(|c| !c.is_empty()) {
         let lower = raw.to_ascii_lowercase();
         if lower.starts_with("name") || lower.starts_with("attribute.name") {
             if name != NameFilter::All {

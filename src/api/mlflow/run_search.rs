@@ -13,7 +13,9 @@ use crate::AppState;
 use crate::domain::ModelName;
 use crate::domain::TagFilter;
 use crate::domain::access::{Principal, Scope};
-use crate::domain::filter::{Clause, Field, Filter, Op, Value, is_metric_key};
+use crate::domain::filter::{
+    Clause, Field, Filter, MAX_CLAUSES, MAX_LEN, Op, Value, is_metric_key,
+};
 use crate::domain::order::{OrderBy, SortKey};
 use crate::error::{Error, Result};
 use crate::store::VersionQuery;
@@ -37,12 +39,19 @@ fn bad(detail: impl Into<String>) -> Error {
     Error::validation("filter", detail)
 }
 
-/// Splits on `AND` outside quotes.
-pub(super) fn clauses(filter: &str) -> Vec<String> {
+/// Splits on `AND` outside quotes, within the native filter's limits: at most
+/// [`MAX_LEN`] characters and [`MAX_CLAUSES`] clauses, or 400 `INVALID_PARAMETER_VALUE`
+/// before any clause is read (a translated filter costs what a native one does).
+pub(super) fn clauses(filter: &str) -> Result<Vec<String>> {
+    let words: Vec<char> = filter.chars().collect();
+    if words.len() > MAX_LEN {
+        return Err(bad(format!(
+            "the filter is longer than {MAX_LEN} characters"
+        )));
+    }
     let mut out = Vec::new();
     let mut current = String::new();
     let mut quote: Option<char> = None;
-    let words: Vec<char> = filter.chars().collect();
     let mut i = 0;
     while i < words.len() {
         let c = words[i];
@@ -51,16 +60,23 @@ pub(super) fn clauses(filter: &str) -> Vec<String> {
             Some(_) => {}
             None if matches!(c, '\'' | '"' | '`') => quote = Some(c),
             None => {
-                let rest: String = words[i..words.len().min(i + 5)].iter().collect();
                 let boundary = i == 0 || words[i - 1].is_whitespace();
-                let is_and = rest.get(..3).is_some_and(|w| w.eq_ignore_ascii_case("and"));
+                let is_and = words.get(i..i + 4).is_some_and(|w| {
+                    w[..3]
+                        .iter()
+                        .collect::<String>()
+                        .eq_ignore_ascii_case("and")
+                        && w[3].is_whitespace()
+                });
                 if boundary && is_and {
-                    let after = rest.chars().nth(3);
-                    if after.is_some_and(char::is_whitespace) {
-                        out.push(std::mem::take(&mut current));
-                        i += 3;
-                        continue;
+                    out.push(std::mem::take(&mut current));
+                    if out.len() >= MAX_CLAUSES {
+                        return Err(bad(format!(
+                            "the filter has more than {MAX_CLAUSES} clauses"
+                        )));
                     }
+                    i += 3;
+                    continue;
                 }
             }
         }
@@ -68,7 +84,7 @@ pub(super) fn clauses(filter: &str) -> Vec<String> {
         i += 1;
     }
     out.push(current);
-    out.into_iter().map(|c| c.trim().to_owned()).collect()
+    Ok(out.into_iter().map(|c| c.trim().to_owned()).collect())
 }
 
 /// `metrics.k`, with the key optionally quoted in backticks or double quotes.
@@ -161,7 +177,7 @@ pub fn translate_filter(filter: &str) -> Result<Option<Filter>> {
     if filter.trim().is_empty() {
         return Ok(None);
     }
-    let clauses = clauses(filter)
+    let clauses = clauses(filter)?
         .iter()
         .map(|c| clause(c))
         .collect::<Result<Vec<_>>>()?;
@@ -302,6 +318,26 @@ mod tests {
         ] {
             assert!(translate_filter(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn translated_filters_keep_the_native_limits() {
+        let many = |n: usize| vec!["metrics.a > 0"; n].join(" AND ");
+        assert_eq!(
+            translate_filter(&many(MAX_CLAUSES))
+                .unwrap()
+                .unwrap()
+                .clauses
+                .len(),
+            MAX_CLAUSES
+        );
+        assert!(translate_filter(&many(MAX_CLAUSES + 1)).is_err());
+        assert!(translate_filter(&many(32_000)).is_err());
+        let long = format!("tags.t = '{}'", "x".repeat(MAX_LEN));
+        assert!(translate_filter(&long).is_err());
+        // Quoted "and" is not a clause boundary, so it does not count.
+        let quoted = format!("tags.t = '{}'", vec!["x"; 100].join(" and "));
+        assert!(translate_filter(&quoted).is_ok());
     }
 
     #[test]

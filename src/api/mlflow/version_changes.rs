@@ -58,7 +58,7 @@ struct VersionSearch {
 fn version_search(filter: &str) -> Result<VersionSearch> {
     let mut search = VersionSearch::default();
     let mut rest = Vec::new();
-    for raw in clauses(filter).into_iter().filter(|c| !c.is_empty()) {
+    for raw in clauses(filter)?.into_iter().filter(|c| !c.is_empty()) {
         let attribute = |field: &str| -> Option<String> {
             let (name, value) = raw.split_once('=')?;
             let name = name.trim();
@@ -232,6 +232,9 @@ async fn transition(
             }
         }
         _ => {
+            // Archiving is the native archive, which needs write scope: the route's promote
+            // scope covers only the stage moves above.
+            crate::auth::authorize(&principal, Scope::Write, Some(model))?;
             state
                 .store
                 .transition_version(&model_of(&v)?, v.version, Transition::Archive, None, &actor)

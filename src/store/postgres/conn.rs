@@ -56,8 +56,8 @@ impl_conn!(PgConnection, PgArguments, |out| {
                               where $3::bigint is not null and model_id = $1 and stage = $2 and position > $3), \
                   pushed as (insert into stage_stack (model_id, stage, position, version) \
                              select $1, $2, $4, $5 where $4::bigint is not null), \
-                  event as (insert into events (at, action, model_id, model, version, stage, actor, actor_token_id, details) \
-                            values ($6, $7, $1, $8, $9, $2, $10, $13, $11) returning id) \
+                  event as (insert into events (at, action, model_id, model, version, stage, actor, actor_token_id, details, actor_subject) \
+                            values ($6, $7, $1, $8, $9, $2, $10, $13, $11, $14) returning id) \
              update stages set version = $9, depth = $12, event_id = (select id from event), since = $6, updated_at = $6 \
              where model_id = $1 and name = $2 returning event_id",
         )
@@ -74,6 +74,7 @@ impl_conn!(PgConnection, PgArguments, |out| {
         .bind(sqlx::types::Json(&e.details))
         .bind(w.depth)
         .bind(actor.token_id)
+        .bind(&actor.subject)
         .fetch_one(&mut *self)
         .await?;
         Ok(event_id)

@@ -204,8 +204,8 @@ impl Backend for Pg {
                                          created_at, updated_at, created_by) \
                    select $2, m.id, m.last_version, $3, $4, $5, $6, $7, $8, $8, $9 from m \
                    returning model_id, version), \
-             e as (insert into events (at, action, model_id, model, version, actor, actor_token_id, details) \
-                   select $8, x.action, v.model_id, $1, v.version, $9, $12, x.details \
+             e as (insert into events (at, action, model_id, model, version, actor, actor_token_id, details, actor_subject) \
+                   select $8, x.action, v.model_id, $1, v.version, $9, $12, x.details, $13 \
                    from v, (values (1, 'version.created', $10::jsonb), (2, 'version.finalized', '{}'::jsonb)) \
                         as x(o, action, details) \
                    where x.o = 1 or $11 order by x.o) \
@@ -223,6 +223,7 @@ impl Backend for Pg {
         .bind(sqlx::types::Json(&details))
         .bind(new.finalize)
         .bind(actor.token_id)
+        .bind(&actor.subject)
         .fetch_optional(&self.pool)
         .await?;
         let (number,) = row.ok_or_else(|| Error::model_not_found(model.as_str()))?;
