@@ -16,6 +16,7 @@ pub mod backup;
 pub mod blob;
 pub mod compactor;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod error;
 pub mod gc;
@@ -226,6 +227,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub fn limits(config: &Config) -> server::Limits {
     server::Limits {
         header_timeout: config.header_timeout,
+        first_byte_timeout: config.first_byte_timeout,
         idle_timeout: config.idle_timeout,
         max_connections: config.connection_limit,
         shutdown_timeout: config.shutdown_timeout,

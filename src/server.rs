@@ -2,19 +2,24 @@
 //! many are open at once, and shuts down within a deadline.
 //!
 //! What a client controls is bounded here:
+//! - the time a new connection may wait before its first byte (`first_byte_timeout`: a
+//!   connection that sends nothing is closed in seconds, not after the header timeout);
 //! - the time to send a request's headers, which is also how long a kept-alive connection may
 //!   sit idle between requests (hyper's header read timeout);
 //! - how long a response may stall because the client does not read it ([`StallGuard`]: a
 //!   write that makes no progress for the idle timeout closes the connection), so a slow
 //!   reader holds a connection slot for a bounded time and never a database connection (reads
 //!   are fetched in chunks, see `store::metrics`);
-//! - how many connections are open (a semaphore: at the cap, new connections wait in the
-//!   kernel's backlog rather than exhausting file descriptors);
+//! - how many connections are open (a semaphore). At the cap, a new connection asks the one
+//!   idle longest (waiting for its first or next request) to close and takes its slot, so
+//!   idle connections cannot keep anyone out (health checks included); when every connection
+//!   is busy, new ones wait in the kernel's backlog rather than exhausting file descriptors;
 //! - how long shutdown waits for in-flight requests.
 //!
 //! The time a request's handling may take and the idle time of upload bodies are bounded by
 //! the routes themselves (see `api::Endpoint`).
 
+use crate::connections::{Busy, Connections, Entry, Registered};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -35,6 +40,7 @@ use tower::ServiceExt;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_timeout: Duration,
+    pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
@@ -59,15 +65,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(Connections::default());
     let (closing, closing_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
+        // Wait for room before accepting while every connection is busy (the kernel's
+        // backlog holds the rest).
+        let mut permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) if open.any_idle() => None,
+            Err(_) => tokio::select! {
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => Some(p),
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
             },
-            () = &mut shutdown => break,
         };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -83,6 +96,25 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let permit = match permit
+            .take()
+            .or_else(|| slots.clone().try_acquire_owned().ok())
+        {
+            Some(p) => p,
+            None => {
+                // At the cap: the longest-idle connection closes and leaves its slot.
+                if open.evict_longest_idle() {
+                    metrics::counter!("modelreg_idle_connections_evicted_total").increment(1);
+                }
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         if let Err(e) = tcp.set_nodelay(true) {
             // Without it keep-alive clients stall ~40 ms per request on delayed ACKs.
             tracing::warn!(error = %e, "could not set TCP_NODELAY");
@@ -90,14 +122,32 @@ pub async fn serve(
         let app = app.clone();
         let acceptor = acceptor.clone();
         let closing = closing_rx.clone();
+        let open = open.clone();
         tokio::spawn(async move {
             let _slot = permit;
+            let entry = open.add();
+            let _registered = Registered(&open, entry.id);
+            // A connection that sends nothing is closed before it costs a header timeout.
+            let mut first = [0u8; 1];
+            let waited = tokio::select! {
+                w = tokio::time::timeout(limits.first_byte_timeout, tcp.peek(&mut first)) => w,
+                () = entry.evict.notified() => return,
+            };
+            match waited {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    metrics::counter!("modelreg_connections_without_first_byte_total").increment(1);
+                    tracing::debug!(%peer, "connection sent nothing; closed");
+                    return;
+                }
+            }
             let io = StallGuard::new(tcp, limits.idle_timeout);
             match acceptor {
-                Acceptor::Plain => connection(io, app, limits, closing).await,
+                Acceptor::Plain => connection(io, app, limits, closing, entry).await,
                 Acceptor::Tls(tls) => {
                     match tokio::time::timeout(limits.header_timeout, tls.accept(io)).await {
-                        Ok(Ok(io)) => connection(io, app, limits, closing).await,
+                        Ok(Ok(io)) => connection(io, app, limits, closing, entry).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -131,14 +181,28 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
-/// Serves HTTP/1.1 on one connection until it closes, or gracefully once `closing` is set.
-async fn connection<I>(io: I, app: Router, limits: Limits, mut closing: watch::Receiver<bool>)
-where
+/// Serves HTTP/1.1 on one connection until it closes, or gracefully once `closing` is set or
+/// the connection is evicted (when idle, at the connection cap).
+async fn connection<I>(
+    io: I,
+    app: Router,
+    limits: Limits,
+    mut closing: watch::Receiver<bool>,
+    entry: Arc<Entry>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(
-        app.map_request(|req: hyper::Request<Incoming>| req.map(axum::body::Body::new)),
-    );
+    let tracked = entry.clone();
+    let service =
+        TowerToHyperService::new(tower::service_fn(move |req: hyper::Request<Incoming>| {
+            let busy = Busy::new(tracked.clone());
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(req.map(axum::body::Body::new)).await;
+                drop(busy);
+                response
+            }
+        }));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -150,6 +214,7 @@ where
         conn.as_mut().graceful_shutdown();
     }
     let mut signalled = false;
+    let mut evicted = false;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -157,6 +222,10 @@ where
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return;
+            }
+            () = entry.evict.notified(), if !evicted => {
+                evicted = true;
+                conn.as_mut().graceful_shutdown();
             }
             changed = closing.changed(), if !signalled => {
                 signalled = true;

@@ -84,6 +84,11 @@ pub struct Config {
     #[arg(long, env = "MODELREG_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_timeout: Duration,
 
+    /// How long a new connection may wait before it sends its first byte; one that sends
+    /// nothing is closed then (it would hold a connection slot for the header timeout).
+    #[arg(long, env = "MODELREG_FIRST_BYTE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub first_byte_timeout: Duration,
+
     /// How long a request may take, body included, before it is answered 408 (a body that
     /// did not arrive) or 503 (the server could not finish). Artifact uploads are exempt:
     /// they are bounded by the idle timeout instead.
@@ -95,7 +100,9 @@ pub struct Config {
     #[arg(long, env = "MODELREG_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Most client connections open at once; more wait to be accepted.
+    /// Most client connections open at once. At the cap, a new connection closes the one
+    /// that has been idle longest (waiting for its first or next request) to take its place;
+    /// when none is idle, it waits to be accepted.
     #[arg(
         long = "max-connections",
         env = "MODELREG_MAX_CONNECTIONS",
@@ -184,6 +191,7 @@ impl Config {
         }
         for (name, d) in [
             ("header timeout", self.header_timeout),
+            ("first byte timeout", self.first_byte_timeout),
             ("request timeout", self.request_timeout),
             ("idle timeout", self.idle_timeout),
         ] {
@@ -304,6 +312,7 @@ impl Config {
             cors_origins: Vec::new(),
             log_format: LogFormat::Text,
             header_timeout: Duration::from_secs(30),
+            first_byte_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
             connection_limit: 1024,

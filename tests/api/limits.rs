@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 /// Short limits, so that each case takes seconds.
 fn short(c: &mut Config) {
     c.header_timeout = Duration::from_secs(1);
+    c.first_byte_timeout = Duration::from_secs(1);
     c.request_timeout = Duration::from_secs(2);
     c.idle_timeout = Duration::from_secs(2);
     c.connection_limit = 8;
@@ -40,8 +41,22 @@ crate::backend_tests!(with super::SETUP;
     partial_headers_and_idle_connections_are_closed,
     a_body_that_does_not_arrive_is_408,
     a_stalled_upload_is_abandoned_leaving_nothing,
-    connections_beyond_the_cap_wait,
+    idle_connections_give_way_busy_ones_do_not,
 );
+
+/// The header timeout is long (30 s, the default): only the first-byte timeout (1 s) can
+/// close a silent connection in time.
+fn long_headers(c: &mut Config) {
+    short(c);
+    c.header_timeout = Duration::from_secs(30);
+}
+
+const LONG_HEADERS: Setup = Setup {
+    adjust: long_headers,
+    ..Setup::PLAIN
+};
+
+crate::backend_tests!(with super::LONG_HEADERS; a_silent_connection_is_closed_after_the_first_byte_timeout);
 
 crate::backend_tests!(with super::PATIENT; slow_readers_hold_no_database_connection);
 
@@ -171,23 +186,75 @@ async fn slow_readers_hold_no_database_connection(app: &TestApp) {
     app.get("/readyz").await.ok(200);
 }
 
-async fn connections_beyond_the_cap_wait(app: &TestApp) {
-    // Eight silent connections fill the cap (8 here) until the header timeout reaps them.
+/// At the cap (8 here), a new connection takes the slot of the one idle longest: silent
+/// connections cannot keep a health check out. Connections busy with a request are never
+/// closed for a newcomer, which then waits for a slot.
+async fn idle_connections_give_way_busy_ones_do_not(app: &TestApp) {
     let mut silent = Vec::new();
     for _ in 0..8 {
         silent.push(TcpStream::connect(app.addr).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let quick = reqwest::Client::builder()
-        .timeout(Duration::from_millis(300))
+        .timeout(Duration::from_millis(500))
         .build()
         .unwrap();
+    for _ in 0..3 {
+        let r = quick.get(app.url("/readyz")).send().await;
+        assert_eq!(
+            r.expect("served while eight idle connections are open")
+                .status(),
+            200
+        );
+    }
+    let closed = until_closed(&mut silent[0], Duration::from_secs(1)).await;
+    assert!(
+        closed.is_some(),
+        "the longest-idle connection gave its slot"
+    );
+    drop(silent);
+    // Eight requests in progress (their bodies arrive slowly): nobody is closed for a ninth.
+    let mut busy = Vec::new();
+    for _ in 0..8 {
+        let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+        tcp.write_all(
+            b"POST /api/v1/models HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        busy.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         quick.get(app.url("/healthz")).send().await.is_err(),
-        "a ninth connection is served while eight are open"
+        "a ninth connection is served while eight are busy"
     );
-    // Once they are reaped, the next one is served.
+    // Once their request timeout (2 s) answers them, the next one is served.
+    for tcp in &mut busy {
+        let reply = until_closed(tcp, Duration::from_secs(10))
+            .await
+            .expect("answered");
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    }
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(into_resp(r).await.status, 200);
-    drop(silent);
+}
+
+/// A connection that sends nothing is closed after the first-byte timeout (1 s here), long
+/// before the header timeout.
+async fn a_silent_connection_is_closed_after_the_first_byte_timeout(app: &TestApp) {
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    let started = Instant::now();
+    assert!(
+        until_closed(&mut silent, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // A connection that speaks at once is served as usual.
+    app.get("/healthz").await.ok(200);
 }

@@ -897,3 +897,43 @@ async fn sigterm_under_load_loses_no_acknowledged_write() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+/// 1,030 connections that send nothing, past the default cap of 1,024: a health check on a
+/// new connection is still answered at once (the longest-idle connection gives way), and the
+/// silent ones are closed after the first-byte timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_do_not_hold_every_slot_sqlite() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = start_with(&db.url, &[("MODELREG_FIRST_BYTE_TIMEOUT", "3s")]);
+    let client = reqwest::Client::new();
+    wait_ready(&client, server.addr).await;
+    let mut silent = Vec::new();
+    for _ in 0..1030 {
+        silent.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    let quick = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let r = quick
+            .get(format!("http://{}/readyz", server.addr))
+            .send()
+            .await
+            .expect("/readyz answered within 2 s beside 1,030 idle connections");
+        assert_eq!(r.status(), 200);
+    }
+    // Every silent connection is closed within the first-byte timeout (and some before).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for tcp in &mut silent {
+        let mut buf = [0u8; 1];
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let read = tokio::time::timeout(left, tokio::io::AsyncReadExt::read(tcp, &mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a silent connection was left open: {read:?}"
+        );
+    }
+    drop(server);
+}
