@@ -170,8 +170,8 @@ fn rollup_checks() -> Vec<(&'static str, String)> {
                    on p.series_id = r.series_id and p.block = r.block \
                  where r.level = {level} and (p.c is null or p.c <> r.count or p.mn <> r.min \
                    or p.mx <> r.max or p.fs <> r.first_step or p.ls <> r.last_step \
-                   or abs(p.ss - r.scaled_sum) > 1e-9 * r.count * (abs(r.min) + abs(r.max)) \
-                      * {SUM_SCALE:e} + 1e-300 \
+                   or abs(p.ss - r.scaled_sum) > 1e-9 * {SUM_SCALE:e} * r.count \
+                      * (abs(r.min) * 0.5 + abs(r.max) * 0.5) * 2 + 1e-300 \
                    or coalesce({parts}, r.last + 1) <> r.last)"
             ),
         ));

@@ -6,7 +6,6 @@ use crate::error::{Error, Result};
 use crate::store::metrics::{MetricWrites, RollupWork};
 use async_trait::async_trait;
 use sqlx::{SqliteConnection, query};
-use std::fmt::Write;
 
 #[async_trait]
 impl MetricWrites for SqliteConnection {
@@ -26,12 +25,6 @@ impl MetricWrites for SqliteConnection {
     async fn recompute_rollups(&mut self, work: &RollupWork) -> Result<()> {
         recompute(self, work).await
     }
-}
-
-/// Appends a JSON number; values are finite (checked at the boundary).
-fn push_num(out: &mut String, v: f64) {
-    let mut buf = ryu::Buffer::new();
-    out.push_str(buf.format_finite(v));
 }
 
 /// Rows per insert: four bound parameters each, within SQLite's 32,766.
@@ -68,38 +61,44 @@ async fn upsert_points<'a>(
     Ok(())
 }
 
+/// Rollup rows per merge statement: ten bound parameters each, within SQLite's 32,766.
+const ROLLUPS_PER_MERGE: usize = 3_000;
+
+/// Merges a batch's aggregates into the rollups. Values are bound, not passed as JSON text,
+/// so min, max and last stay exact for every f64 (`verify` compares them bit for bit).
 async fn merge(conn: &mut SqliteConnection, work: &RollupWork) -> Result<()> {
-    if work.merge.is_empty() {
-        return Ok(());
-    }
-    let mut rows = String::from("[");
-    for (sid, level, block, a) in &work.merge {
-        if rows.len() > 1 {
-            rows.push(',');
+    for chunk in work.merge.chunks(ROLLUPS_PER_MERGE) {
+        let mut sql = String::from(
+            "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, \
+             first_step, last_step, last) values ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "" } else { ", " });
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
         }
-        let _ = write!(rows, "[{sid},{level},{block},{},", a.count);
-        for v in [a.min, a.max, a.scaled_sum] {
-            push_num(&mut rows, v);
-            rows.push(',');
+        sql.push_str(
+            " on conflict (series_id, level, block) do update set \
+               count = count + excluded.count, min = min(min, excluded.min), max = max(max, excluded.max), \
+               scaled_sum = scaled_sum + excluded.scaled_sum, first_step = min(first_step, excluded.first_step), \
+               last = case when excluded.last_step > last_step then excluded.last else last end, \
+               last_step = max(last_step, excluded.last_step)",
+        );
+        let mut q = query(sqlx::AssertSqlSafe(sql));
+        for (sid, level, block, a) in chunk {
+            q = q
+                .bind(*sid)
+                .bind(*level)
+                .bind(*block)
+                .bind(a.count)
+                .bind(a.min)
+                .bind(a.max)
+                .bind(a.scaled_sum)
+                .bind(a.first_step)
+                .bind(a.last_step)
+                .bind(a.last);
         }
-        let _ = write!(rows, "{},{},", a.first_step, a.last_step);
-        push_num(&mut rows, a.last);
-        rows.push(']');
+        q.execute(&mut *conn).await?;
     }
-    rows.push(']');
-    query(
-        "insert into metric_rollups (series_id, level, block, count, min, max, scaled_sum, first_step, last_step, last) \
-         select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-                value ->> 7, value ->> 8, value ->> 9 from json_each($1) where true \
-         on conflict (series_id, level, block) do update set \
-           count = count + excluded.count, min = min(min, excluded.min), max = max(max, excluded.max), \
-           scaled_sum = scaled_sum + excluded.scaled_sum, first_step = min(first_step, excluded.first_step), \
-           last = case when excluded.last_step > last_step then excluded.last else last end, \
-           last_step = max(last_step, excluded.last_step)",
-    )
-    .bind(&rows)
-    .execute(conn)
-    .await?;
     Ok(())
 }
 
