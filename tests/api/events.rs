@@ -138,3 +138,47 @@ async fn tailing_never_skips_an_event_that_commits_late_postgres() {
     app.stop().await;
     db.drop_db().await;
 }
+
+/// Postgres: a read that waits for a transaction still open does not spin. It looks at the
+/// sessions in progress with a backoff (at most ~40 looks in its 2 s), answers within its
+/// cap, and the transactions it runs meanwhile are counted by the server's own statistics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_the_event_horizon_does_not_spin_postgres() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let app = TestApp::spawn(db.url.clone(), |c| c.webhooks.dispatcher = false).await;
+    app.model("a").await;
+    let mut open = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::Executor::execute(&mut open, "begin").await.unwrap();
+    let _: i64 = sqlx::query_scalar("select txid_current()")
+        .fetch_one(&mut open)
+        .await
+        .unwrap();
+    let mut stats = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let commits = async |stats: &mut sqlx::PgConnection| -> i64 {
+        sqlx::Executor::execute(&mut *stats, "select pg_stat_clear_snapshot()").await.unwrap();
+        sqlx::query_scalar(
+            "select xact_commit from pg_stat_database where datname = current_database()",
+        )
+        .fetch_one(&mut *stats)
+        .await
+        .unwrap()
+    };
+    // Statistics are flushed by each backend when it goes idle (at most about a second late).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = commits(&mut stats).await;
+    let started = std::time::Instant::now();
+    app.get("/api/v1/events").await.ok(200);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "the wait is capped: {took:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let spent = commits(&mut stats).await - before;
+    assert!(spent < 150, "{spent} transactions while one read waited {took:?}");
+    sqlx::Executor::execute(&mut open, "rollback").await.unwrap();
+    drop(open);
+    app.stop().await;
+    db.drop_db().await;
+}

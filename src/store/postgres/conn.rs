@@ -12,6 +12,8 @@ use std::time::Duration;
 /// How long an event log read waits for the transactions that may still commit events below
 /// the log's current end.
 const EVENT_WAIT: Duration = Duration::from_secs(2);
+/// The longest pause between two looks at the transactions in progress.
+const EVENT_POLL_MAX: Duration = Duration::from_millis(100);
 
 impl_conn!(PgConnection, PgArguments, |out| {
     Arg::TextList(v) => out.add(v),
@@ -101,6 +103,9 @@ impl_conn!(PgConnection, PgArguments, |out| {
         .fetch_one(&mut *self)
         .await?;
         let deadline = std::time::Instant::now() + EVENT_WAIT;
+        // A bounded backoff, not a spin: writes commit in milliseconds, so the first looks
+        // come soon; a transaction that stays open is looked at ever less often.
+        let mut pause = Duration::from_millis(1);
         while !in_flight.is_empty() {
             if std::time::Instant::now() >= deadline {
                 // A transaction open this long is not one of ours; answer rather than hang.
@@ -110,7 +115,9 @@ impl_conn!(PgConnection, PgArguments, |out| {
                 );
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(EVENT_POLL_MAX);
             in_flight = query_scalar(
                 "select coalesce(array_agg(backend_xid::text), '{}') from pg_stat_activity \
                  where datname = current_database() and backend_xid::text = any($1)",
