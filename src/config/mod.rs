@@ -56,7 +56,8 @@ pub struct Config {
     #[arg(long, env = "MODELREG_MAX_PAGE_SIZE", default_value_t = 1000)]
     pub max_page_size: u32,
 
-    /// Most metric points accepted in one request; more get 413 `too_many_points`.
+    /// Most metric points accepted in one request; more get 413 `too_many_points`. At most
+    /// 1,000,000 (a batch is held in memory and written in one transaction).
     #[arg(long, env = "MODELREG_MAX_METRIC_POINTS", default_value_t = 10_000)]
     pub max_metric_points: usize,
 
@@ -136,6 +137,9 @@ pub struct Config {
 }
 
 /// Database settings, shared by every subcommand.
+/// The largest metric batch the settings may allow.
+pub const MAX_METRIC_POINTS: usize = 1_000_000;
+
 #[derive(Args, Clone)]
 pub struct DatabaseConfig {
     /// postgres://user:pass@host/db or sqlite://path (created if missing).
@@ -210,6 +214,11 @@ impl Config {
         }
         if self.body_limit < 1024 {
             return Err("body limit must be at least 1KiB".to_owned());
+        }
+        if !(1..=MAX_METRIC_POINTS).contains(&self.max_metric_points) {
+            return Err(format!(
+                "max metric points must be between 1 and {MAX_METRIC_POINTS}"
+            ));
         }
         check_cors_origins(&self.cors_origins)?;
         self.webhooks.validate()?;
@@ -392,6 +401,17 @@ mod tests {
         c.listen = "[::1]:8080".parse().unwrap();
         c.auth = AuthMode::Disabled;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn metric_batches_are_bounded() {
+        let mut c = Config::for_database("sqlite://x.db");
+        c.max_metric_points = MAX_METRIC_POINTS;
+        assert!(c.validate().is_ok());
+        c.max_metric_points = MAX_METRIC_POINTS + 1;
+        assert!(c.validate().unwrap_err().contains("max metric points"));
+        c.max_metric_points = 0;
+        assert!(c.validate().is_err());
     }
 
     #[test]

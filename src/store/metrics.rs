@@ -238,9 +238,17 @@ async fn update_last_values<C: Conn>(
         .filter_map(|(id, b)| b.points.last().map(|p| (*id, p)))
         .filter(|(id, p)| last_steps.get(id).is_none_or(|stored| p.step >= *stored))
         .collect();
-    if moved.is_empty() {
-        return Ok(());
+    // A statement per 1,000 series: three parameters each, well within Postgres's 65,535
+    // however many keys a batch brings.
+    for chunk in moved.chunks(LAST_VALUES_PER_STATEMENT) {
+        set_last_values(conn, chunk).await?;
     }
+    Ok(())
+}
+
+const LAST_VALUES_PER_STATEMENT: usize = 1_000;
+
+async fn set_last_values<C: Conn>(conn: &mut C, moved: &[(i64, &Point)]) -> Result<()> {
     let mut steps = String::new();
     let mut values = String::new();
     let mut ids = Vec::with_capacity(moved.len());

@@ -118,9 +118,8 @@ pub(crate) async fn findings<C: Conn>(conn: &mut C, max: usize) -> Result<Vec<Fi
                 continue;
             };
             // Halves first: |min| + |max| overflows for values near f64::MAX.
-            let bound =
-                1e-9 * SUM_SCALE * count as f64 * (min.abs() * 0.5 + max.abs() * 0.5) * 2.0
-                    + 1e-300;
+            let bound = 1e-9 * SUM_SCALE * count as f64 * (min.abs() * 0.5 + max.abs() * 0.5) * 2.0
+                + 1e-300;
             if a.count != count
                 || a.min != min
                 || a.max != max

@@ -159,7 +159,9 @@ async fn waiting_for_the_event_horizon_does_not_spin_postgres() {
         .await
         .unwrap();
     let commits = async |stats: &mut sqlx::PgConnection| -> i64 {
-        sqlx::Executor::execute(&mut *stats, "select pg_stat_clear_snapshot()").await.unwrap();
+        sqlx::Executor::execute(&mut *stats, "select pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
         sqlx::query_scalar(
             "select xact_commit from pg_stat_database where datname = current_database()",
         )
@@ -173,11 +175,19 @@ async fn waiting_for_the_event_horizon_does_not_spin_postgres() {
     let started = std::time::Instant::now();
     app.get("/api/v1/events").await.ok(200);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(4), "the wait is capped: {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "the wait is capped: {took:?}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let spent = commits(&mut stats).await - before;
-    assert!(spent < 150, "{spent} transactions while one read waited {took:?}");
-    sqlx::Executor::execute(&mut open, "rollback").await.unwrap();
+    assert!(
+        spent < 150,
+        "{spent} transactions while one read waited {took:?}"
+    );
+    sqlx::Executor::execute(&mut open, "rollback")
+        .await
+        .unwrap();
     drop(open);
     app.stop().await;
     db.drop_db().await;

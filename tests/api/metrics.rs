@@ -463,3 +463,30 @@ async fn last_values_follow_each_batch(app: &TestApp) {
         assert_eq!(json!(versions), want, "{q}");
     }
 }
+
+const WIDE: crate::helpers::Setup = crate::helpers::Setup {
+    adjust: wide_batches,
+    ..crate::helpers::Setup::PLAIN
+};
+
+fn wide_batches(c: &mut modelreg::config::Config) {
+    c.max_metric_points = 30_000;
+    c.body_limit = 64 << 20;
+}
+
+crate::backend_tests!(with super::WIDE; a_batch_of_25_000_keys);
+
+/// A batch with more distinct keys than one statement can bind for their last values (three
+/// parameters a key: 75,000 > Postgres's 65,535) is written whole.
+async fn a_batch_of_25_000_keys(app: &TestApp) {
+    setup(app, 1).await;
+    let points: Vec<Value> = (0..25_000)
+        .map(|i| json!({"key": format!("k{i}"), "step": 3, "value": f64::from(i)}))
+        .collect();
+    let r = post_points(app, 1, points).await;
+    assert_eq!(r.ok(200)["accepted"], 25_000);
+    let best = app.get(&format!("{BASE}?metrics=k24999,k0&limit=1")).await;
+    let item = best.ok(200)["items"][0].clone();
+    assert_eq!(item["last_metrics"]["k24999"], 24_999.0, "{item}");
+    assert_eq!(item["last_metrics"]["k0"], 0.0, "{item}");
+}

@@ -20,19 +20,33 @@ crate::backend_tests!(with super::SETUP; finds_each_kind_of_damage, extreme_valu
 async fn extreme_values_verify_clean(app: &TestApp) {
     app.model("m").await;
     app.version("m", json!({})).await;
-    let values = [1.7e308, -1.7e308, f64::MAX, f64::MIN, -1e-300, 5e-324, 1.0 / 3.0];
+    let values = [
+        1.7e308,
+        -1.7e308,
+        f64::MAX,
+        f64::MIN,
+        -1e-300,
+        5e-324,
+        1.0 / 3.0,
+    ];
     let points: Vec<_> = (0..3000)
         .map(|i| json!({"key": "x", "step": i, "value": values[i % values.len()]}))
         .collect();
-    app.post("/api/v1/models/m/versions/1/metrics", json!({"points": points}))
-        .await
-        .ok(200);
+    app.post(
+        "/api/v1/models/m/versions/1/metrics",
+        json!({"points": points}),
+    )
+    .await
+    .ok(200);
     let few: Vec<_> = (0..7)
         .map(|i| json!({"key": "y", "step": i, "value": values[i]}))
         .collect();
-    app.post("/api/v1/models/m/versions/1/metrics", json!({"points": few}))
-        .await
-        .ok(200);
+    app.post(
+        "/api/v1/models/m/versions/1/metrics",
+        json!({"points": few}),
+    )
+    .await
+    .ok(200);
     let report = verify::run(app.state.store.as_ref(), &app.state.blobs, true)
         .await
         .expect("verify reports, whatever the values");
