@@ -1,7 +1,10 @@
 //! Packs metric points left in rows into compressed blocks, in the background: points stored
 //! before blocks existed (after an upgrade), and the open tails of versions that are no longer
-//! pending. Each series is one short transaction under its lock, so ingestion and reads go on
-//! meanwhile, and several replicas may run this at once.
+//! pending. Each series is packed in short, bounded transactions under its lock (skipped when
+//! another replica holds it), so ingestion and reads go on meanwhile and several replicas may
+//! run this at once. A series that cannot be packed is set aside with its error (the gauge
+//! `modelreg_compactor_failed_series`, and `modelreg verify`), never retried first forever.
+//! `MODELREG_COMPACTOR=false` turns it off.
 
 use crate::store::Store;
 use std::sync::Arc;
@@ -21,7 +24,11 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut packed = 0usize;
         loop {
-            let wait = match store.compact_pending(PASS).await {
+            let pass = store.compact_pending(PASS).await;
+            if let Ok(n) = store.compaction_failures().await {
+                metrics::gauge!("modelreg_compactor_failed_series").set(n as f64);
+            }
+            let wait = match pass {
                 Ok(n) if n as i64 == PASS => {
                     packed += n;
                     Duration::ZERO

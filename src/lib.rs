@@ -252,7 +252,10 @@ pub async fn serve(
     };
     // The webhook dispatcher runs beside the server and stops after it.
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let compactor = compactor::spawn(state.store.clone(), stopping.clone());
+    let compactor = state
+        .config
+        .compactor
+        .then(|| compactor::spawn(state.store.clone(), stopping.clone()));
     let dispatcher = if state.config.webhooks.dispatcher {
         let settings = state.config.webhooks.clone();
         Some(
@@ -270,7 +273,9 @@ pub async fn serve(
     if let Some(d) = dispatcher {
         let _ = d.await;
     }
-    let _ = compactor.await;
+    if let Some(c) = compactor {
+        let _ = c.await;
+    }
     served
 }
 

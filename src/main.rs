@@ -215,6 +215,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(token) = config.bootstrap_token.as_deref().filter(|t| !t.is_empty()) {
         bootstrap(store.as_ref(), token).await?;
     }
+    // A certificate that does not load stops the start here, before anything says
+    // "listening".
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        modelreg::tls::Acceptor::from_files(cert, key)
+            .map_err(|e| anyhow::anyhow!("cannot load the TLS certificate and key: {e}"))?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

@@ -30,3 +30,4 @@ create index webhook_deliveries_failed_idx on webhook_deliveries (last_attempt_a
 -- A series the compactor could not pack: skipped (retried after a while), counted, reported.
 alter table metric_series add column compact_error text;
 alter table metric_series add column compact_retry_at timestamptz;
+create index metric_series_compact_error on metric_series (id) where compact_error is not null;

@@ -130,6 +130,12 @@ pub struct Config {
     #[arg(long, env = "MODELREG_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Pack metric points left in rows into compressed blocks in the background (points from
+    /// before an upgrade, tails of finished versions). Turn it off on replicas that should
+    /// only serve, or while investigating; reads and writes are correct either way.
+    #[arg(long = "compactor", env = "MODELREG_COMPACTOR", default_value_t = true, action = clap::ArgAction::Set)]
+    pub compactor: bool,
+
     #[command(flatten)]
     pub webhooks: WebhookConfig,
     #[command(flatten)]
@@ -329,6 +335,7 @@ impl Config {
             metrics_listen: None,
             tls_cert: None,
             tls_key: None,
+            compactor: true,
             webhooks: WebhookConfig::default(),
             policies: PolicyConfig::default(),
         }

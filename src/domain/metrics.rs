@@ -79,12 +79,31 @@ pub fn check_key(field: &str, key: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A key for new points: a valid key whose `/`-separated segments are neither empty nor `.`
+/// nor `..` (the web pages put keys in URL paths, where such segments name other paths).
+/// Keys stored before this rule keep working for reads, which use [`check_key`].
+pub fn check_new_key(field: &str, key: &str) -> Result<(), Error> {
+    check_key(field, key)?;
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(Error::validation(
+            field,
+            format!(
+                "invalid metric key {key:?}: no empty, \".\" or \"..\" segments between slashes"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates a batch (the first bad point's index is in the error) and groups it by key.
 pub fn group(points: Vec<RawPoint>, now: Timestamp) -> Result<Vec<SeriesBatch>, Error> {
     let now = now.timestamp_micros();
     let mut by_key: HashMap<String, Vec<(Point, usize)>> = HashMap::new();
     for (i, p) in points.into_iter().enumerate() {
-        check_key(&format!("points[{i}].key"), &p.key)?;
+        check_new_key(&format!("points[{i}].key"), &p.key)?;
         if !(0..=MAX_STEP).contains(&p.step) {
             return Err(Error::validation(
                 format!("points[{i}].step"),
@@ -204,6 +223,24 @@ pub fn touched_blocks(points: &[Point], size: i64) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_keys_have_no_path_tricks() {
+        for ok in ["loss", "val/loss", "a.b/c..d", "train/.hidden", "x:y"] {
+            assert!(check_new_key("key", ok).is_ok(), "{ok}");
+        }
+        for bad in [".", "..", "a/../b", "a/./b", "a//b", "/a", "a/", "../etc"] {
+            assert_eq!(
+                check_new_key("key", bad).unwrap_err().field.as_deref(),
+                Some("key"),
+                "{bad}"
+            );
+            assert!(
+                check_key("key", bad).is_ok() || bad.is_empty(),
+                "reads still take {bad}"
+            );
+        }
+    }
 
     fn raw(key: &str, step: i64, value: f64) -> RawPoint {
         RawPoint {

@@ -8,6 +8,7 @@ use super::{Backend, SqlStore, point_blocks, point_reads, versions};
 use crate::domain::ModelName;
 use crate::domain::downsample::BucketPlan;
 use crate::domain::metrics::{Point, SeriesBatch};
+use crate::domain::time;
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -40,8 +41,31 @@ pub trait MetricStore {
     /// Raw points of `from..=to`, streamed in chunks so that long series never sit in memory.
     fn stream_points(&self, series_id: i64, from: i64, to: i64) -> PointStream;
     /// Packs the rows of up to `max_series` series marked for it (points stored before blocks
-    /// existed, tails of finished versions), one transaction each; answers how many it took.
+    /// existed, tails of finished versions), in bounded transactions; answers how many it
+    /// took. A series that fails is set aside for an hour with its error (counted in
+    /// `modelreg_compactor_failures_total`, reported by `verify`) and the others go on;
+    /// a series another process is packing is skipped.
     async fn compact_pending(&self, max_series: i64) -> Result<usize>;
+    /// Series set aside because they could not be packed.
+    async fn compaction_failures(&self) -> Result<i64>;
+}
+
+/// How long a series that could not be packed is set aside before it is tried again.
+const COMPACT_RETRY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Records that a series could not be packed: its error (without values) and when to try
+/// again.
+async fn set_aside<C: Conn>(conn: &mut C, series_id: i64, e: &Error) -> Result<()> {
+    metrics::counter!("modelreg_compactor_failures_total").increment(1);
+    tracing::warn!(series = series_id, error = %e, "cannot pack a metric series; set aside");
+    let detail: String = e.to_string().chars().take(500).collect();
+    let stmt = Stmt::new(
+        "update metric_series set compact_error = $2, compact_retry_at = $3 where id = $1",
+    )
+    .bind(series_id)
+    .bind(detail)
+    .bind(time::now() + COMPACT_RETRY);
+    conn.execute(stmt).await.map(|_| ())
 }
 
 /// Summary of one metric of a version.
@@ -165,7 +189,7 @@ async fn lock_series<C: Conn>(
          from {} where true on conflict (version_id, key) do nothing",
         C::elements("$2")
     );
-    let now = crate::domain::time::now();
+    let now = time::now();
     conn.execute(
         Stmt::new(create)
             .bind(version_id)
@@ -343,17 +367,38 @@ impl<B: Backend> MetricStore for SqlStore<B> {
 
     #[instrument(skip_all)]
     async fn compact_pending(&self, max_series: i64) -> Result<usize> {
+        let now = time::now();
         let ids: Vec<(i64,)> = {
             let mut conn = self.db.read().await?;
             let stmt = Stmt::new(
-                "select id from metric_series where compact_pending order by id limit $1",
+                "select id from metric_series where compact_pending \
+                   and (compact_retry_at is null or compact_retry_at <= $2) \
+                 order by id limit $1",
             )
-            .bind(max_series);
+            .bind(max_series)
+            .bind(now);
             conn.fetch_all(stmt).await?
         };
         for (id,) in &ids {
-            transaction!(self.db, |c| point_blocks::compact_series(c, *id))?;
+            // One bounded transaction a step; a series that fails is set aside, not retried
+            // first forever.
+            loop {
+                match transaction!(self.db, |c| point_blocks::compact_series(c, *id)) {
+                    Ok(point_blocks::Compacted::More) => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        transaction!(self.db, |c| set_aside(c, *id, &e))?;
+                        break;
+                    }
+                }
+            }
         }
         Ok(ids.len())
+    }
+
+    async fn compaction_failures(&self) -> Result<i64> {
+        let mut conn = self.db.read().await?;
+        let stmt = Stmt::new("select count(*) from metric_series where compact_error is not null");
+        conn.scalar(stmt).await
     }
 }

@@ -285,22 +285,57 @@ async fn store_blocks<C: Conn>(conn: &mut C, rows: Vec<BlockRow>) -> Result<()> 
     Ok(())
 }
 
+/// Blocks one compaction transaction packs at most (about a million points): a legacy
+/// series of any length converts in bounded steps.
+pub(crate) const COMPACT_BLOCKS: i64 = 1_024;
+
+/// What one step of compacting a series did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compacted {
+    /// Packed what it held in rows; its mark is cleared.
+    Done,
+    /// Packed a bounded part; the rest waits for the next step.
+    More,
+    /// Another process holds the series (its lock, skipped): not this pass's work.
+    Busy,
+}
+
 /// Packs the rows of one series' completed blocks (and its tail too once its version is no
 /// longer pending), in the caller's transaction: the conversion of points stored before
-/// blocks existed, and the last block of a finished version. Clears the series' mark.
-pub(crate) async fn compact_series<C: Conn>(conn: &mut C, series_id: i64) -> Result<()> {
-    let lock = if C::ROW_LOCKS { " for update of s" } else { "" };
+/// blocks existed, and the last block of a finished version. At most [`COMPACT_BLOCKS`]
+/// blocks a call; clears the series' mark (and any earlier failure) when none is left.
+pub(crate) async fn compact_series<C: Conn>(conn: &mut C, series_id: i64) -> Result<Compacted> {
+    let lock = if C::ROW_LOCKS {
+        " for update of s skip locked"
+    } else {
+        ""
+    };
     let sql = format!(
         "select s.last_step, v.status from metric_series s join versions v on v.id = s.version_id \
          where s.id = $1{lock}"
     );
     let found: Option<(Option<i64>, String)> =
         conn.fetch_optional(Stmt::new(sql).bind(series_id)).await?;
-    if let Some((Some(last), status)) = found {
+    let Some((last, status)) = found else {
+        return Ok(Compacted::Busy);
+    };
+    let mut done = true;
+    if let Some(last) = last {
         let tail = last / BLOCK_STEPS;
         let upto = if status == "pending" { tail - 1 } else { tail };
-        if upto >= 0 {
-            let pulled = pull_rows(conn, &[(series_id, 0, upto)]).await?;
+        let first: Option<i64> = conn
+            .fetch_optional::<(Option<i64>,)>(
+                Stmt::new("select min(step) from metric_points where series_id = $1")
+                    .bind(series_id),
+            )
+            .await?
+            .and_then(|(s,)| s);
+        if let Some(first) = first.map(|s| s / BLOCK_STEPS)
+            && first <= upto
+        {
+            let hi = upto.min(first + COMPACT_BLOCKS - 1);
+            done = hi == upto;
+            let pulled = pull_rows(conn, &[(series_id, first, hi)]).await?;
             let keys: Vec<(i64, i64)> = pulled.keys().copied().collect();
             let mut stored = fetch_blocks(conn, &keys).await?;
             let rows = pulled
@@ -314,11 +349,17 @@ pub(crate) async fn compact_series<C: Conn>(conn: &mut C, series_id: i64) -> Res
             store_blocks(conn, rows).await?;
         }
     }
-    let clear = Stmt::new("update metric_series set compact_pending = $2 where id = $1")
-        .bind(series_id)
-        .bind(false);
+    if !done {
+        return Ok(Compacted::More);
+    }
+    let clear = Stmt::new(
+        "update metric_series set compact_pending = $2, compact_error = null, \
+             compact_retry_at = null where id = $1",
+    )
+    .bind(series_id)
+    .bind(false);
     conn.execute(clear).await?;
-    Ok(())
+    Ok(Compacted::Done)
 }
 
 #[cfg(test)]

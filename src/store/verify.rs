@@ -130,6 +130,14 @@ fn checks() -> Vec<(&'static str, String)> {
              join models m on m.id = v.model_id where s.model_id <> v.model_id"
                 .to_owned(),
         ),
+        (
+            "compaction",
+            "select m.name || ' v' || cast(v.version as text) || ' ' || s.key \
+               || ': its points could not be packed: ' || s.compact_error \
+             from metric_series s join versions v on v.id = s.version_id \
+             join models m on m.id = v.model_id where s.compact_error is not null"
+                .to_owned(),
+        ),
     ];
     out.extend(rollup_checks());
     out

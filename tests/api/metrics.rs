@@ -10,6 +10,7 @@ crate::backend_tests!(
     summaries_overlay_and_version_detail,
     compare_reports_differences,
     last_values_follow_each_batch,
+    path_like_metric_keys_are_refused,
 );
 
 const BASE: &str = "/api/v1/models/m/versions";
@@ -489,4 +490,38 @@ async fn a_batch_of_25_000_keys(app: &TestApp) {
     let item = best.ok(200)["items"][0].clone();
     assert_eq!(item["last_metrics"]["k24999"], 24_999.0, "{item}");
     assert_eq!(item["last_metrics"]["k0"], 0.0, "{item}");
+}
+
+/// Keys with empty, `.` or `..` segments are refused for new points (the web pages put keys
+/// in URL paths); `val/loss`-style keys are fine.
+async fn path_like_metric_keys_are_refused(app: &TestApp) {
+    setup(app, 1).await;
+    for bad in ["..", "a/../b", "a//b", "/a", "a/", "."] {
+        let r = post_points(
+            app,
+            1,
+            vec![
+                json!({"key": "ok", "step": 0, "value": 1.0}),
+                json!({"key": bad, "step": 0, "value": 1.0}),
+            ],
+        )
+        .await;
+        let p = r.problem(422, "validation_failed");
+        assert!(p["detail"].as_str().unwrap().contains("segments"), "{p}");
+    }
+    let r = post_points(
+        app,
+        1,
+        vec![json!({"key": "val/loss", "step": 0, "value": 1.0})],
+    )
+    .await;
+    r.ok(200);
+    let summaries = app.get(&format!("{BASE}/1/metrics")).await;
+    let keys: Vec<&str> = summaries.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["val/loss"], "nothing of a refused batch was written");
 }

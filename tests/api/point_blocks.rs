@@ -14,6 +14,21 @@ crate::backend_tests!(
     finished_versions_have_their_tails_packed,
 );
 
+const QUIET: crate::helpers::Setup = crate::helpers::Setup {
+    adjust: no_compactor,
+    ..crate::helpers::Setup::PLAIN
+};
+
+/// The server's own compactor is off: the case drives it.
+fn no_compactor(c: &mut modelreg::config::Config) {
+    c.compactor = false;
+}
+
+crate::backend_tests!(with super::QUIET;
+    a_series_that_cannot_be_packed_is_set_aside,
+    a_long_legacy_series_packs_in_bounded_steps,
+);
+
 const BASE: &str = "/api/v1/models/m/versions/1/metrics";
 
 struct Rng(u64);
@@ -319,4 +334,108 @@ async fn finished_versions_have_their_tails_packed(app: &TestApp) {
         .await
         .unwrap();
     assert!(report.is_clean(), "{:#?}", report.findings);
+}
+
+async fn exec(app: &TestApp, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if app.db_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    }
+}
+
+/// One series whose stored block does not decode: the compactor packs the others, sets it
+/// aside with its error (not taken first again), counts it, and `verify` reports it.
+async fn a_series_that_cannot_be_packed_is_set_aside(app: &TestApp) {
+    app.model("m").await;
+    app.version("m", json!({})).await;
+    for key in ["bad", "good"] {
+        let points: Vec<Value> = (0..40)
+            .map(|s| json!({"key": key, "step": s, "value": s as f64}))
+            .collect();
+        app.post(BASE, json!({"points": points})).await.ok(200);
+    }
+    app.post_empty("/api/v1/models/m/versions/1/finalize")
+        .await
+        .ok(200);
+    let junk = if app.db_url.starts_with("sqlite:") {
+        "x'ffffffff'"
+    } else {
+        "'\\xffffffff'::bytea"
+    };
+    exec(
+        app,
+        &format!(
+            "insert into metric_blocks (series_id, block, count, data) \
+             select id, 0, 1, {junk} from metric_series where key = 'bad'"
+        ),
+    )
+    .await;
+    assert_eq!(app.state.store.compact_pending(100).await.unwrap(), 2);
+    let rows = |key: &str| {
+        format!(
+            "select cast(count(*) as bigint) from metric_points p \
+             join metric_series s on s.id = p.series_id where s.key = '{key}'"
+        )
+    };
+    assert_eq!(
+        count(app, &rows("good")).await,
+        0,
+        "the good series is packed"
+    );
+    assert_eq!(
+        count(app, &rows("bad")).await,
+        40,
+        "the bad one is left as it was"
+    );
+    assert_eq!(app.state.store.compaction_failures().await.unwrap(), 1);
+    assert_eq!(
+        app.state.store.compact_pending(100).await.unwrap(),
+        0,
+        "a series set aside is not taken first again"
+    );
+    let report = modelreg::verify::run(app.state.store.as_ref(), &app.state.blobs, false)
+        .await
+        .unwrap();
+    let found: Vec<&str> = report.findings.iter().map(|f| f.check).collect();
+    assert!(found.contains(&"compaction"), "{:#?}", report.findings);
+}
+
+/// A series stored before blocks existed, spanning more blocks than one transaction packs
+/// (1,100 > 1,024), converts completely in bounded steps.
+async fn a_long_legacy_series_packs_in_bounded_steps(app: &TestApp) {
+    app.model("m").await;
+    app.version("m", json!({})).await;
+    app.post(
+        BASE,
+        json!({"points": [{"key": "old", "step": 0, "value": 0.5}]}),
+    )
+    .await
+    .ok(200);
+    app.post_empty("/api/v1/models/m/versions/1/finalize")
+        .await
+        .ok(200);
+    app.state.store.compact_pending(100).await.unwrap();
+    exec(
+        app,
+        "with recursive g(n) as (select 1 union all select n + 1 from g where n < 1099) \
+         insert into metric_points (series_id, step, value, at) \
+         select s.id, g.n * 1024, 1.5, 0 from g, metric_series s where s.key = 'old'",
+    )
+    .await;
+    exec(
+        app,
+        "update metric_series set compact_pending = true, last_step = 1099 * 1024 where key = 'old'",
+    )
+    .await;
+    let rows = "select cast(count(*) as bigint) from metric_points";
+    assert_eq!(count(app, rows).await, 1099);
+    assert_eq!(app.state.store.compact_pending(100).await.unwrap(), 1);
+    assert_eq!(count(app, rows).await, 0, "every row is packed");
+    let blocks = "select cast(count(*) as bigint) from metric_blocks";
+    assert_eq!(count(app, blocks).await, 1100);
+    assert_eq!(app.state.store.compact_pending(100).await.unwrap(), 0);
 }

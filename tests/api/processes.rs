@@ -937,3 +937,31 @@ async fn idle_connections_do_not_hold_every_slot_sqlite() {
     }
     drop(server);
 }
+
+/// A TLS certificate that does not load stops the server before it says it listens.
+#[test]
+fn a_bad_certificate_stops_the_start_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot a certificate\n").unwrap();
+    std::fs::write(&key, "not a key").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_modelreg"))
+        .arg("serve")
+        .env("MODELREG_LISTEN", "127.0.0.1:0")
+        .env(
+            "MODELREG_DATABASE_URL",
+            format!("sqlite://{}/db.sqlite", dir.path().display()),
+        )
+        .env("MODELREG_ARTIFACTS_URL", "memory://")
+        .env("MODELREG_AUTH", "required")
+        .env("MODELREG_TLS_CERT", &cert)
+        .env("MODELREG_TLS_KEY", &key)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run modelreg serve");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("TLS certificate"), "{log}");
+    assert!(!log.contains("listening"), "said it listens: {log}");
+}
