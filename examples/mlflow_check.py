@@ -10,7 +10,9 @@ error codes are compared (that is how the expected codes below were checked: aga
 `mlflow server` 3.17 with its default SQLite store).
 
 Covers experiments and runs: set_experiment creating one, get_experiment_by_name,
-get_experiment, search_experiments with a name filter; a run with params, tags, 2,000 metric
+get_experiment, search_experiments with a name filter; an experiment with MLflow's own kind of
+name ("MLflow Quickstart …") tagged, renamed, deleted (hidden from searches, no new runs) and
+restored; a run with params, tags, 2,000 metric
 steps by log_metric and 50,000 by log_batch and a model directory (an MLmodel file beside the
 weights) logged as artifacts, ended, read back by get_run, list_artifacts,
 get_metric_history and search_runs (a metric filter and order). The registry:
@@ -57,6 +59,40 @@ def native(base, path, token):
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
+
+
+def any_name(client, suffix, active):
+    """MLflow's own experiment names (the docs' "MLflow Quickstart", paths), experiment tags,
+    rename, delete and restore, as MLflow's client does them."""
+    from mlflow.entities import ViewType
+
+    title = f"MLflow Quickstart {suffix}"
+    exp = mlflow.set_experiment(title)
+    assert exp.name == title, exp
+    assert client.get_experiment_by_name(title).experiment_id == exp.experiment_id
+    client.set_experiment_tag(exp.experiment_id, "team", "risk")
+    assert client.get_experiment(exp.experiment_id).tags == {"team": "risk"}
+    client.delete_experiment_tag(exp.experiment_id, "team")
+    assert client.get_experiment(exp.experiment_id).tags == {}
+    found = client.search_experiments(filter_string=f"name = '{title}'")
+    assert [e.experiment_id for e in found] == [exp.experiment_id], found
+    with mlflow.start_run(experiment_id=exp.experiment_id) as run:
+        mlflow.log_param("alpha", 0.5)
+    renamed = f"Quickstart renamed {suffix}"
+    client.rename_experiment(exp.experiment_id, renamed)
+    assert client.get_experiment(exp.experiment_id).name == renamed
+    assert client.get_experiment_by_name(title) is None
+    client.delete_experiment(exp.experiment_id)
+    assert client.get_experiment(exp.experiment_id).lifecycle_stage == "deleted"
+    shown = [e.experiment_id for e in client.search_experiments()]
+    assert exp.experiment_id not in shown, shown
+    everything = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    assert exp.experiment_id in everything
+    assert error_code(lambda: client.create_run(exp.experiment_id)) == "INVALID_PARAMETER_VALUE"
+    client.restore_experiment(exp.experiment_id)
+    assert client.get_experiment(exp.experiment_id).lifecycle_stage == "active"
+    assert client.get_run(run.info.run_id).data.params == {"alpha": "0.5"}
+    mlflow.set_experiment(active)
 
 
 def registry(client, args, run_id, exp, files, name):
@@ -170,6 +206,7 @@ def main():
     }
     print(json.dumps(codes))
     assert codes == want, codes
+    any_name(client, suffix, name)
     if args.mlflow_server:
         print("MLflow's server gives the expected codes")
         return
@@ -228,8 +265,7 @@ def main():
     client.delete_registered_model_alias(name, "champion")
     assert error_code(lambda: client.get_model_version_by_alias(name, "champion")) == "INVALID_PARAMETER_VALUE"
 
-    # What modelreg adds: the name rule, scopes, and the model behind the experiment.
-    assert error_code(lambda: client.create_experiment("Not A Model Name")) == "INVALID_PARAMETER_VALUE"
+    # What modelreg adds: scopes, and the model behind the experiment.
     model = native(args.base, f"/api/v1/models/{name}", os.environ.get("MLFLOW_TRACKING_TOKEN"))
     assert model["id"].replace("-", "") == exp.experiment_id, model
     events = native(args.base, f"/api/v1/events?model={name}", os.environ.get("MLFLOW_TRACKING_TOKEN"))

@@ -140,6 +140,8 @@ struct Ids {
     requests: [String; 3],
     /// The MLflow experiment id of fraud-a, and a run in it (a pending version).
     experiment: String,
+    /// The MLflow experiment id of fraud-life (deleted and restored).
+    empty_experiment: String,
     run: String,
     /// Another run of fraud-a, for `runs/delete`, and a ready version for
     /// `model-versions/delete`.
@@ -172,6 +174,37 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
             template.to_owned(),
             Some(Body::Json(json!({}))),
             Scope::Read,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/experiments/set-experiment-tag") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"experiment_id": ids.experiment, "key": "team", "value": "risk"}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/experiments/delete-experiment-tag") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"experiment_id": ids.experiment, "key": "team"}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        // A model name is an identity: refused for everyone who may write.
+        ("POST", "/api/2.0/mlflow/experiments/update") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"experiment_id": ids.experiment, "new_name": "Fraud A"}),
+            )),
+            Scope::Write,
+            400,
+        ),
+        ("POST", "/api/2.0/mlflow/experiments/delete" | "/api/2.0/mlflow/experiments/restore") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"experiment_id": ids.empty_experiment}))),
+            Scope::Write,
             200,
         ),
         ("POST", "/api/2.0/mlflow/runs/create") => (
@@ -498,6 +531,9 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
         match (method.as_str(), template) {
             ("GET", "/healthz") => ("/healthz", None, Scope::Public, 200),
             ("GET", "/readyz") => ("/readyz", None, Scope::Public, 200),
+            ("GET", "/api/3.0/mlflow/server-info") => {
+                ("/api/3.0/mlflow/server-info", None, Scope::Public, 200)
+            }
             ("GET", "/openapi.yaml") => ("/openapi.yaml", None, Scope::Public, 200),
             // 303 to /ui/, which the test client follows.
             ("GET", "/") => ("/", None, Scope::Public, 200),
@@ -704,7 +740,7 @@ async fn fixture(app: &TestApp) {
     let post = |path: &'static str, body: Value| async move {
         call(app, Some(root), Method::POST, path, Some(&Body::Json(body))).await
     };
-    for name in ["fraud-a", "fraud-empty", "other-x"] {
+    for name in ["fraud-a", "fraud-empty", "fraud-life", "other-x"] {
         post("/api/v1/models", json!({"name": name})).await.ok(201);
     }
     post("/api/v1/models/other-x/versions", json!({"finalize": true}))
@@ -836,10 +872,19 @@ async fn every_route_checks_its_scope(app: &TestApp) {
         .await;
         requests.push(r.ok(202)["request_id"].as_str().unwrap().to_owned());
     }
-    let experiment = {
-        let m = call(app, Some(root), Method::GET, "/api/v1/models/fraud-a", None).await;
+    let experiment_of = |model: &'static str| async move {
+        let m = call(
+            app,
+            Some(root),
+            Method::GET,
+            &format!("/api/v1/models/{model}"),
+            None,
+        )
+        .await;
         m.ok(200)["id"].as_str().unwrap().replace('-', "")
     };
+    let experiment = experiment_of("fraud-a").await;
+    let empty_experiment = experiment_of("fraud-life").await;
     let ids = Ids {
         requests: [
             requests[0].clone(),
@@ -851,6 +896,7 @@ async fn every_route_checks_its_scope(app: &TestApp) {
         hook_to_delete: hooks[1].clone(),
         delivery: r.ok(202)["delivery_id"].as_i64().unwrap(),
         experiment: experiment.clone(),
+        empty_experiment,
         run: new_run(app, root, &experiment).await,
         run_to_delete: new_run(app, root, &experiment).await,
         version_to_archive: {

@@ -12,7 +12,9 @@ crate::backend_tests!(
     run_errors_as_mlflow_gives_them,
     search_runs_translates_filter_and_order,
     bulk_interval_answers_from_rollups,
-    aliases_are_stages
+    aliases_are_stages,
+    any_name_is_an_experiment,
+    experiments_are_tagged_renamed_deleted_and_restored
 );
 
 #[track_caller]
@@ -95,13 +97,14 @@ async fn errors_come_in_mlflow_shape(app: &TestApp) {
         .post("/api/2.0/mlflow/experiments/create", create("churn"))
         .await;
     mlflow_error(&r, 400, "RESOURCE_ALREADY_EXISTS");
-    // A name that is not a model name is refused, saying why.
-    for bad in ["My Experiment", "Churn", ""] {
+    // Any name works (see any_name_is_an_experiment); an empty or control-character one
+    // is refused, saying why.
+    for bad in ["", "  ", "a\nb"] {
         let r = app
             .post("/api/2.0/mlflow/experiments/create", create(bad))
             .await;
         let message = mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
-        assert!(message.contains("not a modelreg model name"), "{message}");
+        assert!(message.contains("control characters"), "{message}");
     }
     let r = app
         .post(
@@ -714,4 +717,174 @@ async fn aliases_are_stages(app: &TestApp) {
             .await;
         mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
     }
+}
+
+/// MLflow's own names (spaces, capitals, paths) work: each maps to a model with a derived
+/// name, the original kept in its `mlflow.name` tag and answered by every MLflow call.
+async fn any_name_is_an_experiment(app: &TestApp) {
+    let exp = create_experiment(app, "MLflow Quickstart").await;
+    let got = app
+        .get("/api/2.0/mlflow/experiments/get-by-name?experiment_name=MLflow%20Quickstart")
+        .await;
+    let experiment = got.ok(200)["experiment"].clone();
+    assert_eq!(experiment["name"], "MLflow Quickstart");
+    assert_eq!(experiment["experiment_id"], exp.as_str());
+    assert_eq!(
+        experiment["tags"],
+        json!([]),
+        "the kept name is not an MLflow tag"
+    );
+    let again = app
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            json!({"name": "MLflow Quickstart"}),
+        )
+        .await;
+    mlflow_error(&again, 400, "RESOURCE_ALREADY_EXISTS");
+    // Native readers see the model and the original name.
+    let models = app.get("/api/v1/models?q=mlflow-quickstart-").await;
+    let model = models.ok(200)["items"][0].clone();
+    assert_eq!(model["tags"]["mlflow.name"], "MLflow Quickstart", "{model}");
+    assert!(
+        model["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("mlflow-quickstart-")
+    );
+    // Searched by its name; another name with the same letters is another experiment.
+    let r = app
+        .post(
+            "/api/2.0/mlflow/experiments/search",
+            json!({"filter": "name = 'MLflow Quickstart'"}),
+        )
+        .await;
+    assert_eq!(r.ok(200)["experiments"][0]["experiment_id"], exp.as_str());
+    let other = create_experiment(app, "mlflow quickstart!").await;
+    assert_ne!(other, exp);
+    for name in ["/Users/me/exp", "Ünïcode ✓"] {
+        let id = create_experiment(app, name).await;
+        let r = app
+            .get(&format!(
+                "/api/2.0/mlflow/experiments/get?experiment_id={id}"
+            ))
+            .await;
+        assert_eq!(r.ok(200)["experiment"]["name"], name);
+    }
+    // Registered models too.
+    let r = app
+        .post(
+            "/api/2.0/mlflow/registered-models/create",
+            json!({"name": "Fraud Model"}),
+        )
+        .await;
+    assert_eq!(r.ok(200)["registered_model"]["name"], "Fraud Model");
+    let r = app
+        .get("/api/2.0/mlflow/registered-models/get?name=Fraud%20Model")
+        .await;
+    assert_eq!(r.ok(200)["registered_model"]["name"], "Fraud Model");
+    assert_eq!(r.body["registered_model"]["tags"], json!([]));
+    // A name that is itself a model name stays that model.
+    create_experiment(app, "plain-name").await;
+    app.get("/api/v1/models/plain-name").await.ok(200);
+}
+
+/// Experiment tags, rename (for names that are not model names), delete and restore.
+async fn experiments_are_tagged_renamed_deleted_and_restored(app: &TestApp) {
+    let exp = create_experiment(app, "Team Sweep").await;
+    let native = create_experiment(app, "native-exp").await;
+    let post = |path: &'static str, body: Value| async move {
+        app.post(&format!("/api/2.0/mlflow/experiments/{path}"), body)
+            .await
+    };
+    let get = |id: String| async move {
+        let r = app
+            .get(&format!(
+                "/api/2.0/mlflow/experiments/get?experiment_id={id}"
+            ))
+            .await;
+        r.ok(200)["experiment"].clone()
+    };
+    post(
+        "set-experiment-tag",
+        json!({"experiment_id": exp, "key": "team", "value": "risk"}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(
+        get(exp.clone()).await["tags"],
+        json!([{"key": "team", "value": "risk"}])
+    );
+    post(
+        "delete-experiment-tag",
+        json!({"experiment_id": exp, "key": "team"}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(get(exp.clone()).await["tags"], json!([]));
+    for key in ["mlflow.name", "mlflow.lifecycle"] {
+        let r = post(
+            "set-experiment-tag",
+            json!({"experiment_id": exp, "key": key, "value": "x"}),
+        )
+        .await;
+        mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    }
+    // Rename: the experiment keeps its id and runs; the old name is free again.
+    post(
+        "update",
+        json!({"experiment_id": exp, "new_name": "Team Sweep 2"}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(get(exp.clone()).await["name"], "Team Sweep 2");
+    let old = app
+        .get("/api/2.0/mlflow/experiments/get-by-name?experiment_name=Team%20Sweep")
+        .await;
+    mlflow_error(&old, 404, "RESOURCE_DOES_NOT_EXIST");
+    let r = post(
+        "update",
+        json!({"experiment_id": native, "new_name": "Native Exp"}),
+    )
+    .await;
+    let message = mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    assert!(message.contains("identity"), "{message}");
+    let r = post(
+        "update",
+        json!({"experiment_id": exp, "new_name": "some-model-name"}),
+    )
+    .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    // Delete: shown deleted, hidden from searches unless asked, no new runs; restore.
+    post("delete", json!({"experiment_id": exp})).await.ok(200);
+    assert_eq!(get(exp.clone()).await["lifecycle_stage"], "deleted");
+    let ids = |r: crate::helpers::Resp| -> Vec<String> {
+        r.body["experiments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["experiment_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let active = ids(post("search", json!({})).await);
+    assert!(
+        !active.contains(&exp) && active.contains(&native),
+        "{active:?}"
+    );
+    let deleted = ids(post("search", json!({"view_type": "DELETED_ONLY"})).await);
+    assert_eq!(deleted, std::slice::from_ref(&exp));
+    let all = ids(post("search", json!({"view_type": "ALL"})).await);
+    assert!(all.contains(&exp) && all.contains(&native));
+    let r = app
+        .post("/api/2.0/mlflow/runs/create", json!({"experiment_id": exp}))
+        .await;
+    let message = mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    assert!(message.contains("active"), "{message}");
+    let r = post("delete", json!({"experiment_id": "0"})).await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    post("restore", json!({"experiment_id": exp})).await.ok(200);
+    assert_eq!(get(exp.clone()).await["lifecycle_stage"], "active");
+    create_run(app, json!({"experiment_id": exp})).await;
+    // server-info answers what MLflow's client asks before its calls.
+    let info = app.get("/api/3.0/mlflow/server-info").await;
+    assert_eq!(info.ok(200)["multipart_uploads_enabled"], false);
 }

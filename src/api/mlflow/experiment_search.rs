@@ -1,9 +1,11 @@
-//! MLflow SearchExperiments (and the model search SearchRegisteredModels shares): models by name (`name = '…'`, `name LIKE '…%'`), in name order,
-//! in pages.
+//! MLflow SearchExperiments (and the model search SearchRegisteredModels shares): models by
+//! name (`name = '…'`, `name LIKE '…%'` on the model name), in name order, in pages; deleted
+//! experiments only when `view_type` asks for them.
 
 use super::super::Endpoint;
 use super::super::extract::Json;
-use super::experiments::{Experiment, model_name};
+use super::experiments::Experiment;
+use super::names;
 use super::run_search::{clause, clauses};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
@@ -37,6 +39,44 @@ struct SearchBody {
     filter: Option<String>,
     #[serde(default)]
     order_by: Vec<String>,
+    /// `ACTIVE_ONLY` (the default), `DELETED_ONLY` or `ALL` (or their numbers 1, 2, 3).
+    #[serde(default)]
+    view_type: Option<serde_json::Value>,
+}
+
+/// Which experiments a search shows, by their lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Active,
+    Deleted,
+    All,
+}
+
+impl View {
+    fn parse(raw: Option<&serde_json::Value>) -> Result<Self> {
+        use serde_json::Value as J;
+        match raw {
+            None | Some(J::Null) => Ok(Self::Active),
+            Some(J::String(s)) if s == "ACTIVE_ONLY" => Ok(Self::Active),
+            Some(J::String(s)) if s == "DELETED_ONLY" => Ok(Self::Deleted),
+            Some(J::String(s)) if s == "ALL" => Ok(Self::All),
+            Some(J::Number(n)) if n.as_i64() == Some(1) => Ok(Self::Active),
+            Some(J::Number(n)) if n.as_i64() == Some(2) => Ok(Self::Deleted),
+            Some(J::Number(n)) if n.as_i64() == Some(3) => Ok(Self::All),
+            Some(other) => Err(Error::validation(
+                "view_type",
+                format!("unknown view_type {other}: ACTIVE_ONLY, DELETED_ONLY or ALL"),
+            )),
+        }
+    }
+
+    fn shows(self, m: &Model) -> bool {
+        match self {
+            Self::Active => !names::is_deleted(m),
+            Self::Deleted => names::is_deleted(m),
+            Self::All => true,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -144,6 +184,7 @@ async fn search(
     principal: Principal,
     Json(body): Json<SearchBody>,
 ) -> Result<axum::Json<Found>> {
+    let view = View::parse(body.view_type.as_ref())?;
     let (models, next_page_token) = find_models(
         &state,
         &principal,
@@ -154,7 +195,12 @@ async fn search(
     )
     .await?;
     Ok(axum::Json(Found {
-        experiments: models.iter().map(Experiment::from).collect(),
+        // A page may hold fewer than max_results; next_page_token still continues.
+        experiments: models
+            .iter()
+            .filter(|m| view.shows(m))
+            .map(Experiment::from)
+            .collect(),
         next_page_token,
     }))
 }
@@ -182,14 +228,11 @@ pub(super) async fn find_models(
     let (filter, tags) = model_filter(filter.unwrap_or(""))?;
     let keep = |m: &Model| tags.iter().all(|c| tag_matches(m, c));
     if let NameFilter::Exactly(name) = &filter {
-        let found = match model_name(name) {
-            Ok(n) if principal.sees_model(n.as_str()) => match state.store.get_model(&n).await {
-                Ok(m) => vec![m].into_iter().filter(keep).collect(),
-                Err(e) if e.code == "model_not_found" => Vec::new(),
-                Err(e) => return Err(e),
-            },
-            _ => Vec::new(),
-        };
+        let found = names::find(state, principal, name)
+            .await?
+            .into_iter()
+            .filter(keep)
+            .collect();
         return Ok((found, None));
     }
     let after = match page_token.filter(|t| !t.is_empty()) {

@@ -1,23 +1,21 @@
-//! MLflow experiments: an experiment is the model of the same name.
-//!
-//! Names: MLflow allows any string; a modelreg model name is 1–128 of `a-z 0-9 . _ -`,
-//! starting with a letter or digit. The rule is the identity, with one exception: MLflow's
-//! `Default` experiment (id `"0"`, where runs go when none is set) is the model `default`. Any
-//! other name that is not a model name is refused with `INVALID_PARAMETER_VALUE` saying so,
-//! rather than changed into one (a changed name could collide, and could not be turned back).
-//! Ids: `"0"` for `default`, else the model's id (32 hex digits).
+//! MLflow experiments: an experiment is a model (see [`super::names`] for how any MLflow
+//! name finds its model). MLflow's `Default` experiment (id `"0"`, where runs go when none is
+//! set) is the model `default`. Ids: `"0"` for `default`, else the model's id (32 hex
+//! digits).
 
 use super::super::Endpoint;
 use super::super::extract::{Json, Query};
-use super::{KeyValue, millis};
+use super::{KeyValue, millis, names};
 use crate::AppState;
-use crate::domain::ModelName;
 use crate::domain::access::{Principal, Scope};
+use crate::domain::change::Patch;
+use crate::domain::{ModelName, TagPatch};
 use crate::error::{Error, Result};
 use crate::store::{Actor, Model};
 use axum::extract::State;
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub fn endpoints() -> Vec<Endpoint> {
@@ -43,40 +41,47 @@ pub fn endpoints() -> Vec<Endpoint> {
             get_by_name,
         )
         .confined(),
+        Endpoint::new(
+            Method::POST,
+            "/api/2.0/mlflow/experiments/update",
+            Scope::Write,
+            update,
+        )
+        .confined(),
+        Endpoint::new(
+            Method::POST,
+            "/api/2.0/mlflow/experiments/delete",
+            Scope::Write,
+            delete,
+        )
+        .confined(),
+        Endpoint::new(
+            Method::POST,
+            "/api/2.0/mlflow/experiments/restore",
+            Scope::Write,
+            restore,
+        )
+        .confined(),
+        Endpoint::new(
+            Method::POST,
+            "/api/2.0/mlflow/experiments/set-experiment-tag",
+            Scope::Write,
+            set_tag,
+        )
+        .confined(),
+        Endpoint::new(
+            Method::POST,
+            "/api/2.0/mlflow/experiments/delete-experiment-tag",
+            Scope::Write,
+            delete_tag,
+        )
+        .confined(),
     ]
 }
 
 pub const DEFAULT_EXPERIMENT: &str = "Default";
 pub const DEFAULT_MODEL: &str = "default";
 pub const DEFAULT_ID: &str = "0";
-
-/// The model an experiment name stands for.
-pub fn model_name(experiment: &str) -> Result<ModelName> {
-    let name = if experiment == DEFAULT_EXPERIMENT {
-        DEFAULT_MODEL
-    } else {
-        experiment
-    };
-    ModelName::parse("name", name).map_err(|_| {
-        Error::validation(
-            "name",
-            format!(
-                "experiment name {experiment:?} is not a modelreg model name: use 1-128 of \
-                 a-z 0-9 . _ -, starting with a letter or digit (an experiment is the model \
-                 of the same name)"
-            ),
-        )
-    })
-}
-
-/// The experiment name of a model.
-pub fn experiment_name(model: &str) -> &str {
-    if model == DEFAULT_MODEL {
-        DEFAULT_EXPERIMENT
-    } else {
-        model
-    }
-}
 
 pub fn experiment_id(model: &Model) -> String {
     if model.name == DEFAULT_MODEL {
@@ -125,11 +130,15 @@ impl From<&Model> for Experiment {
         Experiment {
             artifact_location: format!("mlflow-artifacts:/{id}"),
             experiment_id: id,
-            name: experiment_name(&m.name).to_owned(),
-            lifecycle_stage: "active",
+            name: names::mlflow_name(m),
+            lifecycle_stage: if names::is_deleted(m) {
+                names::DELETED
+            } else {
+                "active"
+            },
             creation_time: millis(m.created_at),
             last_update_time: millis(m.updated_at),
-            tags: KeyValue::list(&m.tags),
+            tags: names::shown_tags(&m.tags),
         }
     }
 }
@@ -208,33 +217,117 @@ async fn get_by_name(
             p.experiment_name
         ))
     };
-    // A name that cannot be a model's names no experiment.
-    let name = model_name(&p.experiment_name).map_err(|_| missing())?;
-    if !principal.sees_model(name.as_str()) {
-        return Err(missing());
-    }
-    match state.store.get_model(&name).await {
-        Ok(model) => Ok(axum::Json(One {
+    match names::find(&state, &principal, &p.experiment_name).await? {
+        Some(model) => Ok(axum::Json(One {
             experiment: Experiment::from(&model),
         })),
-        Err(e) if e.code == "model_not_found" => Err(missing()),
-        Err(e) => Err(e),
+        None => Err(missing()),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Deserialize)]
+struct IdBody {
+    experiment_id: String,
+}
 
-    #[test]
-    fn names_map_one_to_one_and_default_is_default() {
-        assert_eq!(model_name("Default").unwrap().as_str(), "default");
-        assert_eq!(experiment_name("default"), "Default");
-        assert_eq!(model_name("fraud-v2").unwrap().as_str(), "fraud-v2");
-        assert_eq!(experiment_name("fraud-v2"), "fraud-v2");
-        for bad in ["My Experiment", "Fraud", "", "/abs"] {
-            let e = model_name(bad).unwrap_err();
-            assert!(e.detail.contains("not a modelreg model name"), "{bad}");
-        }
+#[derive(Deserialize)]
+struct UpdateBody {
+    experiment_id: String,
+    #[serde(default)]
+    new_name: Option<String>,
+}
+
+/// Renames an experiment whose name is not a model name (see `names::rename`).
+async fn update(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<UpdateBody>,
+) -> Result<axum::Json<super::Empty>> {
+    let model = model_by_id(&state, &principal, &body.experiment_id).await?;
+    let new_name = body.new_name.unwrap_or_default();
+    names::rename(&state, &actor, &model, &new_name).await?;
+    Ok(axum::Json(super::Empty {}))
+}
+
+/// Sets (or, with `None`, removes) one tag of the experiment's model.
+async fn retag(
+    state: &AppState,
+    actor: &Actor,
+    model: &Model,
+    key: String,
+    value: Option<String>,
+) -> Result<axum::Json<super::Empty>> {
+    let patch = Patch {
+        description: None,
+        tags: TagPatch::parse("key", BTreeMap::from([(key, value)]))?,
+    };
+    let name = ModelName::parse("experiment_id", &model.name)?;
+    state.store.update_model(&name, patch, actor).await?;
+    Ok(axum::Json(super::Empty {}))
+}
+
+/// Marks the experiment deleted: hidden from searches unless asked, no new runs; its model
+/// and runs are kept, and `restore` brings it back. The `Default` experiment stays.
+async fn delete(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<IdBody>,
+) -> Result<axum::Json<super::Empty>> {
+    if body.experiment_id == DEFAULT_ID {
+        return Err(Error::validation(
+            "experiment_id",
+            "the Default experiment cannot be deleted",
+        ));
     }
+    let model = model_by_id(&state, &principal, &body.experiment_id).await?;
+    let mark = Some(names::DELETED.to_owned());
+    retag(&state, &actor, &model, names::DELETED_TAG.to_owned(), mark).await
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<IdBody>,
+) -> Result<axum::Json<super::Empty>> {
+    let model = model_by_id(&state, &principal, &body.experiment_id).await?;
+    retag(&state, &actor, &model, names::DELETED_TAG.to_owned(), None).await
+}
+
+#[derive(Deserialize)]
+struct TagBody {
+    experiment_id: String,
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+async fn set_tag(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<TagBody>,
+) -> Result<axum::Json<super::Empty>> {
+    names::check_tag_key(&body.key)?;
+    let model = model_by_id(&state, &principal, &body.experiment_id).await?;
+    retag(&state, &actor, &model, body.key, Some(body.value)).await
+}
+
+#[derive(Deserialize)]
+struct TagKeyBody {
+    experiment_id: String,
+    key: String,
+}
+
+async fn delete_tag(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<TagKeyBody>,
+) -> Result<axum::Json<super::Empty>> {
+    names::check_tag_key(&body.key)?;
+    let model = model_by_id(&state, &principal, &body.experiment_id).await?;
+    retag(&state, &actor, &model, body.key, None).await
 }

@@ -9,12 +9,14 @@ pub mod experiment_search;
 pub mod experiments;
 pub mod logged_models;
 pub mod model_versions;
+pub mod names;
 pub mod registry;
 pub mod registry_changes;
 pub mod run_metrics;
 pub mod run_search;
 pub mod run_view;
 pub mod runs;
+pub mod server_info;
 pub mod version_changes;
 
 use super::Endpoint;
@@ -45,6 +47,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         registry::endpoints(),
         model_versions::endpoints(),
         registry_changes::endpoints(),
+        server_info::endpoints(),
         version_changes::endpoints(),
     ]
     .into_iter()
@@ -241,13 +244,30 @@ pub async fn create_model(
     description: Option<String>,
     tags: Vec<KeyValue>,
 ) -> Result<Model> {
-    let model = experiments::model_name(name)?;
+    let (model, kept) = names::new_model(name)?;
     if !principal.sees_model(model.as_str()) {
         return Err(Error::new(
             Kind::Forbidden,
             "model_forbidden",
             format!("this token may not create '{name}'"),
         ));
+    }
+    let mut tags = tags;
+    tags.retain(|t| t.key != names::NAME_TAG);
+    if let Some(original) = kept {
+        if names::find(state, &Principal::anonymous(), &original)
+            .await?
+            .is_some()
+        {
+            return Err(Error::conflict(
+                "model_exists",
+                format!("'{original}' already exists"),
+            ));
+        }
+        tags.push(KeyValue {
+            key: names::NAME_TAG.to_owned(),
+            value: original,
+        });
     }
     let new = NewModel {
         name: model,

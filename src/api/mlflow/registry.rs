@@ -7,9 +7,8 @@
 
 use super::super::Endpoint;
 use super::super::extract::{Json, Query};
-use super::experiments::model_name;
 use super::runs::model_of;
-use super::{KeyValue, millis};
+use super::{KeyValue, millis, names};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::{ModelName, StageName, VersionStatus};
@@ -48,14 +47,9 @@ pub(super) async fn registered(
             format!("Registered Model with name={name} not found"),
         )
     };
-    let model = model_name(name).map_err(|_| missing())?;
-    if !principal.sees_model(model.as_str()) {
-        return Err(missing());
-    }
-    match state.store.get_model(&model).await {
-        Err(e) if e.code == "model_not_found" => Err(missing()),
-        other => other,
-    }
+    names::find(state, principal, name)
+        .await?
+        .ok_or_else(missing)
 }
 
 fn status_of(v: &Version) -> &'static str {
@@ -85,8 +79,19 @@ pub(super) fn current_stage(v: &Version, stages: &[String]) -> &'static str {
 pub(super) const PRODUCTION: &str = "production";
 pub(super) const STAGING: &str = "staging";
 
-/// A version as MLflow's ModelVersion; `aliases` are the stages holding it.
-pub(super) fn model_version(v: &Version, aliases: Vec<String>) -> Value {
+/// The stages of `m` holding version `v`: its aliases.
+fn aliases(m: &Model, v: &Version) -> Vec<String> {
+    m.stages
+        .iter()
+        .filter(|(_, held)| **held == v.version)
+        .map(|(stage, _)| stage.clone())
+        .collect()
+}
+
+/// A version of the registered model `m` as MLflow's ModelVersion; its aliases are the
+/// stages of `m` holding it.
+pub(super) fn model_version(v: &Version, m: &Model) -> Value {
+    let aliases = aliases(m, v);
     let source: Map<String, Value> = serde_json::from_str(v.source.get()).unwrap_or_default();
     let run_id = match (source.get("run_id"), source.contains_key("mlflow_run")) {
         (Some(Value::String(r)), _) => r.clone(),
@@ -96,7 +101,7 @@ pub(super) fn model_version(v: &Version, aliases: Vec<String>) -> Value {
     };
     let tags = KeyValue::list(&v.tags);
     json!({
-        "name": v.model,
+        "name": names::mlflow_name(m),
         "version": v.version.to_string(),
         "creation_timestamp": millis(v.created_at),
         "last_updated_timestamp": millis(v.updated_at),
@@ -111,20 +116,18 @@ pub(super) fn model_version(v: &Version, aliases: Vec<String>) -> Value {
     })
 }
 
+/// The model of a version, with its stages (the version's aliases) and MLflow name.
+pub(super) async fn model_of_version(state: &AppState, v: &Version) -> Result<Model> {
+    state.store.get_model(&model_of(v)?).await
+}
+
 pub(super) async fn aliases_of(state: &AppState, v: &Version) -> Result<Vec<String>> {
-    let stages = state.store.list_stages(&model_of(v)?).await?;
-    Ok(stages
-        .into_iter()
-        .filter(|s| s.version == v.version)
-        .map(|s| s.stage)
-        .collect())
+    Ok(aliases(&model_of_version(state, v).await?, v))
 }
 
 pub(super) async fn one_version(state: &AppState, v: &Version) -> Result<axum::Json<Value>> {
-    let aliases = aliases_of(state, v).await?;
-    Ok(axum::Json(
-        json!({ "model_version": model_version(v, aliases) }),
-    ))
+    let m = model_of_version(state, v).await?;
+    Ok(axum::Json(json!({ "model_version": model_version(v, &m) })))
 }
 
 #[derive(Deserialize)]
@@ -161,16 +164,16 @@ pub(super) async fn registered_json(state: &AppState, m: &Model) -> Result<Value
     let mut latest = Vec::new();
     if let Some(n) = m.latest_version {
         let v = state.store.get_version(&name, n).await?;
-        latest.push(model_version(&v, aliases_of(state, &v).await?));
+        latest.push(model_version(&v, m));
     }
-    let tags = KeyValue::list(&m.tags);
+    let tags = names::shown_tags(&m.tags);
     let aliases: Vec<Value> = m
         .stages
         .iter()
         .map(|(alias, version)| json!({"alias": alias, "version": version.to_string()}))
         .collect();
     Ok(json!({
-        "name": m.name,
+        "name": names::mlflow_name(m),
         "creation_timestamp": millis(m.created_at),
         "last_updated_timestamp": millis(m.updated_at),
         "user_id": m.created_by,
@@ -243,9 +246,8 @@ async fn latest(
         }
         seen.push(n);
         let v = state.store.get_version(&name, n).await?;
-        let aliases = aliases_of(state, &v).await?;
-        if wants(current_stage(&v, &aliases)) {
-            versions.push(model_version(&v, aliases));
+        if wants(current_stage(&v, &aliases(&model, &v))) {
+            versions.push(model_version(&v, &model));
         }
     }
     Ok(axum::Json(json!({ "model_versions": versions })))

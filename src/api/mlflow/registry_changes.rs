@@ -8,12 +8,12 @@ use super::super::Endpoint;
 use super::super::extract::{Json, Query};
 use super::experiment_search::find_models;
 use super::registry::{registered, registered_json};
-use super::{Empty, KeyValue, SearchParams};
+use super::{Empty, KeyValue, SearchParams, names};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::change::Patch;
 use crate::domain::{Description, ModelName, TagPatch};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::{Actor, Model};
 use axum::extract::State;
 use axum::http::Method;
@@ -115,20 +115,19 @@ struct RenameBody {
     new_name: Option<String>,
 }
 
+/// Renames a registered model whose MLflow name is not a model name (see `names::rename`);
+/// a model name is a native identity and is not renamed.
 async fn rename(
     State(state): State<AppState>,
+    actor: Actor,
     principal: Principal,
     Json(body): Json<RenameBody>,
 ) -> Result<axum::Json<Value>> {
-    registered(&state, &principal, &body.name).await?;
-    Err(Error::validation(
-        "new_name",
-        format!(
-            "registered models cannot be renamed (to {:?}): in modelreg a model's name is its \
-             identity, named by its stages, tokens, webhooks and URLs; register the versions \
-             under a new model instead",
-            body.new_name.unwrap_or_default()
-        ),
+    let model = registered(&state, &principal, &body.name).await?;
+    let new_name = body.new_name.unwrap_or_default();
+    let model = names::rename(&state, &actor, &model, &new_name).await?;
+    Ok(axum::Json(
+        json!({ "registered_model": registered_json(&state, &model).await? }),
     ))
 }
 
@@ -159,6 +158,7 @@ async fn retag(
     key: String,
     value: Option<String>,
 ) -> Result<axum::Json<Empty>> {
+    names::check_tag_key(&key)?;
     let patch = Patch {
         description: None,
         tags: TagPatch::parse("key", BTreeMap::from([(key, value)]))?,

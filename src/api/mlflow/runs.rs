@@ -109,6 +109,15 @@ async fn create(
     } else {
         experiments::model_by_id(&state, &principal, &experiment).await?
     };
+    if super::names::is_deleted(&model) {
+        return Err(Error::validation(
+            "experiment_id",
+            format!(
+                "The experiment {experiment} must be in the 'active' state; it is deleted \
+                 (restore it first)"
+            ),
+        ));
+    }
     let mut tags: BTreeMap<String, String> =
         body.tags.into_iter().map(|t| (t.key, t.value)).collect();
     if let Some(name) = body.run_name.filter(|n| !n.is_empty()) {

@@ -10,12 +10,12 @@ use super::super::Endpoint;
 use super::super::extract::{Json, Query};
 use super::model_versions::{VersionParams, named_version};
 use super::registry::{
-    PRODUCTION, STAGING, aliases_of, mlflow_stage, model_version, one_version, registered,
-    stage_change,
+    PRODUCTION, STAGING, aliases_of, mlflow_stage, model_of_version, model_version, one_version,
+    registered, stage_change,
 };
 use super::run_search::{clause, clauses, text};
 use super::runs::{model_of, retag, retire, run_version};
-use super::{Empty, KeyValue, SearchParams};
+use super::{Empty, KeyValue, SearchParams, names};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::change::Patch;
@@ -23,7 +23,7 @@ use crate::domain::filter::Filter;
 use crate::domain::order::{OrderBy, SortKey};
 use crate::domain::{Description, ModelName, TagFilter, TagPatch, Transition};
 use crate::error::{Error, Result};
-use crate::store::{Actor, StageOp, Version, VersionQuery};
+use crate::store::{Actor, Model, StageOp, Version, VersionQuery};
 use axum::extract::State;
 use axum::http::Method;
 use serde::Deserialize;
@@ -107,13 +107,25 @@ async fn search(
     let limit = super::page_limit(p.max_results, state.config.max_page_size.min(1000))?;
     let mut found: Vec<Version> = Vec::new();
     let mut next = None;
+    // One model's versions at most: its MLflow name and aliases come with it.
+    let mut of: Option<Model> = None;
     if let Some(run) = &search.run_id {
         let v = match run_version(&state, &principal, run).await {
             Ok(v) => Some(v),
             Err(e) if e.code == "run_not_found" => None,
             Err(e) => return Err(e),
         };
-        found.extend(v.filter(|v| search.name.as_ref().is_none_or(|n| *n == v.model)));
+        if let Some(v) = v {
+            let m = model_of_version(&state, &v).await?;
+            if search
+                .name
+                .as_ref()
+                .is_none_or(|n| *n == names::mlflow_name(&m))
+            {
+                found.push(v);
+                of = Some(m);
+            }
+        }
     } else if let Some(name) = &search.name {
         let model = match registered(&state, &principal, name).await {
             Ok(m) => m,
@@ -141,11 +153,12 @@ async fn search(
             .await?;
         found = page.items;
         next = page.next_cursor;
+        of = Some(model);
     }
-    let mut versions = Vec::with_capacity(found.len());
-    for v in &found {
-        versions.push(model_version(v, aliases_of(&state, v).await?));
-    }
+    let versions: Vec<Value> = match &of {
+        Some(m) => found.iter().map(|v| model_version(v, m)).collect(),
+        None => Vec::new(),
+    };
     let mut answer = json!({ "model_versions": versions });
     if let Some(token) = next {
         answer["next_page_token"] = Value::String(token);
