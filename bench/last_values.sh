@@ -16,7 +16,8 @@ PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 DB=modelreg_last_bench
 ADDR=127.0.0.1:18097
 cargo build --release --locked --bin modelreg --example loadgen >&2
-BIN=$PWD/target/release/modelreg
+# BENCH_BIN: another build's server to measure (the previous release, side by side).
+BIN=${BENCH_BIN:-$PWD/target/release/modelreg}
 LOADGEN=$PWD/target/release/examples/loadgen
 psql "$PG/postgres" -qc "drop database if exists $DB with (force)" -c "create database $DB" >/dev/null
 dir=$(mktemp -d)

@@ -95,6 +95,28 @@ def any_name(client, suffix, active):
     mlflow.set_experiment(active)
 
 
+def finished_run(client, mlflow_server, suffix, active):
+    """Resuming a finished run to log a new param: MLflow's server takes it; modelreg keeps a
+    finished run's params immutable and says so, and the client's end-of-block status update
+    does not replace that error."""
+    mlflow.set_experiment(f"finished-{suffix}")
+    with mlflow.start_run() as run:
+        mlflow.log_param("alpha", 1)
+    raised = None
+    try:
+        with mlflow.start_run(run_id=run.info.run_id):
+            mlflow.log_param("late", 2)
+    except MlflowException as e:
+        raised = e
+    mlflow.set_experiment(active)
+    if mlflow_server:
+        assert raised is None, raised
+        return
+    assert raised is not None and raised.error_code == "INVALID_PARAMETER_VALUE", raised
+    assert "has ended" in raised.message, raised.message
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
 def registry(client, args, run_id, exp, files, name):
     """register_model from the run into another model, aliases, downloads, searches, changes;
     then the native API's view of the same."""
@@ -207,6 +229,7 @@ def main():
     print(json.dumps(codes))
     assert codes == want, codes
     any_name(client, suffix, name)
+    finished_run(client, args.mlflow_server, suffix, name)
     if args.mlflow_server:
         print("MLflow's server gives the expected codes")
         return

@@ -431,6 +431,42 @@ async fn run_errors_as_mlflow_gives_them(app: &TestApp) {
         .get(&format!("/api/2.0/mlflow/metrics/get-history?{q}"))
         .await;
     mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    // A finished run keeps its params and files: refused, saying why; failing it afterwards
+    // (what the client does at the end of a block that raised) leaves it finished.
+    app.post(
+        "/api/2.0/mlflow/runs/update",
+        json!({"run_id": id, "status": "FINISHED"}),
+    )
+    .await
+    .ok(200);
+    let r = app
+        .post(
+            "/api/2.0/mlflow/runs/log-parameter",
+            json!({"run_id": id, "key": "late", "value": "1"}),
+        )
+        .await;
+    let message = mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    assert!(
+        message.contains("has ended") && message.contains("immutable"),
+        "{message}"
+    );
+    let r = app
+        .post(
+            "/api/2.0/mlflow/runs/update",
+            json!({"run_id": id, "status": "FAILED"}),
+        )
+        .await;
+    assert_eq!(r.ok(200)["run_info"]["status"], "FINISHED");
+    let exp = run["info"]["experiment_id"].as_str().unwrap();
+    let put = app
+        .client
+        .put(app.url(&format!(
+            "/api/2.0/mlflow-artifacts/artifacts/{exp}/{id}/artifacts/late.txt"
+        )))
+        .body("late");
+    let r = app.send(put).await;
+    let message = mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    assert!(message.contains("has ended"), "{message}");
 }
 
 async fn search_runs_translates_filter_and_order(app: &TestApp) {

@@ -194,7 +194,7 @@ async fn upload(
 ) -> Result<axum::Json<Empty>> {
     let at = locate(&state, &principal, &path).await?;
     let path = ArtifactPath::parse(&at.path)?;
-    store_upload(
+    let stored = store_upload(
         &state,
         &at.model()?,
         at.version.version,
@@ -203,8 +203,19 @@ async fn upload(
         &headers,
         body,
     )
-    .await?;
-    Ok(axum::Json(Empty {}))
+    .await;
+    match stored {
+        Err(e) if e.code == "version_immutable" => Err(Error::conflict(
+            "version_immutable",
+            format!(
+                "run {} has ended ({}): modelreg keeps a run's artifacts immutable once it \
+                 ends; log artifacts before the run ends, or start a new run",
+                at.version.id.simple(),
+                at.version.status.as_str()
+            ),
+        )),
+        other => other.map(|_| axum::Json(Empty {})),
+    }
 }
 
 /// Copies of the model files at `source` (a run's `mlflow-artifacts:` directory), for a new

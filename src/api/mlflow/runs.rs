@@ -220,7 +220,11 @@ async fn update(
         } else {
             VersionStatus::Failed
         };
-        if v.status != wanted {
+        // A run that has ended keeps its end: failing it again is what MLflow's client does
+        // at the end of a `with start_run(run_id=…)` block that raised (say, because a param
+        // was refused), and its error must not replace the one that stopped the block.
+        let ended_already = t == Transition::Fail && v.status != VersionStatus::Pending;
+        if v.status != wanted && !ended_already {
             let reason = reason
                 .map(|r| Reason::parse("status", r.to_owned()))
                 .transpose()?;
@@ -290,11 +294,23 @@ pub async fn add_params(
             ));
         }
     }
-    state
+    match state
         .store
         .add_config(&model_of(v)?, v.version, entries, actor)
-        .await?;
-    Ok(())
+        .await
+    {
+        Err(e) if e.code == "version_immutable" => Err(Error::conflict(
+            "version_immutable",
+            format!(
+                "run {} has ended ({}): its params are its version's config, which modelreg \
+                 keeps immutable once a run ends; log params before the run ends, or start a \
+                 new run",
+                v.id.simple(),
+                v.status.as_str()
+            ),
+        )),
+        other => other.map(|_| ()),
+    }
 }
 
 async fn set_tag(
