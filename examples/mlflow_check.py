@@ -12,7 +12,7 @@ error codes are compared (that is how the expected codes below were checked: aga
 Covers experiments and runs: set_experiment creating one, get_experiment_by_name,
 get_experiment, search_experiments with a name filter; an experiment with MLflow's own kind of
 name ("MLflow Quickstart …") tagged, renamed, deleted (hidden from searches, no new runs) and
-restored; a run with params, tags, 2,000 metric
+restored; a pandas dataset logged with log_input (twice) as the run's input; a run with params, tags, 2,000 metric
 steps by log_metric and 50,000 by log_batch and a model directory (an MLmodel file beside the
 weights) logged as artifacts, ended, read back by get_run, list_artifacts,
 get_metric_history and search_runs (a metric filter and order). The registry:
@@ -115,6 +115,32 @@ def finished_run(client, mlflow_server, suffix, active):
     assert raised is not None and raised.error_code == "INVALID_PARAMETER_VALUE", raised
     assert "has ended" in raised.message, raised.message
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def datasets(client, args, suffix, active):
+    """mlflow.log_input of a pandas dataset (twice: autolog and evaluate log them again): the
+    run answers it once, with its context; natively it is the version's dataset input."""
+    import pandas as pd
+
+    experiment = f"datasets-{suffix}"
+    mlflow.set_experiment(experiment)
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    ds = mlflow.data.from_pandas(df, source="/data/train.csv", name="train", targets="y")
+    with mlflow.start_run() as run:
+        mlflow.log_input(ds, context="training")
+        mlflow.log_input(ds, context="training")
+    got = client.get_run(run.info.run_id).inputs.dataset_inputs
+    assert len(got) == 1, got
+    assert (got[0].dataset.name, got[0].dataset.digest) == ("train", ds.digest), got[0]
+    assert {t.key: t.value for t in got[0].tags}.get("mlflow.data.context") == "training", got[0]
+    assert json.loads(got[0].dataset.schema) == json.loads(ds.to_dict()["schema"]), got[0].dataset.schema
+    mlflow.set_experiment(active)
+    if args.mlflow_server:
+        return
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    version = native(args.base, f"/api/v1/models/{experiment}/versions/1", token)
+    assert [(i["kind"], i["name"], i["digest"], i["context"]) for i in version["inputs"]] == [
+        ("dataset", "train", ds.digest, "training")], version["inputs"]
 
 
 def registry(client, args, run_id, exp, files, name):
@@ -230,6 +256,7 @@ def main():
     assert codes == want, codes
     any_name(client, suffix, name)
     finished_run(client, args.mlflow_server, suffix, name)
+    datasets(client, args, suffix, name)
     if args.mlflow_server:
         print("MLflow's server gives the expected codes")
         return

@@ -11,6 +11,7 @@ pub mod deadline;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod inputs;
 pub mod metrics;
 pub mod mlflow;
 pub mod models;
@@ -92,6 +93,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         health::endpoints(),
         models::endpoints(),
         versions::endpoints(),
+        inputs::endpoints(),
         stages::endpoints(),
         policies::endpoints(),
         requests::endpoints(),

@@ -13,6 +13,7 @@ pub mod diff;
 pub mod document;
 pub mod downsample;
 pub mod filter;
+pub mod inputs;
 pub mod metrics;
 pub mod names;
 pub mod order;

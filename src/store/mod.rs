@@ -41,6 +41,7 @@ mod commits;
 mod deliveries;
 mod errors;
 mod events;
+mod inputs;
 pub(crate) mod metrics;
 mod models;
 mod outbox;

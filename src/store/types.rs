@@ -331,6 +331,8 @@ pub struct VersionDetail {
     pub version: Version,
     pub artifacts: Vec<Artifact>,
     pub metrics: Vec<MetricSummary>,
+    /// What it was made from, in order.
+    pub inputs: Vec<crate::domain::inputs::Input>,
 }
 
 /// Database connections, for `/metrics`.

@@ -51,6 +51,15 @@ pub trait VersionStore {
     async fn version_status(&self, model: &ModelName, version: i64) -> Result<VersionStatus>;
     /// A version by its id (MLflow names runs by id); 404 `version_not_found`.
     async fn version_by_id(&self, id: Uuid) -> Result<Version>;
+    /// Adds inputs to a pending version (those it holds already are left out; 409
+    /// `version_immutable` once it is not pending); answers every input it holds.
+    async fn add_inputs(
+        &self,
+        model: &ModelName,
+        version: i64,
+        inputs: Vec<crate::domain::inputs::Input>,
+        actor: &Actor,
+    ) -> Result<Vec<crate::domain::inputs::Input>>;
     /// Adds top-level entries to a pending version's config (MLflow's params, logged while a
     /// run goes). An entry already there with the same value changes nothing; with another
     /// value it is refused (a config, once given, does not change).
@@ -128,10 +137,12 @@ pub(crate) async fn detail<C: Conn>(
     let metrics = conn
         .fetch_all(Stmt::new(metrics::SUMMARIES).bind(row.id))
         .await?;
+    let inputs = super::inputs::of(conn, row.id).await?;
     Ok(VersionDetail {
         version: row.into_version()?,
         artifacts,
         metrics,
+        inputs,
     })
 }
 
@@ -388,6 +399,23 @@ impl<B: Backend> VersionStore for SqlStore<B> {
         actor: &Actor,
     ) -> Result<Version> {
         transaction!(self.db, |c| add_config(c, model, version, entries, actor))
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn add_inputs(
+        &self,
+        model: &ModelName,
+        version: i64,
+        inputs: Vec<crate::domain::inputs::Input>,
+        actor: &Actor,
+    ) -> Result<Vec<crate::domain::inputs::Input>> {
+        transaction!(self.db, |c| super::inputs::add(
+            c,
+            model,
+            version,
+            inputs.clone(),
+            actor
+        ))
     }
 
     async fn version_status(&self, model: &ModelName, version: i64) -> Result<VersionStatus> {

@@ -429,6 +429,9 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
                 Some("log-batch") => {
                     json!({"run_id": run, "metrics": [{"key": "loss", "value": 0.4, "step": 2}]})
                 }
+                Some("log-inputs") => json!({"run_id": run, "datasets": [
+                    {"dataset": {"name": "iris", "digest": "ab", "source_type": "local",
+                                 "source": "{}"}}]}),
                 _ => return None,
             };
             (p.to_owned(), Some(Body::Json(body)), Scope::Write, 200)
@@ -582,6 +585,12 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
             ("POST", "/api/v1/models/{model}/versions/{version}/finalize") => (
                 "/api/v1/models/fraud-a/versions/3/finalize",
                 None,
+                Scope::Write,
+                200,
+            ),
+            ("POST", "/api/v1/models/{model}/versions/{version}/inputs") => (
+                "/api/v1/models/fraud-a/versions/2/inputs",
+                j(json!({"inputs": [{"kind": "dataset", "name": "iris", "digest": "ab"}]})),
                 Scope::Write,
                 200,
             ),

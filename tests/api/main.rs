@@ -14,6 +14,7 @@ mod events;
 mod faults;
 mod hardening;
 mod health;
+mod inputs;
 mod limits;
 mod metrics;
 mod mlflow;

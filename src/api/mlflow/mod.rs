@@ -12,6 +12,7 @@ pub mod model_versions;
 pub mod names;
 pub mod registry;
 pub mod registry_changes;
+pub mod run_inputs;
 pub mod run_metrics;
 pub mod run_search;
 pub mod run_view;
@@ -42,6 +43,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         experiment_search::endpoints(),
         logged_models::endpoints(),
         runs::endpoints(),
+        run_inputs::endpoints(),
         run_metrics::endpoints(),
         run_search::endpoints(),
         registry::endpoints(),

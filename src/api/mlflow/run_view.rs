@@ -38,6 +38,7 @@ pub struct RunData {
 pub struct Run {
     info: RunInfo,
     data: RunData,
+    inputs: Value,
 }
 
 fn status_of(v: &Version) -> &'static str {
@@ -115,5 +116,6 @@ pub async fn run_of(state: &AppState, d: VersionDetail) -> Result<Run> {
                 .collect(),
             tags: KeyValue::list(&v.tags),
         },
+        inputs: super::run_inputs::run_inputs(&d.inputs),
     })
 }

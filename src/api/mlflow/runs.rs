@@ -148,8 +148,9 @@ async fn create(
     answer(&state, &registered.version).await
 }
 
+/// A run named by `run_id` (or MLflow's older `run_uuid`).
 #[derive(Deserialize)]
-struct RunParams {
+pub(super) struct RunParams {
     #[serde(default)]
     run_id: Option<String>,
     #[serde(default)]
@@ -157,7 +158,7 @@ struct RunParams {
 }
 
 impl RunParams {
-    fn id(self) -> Result<String> {
+    pub(super) fn id(self) -> Result<String> {
         self.run_id
             .or(self.run_uuid)
             .filter(|r| !r.is_empty())

@@ -128,6 +128,7 @@ struct DetailRow {
     version: VersionRow,
     artifacts: sqlx::types::Json<Vec<Artifact>>,
     metrics: sqlx::types::Json<Vec<MetricSummary>>,
+    inputs: sqlx::types::Json<Vec<crate::domain::inputs::Input>>,
 }
 
 #[async_trait]
@@ -245,7 +246,9 @@ impl Backend for Pg {
                                max(r.last_step) as last_step, min(r.min) as min, max(r.max) as max, \
                                (array_agg(r.last order by r.last_step desc))[1] as last \
                         from metric_series s join metric_rollups r on r.series_id = s.id and r.level = 3 \
-                        where s.version_id = v.id group by s.key) x) as metrics \
+                        where s.version_id = v.id group by s.key) x) as metrics, \
+                    (select coalesce(json_agg(i.body order by i.position), '[]') \
+                       from version_inputs i where i.version_id = v.id) as inputs \
              from versions v join models m on m.id = v.model_id where m.name = $1 and v.version = $2",
         )
         .bind(model.as_str())
@@ -256,6 +259,7 @@ impl Backend for Pg {
             Some(r) => Ok(VersionDetail {
                 artifacts: r.artifacts.0,
                 metrics: r.metrics.0,
+                inputs: r.inputs.0,
                 version: r.version.into_version()?,
             }),
             None => Err(versions::missing(&mut *conn, model, version).await),

@@ -1,0 +1,148 @@
+//! A version's inputs (datasets it was made from): added while pending, in order, the same
+//! dataset for the same use kept once, immutable once ready, listed by the version's detail;
+//! and MLflow's `runs/log-inputs` onto them, answered back by `runs/get`. Both backends.
+
+use crate::helpers::TestApp;
+use crate::mlflow::{create_run, mlflow_error};
+use serde_json::{Value, json};
+
+crate::backend_tests!(
+    inputs_are_added_while_pending_and_kept_once,
+    mlflow_datasets_are_the_runs_inputs
+);
+
+const INPUTS: &str = "/api/v1/models/m/versions/1/inputs";
+
+fn dataset(name: &str, digest: &str, context: &str) -> Value {
+    json!({"kind": "dataset", "name": name, "digest": digest, "context": context,
+           "uri": "s3://data/iris.csv", "schema": {"columns": ["a", "b"]}})
+}
+
+async fn inputs_are_added_while_pending_and_kept_once(app: &TestApp) {
+    app.model("m").await;
+    app.version("m", json!({})).await;
+    let r = app
+        .post(
+            INPUTS,
+            json!({"inputs": [dataset("iris", "sha256:aa", "training"),
+                              dataset("iris", "sha256:aa", "evaluation")]}),
+        )
+        .await;
+    assert_eq!(r.ok(200)["items"].as_array().unwrap().len(), 2);
+    // Again, with one new: the two held are not added twice; order is kept.
+    let r = app
+        .post(
+            INPUTS,
+            json!({"inputs": [dataset("iris", "sha256:aa", "training"),
+                              dataset("holdout", "sha256:bb", "validation")]}),
+        )
+        .await;
+    let items = r.ok(200)["items"].as_array().unwrap().clone();
+    let names: Vec<(&str, &str)> = items
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["context"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("iris", "training"),
+            ("iris", "evaluation"),
+            ("holdout", "validation")
+        ]
+    );
+    let detail = app.get("/api/v1/models/m/versions/1").await;
+    let detail = detail.ok(200);
+    assert_eq!(detail["inputs"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        detail["inputs"][0]["schema"],
+        json!({"columns": ["a", "b"]})
+    );
+    assert_eq!(detail["inputs"][0]["kind"], "dataset");
+    // Bad inputs: 422 naming the field; an unknown kind or field; not JSON of the shape.
+    for bad in [
+        json!({"inputs": [{"kind": "dataset", "name": "", "digest": "x"}]}),
+        json!({"inputs": [{"kind": "table", "name": "a", "digest": "x"}]}),
+        json!({"inputs": [{"kind": "dataset", "name": "a", "digest": "x", "color": "red"}]}),
+        json!({"inputs": "iris"}),
+        json!({"inputs": [], "extra": 1}),
+    ] {
+        app.post(INPUTS, bad)
+            .await
+            .problem(422, "validation_failed");
+    }
+    app.post("/api/v1/models/m/versions/7/inputs", json!({"inputs": []}))
+        .await
+        .problem(404, "version_not_found");
+    // Once ready, inputs are final.
+    app.post_empty("/api/v1/models/m/versions/1/finalize")
+        .await
+        .ok(200);
+    app.post(
+        INPUTS,
+        json!({"inputs": [dataset("late", "sha256:cc", "training")]}),
+    )
+    .await
+    .problem(409, "version_immutable");
+    let events = app
+        .get("/api/v1/events?model=m&action=version.inputs_added")
+        .await;
+    assert_eq!(events.ok(200)["items"].as_array().unwrap().len(), 2);
+}
+
+async fn mlflow_datasets_are_the_runs_inputs(app: &TestApp) {
+    let run = create_run(app, json!({})).await;
+    let id = run["info"]["run_id"].as_str().unwrap().to_owned();
+    let schema = r#"{"mlflow_colspec": [{"type": "double", "name": "x"}]}"#;
+    let body = json!({"run_id": id, "datasets": [{
+        "tags": [{"key": "mlflow.data.context", "value": "training"}],
+        "dataset": {"name": "iris", "digest": "2f1e", "source_type": "local",
+                    "source": "{\"uri\": \"/data/iris.csv\"}", "schema": schema,
+                    "profile": "{\"num_rows\": 150}"}}]});
+    app.post("/api/2.0/mlflow/runs/log-inputs", body.clone())
+        .await
+        .ok(200);
+    // Logged again (autolog and evaluate do): kept once.
+    app.post("/api/2.0/mlflow/runs/log-inputs", body)
+        .await
+        .ok(200);
+    let got = app
+        .get(&format!("/api/2.0/mlflow/runs/get?run_id={id}"))
+        .await;
+    let inputs = got.ok(200)["run"]["inputs"].clone();
+    let datasets = inputs["dataset_inputs"].as_array().unwrap();
+    assert_eq!(datasets.len(), 1, "{inputs}");
+    assert_eq!(
+        datasets[0]["tags"],
+        json!([{"key": "mlflow.data.context", "value": "training"}])
+    );
+    assert_eq!(datasets[0]["dataset"]["name"], "iris");
+    assert_eq!(datasets[0]["dataset"]["source_type"], "local");
+    let back: Value =
+        serde_json::from_str(datasets[0]["dataset"]["schema"].as_str().unwrap()).unwrap();
+    assert_eq!(back, serde_json::from_str::<Value>(schema).unwrap());
+    // Natively: a dataset input of the run's version, with its uri and schema as JSON.
+    let v = app.get("/api/v1/models/default/versions/1").await;
+    let input = v.ok(200)["inputs"][0].clone();
+    assert_eq!(input["uri"], "/data/iris.csv");
+    assert_eq!(input["context"], "training");
+    assert_eq!(input["profile"], json!({"num_rows": 150}));
+    // Logged-model inputs are refused, saying why; a finished run's inputs are final.
+    let r = app
+        .post(
+            "/api/2.0/mlflow/runs/log-inputs",
+            json!({"run_id": id, "models": [{"model_id": "m-123"}]}),
+        )
+        .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    app.post(
+        "/api/2.0/mlflow/runs/update",
+        json!({"run_id": id, "status": "FINISHED"}),
+    )
+    .await
+    .ok(200);
+    let late = json!({"run_id": id, "datasets": [{"tags": [], "dataset":
+        {"name": "late", "digest": "1", "source_type": "local", "source": "{}"}}]});
+    let r = app.post("/api/2.0/mlflow/runs/log-inputs", late).await;
+    let message = mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    assert!(message.contains("has ended"), "{message}");
+}
