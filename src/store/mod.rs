@@ -39,6 +39,7 @@ mod artifacts;
 mod claims;
 mod commits;
 mod deliveries;
+mod details;
 mod errors;
 mod events;
 mod inputs;

@@ -51,6 +51,13 @@ pub trait VersionStore {
     async fn version_status(&self, model: &ModelName, version: i64) -> Result<VersionStatus>;
     /// A version by its id (MLflow names runs by id); 404 `version_not_found`.
     async fn version_by_id(&self, id: Uuid) -> Result<Version>;
+    /// The details of a page of versions of `model` (from `list_versions`), in three
+    /// statements whatever its size.
+    async fn version_details(
+        &self,
+        model: &ModelName,
+        versions: Vec<Version>,
+    ) -> Result<Vec<VersionDetail>>;
     /// Adds inputs to a pending version (those it holds already are left out; 409
     /// `version_immutable` once it is not pending); answers every input it holds.
     async fn add_inputs(
@@ -399,6 +406,16 @@ impl<B: Backend> VersionStore for SqlStore<B> {
         actor: &Actor,
     ) -> Result<Version> {
         transaction!(self.db, |c| add_config(c, model, version, entries, actor))
+    }
+
+    #[instrument(skip_all, fields(model = %model))]
+    async fn version_details(
+        &self,
+        model: &ModelName,
+        versions: Vec<Version>,
+    ) -> Result<Vec<VersionDetail>> {
+        let mut conn = self.db.read().await?;
+        super::details::of_page(&mut *conn, model, versions).await
     }
 
     #[instrument(skip_all, fields(model = %model, version))]

@@ -924,3 +924,75 @@ async fn experiments_are_tagged_renamed_deleted_and_restored(app: &TestApp) {
     let info = app.get("/api/3.0/mlflow/server-info").await;
     assert_eq!(info.ok(200)["multipart_uploads_enabled"], false);
 }
+
+/// Postgres: a page of runs costs the same few statements whatever its size (the list, then
+/// every run's details at once), counted by the server's own transaction statistics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_search_reads_in_pages_not_rows_postgres() {
+    use crate::helpers::{Backend, TestDb};
+    use sqlx::Connection;
+    let db = TestDb::create(Backend::Postgres).await;
+    let app = TestApp::spawn(db.url.clone(), |c| {
+        c.webhooks.dispatcher = false;
+        c.compactor = false;
+    })
+    .await;
+    let exp = create_experiment(&app, "paged").await;
+    for i in 0..40 {
+        let run = create_run(&app, json!({"experiment_id": exp})).await;
+        let id = run["info"]["run_id"].as_str().unwrap().to_owned();
+        let body = json!({"run_id": id, "metrics": [{"key": "loss", "value": i, "step": 1}],
+                          "params": [{"key": "i", "value": i.to_string()}]});
+        app.post("/api/2.0/mlflow/runs/log-batch", body)
+            .await
+            .ok(200);
+    }
+    let mut stats = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut commits = async || -> i64 {
+        sqlx::raw_sql("select pg_stat_clear_snapshot()")
+            .execute(&mut stats)
+            .await
+            .unwrap();
+        sqlx::query_scalar(
+            "select xact_commit from pg_stat_database where datname = current_database()",
+        )
+        .fetch_one(&mut stats)
+        .await
+        .unwrap()
+    };
+    // A backend sends its counts to the statistics when a transaction ends a second after its
+    // last report, or after 10 s idle: 11 s of quiet around each window counts all of it.
+    let settle = std::time::Duration::from_secs(11);
+    let mut cost = Vec::new();
+    tokio::time::sleep(settle).await;
+    for page in [2, 40] {
+        let before = commits().await;
+        let r = app
+            .post(
+                "/api/2.0/mlflow/runs/search",
+                json!({"experiment_ids": [exp], "max_results": page}),
+            )
+            .await;
+        let runs = r.ok(200)["runs"].as_array().unwrap().clone();
+        assert_eq!(runs.len(), page);
+        assert!(
+            runs.iter()
+                .all(|r| r["data"]["metrics"][0]["key"] == "loss")
+        );
+        tokio::time::sleep(settle).await;
+        // The reads of the counter are transactions too.
+        cost.push(commits().await - before);
+        eprintln!(
+            "a page of {page} runs: {} transactions",
+            cost[cost.len() - 1]
+        );
+    }
+    assert!(
+        cost[1] <= cost[0] + 2,
+        "a page of 40 runs cost {} transactions, a page of 2 cost {}",
+        cost[1],
+        cost[0]
+    );
+    app.stop().await;
+    db.drop_db().await;
+}

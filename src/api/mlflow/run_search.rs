@@ -8,7 +8,7 @@
 use super::super::Endpoint;
 use super::super::extract::Json;
 use super::experiments;
-use super::run_view::{Run, run_of};
+use super::run_view::{Run, run_in};
 use crate::AppState;
 use crate::domain::ModelName;
 use crate::domain::TagFilter;
@@ -250,12 +250,17 @@ async fn search(
         metrics: Vec::new(),
     };
     let name = ModelName::parse("experiment_ids", &model.name)?;
+    // A page costs the same few statements whatever its size: the list, then the details of
+    // every version on it at once.
     let page = state.store.list_versions(&name, &query).await?;
-    let mut runs = Vec::with_capacity(page.items.len());
-    for v in &page.items {
-        let detail = state.store.version_detail(&name, v.version).await?;
-        runs.push(run_of(&state, detail).await?);
-    }
+    let experiment_id = experiments::experiment_id(&model);
+    let runs = state
+        .store
+        .version_details(&name, page.items)
+        .await?
+        .into_iter()
+        .map(|d| run_in(experiment_id.clone(), d))
+        .collect();
     Ok(axum::Json(Found {
         runs,
         next_page_token: page.next_cursor,

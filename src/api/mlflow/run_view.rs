@@ -64,11 +64,15 @@ pub async fn experiment_id_of(state: &AppState, v: &Version) -> Result<String> {
 }
 
 pub async fn run_info(state: &AppState, v: &Version) -> Result<RunInfo> {
-    let experiment_id = experiment_id_of(state, v).await?;
+    Ok(info_in(experiment_id_of(state, v).await?, v))
+}
+
+/// A run's info, its experiment's id known.
+pub fn info_in(experiment_id: String, v: &Version) -> RunInfo {
     let source: Map<String, Value> = serde_json::from_str(v.source.get()).unwrap_or_default();
     let mlflow = source.get("mlflow_run").cloned().unwrap_or(Value::Null);
     let run_id = v.id.simple().to_string();
-    Ok(RunInfo {
+    RunInfo {
         run_uuid: run_id.clone(),
         run_name: v
             .tags
@@ -92,15 +96,20 @@ pub async fn run_info(state: &AppState, v: &Version) -> Result<RunInfo> {
         } else {
             "active"
         },
-    })
+    }
 }
 
 pub async fn run_of(state: &AppState, d: VersionDetail) -> Result<Run> {
+    Ok(run_in(experiment_id_of(state, &d.version).await?, d))
+}
+
+/// A version as a run, its experiment's id known.
+pub fn run_in(experiment_id: String, d: VersionDetail) -> Run {
     let v = &d.version;
     let config: Map<String, Value> = serde_json::from_str(v.config.get()).unwrap_or_default();
     let at = millis(v.updated_at);
-    Ok(Run {
-        info: run_info(state, v).await?,
+    Run {
+        info: info_in(experiment_id, v),
         data: RunData {
             metrics: d
                 .metrics
@@ -117,5 +126,5 @@ pub async fn run_of(state: &AppState, d: VersionDetail) -> Result<Run> {
             tags: KeyValue::list(&v.tags),
         },
         inputs: super::run_inputs::run_inputs(&d.inputs),
-    })
+    }
 }
