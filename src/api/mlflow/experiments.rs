@@ -7,15 +7,13 @@ use super::super::Endpoint;
 use super::super::extract::{Json, Query};
 use super::{KeyValue, millis, names};
 use crate::AppState;
+use crate::domain::ModelName;
 use crate::domain::access::{Principal, Scope};
-use crate::domain::change::Patch;
-use crate::domain::{ModelName, TagPatch};
 use crate::error::{Error, Result};
 use crate::store::{Actor, Model};
 use axum::extract::State;
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub fn endpoints() -> Vec<Endpoint> {
@@ -258,12 +256,7 @@ async fn retag(
     key: String,
     value: Option<String>,
 ) -> Result<axum::Json<super::Empty>> {
-    let patch = Patch {
-        description: None,
-        tags: TagPatch::parse("key", BTreeMap::from([(key, value)]))?,
-    };
-    let name = ModelName::parse("experiment_id", &model.name)?;
-    state.store.update_model(&name, patch, actor).await?;
+    names::set_tag(state, actor, model, &key, value).await?;
     Ok(axum::Json(super::Empty {}))
 }
 

@@ -155,12 +155,21 @@ pub async fn rename(
             format!("'{kept}' already exists"),
         ));
     }
+    set_tag(state, actor, model, NAME_TAG, Some(kept)).await
+}
+
+/// Sets (or, with `None`, removes) one tag of a model: what MLflow's tag calls on
+/// experiments and registered models, rename, delete and restore come down to.
+pub async fn set_tag(
+    state: &AppState,
+    actor: &Actor,
+    model: &Model,
+    key: &str,
+    value: Option<String>,
+) -> Result<Model> {
     let patch = Patch {
         description: None,
-        tags: TagPatch::parse(
-            "new_name",
-            BTreeMap::from([(NAME_TAG.to_owned(), Some(kept))]),
-        )?,
+        tags: TagPatch::parse("key", BTreeMap::from([(key.to_owned(), value)]))?,
     };
     let name = ModelName::parse("name", &model.name)?;
     state.store.update_model(&name, patch, actor).await

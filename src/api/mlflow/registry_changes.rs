@@ -19,7 +19,6 @@ use axum::extract::State;
 use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 
 pub fn endpoints() -> Vec<Endpoint> {
     const SEARCH: &str = "/api/2.0/mlflow/registered-models/search";
@@ -159,11 +158,8 @@ async fn retag(
     value: Option<String>,
 ) -> Result<axum::Json<Empty>> {
     names::check_tag_key(&key)?;
-    let patch = Patch {
-        description: None,
-        tags: TagPatch::parse("key", BTreeMap::from([(key, value)]))?,
-    };
-    patch_model(state, principal, actor, name, patch).await?;
+    let model = registered(state, principal, name).await?;
+    names::set_tag(state, actor, &model, &key, value).await?;
     Ok(axum::Json(Empty {}))
 }
 
