@@ -29,6 +29,24 @@ impl Lanes {
         }
     }
 
+    /// A slot of the prompt lane (`prompt`) or the slow one, else of the other; whether it
+    /// is a prompt one.
+    pub fn take(&self, prompt: bool) -> Option<(OwnedSemaphorePermit, bool)> {
+        let (first, second) = if prompt {
+            (&self.prompt, &self.slow)
+        } else {
+            (&self.slow, &self.prompt)
+        };
+        if let Ok(slot) = first.clone().try_acquire_owned() {
+            return Some((slot, prompt));
+        }
+        second
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|s| (s, !prompt))
+    }
+
     /// A run past `slow_after` in the prompt lane: gives its slot back (when the slow lane's
     /// overflow has room), so a prompt receiver's run can start.
     pub fn leave_prompt(&self, slot: &mut Option<OwnedSemaphorePermit>) {

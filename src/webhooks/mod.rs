@@ -129,18 +129,15 @@ impl Dispatcher {
                 claimed_at = Some(Instant::now());
                 for run in this.claim(prompt, slow).await {
                     let Some(first) = run.first() else { continue };
-                    let lane = if first.slow {
-                        &this.lanes.slow
-                    } else {
-                        &this.lanes.prompt
-                    };
-                    // Never fails: a claim takes no more runs of a lane than it has free
-                    // slots, and only this loop takes slots.
-                    let Ok(slot) = lane.clone().try_acquire_owned() else {
+                    // A claim takes no more runs of a lane than it has free slots, and only
+                    // this loop takes slots; a receiver whose speed was recorded between the
+                    // claim's two reads may land in the other lane's free slot. With neither
+                    // free (not expected), the run waits for its lease to run out.
+                    let Some((slot, prompt)) = this.lanes.take(!first.slow) else {
                         continue;
                     };
                     let this = this.clone();
-                    attempts.spawn(async move { this.send_in_lane(run, slot).await });
+                    attempts.spawn(async move { this.send_in_lane(run, slot, prompt).await });
                 }
             }
             let wait = this.wait().await;
@@ -167,8 +164,8 @@ impl Dispatcher {
 
     /// Sends a run holding a slot of its lane; a prompt one that is still waiting after
     /// `slow_after` finishes in the slow lane.
-    async fn send_in_lane(&self, run: Vec<Claimed>, slot: OwnedSemaphorePermit) {
-        let slow = run.first().is_some_and(|d| d.slow);
+    async fn send_in_lane(&self, run: Vec<Claimed>, slot: OwnedSemaphorePermit, prompt: bool) {
+        let slow = !prompt;
         let mut slot = Some(slot);
         let sending = self.send_run(run);
         let mut sending = std::pin::pin!(sending);

@@ -926,7 +926,7 @@ async fn experiments_are_tagged_renamed_deleted_and_restored(app: &TestApp) {
 }
 
 /// Postgres: a page of runs costs the same few statements whatever its size (the list, then
-/// every run's details at once), counted by the server's own transaction statistics.
+/// every run's details at once), counted by the database's own transaction statistics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_search_reads_in_pages_not_rows_postgres() {
     use crate::helpers::{Backend, TestDb};
@@ -938,7 +938,7 @@ async fn run_search_reads_in_pages_not_rows_postgres() {
     })
     .await;
     let exp = create_experiment(&app, "paged").await;
-    for i in 0..40 {
+    for i in 0..100 {
         let run = create_run(&app, json!({"experiment_id": exp})).await;
         let id = run["info"]["run_id"].as_str().unwrap().to_owned();
         let body = json!({"run_id": id, "metrics": [{"key": "loss", "value": i, "step": 1}],
@@ -965,7 +965,7 @@ async fn run_search_reads_in_pages_not_rows_postgres() {
     let settle = std::time::Duration::from_secs(11);
     let mut cost = Vec::new();
     tokio::time::sleep(settle).await;
-    for page in [2, 40] {
+    for page in [2, 100] {
         let before = commits().await;
         let r = app
             .post(
@@ -987,9 +987,12 @@ async fn run_search_reads_in_pages_not_rows_postgres() {
             cost[cost.len() - 1]
         );
     }
+    // Reading each run on its own costs at least two statements a run (its detail and its
+    // model): 196 more for the larger page. Autovacuum and other sessions' housekeeping add a
+    // few transactions to either window.
     assert!(
-        cost[1] <= cost[0] + 2,
-        "a page of 40 runs cost {} transactions, a page of 2 cost {}",
+        cost[1] < cost[0] + 40,
+        "a page of 100 runs cost {} transactions, a page of 2 cost {}",
         cost[1],
         cost[0]
     );
