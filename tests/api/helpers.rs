@@ -286,6 +286,19 @@ impl Resp {
 }
 
 impl TestApp {
+    /// Runs statements on the case's database, behind the server's back (to age rows, or
+    /// to damage them on purpose).
+    pub async fn exec(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.db_url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+
     pub async fn spawn(db_url: String, adjust: impl FnOnce(&mut Config)) -> Self {
         Self::spawn_with(db_url, adjust, None).await
     }

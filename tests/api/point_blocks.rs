@@ -336,17 +336,6 @@ async fn finished_versions_have_their_tails_packed(app: &TestApp) {
     assert!(report.is_clean(), "{:#?}", report.findings);
 }
 
-async fn exec(app: &TestApp, sql: &str) {
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    if app.db_url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-    } else {
-        let mut conn = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-    }
-}
-
 /// One series whose stored block does not decode: the compactor packs the others, sets it
 /// aside with its error (not taken first again), counts it, and `verify` reports it.
 async fn a_series_that_cannot_be_packed_is_set_aside(app: &TestApp) {
@@ -366,13 +355,10 @@ async fn a_series_that_cannot_be_packed_is_set_aside(app: &TestApp) {
     } else {
         "'\\xffffffff'::bytea"
     };
-    exec(
-        app,
-        &format!(
-            "insert into metric_blocks (series_id, block, count, data) \
+    app.exec(&format!(
+        "insert into metric_blocks (series_id, block, count, data) \
              select id, 0, 1, {junk} from metric_series where key = 'bad'"
-        ),
-    )
+    ))
     .await;
     assert_eq!(app.state.store.compact_pending(100).await.unwrap(), 2);
     let rows = |key: &str| {
@@ -419,16 +405,13 @@ async fn a_long_legacy_series_packs_in_bounded_steps(app: &TestApp) {
         .await
         .ok(200);
     app.state.store.compact_pending(100).await.unwrap();
-    exec(
-        app,
+    app.exec(
         "with recursive g(n) as (select 1 union all select n + 1 from g where n < 1099) \
          insert into metric_points (series_id, step, value, at) \
          select s.id, g.n * 1024, 1.5, 0 from g, metric_series s where s.key = 'old'",
     )
     .await;
-    exec(
-        app,
-        "update metric_series set compact_pending = true, last_step = 1099 * 1024 where key = 'old'",
+    app.exec("update metric_series set compact_pending = true, last_step = 1099 * 1024 where key = 'old'",
     )
     .await;
     let rows = "select cast(count(*) as bigint) from metric_points";

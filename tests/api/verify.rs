@@ -6,7 +6,6 @@ use crate::blobs::Blobs;
 use crate::helpers::{Backend, Setup, TestApp, run_case};
 use modelreg::verify;
 use serde_json::json;
-use sqlx::Connection;
 
 const SETUP: Setup = Setup {
     blobs: &[Blobs::Folder],
@@ -111,18 +110,6 @@ async fn fill(app: &TestApp) {
         .ok(200);
 }
 
-/// Runs a statement on the test's database, behind the server's back.
-async fn tamper(app: &TestApp, sql: &str) {
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    if app.db_url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-    } else {
-        let mut conn = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-    }
-}
-
 /// The `modelreg` binary with these arguments, pointed at the case's registry (its database
 /// and its artifact folder), as an operator runs it.
 fn modelreg<S: AsRef<std::ffi::OsStr>>(
@@ -216,29 +203,26 @@ async fn finds_each_kind_of_damage(app: &TestApp) {
     assert!(found.contains(&"artifact_missing"), "{found:?}");
 
     // A rollup that no longer agrees with its points.
-    tamper(
-        app,
-        "update metric_rollups set max = max + 1 where level = 2",
-    )
-    .await;
+    app.exec("update metric_rollups set max = max + 1 where level = 2")
+        .await;
     let found = checks(app, false).await;
     assert!(found.contains(&"rollup"), "{found:?}");
 
     // A series' last value that is not its last point's.
     assert!(!found.contains(&"metric_last_value"), "{found:?}");
-    tamper(app, "update metric_series set last_value = last_value + 1").await;
+    app.exec("update metric_series set last_value = last_value + 1")
+        .await;
     let found = checks(app, false).await;
     assert!(found.contains(&"metric_last_value"), "{found:?}");
 
     // A stage pointer moved behind its history's back.
-    tamper(app, "update stages set version = 2").await;
+    app.exec("update stages set version = 2").await;
     let found = checks(app, false).await;
     assert!(found.contains(&"stage_stack"), "{found:?}");
     assert!(found.contains(&"stage_history"), "{found:?}");
 
     // A version row gone: the numbering has a gap.
-    tamper(
-        app,
+    app.exec(
         "delete from idempotency_keys; delete from stage_stack; delete from stages; \
          delete from artifacts; delete from metric_points; delete from metric_rollups; \
          delete from metric_series; delete from versions where version = 1",

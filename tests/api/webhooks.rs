@@ -406,10 +406,9 @@ async fn retries_give_up_and_fail(app: &TestApp) {
     receiver.wait_for(2).await;
     let day_ago =
         (chrono::Utc::now() - chrono::Duration::hours(25)).format("%Y-%m-%dT%H:%M:%S%.6fZ");
-    exec(
-        app,
-        &format!("update webhook_deliveries set queued_at = '{day_ago}'"),
-    )
+    app.exec(&format!(
+        "update webhook_deliveries set queued_at = '{day_ago}'"
+    ))
     .await;
     let log = log_until(app, &id, |l| {
         l.first().is_some_and(|d| d["status"] == "failed")
@@ -420,22 +419,6 @@ async fn retries_give_up_and_fail(app: &TestApp) {
     assert_eq!(log[0]["next_attempt_at"], Value::Null);
     let n = receiver.received().len();
     receiver.settle(n, QUIET).await;
-}
-
-async fn exec(app: &TestApp, sql: &str) {
-    if app.db_url.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    } else {
-        let mut c = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
 }
 
 async fn crud_and_bad_input(app: &TestApp) {
@@ -564,11 +547,8 @@ async fn private_addresses_are_refused(app: &TestApp) {
         json!({"url": "https://hooks.example.com/x", "events": ["webhook.ping"]}),
     )
     .await;
-    exec(
-        app,
-        &format!("update webhooks set url = '{}'", receiver.url()),
-    )
-    .await;
+    app.exec(&format!("update webhooks set url = '{}'", receiver.url()))
+        .await;
     app.post_empty(&format!("/api/v1/webhooks/{id}/ping"))
         .await
         .ok(202);
@@ -732,33 +712,24 @@ async fn one_pending_ping_and_old_deliveries_pruned(app: &TestApp) {
     let ago = |days: i64| {
         (chrono::Utc::now() - chrono::Duration::days(days)).format("%Y-%m-%dT%H:%M:%S%.6fZ")
     };
-    exec(
-        app,
-        &format!(
-            "update webhook_deliveries set delivered_at = '{}' where id = {first}",
-            ago(8)
-        ),
-    )
+    app.exec(&format!(
+        "update webhook_deliveries set delivered_at = '{}' where id = {first}",
+        ago(8)
+    ))
     .await;
-    exec(
-        app,
-        &format!(
-            "update webhook_deliveries set status = 'failed', delivered_at = null, \
+    app.exec(&format!(
+        "update webhook_deliveries set status = 'failed', delivered_at = null, \
                         last_attempt_at = '{}' where id = {next}",
-            ago(31)
-        ),
-    )
+        ago(31)
+    ))
     .await;
     let third = app.post_empty(&path).await.ok(202)["delivery_id"].clone();
     log_until(app, &id, |l| l.len() == 3 && l[0]["status"] == "succeeded").await;
-    exec(
-        app,
-        &format!(
-            "update webhook_deliveries set status = 'failed', delivered_at = null, \
+    app.exec(&format!(
+        "update webhook_deliveries set status = 'failed', delivered_at = null, \
                         last_attempt_at = '{}' where id = {third}",
-            ago(10)
-        ),
-    )
+        ago(10)
+    ))
     .await;
     let now = chrono::Utc::now();
     let pruned = app
