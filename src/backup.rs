@@ -63,14 +63,18 @@ pub async fn run(database_url: &str, artifacts_url: &str, dest: &Path) -> anyhow
     live.close().await?;
 
     let mut copy = SqliteConnection::connect(&format!("sqlite://{target}")).await?;
-    let keys: Vec<(String,)> = sqlx::query_as("select object_key from artifacts")
-        .fetch_all(&mut copy)
-        .await?;
+    // Version artifacts and logged models' files.
+    let keys: Vec<(String, bool)> = sqlx::query_as(
+        "select object_key, true from artifacts \
+         union all select object_key, false from logged_model_files",
+    )
+    .fetch_all(&mut copy)
+    .await?;
     let mut report = Report {
         database,
         ..Report::default()
     };
-    for (key,) in keys {
+    for (key, version_artifact) in keys {
         let from = source.join(&key);
         let to = dest.join("artifacts").join(&key);
         if let Some(dir) = to.parent() {
@@ -83,10 +87,12 @@ pub async fn run(database_url: &str, artifacts_url: &str, dest: &Path) -> anyhow
                 report.bytes += bytes;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                sqlx::query("delete from artifacts where object_key = $1")
-                    .bind(&key)
-                    .execute(&mut copy)
-                    .await?;
+                let table = if version_artifact {
+                    "delete from artifacts where object_key = $1"
+                } else {
+                    "delete from logged_model_files where object_key = $1"
+                };
+                sqlx::query(table).bind(&key).execute(&mut copy).await?;
                 report.deleted_meanwhile.push(key);
             }
             Err(e) => {

@@ -29,7 +29,8 @@ pub async fn collect(
         abandoned: blobs.abandoned_uploads(grace_std, dry_run).await?,
         ..Report::default()
     };
-    let referenced: HashSet<String> = store.artifact_keys().await?.into_iter().collect();
+    let mut referenced: HashSet<String> = store.artifact_keys().await?.into_iter().collect();
+    referenced.extend(store.logged_file_keys().await?);
     let cutoff = chrono::Utc::now() - grace;
     let objects: Vec<_> = blobs.list().try_collect().await?;
     for meta in objects {

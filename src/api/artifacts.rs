@@ -10,7 +10,7 @@ use crate::domain::access::Scope;
 use crate::domain::artifact::{ArtifactPath, parse_sha256};
 use crate::domain::time;
 use crate::error::{Error, Kind, Result};
-use crate::store::{Actor, Artifact};
+use crate::store::{Actor, Artifact, LoggedModel};
 use axum::body::Body;
 use axum::extract::{RawPathParams, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -158,35 +158,80 @@ pub(crate) async fn store_upload(
         .check_upload(model, version, path.as_str())
         .await?;
     let key = state.blobs.new_key(model.as_str(), version, path.as_str());
+    let artifact = receive(state, &key, path, expected, content_type, body).await?;
+    let recorded = state
+        .store
+        .add_artifact(model, version, artifact, actor)
+        .await;
+    settle(state, &key, recorded).await
+}
+
+/// Streams an upload of a logged model's file into the object store and records it.
+pub(crate) async fn store_logged_upload(
+    state: &AppState,
+    model: &LoggedModel,
+    path: &ArtifactPath,
+    actor: &Actor,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Artifact> {
+    let expected = header_str(headers, "x-content-sha256")
+        .map(parse_sha256)
+        .transpose()?;
+    let content_type = content_type(headers)?;
+    state
+        .store
+        .check_logged_upload(model.id, path.as_str())
+        .await?;
+    let holder = format!("m-{}", model.id.simple());
+    let key = state.blobs.new_key_in(&model.model, &holder, path.as_str());
+    let artifact = receive(state, &key, path, expected, content_type, body).await?;
+    let recorded = state.store.add_logged_file(model.id, artifact, actor).await;
+    settle(state, &key, recorded).await
+}
+
+/// Writes the body to `key`, checksummed and bounded: the artifact it makes, not recorded yet.
+async fn receive(
+    state: &AppState,
+    key: &object_store::path::Path,
+    path: &ArtifactPath,
+    expected: Option<String>,
+    content_type: String,
+    body: Body,
+) -> Result<Artifact> {
     let stream = idle_limited(body, state.config.idle_timeout);
     let written = state
         .blobs
         .upload(
-            &key,
+            key,
             stream,
             expected.as_deref(),
             state.config.max_artifact_size,
         )
         .await?;
-    let artifact = Artifact {
+    Ok(Artifact {
         path: path.as_str().to_owned(),
         size: written.size,
         sha256: written.sha256,
         content_type,
         created_at: time::now(),
         object_key: written.key,
-    };
-    match state
-        .store
-        .add_artifact(model, version, artifact, actor)
-        .await
-    {
+    })
+}
+
+/// Counts a recorded upload, or deletes the object of one that lost a race (finalized
+/// meanwhile, or the same path won by another upload).
+async fn settle(
+    state: &AppState,
+    key: &object_store::path::Path,
+    recorded: Result<Artifact>,
+) -> Result<Artifact> {
+    match recorded {
         Ok(a) => {
             metrics::counter!("modelreg_artifact_bytes_in_total").increment(a.size as u64);
             Ok(a)
         }
         Err(e) => {
-            // Lost a race (finalized meanwhile, or the same path won by another upload).
             if let Err(cleanup) = state.blobs.delete(key.as_ref()).await {
                 tracing::warn!(error = ?cleanup, "could not delete an unrecorded upload; `modelreg gc` will");
             }

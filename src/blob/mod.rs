@@ -129,9 +129,15 @@ impl BlobStore {
     /// is there for people browsing the store; where it would make the key longer than S3
     /// allows (1,024 bytes), it is left out: the artifact row maps paths to keys anyway.
     pub fn new_key(&self, model: &str, version: i64, path: &str) -> Path {
+        self.new_key_in(model, &version.to_string(), path)
+    }
+
+    /// A fresh object key for one upload of a file held by `holder` (a version number, or a
+    /// logged model's id) of `model`: `<prefix>/<model>/<holder>/<upload id>/<path>`.
+    pub fn new_key_in(&self, model: &str, holder: &str, path: &str) -> Path {
         let mut parts: Vec<PathPart<'_>> = self.prefix.parts().collect();
         parts.push(PathPart::from(model.to_owned()));
-        parts.push(PathPart::from(version.to_string()));
+        parts.push(PathPart::from(holder.to_owned()));
         parts.push(PathPart::from(uuid::Uuid::now_v7().simple().to_string()));
         let base = Path::from_iter(parts.clone());
         if base.as_ref().len() + 1 + path.len() > MAX_KEY_BYTES {

@@ -14,6 +14,7 @@ pub mod document;
 pub mod downsample;
 pub mod filter;
 pub mod inputs;
+pub mod logged_model;
 pub mod metrics;
 pub mod names;
 pub mod order;

@@ -31,6 +31,35 @@ fn check_key(field: &str, k: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// MLflow's tag rule, for tags set through its API: keys of 1-250 letters, digits and
+/// `_ . - / :` or spaces (MLflow's own `^[/\w.\- :]*$`), values up to 8,000 characters.
+/// Native writes keep the native rule; such tags are stored and shown as they are.
+const MLFLOW_KEY_LEN: usize = 250;
+const MLFLOW_VALUE_LEN: usize = 8000;
+
+fn check_mlflow(field: &str, k: &str, v: Option<&str>) -> Result<(), Error> {
+    let key_ok = (1..=MLFLOW_KEY_LEN).contains(&k.chars().count())
+        && k.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | ':' | ' '));
+    if !key_ok {
+        return Err(Error::validation(
+            format!("{field}.{k}"),
+            format!(
+                "invalid tag key {k:?}: use 1-{MLFLOW_KEY_LEN} letters, digits, spaces or _ . - / :"
+            ),
+        ));
+    }
+    if let Some(v) = v
+        && v.chars().count() > MLFLOW_VALUE_LEN
+    {
+        return Err(Error::validation(
+            format!("{field}.{k}"),
+            format!("tag value is longer than {MLFLOW_VALUE_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_value(field: &str, k: &str, v: &str) -> Result<(), Error> {
     if v.len() > MAX_VALUE_LEN {
         return Err(Error::validation(
@@ -57,6 +86,15 @@ impl Tags {
         for (k, v) in &raw {
             check_key(field, k)?;
             check_value(field, k, v)?;
+        }
+        Ok(Self(raw))
+    }
+
+    /// Tags set through the MLflow API, by MLflow's rule (see [`check_mlflow`]).
+    pub fn parse_mlflow(field: &str, raw: BTreeMap<String, String>) -> Result<Self, Error> {
+        check_count(field, raw.len())?;
+        for (k, v) in &raw {
+            check_mlflow(field, k, Some(v))?;
         }
         Ok(Self(raw))
     }
@@ -96,6 +134,15 @@ impl TagPatch {
             if let Some(v) = v {
                 check_value(field, k, v)?;
             }
+        }
+        Ok(Self(raw))
+    }
+
+    /// A patch through the MLflow API, by MLflow's rule.
+    pub fn parse_mlflow(field: &str, raw: BTreeMap<String, Option<String>>) -> Result<Self, Error> {
+        check_count(field, raw.len())?;
+        for (k, v) in &raw {
+            check_mlflow(field, k, v.as_deref())?;
         }
         Ok(Self(raw))
     }

@@ -43,6 +43,7 @@ mod details;
 mod errors;
 mod events;
 mod inputs;
+mod logged_models;
 pub(crate) mod metrics;
 mod models;
 mod outbox;
@@ -72,6 +73,10 @@ mod webhooks;
 pub use artifacts::ArtifactStore;
 pub use deliveries::{Attempt, ClaimLimits, Claimed, DeliveryStore, OutboxSignal, Outcome};
 pub use events::EventStore;
+pub use logged_models::{
+    LoggedMetric, LoggedModel, LoggedModelStore, LoggedSearch, NewLoggedModel, RunModel,
+    RunModelLink, logged_model_not_found,
+};
 pub use metrics::{BucketRow, MetricStore, MetricSummary, PointStream, STREAM_CHUNK, SeriesInfo};
 pub use models::ModelStore;
 pub use policies::{PolicyStore, StagePolicy};
@@ -110,6 +115,7 @@ pub trait Store:
     + DeliveryStore
     + PolicyStore
     + PromotionStore
+    + LoggedModelStore
     + Send
     + Sync
     + 'static

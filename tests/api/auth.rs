@@ -147,6 +147,9 @@ struct Ids {
     /// `model-versions/delete`.
     run_to_delete: String,
     version_to_archive: i64,
+    /// MLflow 3 logged models of fraud-a: one (tagged `k`) and one to delete.
+    logged_model: String,
+    logged_model_to_delete: String,
 }
 
 /// MLflow's routes, named by what MLflow calls them; errors come in MLflow's shape.
@@ -229,6 +232,61 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
             format!("{template}?run_id={}&metric_key=loss", ids.run),
             None,
             Scope::Read,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/logged-models") => (
+            template.to_owned(),
+            Some(Body::Json(
+                json!({"experiment_id": ids.experiment, "name": "model"}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        ("GET", "/api/2.0/mlflow/logged-models/{model_id}") => (
+            template.replace("{model_id}", &ids.logged_model),
+            None,
+            Scope::Read,
+            200,
+        ),
+        ("PATCH", "/api/2.0/mlflow/logged-models/{model_id}") => (
+            template.replace("{model_id}", &ids.logged_model),
+            Some(Body::Json(json!({"status": "LOGGED_MODEL_READY"}))),
+            Scope::Write,
+            200,
+        ),
+        ("DELETE", "/api/2.0/mlflow/logged-models/{model_id}") => (
+            template.replace("{model_id}", &ids.logged_model_to_delete),
+            None,
+            Scope::Write,
+            200,
+        ),
+        ("PATCH", "/api/2.0/mlflow/logged-models/{model_id}/tags") => (
+            template.replace("{model_id}", &ids.logged_model),
+            Some(Body::Json(json!({"tags": [{"key": "k", "value": "v"}]}))),
+            Scope::Write,
+            200,
+        ),
+        ("DELETE", "/api/2.0/mlflow/logged-models/{model_id}/tags/{tag_key}") => (
+            template
+                .replace("{model_id}", &ids.logged_model)
+                .replace("{tag_key}", "k"),
+            None,
+            Scope::Write,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/logged-models/{model_id}/params") => (
+            template.replace("{model_id}", &ids.logged_model),
+            Some(Body::Json(
+                json!({"params": [{"key": "alpha", "value": "0.5"}]}),
+            )),
+            Scope::Write,
+            200,
+        ),
+        ("POST", "/api/2.0/mlflow/runs/outputs") => (
+            template.to_owned(),
+            Some(Body::Json(json!({"run_id": ids.run, "models": [
+                {"model_id": ids.logged_model, "step": 0}]}))),
+            Scope::Write,
             200,
         ),
         ("POST", "/api/2.0/mlflow/logged-models/search") => (
@@ -802,6 +860,18 @@ async fn new_run(app: &TestApp, root: &str, experiment: &str) -> String {
         .to_owned()
 }
 
+/// A logged model of the experiment, tagged `k`.
+async fn new_logged_model(app: &TestApp, root: &str, experiment: &str) -> String {
+    let body = Body::Json(json!({"experiment_id": experiment, "name": "model",
+                                 "tags": [{"key": "k", "value": "v"}]}));
+    let path = "/api/2.0/mlflow/logged-models";
+    let r = call(app, Some(root), Method::POST, path, Some(&body)).await;
+    r.ok(200)["model"]["info"]["model_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn every_route_checks_its_scope(app: &TestApp) {
     let root = app.root_token();
     fixture(app).await;
@@ -914,6 +984,8 @@ async fn every_route_checks_its_scope(app: &TestApp) {
             let r = call(app, Some(root), Method::POST, path, Some(&body)).await;
             r.ok(201)["version"].as_i64().unwrap()
         },
+        logged_model: new_logged_model(app, root, &experiment).await,
+        logged_model_to_delete: new_logged_model(app, root, &experiment).await,
     };
     let seed = format!(
         "/api/2.0/mlflow-artifacts/artifacts/{experiment}/{}/artifacts/seed.txt",

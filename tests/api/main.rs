@@ -18,6 +18,7 @@ mod inputs;
 mod limits;
 mod metrics;
 mod mlflow;
+mod mlflow_logged;
 mod mlflow_registry;
 mod models;
 mod pki;

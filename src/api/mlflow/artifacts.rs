@@ -5,17 +5,17 @@
 //! artifacts: write-once while the run is running, checksummed, streamed.
 
 use super::super::Endpoint;
-use super::super::artifacts::{send, store_upload};
+use super::super::artifacts::{send, store_logged_upload, store_upload};
 use super::super::extract::Query;
-use super::Empty;
 use super::run_view::experiment_id_of;
 use super::runs::{model_of, run_version};
+use super::{Empty, logged_models};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::artifact::ArtifactPath;
 use crate::domain::{ModelName, time};
 use crate::error::{Error, Result};
-use crate::store::{Actor, Artifact, Version};
+use crate::store::{Actor, Artifact, LoggedModel, Version};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method};
@@ -44,31 +44,73 @@ pub fn run_artifact_uri(experiment_id: &str, v: &Version) -> String {
     format!("{SCHEME}{experiment_id}/{}/artifacts", v.id.simple())
 }
 
-/// A place in a run's artifacts: the version and the path under it ("" for its root).
+/// Whose files a place is among: a run's (a version's artifacts) or a logged model's.
+pub enum Holder {
+    Run(Version),
+    Logged(LoggedModel),
+}
+
+/// A place among a run's or a logged model's files: the holder and the path under it ("" for
+/// its root).
 pub struct Location {
-    pub version: Version,
+    pub holder: Holder,
     pub path: String,
 }
 
 impl Location {
-    fn model(&self) -> Result<ModelName> {
-        model_of(&self.version)
+    /// Every file of the holder.
+    pub async fn files(&self, state: &AppState) -> Result<Vec<Artifact>> {
+        match &self.holder {
+            Holder::Run(v) => state.store.list_artifacts(&model_of(v)?, v.version).await,
+            Holder::Logged(m) => state.store.logged_files(m.id).await,
+        }
+    }
+
+    async fn file(&self, state: &AppState) -> Result<Artifact> {
+        match &self.holder {
+            Holder::Run(v) => {
+                state
+                    .store
+                    .get_artifact(&model_of(v)?, v.version, &self.path)
+                    .await
+            }
+            Holder::Logged(m) => state.store.logged_file(m.id, &self.path).await,
+        }
     }
 }
 
-/// Resolves `<experiment id>/<run id>/artifacts[/<path>]` to a version the caller may see.
+/// Resolves `<experiment id>/<run id>/artifacts[/<path>]` (a run's files) or
+/// `<experiment id>/models/<model id>/artifacts[/<path>]` (a logged model's) to a holder the
+/// caller may see.
 pub async fn locate(state: &AppState, principal: &Principal, raw: &str) -> Result<Location> {
     let missing = || {
         Error::not_found(
             "artifact_not_found",
-            format!("no run artifacts at {raw:?} (expected <experiment id>/<run id>/artifacts/…)"),
+            format!(
+                "no artifacts at {raw:?} (expected <experiment id>/<run id>/artifacts/… or \
+                 <experiment id>/models/<model id>/artifacts/…)"
+            ),
         )
     };
     let raw = raw.trim_matches('/');
-    let mut parts = raw.splitn(4, '/');
-    let (Some(experiment), Some(run), Some("artifacts")) =
-        (parts.next(), parts.next(), parts.next())
-    else {
+    let (experiment, rest) = raw.split_once('/').ok_or_else(missing)?;
+    if let Some(rest) = rest.strip_prefix("models/") {
+        let mut parts = rest.splitn(3, '/');
+        let (Some(id), Some("artifacts")) = (parts.next(), parts.next()) else {
+            return Err(missing());
+        };
+        let path = parts.next().unwrap_or_default().trim_end_matches('/');
+        let model = logged_models::visible(state, principal, id).await?;
+        if logged_models::experiment_of(&model) != experiment {
+            return Err(missing());
+        }
+        return Ok(Location {
+            holder: Holder::Logged(model),
+            path: path.to_owned(),
+        });
+    }
+    let mut parts = rest.splitn(3, '/');
+    let (Some(run), Some("artifacts")) = (parts.next(), parts.next()) else {
         return Err(missing());
     };
     let path = parts.next().unwrap_or_default().trim_end_matches('/');
@@ -77,7 +119,7 @@ pub async fn locate(state: &AppState, principal: &Principal, raw: &str) -> Resul
         return Err(missing());
     }
     Ok(Location {
-        version,
+        holder: Holder::Run(version),
         path: path.to_owned(),
     })
 }
@@ -161,10 +203,7 @@ async fn list(
     Query(p): Query<ListParams>,
 ) -> Result<axum::Json<Files>> {
     let at = locate(&state, &principal, p.path.as_deref().unwrap_or_default()).await?;
-    let artifacts = state
-        .store
-        .list_artifacts(&at.model()?, at.version.version)
-        .await?;
+    let artifacts = at.files(&state).await?;
     Ok(axum::Json(Files {
         files: children(&artifacts, &at.path),
     }))
@@ -177,10 +216,7 @@ async fn download(
     headers: HeaderMap,
 ) -> Result<Response> {
     let at = locate(&state, &principal, &path).await?;
-    let artifact = state
-        .store
-        .get_artifact(&at.model()?, at.version.version, &at.path)
-        .await?;
+    let artifact = at.file(&state).await?;
     send(&state, &artifact, &headers).await
 }
 
@@ -194,31 +230,40 @@ async fn upload(
 ) -> Result<axum::Json<Empty>> {
     let at = locate(&state, &principal, &path).await?;
     let path = ArtifactPath::parse(&at.path)?;
-    let stored = store_upload(
-        &state,
-        &at.model()?,
-        at.version.version,
-        &path,
-        &actor,
-        &headers,
-        body,
-    )
-    .await;
-    match stored {
-        Err(e) if e.code == "version_immutable" => Err(Error::conflict(
-            "version_immutable",
-            format!(
-                "run {} has ended ({}): modelreg keeps a run's artifacts immutable once it \
-                 ends; log artifacts before the run ends, or start a new run",
-                at.version.id.simple(),
-                at.version.status.as_str()
-            ),
-        )),
-        other => other.map(|_| axum::Json(Empty {})),
+    match at.holder {
+        Holder::Run(version) => {
+            let stored = store_upload(
+                &state,
+                &model_of(&version)?,
+                version.version,
+                &path,
+                &actor,
+                &headers,
+                body,
+            )
+            .await;
+            match stored {
+                Err(e) if e.code == "version_immutable" => Err(Error::conflict(
+                    "version_immutable",
+                    format!(
+                        "run {} has ended ({}): modelreg keeps a run's artifacts immutable once \
+                         it ends; log artifacts before the run ends, or start a new run",
+                        version.id.simple(),
+                        version.status.as_str()
+                    ),
+                )),
+                other => other.map(|_| axum::Json(Empty {})),
+            }
+        }
+        Holder::Logged(model) => {
+            store_logged_upload(&state, &model, &path, &actor, &headers, body).await?;
+            Ok(axum::Json(Empty {}))
+        }
     }
 }
 
-/// Copies of the model files at `source` (a run's `mlflow-artifacts:` directory), for a new
+/// Copies of the model files at `source` (a run's or a logged model's `mlflow-artifacts:`
+/// directory), for a new
 /// version of `model`: their paths relative to that directory, their objects copied to keys
 /// of their own (server-side on S3), so each version's artifacts stay independent. `number`
 /// is the version number the registration is expected to take (for the keys' readability
@@ -233,10 +278,18 @@ pub async fn copy_model_files(
     let Some(at) = locate_uri(state, principal, source).await? else {
         return Ok(Vec::new());
     };
-    let artifacts = state
-        .store
-        .list_artifacts(&at.model()?, at.version.version)
-        .await?;
+    copy_files(state, &at, model, number).await
+}
+
+/// Copies of the files under a location, for a new version of `model` (see
+/// [`copy_model_files`]).
+pub async fn copy_files(
+    state: &AppState,
+    at: &Location,
+    model: &ModelName,
+    number: i64,
+) -> Result<Vec<Artifact>> {
+    let artifacts = at.files(state).await?;
     let mut copies = Vec::new();
     for (rest, a) in under(&artifacts, &at.path) {
         let key = state.blobs.new_key(model.as_str(), number, rest);

@@ -173,9 +173,9 @@ impl KeyValue {
             .collect()
     }
 
-    /// MLflow's pairs as tags (validated as every tag is).
+    /// MLflow's pairs as tags (by MLflow's tag rule, see `Tags::parse_mlflow`).
     pub fn tags(pairs: Vec<KeyValue>) -> Result<Tags> {
-        Tags::parse(
+        Tags::parse_mlflow(
             "tags",
             pairs.into_iter().map(|t| (t.key, t.value)).collect(),
         )

@@ -7,16 +7,19 @@ use super::super::extract::{Json, Query};
 use super::registry::{one_version, registered, version_number};
 use super::run_view::experiment_id_of;
 use super::runs::{model_of, retag, run_version};
-use super::{KeyValue, artifacts};
+use super::{KeyValue, artifacts, logged_models};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
+use crate::domain::logged_model::LoggedStatus;
+use crate::domain::metrics::{RawPoint, group};
 use crate::domain::{Description, ModelName, Transition, VersionStatus};
 use crate::error::{Error, Result};
-use crate::store::{Actor, NewVersion, Version};
+use crate::store::{Actor, LoggedModel, NewVersion, Version};
 use axum::extract::State;
 use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
 pub fn endpoints() -> Vec<Endpoint> {
     const CREATE: &str = "/api/2.0/mlflow/model-versions/create";
@@ -99,6 +102,18 @@ struct CreateVersionBody {
     description: Option<String>,
     #[serde(default)]
     tags: Vec<KeyValue>,
+    #[serde(default)]
+    model_id: Option<String>,
+}
+
+/// The logged model a registration names: by `model_id`, or by a `models:/m-…` source.
+fn logged_model_named(body: &CreateVersionBody) -> Option<String> {
+    if let Some(id) = body.model_id.as_deref().filter(|m| !m.is_empty()) {
+        return Some(id.to_owned());
+    }
+    let rest = body.source.as_deref()?.strip_prefix("models:/")?;
+    let id = rest.split('/').next()?;
+    id.starts_with("m-").then(|| id.to_owned())
 }
 
 async fn create_version(
@@ -109,6 +124,10 @@ async fn create_version(
 ) -> Result<axum::Json<Value>> {
     let model = registered(&state, &principal, &body.name).await?;
     let name = ModelName::parse("name", &model.name)?;
+    if let Some(id) = logged_model_named(&body) {
+        let logged = logged_models::visible(&state, &principal, &id).await?;
+        return from_logged_model(&state, &actor, &model, logged, body).await;
+    }
     let run = match body.run_id.as_deref().filter(|r| !r.is_empty()) {
         Some(r) => Some(run_version(&state, &principal, r).await?),
         None => None,
@@ -158,4 +177,106 @@ async fn create_version(
             Err(e)
         }
     }
+}
+
+/// A registration of a logged model: a new ready version of the registered model carrying
+/// copies of the logged model's files, its params as config, its metrics (each key's points
+/// by step), and a source naming the logged model and its run; the logged model's
+/// `mlflow.modelVersions` tag lists the version, as on MLflow's server.
+async fn from_logged_model(
+    state: &AppState,
+    actor: &Actor,
+    model: &crate::store::Model,
+    logged: LoggedModel,
+    body: CreateVersionBody,
+) -> Result<axum::Json<Value>> {
+    if logged.status != LoggedStatus::Ready {
+        return Err(Error::validation(
+            "model_id",
+            format!(
+                "logged model {} is {}: a logged model is registered once it is ready (its \
+                 files final)",
+                logged_models::model_id(logged.id),
+                logged.status.mlflow()
+            ),
+        ));
+    }
+    let name = ModelName::parse("name", &model.name)?;
+    let next = model.latest_version.unwrap_or(0) + 1;
+    let at = artifacts::Location {
+        holder: artifacts::Holder::Logged(logged.clone()),
+        path: String::new(),
+    };
+    let copies = artifacts::copy_files(state, &at, &name, next).await?;
+    let mut source = Map::new();
+    source.insert(
+        "mlflow_source".into(),
+        Value::String(
+            body.source
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| format!("models:/{}", logged_models::model_id(logged.id))),
+        ),
+    );
+    source.insert(
+        "logged_model_id".into(),
+        Value::String(logged_models::model_id(logged.id)),
+    );
+    if let Some(run) = logged.source_version {
+        source.insert("run_id".into(), Value::String(run.simple().to_string()));
+    }
+    let config: Map<String, Value> = logged
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let new = NewVersion {
+        description: Description::parse_opt(
+            "description",
+            body.description.filter(|d| !d.is_empty()),
+        )?,
+        tags: KeyValue::tags(body.tags)?,
+        config,
+        source,
+        finalize: true,
+        artifacts: copies.clone(),
+    };
+    let registered = match state.store.register_version(&name, new, None, actor).await {
+        Ok(r) => r.version,
+        Err(e) => {
+            artifacts::discard(state, &copies).await;
+            return Err(e);
+        }
+    };
+    let points: Vec<RawPoint> = logged
+        .metrics
+        .iter()
+        .map(|m| RawPoint {
+            key: m.key.clone(),
+            step: m.step,
+            value: m.value,
+            at: chrono::DateTime::from_timestamp_millis(m.timestamp_ms),
+        })
+        .collect();
+    let batches = group(points, crate::domain::time::now())?;
+    if !batches.is_empty() {
+        state
+            .store
+            .write_metrics(&name, registered.version, &batches)
+            .await?;
+    }
+    let mut listed: Vec<Value> = logged
+        .tags
+        .get(logged_models::MODEL_VERSIONS_TAG)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    let entry = json!({"name": body.name, "version": registered.version});
+    if !listed.contains(&entry) {
+        listed.push(entry);
+    }
+    let tag = BTreeMap::from([(
+        logged_models::MODEL_VERSIONS_TAG.to_owned(),
+        Some(Value::Array(listed).to_string()),
+    )]);
+    state.store.tag_logged_model(logged.id, tag, actor).await?;
+    one_version(state, &registered).await
 }

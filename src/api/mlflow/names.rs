@@ -169,7 +169,7 @@ pub async fn set_tag(
 ) -> Result<Model> {
     let patch = Patch {
         description: None,
-        tags: TagPatch::parse("key", BTreeMap::from([(key.to_owned(), value)]))?,
+        tags: TagPatch::parse_mlflow("key", BTreeMap::from([(key.to_owned(), value)]))?,
     };
     let name = ModelName::parse("name", &model.name)?;
     state.store.update_model(&name, patch, actor).await

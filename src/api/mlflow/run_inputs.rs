@@ -2,8 +2,8 @@
 //! datasets of a run become its version's `dataset` inputs (see `domain::inputs`), and a run
 //! answers them back as MLflow's `inputs.dataset_inputs`. The context tag
 //! (`mlflow.data.context`) is the input's context; a schema or profile that is JSON text is
-//! kept as JSON. Logged-model inputs are refused: modelreg does not keep MLflow's logged
-//! models yet.
+//! kept as JSON. Logged models a run used (`models`) are linked to it and answered as its
+//! `inputs.model_inputs`.
 
 use super::super::Endpoint;
 use super::super::extract::Json;
@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::inputs::{Dataset, Input};
 use crate::error::{Error, Result};
-use crate::store::Actor;
+use crate::store::{Actor, RunModelLink};
 use axum::extract::State;
 use axum::http::Method;
 use serde::Deserialize;
@@ -121,15 +121,9 @@ async fn log_inputs(
     Json(body): Json<LogInputsBody>,
 ) -> Result<axum::Json<Empty>> {
     let v = run_version(&state, &principal, &body.run.id()?).await?;
-    if let Some(m) = body.models.first() {
-        return Err(Error::validation(
-            "models",
-            format!(
-                "logged model {:?}: modelreg does not keep MLflow's logged models yet; log the \
-                 model's files as the run's artifacts and register them from the run",
-                m.model_id
-            ),
-        ));
+    if !body.models.is_empty() {
+        let ids = body.models.into_iter().map(|m| m.model_id).collect();
+        super::logged_models::link_inputs(&state, &principal, v.id, ids).await?;
     }
     if body.datasets.is_empty() {
         return Ok(axum::Json(Empty {}));
@@ -154,7 +148,7 @@ async fn log_inputs(
 }
 
 /// A version's inputs as MLflow's `RunInputs`.
-pub fn run_inputs(inputs: &[Input]) -> Value {
+pub fn run_inputs(inputs: &[Input], models: &[&RunModelLink]) -> Value {
     let datasets: Vec<Value> = inputs
         .iter()
         .map(|input| match input {
@@ -183,5 +177,9 @@ pub fn run_inputs(inputs: &[Input]) -> Value {
             }
         })
         .collect();
-    json!({"dataset_inputs": datasets, "model_inputs": []})
+    let models: Vec<Value> = models
+        .iter()
+        .map(|l| json!({"model_id": super::logged_models::model_id(l.logged_model_id)}))
+        .collect();
+    json!({"dataset_inputs": datasets, "model_inputs": models})
 }

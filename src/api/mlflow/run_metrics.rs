@@ -6,13 +6,13 @@
 use super::super::Endpoint;
 use super::super::extract::{Json, Query};
 use super::runs::{add_params, model_of, retag, run_version};
-use super::{Empty, KeyValue};
+use super::{Empty, KeyValue, logged_models};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::metrics::{RawPoint, group};
 use crate::domain::time;
 use crate::error::{Error, Result};
-use crate::store::Actor;
+use crate::store::{Actor, LoggedMetric};
 use axum::extract::State;
 use axum::http::Method;
 use futures::TryStreamExt;
@@ -47,9 +47,35 @@ struct MetricBody {
     timestamp: Option<i64>,
     #[serde(default)]
     step: Option<i64>,
+    /// MLflow 3: the logged model the point is also about, and the dataset it was measured on.
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    dataset_name: Option<String>,
+    #[serde(default)]
+    dataset_digest: Option<String>,
 }
 
 impl MetricBody {
+    /// The point as a logged model's metric, when it names one.
+    fn logged(&self, run: uuid::Uuid) -> Option<(String, LoggedMetric)> {
+        let id = self.model_id.as_deref().filter(|m| !m.is_empty())?;
+        Some((
+            id.to_owned(),
+            LoggedMetric {
+                key: self.key.clone(),
+                value: self.value,
+                step: self.step.unwrap_or(0),
+                timestamp_ms: self
+                    .timestamp
+                    .unwrap_or_else(|| time::now().timestamp_millis()),
+                run_id: Some(run),
+                dataset_name: self.dataset_name.clone().filter(|d| !d.is_empty()),
+                dataset_digest: self.dataset_digest.clone().filter(|d| !d.is_empty()),
+            },
+        ))
+    }
+
     fn point(self) -> Result<RawPoint> {
         let at = match self.timestamp {
             None => None,
@@ -101,7 +127,9 @@ async fn log_metric(
     Json(body): Json<LogMetricBody>,
 ) -> Result<axum::Json<Empty>> {
     let v = run_version(&state, &principal, &run_id(body.run_id, body.run_uuid)?).await?;
+    let logged = logged_points(&state, &principal, &v, std::slice::from_ref(&body.metric)).await?;
     write(&state, &v, vec![body.metric.point()?]).await?;
+    state.store.log_logged_model_metrics(logged).await?;
     Ok(axum::Json(Empty {}))
 }
 
@@ -136,6 +164,7 @@ async fn log_batch(
     limit("params", body.params.len(), MAX_BATCH_PARAMS)?;
     limit("tags", body.tags.len(), MAX_BATCH_TAGS)?;
     let v = run_version(&state, &principal, &body.run_id).await?;
+    let logged = logged_points(&state, &principal, &v, &body.metrics).await?;
     // Checked before anything is written, so that a bad point leaves the params and tags too.
     let points = body
         .metrics
@@ -160,7 +189,44 @@ async fn log_batch(
             .write_metrics(&model_of(&v)?, v.version, &batches)
             .await?;
     }
+    state.store.log_logged_model_metrics(logged).await?;
     Ok(axum::Json(Empty {}))
+}
+
+/// The points of a batch that name a logged model, as its metrics: each logged model named
+/// must be one the caller sees; its value must be a number MLflow can compare.
+async fn logged_points(
+    state: &AppState,
+    principal: &Principal,
+    v: &crate::store::Version,
+    metrics: &[MetricBody],
+) -> Result<Vec<(uuid::Uuid, LoggedMetric)>> {
+    let mut ids: std::collections::HashMap<String, uuid::Uuid> = Default::default();
+    let mut out = Vec::new();
+    for m in metrics {
+        let Some((id, metric)) = m.logged(v.id) else {
+            continue;
+        };
+        if !metric.value.is_finite() {
+            return Err(Error::validation(
+                "metrics",
+                format!(
+                    "{:?}: a logged model's metric is a finite number",
+                    metric.key
+                ),
+            ));
+        }
+        let uuid = match ids.get(&id) {
+            Some(u) => *u,
+            None => {
+                let u = logged_models::visible(state, principal, &id).await?.id;
+                ids.insert(id, u);
+                u
+            }
+        };
+        out.push((uuid, metric));
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]

@@ -254,12 +254,14 @@ async fn search(
     // every version on it at once.
     let page = state.store.list_versions(&name, &query).await?;
     let experiment_id = experiments::experiment_id(&model);
+    let ids: Vec<uuid::Uuid> = page.items.iter().map(|v| v.id).collect();
+    let links = state.store.run_models(&ids).await?;
     let runs = state
         .store
         .version_details(&name, page.items)
         .await?
         .into_iter()
-        .map(|d| run_in(experiment_id.clone(), d))
+        .map(|d| run_in(experiment_id.clone(), d, &links))
         .collect();
     Ok(axum::Json(Found {
         runs,

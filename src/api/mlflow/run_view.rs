@@ -3,12 +3,13 @@
 
 use super::artifacts::run_artifact_uri;
 use super::experiments;
+use super::logged_models::model_id;
 use super::runs::{RUN_NAME_TAG, model_of};
 use super::{KeyValue, millis};
 use crate::AppState;
 use crate::domain::VersionStatus;
 use crate::error::Result;
-use crate::store::{Version, VersionDetail};
+use crate::store::{RunModelLink, Version, VersionDetail};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -39,6 +40,7 @@ pub struct Run {
     info: RunInfo,
     data: RunData,
     inputs: Value,
+    outputs: Value,
 }
 
 fn status_of(v: &Version) -> &'static str {
@@ -100,11 +102,18 @@ pub fn info_in(experiment_id: String, v: &Version) -> RunInfo {
 }
 
 pub async fn run_of(state: &AppState, d: VersionDetail) -> Result<Run> {
-    Ok(run_in(experiment_id_of(state, &d.version).await?, d))
+    let links = state.store.run_models(&[d.version.id]).await?;
+    Ok(run_in(
+        experiment_id_of(state, &d.version).await?,
+        d,
+        &links,
+    ))
 }
 
-/// A version as a run, its experiment's id known.
-pub fn run_in(experiment_id: String, d: VersionDetail) -> Run {
+/// A version as a run, its experiment's id known; `links` holds (at least) its logged models.
+pub fn run_in(experiment_id: String, d: VersionDetail, links: &[RunModelLink]) -> Run {
+    let mine = links.iter().filter(|l| l.version_id == d.version.id);
+    let (outputs, inputs): (Vec<&RunModelLink>, Vec<&RunModelLink>) = mine.partition(|l| l.output);
     let v = &d.version;
     let config: Map<String, Value> = serde_json::from_str(v.config.get()).unwrap_or_default();
     let at = millis(v.updated_at);
@@ -125,6 +134,12 @@ pub fn run_in(experiment_id: String, d: VersionDetail) -> Run {
                 .collect(),
             tags: KeyValue::list(&v.tags),
         },
-        inputs: super::run_inputs::run_inputs(&d.inputs),
+        inputs: super::run_inputs::run_inputs(&d.inputs, &inputs),
+        outputs: json!({
+            "model_outputs": outputs
+                .iter()
+                .map(|l| json!({"model_id": model_id(l.logged_model_id), "step": l.step}))
+                .collect::<Vec<_>>(),
+        }),
     }
 }

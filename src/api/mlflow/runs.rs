@@ -14,7 +14,7 @@ use crate::domain::access::{Principal, Scope};
 use crate::domain::change::Patch;
 use crate::domain::{ModelName, Reason, TagPatch, Tags, Transition, VersionStatus};
 use crate::error::{Error, Result};
-use crate::store::{Actor, NewVersion, PutModel, Version};
+use crate::store::{Actor, Model, NewVersion, PutModel, Version};
 use axum::extract::State;
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
@@ -85,14 +85,15 @@ struct CreateBody {
     tags: Vec<KeyValue>,
 }
 
-async fn create(
-    State(state): State<AppState>,
-    actor: Actor,
-    principal: Principal,
-    Json(body): Json<CreateBody>,
-) -> Result<axum::Json<OneRun>> {
-    let experiment = body
-        .experiment_id
+/// The model of an experiment that takes new runs and logged models (none named: MLflow's
+/// Default experiment, made on first use): 400 when the experiment is deleted.
+pub(super) async fn active_experiment(
+    state: &AppState,
+    principal: &Principal,
+    actor: &Actor,
+    experiment_id: Option<String>,
+) -> Result<Model> {
+    let experiment = experiment_id
         .filter(|e| !e.is_empty())
         .unwrap_or_else(|| experiments::DEFAULT_ID.to_owned());
     let model = if experiment == experiments::DEFAULT_ID {
@@ -105,9 +106,9 @@ async fn create(
             description: None,
             tags: None,
         };
-        state.store.put_model(&name, put, &actor).await?.0
+        state.store.put_model(&name, put, actor).await?.0
     } else {
-        experiments::model_by_id(&state, &principal, &experiment).await?
+        experiments::model_by_id(state, principal, &experiment).await?
     };
     if super::names::is_deleted(&model) {
         return Err(Error::validation(
@@ -118,6 +119,16 @@ async fn create(
             ),
         ));
     }
+    Ok(model)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<CreateBody>,
+) -> Result<axum::Json<OneRun>> {
+    let model = active_experiment(&state, &principal, &actor, body.experiment_id).await?;
     let mut tags: BTreeMap<String, String> =
         body.tags.into_iter().map(|t| (t.key, t.value)).collect();
     if let Some(name) = body.run_name.filter(|n| !n.is_empty()) {
@@ -134,7 +145,7 @@ async fn create(
     source.insert("mlflow_run".into(), Value::Object(run));
     let new = NewVersion {
         description: None,
-        tags: Tags::parse("tags", tags)?,
+        tags: Tags::parse_mlflow("tags", tags)?,
         config: Map::new(),
         source,
         finalize: false,
@@ -248,7 +259,7 @@ pub async fn retag(
     key: &str,
     value: Option<String>,
 ) -> Result<Version> {
-    let tags = TagPatch::parse("tags", BTreeMap::from([(key.to_owned(), value)]))?;
+    let tags = TagPatch::parse_mlflow("tags", BTreeMap::from([(key.to_owned(), value)]))?;
     let patch = Patch {
         description: None,
         tags,
