@@ -18,6 +18,8 @@ pub enum Transition {
     Finalize,
     Fail,
     Archive,
+    /// Archived back to ready (MLflow's `runs/restore` of a deleted run).
+    Restore,
 }
 
 /// What applying a transition to a status means.
@@ -71,9 +73,9 @@ impl VersionStatus {
         let target = t.target();
         match (self, t) {
             (s, _) if s == target => Ok(Outcome::AlreadyDone),
-            (Pending, Transition::Finalize | Transition::Fail) | (Ready, Transition::Archive) => {
-                Ok(Outcome::Move(target))
-            }
+            (Pending, Transition::Finalize | Transition::Fail)
+            | (Ready, Transition::Archive)
+            | (Archived, Transition::Restore) => Ok(Outcome::Move(target)),
             (from, t) => Err(Error::conflict(
                 "invalid_transition",
                 format!(
@@ -93,6 +95,7 @@ impl Transition {
             Self::Finalize => VersionStatus::Ready,
             Self::Fail => VersionStatus::Failed,
             Self::Archive => VersionStatus::Archived,
+            Self::Restore => VersionStatus::Ready,
         }
     }
 
@@ -101,6 +104,7 @@ impl Transition {
             Self::Finalize => "finalize",
             Self::Fail => "fail",
             Self::Archive => "archive",
+            Self::Restore => "restore",
         }
     }
 
@@ -110,6 +114,7 @@ impl Transition {
             Self::Finalize => "version.finalized",
             Self::Fail => "version.failed",
             Self::Archive => "version.archived",
+            Self::Restore => "version.restored",
         }
     }
 
@@ -118,6 +123,7 @@ impl Transition {
             Self::Finalize => "only pending versions can be finalized",
             Self::Fail => "only pending versions can be failed",
             Self::Archive => "only ready versions can be archived",
+            Self::Restore => "only archived versions can be restored",
         }
     }
 }
@@ -133,6 +139,7 @@ mod tests {
         assert_eq!(Pending.apply(Finalize).unwrap(), Outcome::Move(Ready));
         assert_eq!(Pending.apply(Fail).unwrap(), Outcome::Move(Failed));
         assert_eq!(Ready.apply(Archive).unwrap(), Outcome::Move(Archived));
+        assert_eq!(Archived.apply(Restore).unwrap(), Outcome::Move(Ready));
     }
 
     #[test]
@@ -140,6 +147,7 @@ mod tests {
         assert_eq!(Ready.apply(Finalize).unwrap(), Outcome::AlreadyDone);
         assert_eq!(Failed.apply(Fail).unwrap(), Outcome::AlreadyDone);
         assert_eq!(Archived.apply(Archive).unwrap(), Outcome::AlreadyDone);
+        assert_eq!(Ready.apply(Restore).unwrap(), Outcome::AlreadyDone);
     }
 
     #[test]
@@ -151,6 +159,8 @@ mod tests {
             (Failed, Archive),
             (Archived, Finalize),
             (Archived, Fail),
+            (Pending, Restore),
+            (Failed, Restore),
         ] {
             let e = s.apply(t).unwrap_err();
             assert_eq!(e.code, "invalid_transition", "{s:?} {t:?}");

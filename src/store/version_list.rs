@@ -15,7 +15,8 @@
 
 use super::VersionQuery;
 use super::sql::{Arg, Conn, Dialect, Stmt};
-use crate::domain::filter::{Clause, Field, Filter, SortKey, SortValue, Value};
+use crate::domain::filter::{Clause, Field, Filter, Op, SortKey, SortValue, Value};
+use crate::domain::logged_model::like_to_glob;
 use crate::error::Result;
 use uuid::Uuid;
 
@@ -61,6 +62,25 @@ impl Builder {
         }
     }
 
+    /// `expr <op> s` for text; LIKE stays case-sensitive on SQLite (whose LIKE ignores ASCII
+    /// case) as a GLOB.
+    fn text_test(&mut self, expr: &str, op: Op, s: &str) -> String {
+        match (op, self.pg()) {
+            (Op::Like, false) => {
+                let p = self.bind(text(like_to_glob(s)));
+                format!("{expr} glob {p}")
+            }
+            (Op::ILike, false) => {
+                let p = self.bind(text(s.to_owned()));
+                format!("{expr} like {p}")
+            }
+            (op, _) => {
+                let p = self.bind(text(s.to_owned()));
+                format!("{expr} {} {p}", op.as_sql())
+            }
+        }
+    }
+
     fn clause(&mut self, c: &Clause) -> String {
         let op = c.op.as_sql();
         match (&c.field, &c.value) {
@@ -74,15 +94,14 @@ impl Builder {
                 format!("{} {op} {n}", metric_last("v.id", &k))
             }
             (Field::Tag(key), Value::Text(s)) => {
-                if self.pg() {
+                let expr = if self.pg() {
                     let k = self.bind(text(key.clone()));
-                    let s = self.bind(text(s.clone()));
-                    format!("v.tags ->> {k} {op} {s}")
+                    format!("v.tags ->> {k}")
                 } else {
                     let k = self.bind(text(format!("$.\"{key}\"")));
-                    let s = self.bind(text(s.clone()));
-                    format!("json_extract(v.tags, {k}) {op} {s}")
-                }
+                    format!("json_extract(v.tags, {k})")
+                };
+                self.text_test(&expr, c.op, s)
             }
             (Field::Config(path), Value::Number(n)) => {
                 let p = self.json_path(path);
@@ -102,18 +121,18 @@ impl Builder {
             }
             (Field::Config(path), Value::Text(s)) => {
                 let p = self.json_path(path);
-                let s = self.bind(text(s.clone()));
-                if self.pg() {
+                let expr = if self.pg() {
                     format!(
                         "(case when jsonb_typeof(v.config #> {p}) = 'string' \
-                          then v.config #>> {p} end) {op} {s}"
+                          then v.config #>> {p} end)"
                     )
                 } else {
                     format!(
                         "(case when json_type(v.config, {p}) = 'text' \
-                          then json_extract(v.config, {p}) end) {op} {s}"
+                          then json_extract(v.config, {p}) end)"
                     )
-                }
+                };
+                self.text_test(&expr, c.op, s)
             }
             // The parser admits no other pairing; an impossible one matches nothing.
             _ => "false".to_owned(),

@@ -466,7 +466,7 @@ fn mlflow_case(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
             Scope::Write,
             200,
         ),
-        ("POST", "/api/2.0/mlflow/runs/delete") => (
+        ("POST", "/api/2.0/mlflow/runs/delete" | "/api/2.0/mlflow/runs/restore") => (
             template.to_owned(),
             Some(Body::Json(json!({"run_id": ids.run_to_delete}))),
             Scope::Write,

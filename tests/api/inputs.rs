@@ -126,14 +126,14 @@ async fn mlflow_datasets_are_the_runs_inputs(app: &TestApp) {
     assert_eq!(input["uri"], "/data/iris.csv");
     assert_eq!(input["context"], "training");
     assert_eq!(input["profile"], json!({"num_rows": 150}));
-    // Logged-model inputs are refused, saying why; a finished run's inputs are final.
+    // A logged-model input must exist; a finished run's inputs are final.
     let r = app
         .post(
             "/api/2.0/mlflow/runs/log-inputs",
             json!({"run_id": id, "models": [{"model_id": "m-123"}]}),
         )
         .await;
-    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
     app.post(
         "/api/2.0/mlflow/runs/update",
         json!({"run_id": id, "status": "FINISHED"}),

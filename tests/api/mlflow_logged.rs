@@ -21,7 +21,8 @@ crate::backend_tests!(
     logged_models_are_searched_in_sql,
     runs_answer_their_logged_models,
     logged_model_errors_as_mlflow_gives_them,
-    mlflow_tags_follow_mlflow_rules
+    mlflow_tags_follow_mlflow_rules,
+    runs_are_searched_across_experiments_and_restored
 );
 
 const ROOT: &str = "/api/2.0/mlflow/logged-models";
@@ -544,4 +545,134 @@ async fn mlflow_tags_follow_mlflow_rules(app: &TestApp) {
         )
         .await;
     r.problem(422, "validation_failed");
+}
+
+/// `search_all_experiments` (every experiment's id at once, paged across them), LIKE on tags
+/// as `load_table` sends it, and a deleted run restored.
+async fn runs_are_searched_across_experiments_and_restored(app: &TestApp) {
+    let mut exps = Vec::new();
+    let mut runs = Vec::new();
+    for (name, n) in [("first", 2), ("empty", 0), ("third", 3)] {
+        let exp = create_experiment(app, name).await;
+        for i in 0..n {
+            let run = create_run(
+                app,
+                json!({"experiment_id": exp, "run_name": format!("{name}-{i}")}),
+            )
+            .await;
+            runs.push(run["info"]["run_id"].as_str().unwrap().to_owned());
+        }
+        exps.push(exp);
+    }
+    let search = |body: Value| async move {
+        app.post("/api/2.0/mlflow/runs/search", body)
+            .await
+            .ok(200)
+            .clone()
+    };
+    let run_names = |page: &Value| -> Vec<String> {
+        page["runs"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|r| r["info"]["run_name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut body = json!({"experiment_ids": exps, "max_results": 2});
+        if let Some(t) = &token {
+            body["page_token"] = json!(t);
+        }
+        let page = search(body).await;
+        seen.extend(run_names(&page));
+        pages += 1;
+        match page["next_page_token"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+        assert!(pages < 10);
+    }
+    assert_eq!(
+        seen,
+        ["first-1", "first-0", "third-2", "third-1", "third-0"]
+    );
+    let r = app
+        .post(
+            "/api/2.0/mlflow/runs/search",
+            json!({"experiment_ids": exps, "page_token": "9:"}),
+        )
+        .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+    let r = app
+        .post("/api/2.0/mlflow/runs/search", json!({"experiment_ids": []}))
+        .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
+
+    // LIKE on a tag, case-sensitive; ILIKE ignores case.
+    let tables = r#"[{"path": "tables/t.json", "type": "table"}]"#;
+    app.post(
+        "/api/2.0/mlflow/runs/set-tag",
+        json!({"run_id": runs[0], "key": "mlflow.loggedArtifacts", "value": tables}),
+    )
+    .await
+    .ok(200);
+    let like =
+        |filter: &'static str| search(json!({"experiment_ids": [exps[0]], "filter": filter}));
+    assert_eq!(
+        run_names(&like(r#"tags.mlflow.loggedArtifacts LIKE '%"path"%:%"tables/t.json",%'"#).await),
+        ["first-0"]
+    );
+    assert!(run_names(&like("tags.mlflow.loggedArtifacts LIKE '%T.JSON%'").await).is_empty());
+    assert_eq!(
+        run_names(&like("tags.mlflow.loggedArtifacts ILIKE '%T.JSON%'").await),
+        ["first-0"]
+    );
+    assert_eq!(
+        run_names(&like("attributes.run_name LIKE 'first-_'").await).len(),
+        2
+    );
+
+    // A finished run deleted and restored: ready again, and recorded.
+    let run = &runs[0];
+    app.post(
+        "/api/2.0/mlflow/runs/update",
+        json!({"run_id": run, "status": "FINISHED"}),
+    )
+    .await
+    .ok(200);
+    app.post("/api/2.0/mlflow/runs/delete", json!({"run_id": run}))
+        .await
+        .ok(200);
+    let got = app
+        .get(&format!("/api/2.0/mlflow/runs/get?run_id={run}"))
+        .await;
+    assert_eq!(got.ok(200)["run"]["info"]["lifecycle_stage"], "deleted");
+    for _ in 0..2 {
+        app.post("/api/2.0/mlflow/runs/restore", json!({"run_id": run}))
+            .await
+            .ok(200);
+    }
+    let got = app
+        .get(&format!("/api/2.0/mlflow/runs/get?run_id={run}"))
+        .await;
+    let info = got.ok(200)["run"]["info"].clone();
+    assert_eq!(
+        (info["lifecycle_stage"].as_str(), info["status"].as_str()),
+        (Some("active"), Some("FINISHED"))
+    );
+    let v = app.get("/api/v1/models/first/versions/1").await;
+    assert_eq!(v.ok(200)["status"], "ready");
+    let events = app
+        .get("/api/v1/events?model=first&action=version.restored")
+        .await;
+    assert_eq!(events.ok(200)["items"].as_array().unwrap().len(), 1);
+    let r = app
+        .post("/api/2.0/mlflow/runs/restore", json!({"run_id": "0123"}))
+        .await;
+    mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
 }

@@ -122,6 +122,9 @@ async fn log_inputs(
 ) -> Result<axum::Json<Empty>> {
     let v = run_version(&state, &principal, &body.run.id()?).await?;
     if !body.models.is_empty() {
+        if v.status != crate::domain::VersionStatus::Pending {
+            return Err(ended(&v));
+        }
         let ids = body.models.into_iter().map(|m| m.model_id).collect();
         super::logged_models::link_inputs(&state, &principal, v.id, ids).await?;
     }
@@ -134,17 +137,21 @@ async fn log_inputs(
         .add_inputs(&model_of(&v)?, v.version, inputs, &actor)
         .await
     {
-        Err(e) if e.code == "version_immutable" => Err(Error::conflict(
-            "version_immutable",
-            format!(
-                "run {} has ended ({}): modelreg keeps a run's inputs immutable once it ends; \
-                 log datasets before the run ends, or start a new run",
-                v.id.simple(),
-                v.status.as_str()
-            ),
-        )),
+        Err(e) if e.code == "version_immutable" => Err(ended(&v)),
         other => other.map(|_| axum::Json(Empty {})),
     }
+}
+
+fn ended(v: &crate::store::Version) -> Error {
+    Error::conflict(
+        "version_immutable",
+        format!(
+            "run {} has ended ({}): modelreg keeps a run's inputs immutable once it ends; log \
+             datasets and models it used before the run ends, or start a new run",
+            v.id.simple(),
+            v.status.as_str()
+        ),
+    )
 }
 
 /// A version's inputs as MLflow's `RunInputs`.

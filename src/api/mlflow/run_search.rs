@@ -102,6 +102,8 @@ fn op_of(s: &str) -> Option<Op> {
         "<=" => Op::Le,
         ">" => Op::Gt,
         ">=" => Op::Ge,
+        w if w.eq_ignore_ascii_case("LIKE") => Op::Like,
+        w if w.eq_ignore_ascii_case("ILIKE") => Op::ILike,
         _ => return None,
     })
 }
@@ -114,17 +116,48 @@ pub(super) fn text(value: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Where a clause's operator starts and how long it is: symbols, or the word `LIKE`/`ILIKE`
+/// (any case) between spaces, outside quotes.
+fn operator_at(raw: &str) -> Option<(usize, usize)> {
+    let mut quote = None;
+    let bytes = raw.as_bytes();
+    for (i, c) in raw.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if matches!(c, '\'' | '"' | '`') => quote = Some(c),
+            None if matches!(c, '=' | '!' | '<' | '>') => {
+                let len = raw[i..]
+                    .chars()
+                    .take_while(|c| matches!(c, '=' | '!' | '<' | '>'))
+                    .count();
+                return Some((i, len));
+            }
+            None if c.is_whitespace() => {
+                let start = i + c.len_utf8();
+                let rest = raw.get(start..).unwrap_or_default();
+                for word in ["LIKE", "ILIKE"] {
+                    let n = word.len();
+                    if rest.get(..n).is_some_and(|w| w.eq_ignore_ascii_case(word))
+                        && bytes.get(start + n).is_some_and(u8::is_ascii_whitespace)
+                    {
+                        return Some((start, n));
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    None
+}
+
 pub(super) fn clause(raw: &str) -> Result<Clause> {
-    let at = raw.find(['=', '!', '<', '>']).ok_or_else(|| {
+    let (at, op_len) = operator_at(raw).ok_or_else(|| {
         bad(format!(
             "cannot read the clause {raw:?}: expected <field> <op> <value>"
         ))
     })?;
     let (name, rest) = raw.split_at(at);
-    let op_len = rest
-        .chars()
-        .take_while(|c| matches!(c, '=' | '!' | '<' | '>'))
-        .count();
     let (op, value) = rest.split_at(op_len);
     let op = op_of(op).ok_or_else(|| bad(format!("unknown operator {op:?} in {raw:?}")))?;
     let (kind, key) = ident(name.trim());
@@ -132,15 +165,38 @@ pub(super) fn clause(raw: &str) -> Result<Clause> {
         if matches!(op, Op::Eq | Op::Ne) {
             Ok(v)
         } else {
-            Err(bad(format!("{raw:?}: text compares only with = or !=")))
+            Err(bad(format!("{raw:?}: this compares only with = or !=")))
+        }
+    };
+    // Params, tags and run names compare as text: =, != or (I)LIKE.
+    let textual = |v: Value| -> Result<Value> {
+        if matches!(op, Op::Eq | Op::Ne | Op::Like | Op::ILike) {
+            Ok(v)
+        } else {
+            Err(bad(format!(
+                "{raw:?}: text compares with =, !=, LIKE or ILIKE"
+            )))
         }
     };
     let quoted = || text(value).ok_or_else(|| bad(format!("{raw:?}: the value must be quoted")));
-    if !is_metric_key(&key) && !matches!(kind.as_str(), "attributes" | "attribute") {
+    // Metric keys are native keys; tags and params follow MLflow's key rule (spaces allowed).
+    let mlflow_key = (1..=250).contains(&key.chars().count())
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | ':' | ' '));
+    let valid = match kind.as_str() {
+        "attributes" | "attribute" => true,
+        "metrics" | "metric" => is_metric_key(&key),
+        _ => mlflow_key,
+    };
+    if !valid {
         return Err(bad(format!("{raw:?}: {key:?} is not a valid key")));
     }
     let (field, value) = match kind.as_str() {
         "metrics" | "metric" => {
+            if matches!(op, Op::Like | Op::ILike) {
+                return Err(bad(format!("{raw:?}: a metric compares with a number")));
+            }
             let n: f64 = value
                 .trim()
                 .parse()
@@ -149,8 +205,8 @@ pub(super) fn clause(raw: &str) -> Result<Clause> {
                 .ok_or_else(|| bad(format!("{raw:?}: a metric compares with a number")))?;
             (Field::Metric(key), Value::Number(n))
         }
-        "params" | "param" => (Field::Config(vec![key]), equality(Value::Text(quoted()?))?),
-        "tags" | "tag" => (Field::Tag(key), equality(Value::Text(quoted()?))?),
+        "params" | "param" => (Field::Config(vec![key]), textual(Value::Text(quoted()?))?),
+        "tags" | "tag" => (Field::Tag(key), textual(Value::Text(quoted()?))?),
         "attributes" | "attribute" => match key.as_str() {
             "status" => {
                 let status = match quoted()?.as_str() {
@@ -163,7 +219,7 @@ pub(super) fn clause(raw: &str) -> Result<Clause> {
             }
             "run_name" => (
                 Field::Tag("mlflow.runName".to_owned()),
-                equality(Value::Text(quoted()?))?,
+                textual(Value::Text(quoted()?))?,
             ),
             other => return Err(bad(format!("searching runs by {other:?} is not supported"))),
         },
@@ -222,50 +278,93 @@ struct Found {
     next_page_token: Option<String>,
 }
 
+/// The most experiments one search names (MLflow's `search_all_experiments` names every one
+/// the caller sees).
+const MAX_EXPERIMENTS: usize = 1000;
+
+/// Where a page starts: the experiment (by its place in the request's list) and the cursor
+/// within it. One experiment's token is its list's cursor; several experiments' is
+/// `<place>:<cursor>`.
+fn page_start(token: Option<&str>, experiments: usize) -> Result<(usize, Option<String>)> {
+    let Some(t) = token.filter(|t| !t.is_empty()) else {
+        return Ok((0, None));
+    };
+    if experiments == 1 {
+        return Ok((0, Some(t.to_owned())));
+    }
+    let (place, cursor) = t
+        .split_once(':')
+        .and_then(|(p, c)| Some((p.parse::<usize>().ok()?, c)))
+        .filter(|(p, _)| *p < experiments)
+        .ok_or_else(|| Error::validation("page_token", "not a page token of this search"))?;
+    Ok((place, Some(cursor.to_owned()).filter(|c| !c.is_empty())))
+}
+
 async fn search(
     State(state): State<AppState>,
     principal: Principal,
     Json(body): Json<SearchBody>,
 ) -> Result<axum::Json<Found>> {
-    let [experiment] = body.experiment_ids.as_slice() else {
+    let experiments = &body.experiment_ids;
+    if experiments.is_empty() || experiments.len() > MAX_EXPERIMENTS {
         return Err(Error::validation(
             "experiment_ids",
-            "search the runs of one experiment at a time",
+            format!("name 1 to {MAX_EXPERIMENTS} experiments"),
         ));
-    };
+    }
     let limit = super::page_limit(body.max_results, state.config.max_page_size.min(1000))?;
-    let model = experiments::model_by_id(&state, &principal, experiment).await?;
     let order = translate_order(&body.order_by)?;
-    let after = match body.page_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(t) => Some(order.decode_cursor(t)?),
-        None => None,
-    };
-    let query = VersionQuery {
-        status: None,
-        tags: TagFilter::default(),
-        filter: translate_filter(body.filter.as_deref().unwrap_or(""))?,
-        order,
-        after,
-        limit,
-        metrics: Vec::new(),
-    };
-    let name = ModelName::parse("experiment_ids", &model.name)?;
-    // A page costs the same few statements whatever its size: the list, then the details of
-    // every version on it at once.
-    let page = state.store.list_versions(&name, &query).await?;
-    let experiment_id = experiments::experiment_id(&model);
-    let ids: Vec<uuid::Uuid> = page.items.iter().map(|v| v.id).collect();
-    let links = state.store.run_models(&ids).await?;
-    let runs = state
-        .store
-        .version_details(&name, page.items)
-        .await?
-        .into_iter()
-        .map(|d| run_in(experiment_id.clone(), d, &links))
-        .collect();
+    let filter = translate_filter(body.filter.as_deref().unwrap_or(""))?;
+    let (mut place, mut cursor) = page_start(body.page_token.as_deref(), experiments.len())?;
+    let mut runs = Vec::new();
+    let mut next_page_token = None;
+    // Experiment by experiment, each in the order asked, until the page is full.
+    while place < experiments.len() {
+        let model = experiments::model_by_id(&state, &principal, &experiments[place]).await?;
+        let after = match cursor.take() {
+            Some(t) => Some(order.decode_cursor(&t)?),
+            None => None,
+        };
+        let query = VersionQuery {
+            status: None,
+            tags: TagFilter::default(),
+            filter: filter.clone(),
+            order: order.clone(),
+            after,
+            limit: limit - u32::try_from(runs.len()).unwrap_or(limit),
+            metrics: Vec::new(),
+        };
+        let name = ModelName::parse("experiment_ids", &model.name)?;
+        // A page costs the same few statements whatever its size: the list, then the details
+        // of every version on it at once.
+        let page = state.store.list_versions(&name, &query).await?;
+        let experiment_id = experiments::experiment_id(&model);
+        let ids: Vec<uuid::Uuid> = page.items.iter().map(|v| v.id).collect();
+        let links = state.store.run_models(&ids).await?;
+        runs.extend(
+            state
+                .store
+                .version_details(&name, page.items)
+                .await?
+                .into_iter()
+                .map(|d| run_in(experiment_id.clone(), d, &links)),
+        );
+        let single = experiments.len() == 1;
+        if let Some(c) = page.next_cursor {
+            next_page_token = Some(if single { c } else { format!("{place}:{c}") });
+            break;
+        }
+        place += 1;
+        if runs.len() >= limit as usize {
+            if place < experiments.len() {
+                next_page_token = Some(format!("{place}:"));
+            }
+            break;
+        }
+    }
     Ok(axum::Json(Found {
         runs,
-        next_page_token: page.next_cursor,
+        next_page_token,
     }))
 }
 
@@ -306,6 +405,9 @@ mod tests {
             "tags.ключ = 'значение'",
             "metrics.a > 1 andé",
             "\u{1F600}and x",
+            "tags.a\u{3000}LIKE\u{3000}'x'",
+            "tags.a é LIKEé 'x'",
+            "tags.a LIKé",
         ] {
             let _ = translate_filter(odd);
         }
@@ -313,11 +415,22 @@ mod tests {
             f("tags.t = 'é' and tags.u = 'ü'"),
             ["tag.t = \"é\"", "tag.u = \"ü\""]
         );
+        // LIKE on text, as load_table searches a run's logged tables.
+        assert_eq!(
+            f("tags.mlflow.loggedArtifacts LIKE '%\"path\"%:%\"t.json\",%'"),
+            ["tag.mlflow.loggedArtifacts LIKE \"%\\\"path\\\"%:%\\\"t.json\\\",%\""]
+        );
+        assert_eq!(
+            f("params.opt ilike 'AD%' and tags.`Training Info` = 'x'"),
+            ["config.opt ILIKE \"AD%\"", "tag.Training Info = \"x\""]
+        );
         for bad in [
             "metrics.auc > 'high'",
             "params.lr > '0.1'",
             "params.lr = 0.1",
-            "tags.t LIKE 'a%'",
+            "metrics.auc LIKE '1%'",
+            "attributes.status LIKE 'F%'",
+            "tags.`a\"b` = 'x'",
             "attributes.status = 'DONE'",
             "attributes.artifact_uri = 'x'",
             "metrics.auc",

@@ -29,6 +29,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     const SET_TAG: &str = "/api/2.0/mlflow/runs/set-tag";
     const DELETE_TAG: &str = "/api/2.0/mlflow/runs/delete-tag";
     const DELETE: &str = "/api/2.0/mlflow/runs/delete";
+    const RESTORE: &str = "/api/2.0/mlflow/runs/restore";
     vec![
         Endpoint::new(Method::POST, CREATE, Scope::Write, create).confined(),
         Endpoint::new(Method::GET, "/api/2.0/mlflow/runs/get", Scope::Read, get).confined(),
@@ -37,6 +38,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, SET_TAG, Scope::Write, set_tag).confined(),
         Endpoint::new(Method::POST, DELETE_TAG, Scope::Write, delete_tag).confined(),
         Endpoint::new(Method::POST, DELETE, Scope::Write, delete).confined(),
+        Endpoint::new(Method::POST, RESTORE, Scope::Write, restore).confined(),
     ]
 }
 
@@ -374,6 +376,31 @@ async fn delete(
 ) -> Result<axum::Json<Empty>> {
     let v = run_version(&state, &principal, &body.id()?).await?;
     retire(&state, &actor, &v).await?;
+    Ok(axum::Json(Empty {}))
+}
+
+/// `runs/restore`: a deleted (archived) run is ready again; any other run is left as it is
+/// (a run deleted while running stays failed: it did not finish).
+async fn restore(
+    State(state): State<AppState>,
+    actor: Actor,
+    principal: Principal,
+    Json(body): Json<RunParams>,
+) -> Result<axum::Json<Empty>> {
+    let v = run_version(&state, &principal, &body.id()?).await?;
+    if v.status == VersionStatus::Archived {
+        let reason = Reason::parse_opt("reason", Some("restored through the MLflow API".into()))?;
+        state
+            .store
+            .transition_version(
+                &model_of(&v)?,
+                v.version,
+                Transition::Restore,
+                reason,
+                &actor,
+            )
+            .await?;
+    }
     Ok(axum::Json(Empty {}))
 }
 

@@ -59,6 +59,8 @@ impl std::fmt::Display for Clause {
             Op::Le => "<=",
             Op::Gt => ">",
             Op::Ge => ">=",
+            Op::Like => "LIKE",
+            Op::ILike => "ILIKE",
         };
         match &self.value {
             Value::Number(n) => write!(f, " {op} {n}"),
@@ -84,6 +86,10 @@ pub enum Op {
     Le,
     Gt,
     Ge,
+    /// SQL LIKE on text, case-sensitive (MLflow's run search; not in the native grammar).
+    Like,
+    /// SQL LIKE on text, ignoring case (MLflow's run search).
+    ILike,
 }
 
 impl Op {
@@ -95,6 +101,8 @@ impl Op {
             Op::Le => "<=",
             Op::Gt => ">",
             Op::Ge => ">=",
+            Op::Like => "like",
+            Op::ILike => "ilike",
         }
     }
 
