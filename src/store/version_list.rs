@@ -134,7 +134,22 @@ impl Builder {
                 };
                 self.text_test(&expr, c.op, s)
             }
-            // The parser admits no other pairing; an impossible one matches nothing.
+            (Field::Id, Value::List(ids)) if c.op == Op::In => {
+                let ids: Vec<Uuid> = ids.iter().filter_map(|i| Uuid::try_parse(i).ok()).collect();
+                if ids.is_empty() {
+                    return "false".to_owned();
+                }
+                let list: Vec<String> = ids.into_iter().map(|i| self.bind(Arg::from(i))).collect();
+                format!("v.id in ({})", list.join(", "))
+            }
+            (Field::Id, Value::Text(id)) if matches!(c.op, Op::Eq | Op::Ne) => {
+                match Uuid::try_parse(id) {
+                    Ok(id) => format!("v.id {op} {}", self.bind(Arg::from(id))),
+                    Err(_) if c.op == Op::Ne => "true".to_owned(),
+                    Err(_) => "false".to_owned(),
+                }
+            }
+            // The parsers admit no other pairing; an impossible one matches nothing.
             _ => "false".to_owned(),
         }
     }

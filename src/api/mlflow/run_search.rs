@@ -104,6 +104,7 @@ fn op_of(s: &str) -> Option<Op> {
         ">=" => Op::Ge,
         w if w.eq_ignore_ascii_case("LIKE") => Op::Like,
         w if w.eq_ignore_ascii_case("ILIKE") => Op::ILike,
+        w if w.eq_ignore_ascii_case("IN") => Op::In,
         _ => return None,
     })
 }
@@ -136,10 +137,12 @@ fn operator_at(raw: &str) -> Option<(usize, usize)> {
             None if c.is_whitespace() => {
                 let start = i + c.len_utf8();
                 let rest = raw.get(start..).unwrap_or_default();
-                for word in ["LIKE", "ILIKE"] {
+                for word in ["LIKE", "ILIKE", "IN"] {
                     let n = word.len();
                     if rest.get(..n).is_some_and(|w| w.eq_ignore_ascii_case(word))
-                        && bytes.get(start + n).is_some_and(u8::is_ascii_whitespace)
+                        && bytes
+                            .get(start + n)
+                            .is_some_and(|b| b.is_ascii_whitespace() || *b == b'(')
                     {
                         return Some((start, n));
                     }
@@ -149,6 +152,24 @@ fn operator_at(raw: &str) -> Option<(usize, usize)> {
         }
     }
     None
+}
+
+/// `('a', 'b')`: quoted strings, comma-separated, in parentheses.
+fn quoted_list(raw: &str, value: &str) -> Result<Vec<String>> {
+    let wrong = || {
+        bad(format!(
+            "{raw:?}: IN takes a list of quoted strings, ('a', 'b')"
+        ))
+    };
+    let inner = value
+        .trim()
+        .strip_prefix('(')
+        .and_then(|v| v.strip_suffix(')'))
+        .ok_or_else(wrong)?;
+    inner
+        .split(',')
+        .map(|item| text(item).ok_or_else(wrong))
+        .collect()
 }
 
 pub(super) fn clause(raw: &str) -> Result<Clause> {
@@ -207,6 +228,11 @@ pub(super) fn clause(raw: &str) -> Result<Clause> {
         }
         "params" | "param" => (Field::Config(vec![key]), textual(Value::Text(quoted()?))?),
         "tags" | "tag" => (Field::Tag(key), textual(Value::Text(quoted()?))?),
+        _ if op == Op::In
+            && !(matches!(kind.as_str(), "attributes" | "attribute") && key == "run_id") =>
+        {
+            return Err(bad(format!("{raw:?}: IN applies to attributes.run_id")));
+        }
         "attributes" | "attribute" => match key.as_str() {
             "status" => {
                 let status = match quoted()?.as_str() {
@@ -221,6 +247,8 @@ pub(super) fn clause(raw: &str) -> Result<Clause> {
                 Field::Tag("mlflow.runName".to_owned()),
                 textual(Value::Text(quoted()?))?,
             ),
+            "run_id" if op == Op::In => (Field::Id, Value::List(quoted_list(raw, value)?)),
+            "run_id" => (Field::Id, equality(Value::Text(quoted()?))?),
             other => return Err(bad(format!("searching runs by {other:?} is not supported"))),
         },
         other => return Err(bad(format!("unknown field type {other:?} in {raw:?}"))),
@@ -421,6 +449,10 @@ mod tests {
             ["tag.mlflow.loggedArtifacts LIKE \"%\\\"path\\\"%:%\\\"t.json\\\",%\""]
         );
         assert_eq!(
+            f("attributes.run_id IN ('a', 'b') and attributes.run_id = 'c'"),
+            ["id IN (\"a\", \"b\")", "id = \"c\""]
+        );
+        assert_eq!(
             f("params.opt ilike 'AD%' and tags.`Training Info` = 'x'"),
             ["config.opt ILIKE \"AD%\"", "tag.Training Info = \"x\""]
         );
@@ -431,6 +463,10 @@ mod tests {
             "metrics.auc LIKE '1%'",
             "attributes.status LIKE 'F%'",
             "tags.`a\"b` = 'x'",
+            "tags.t IN ('a')",
+            "attributes.run_id IN 'a'",
+            "attributes.run_id IN ('a', b)",
+            "attributes.run_id > 'a'",
             "attributes.status = 'DONE'",
             "attributes.artifact_uri = 'x'",
             "metrics.auc",

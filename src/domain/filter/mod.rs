@@ -51,6 +51,7 @@ impl std::fmt::Display for Clause {
             Field::Tag(k) => write!(f, "tag.{k}")?,
             Field::Config(path) => write!(f, "config.{}", path.join("."))?,
             Field::Status => f.write_str("status")?,
+            Field::Id => f.write_str("id")?,
         }
         let op = match self.op {
             Op::Eq => "=",
@@ -61,10 +62,18 @@ impl std::fmt::Display for Clause {
             Op::Ge => ">=",
             Op::Like => "LIKE",
             Op::ILike => "ILIKE",
+            Op::In => "IN",
         };
         match &self.value {
             Value::Number(n) => write!(f, " {op} {n}"),
             Value::Text(t) => write!(f, " {op} {}", serde_json::Value::String(t.clone())),
+            Value::List(items) => {
+                let items: Vec<String> = items
+                    .iter()
+                    .map(|t| serde_json::Value::String(t.clone()).to_string())
+                    .collect();
+                write!(f, " {op} ({})", items.join(", "))
+            }
         }
     }
 }
@@ -76,6 +85,8 @@ pub enum Field {
     /// Object member names, outermost first.
     Config(Vec<String>),
     Status,
+    /// The version's id (MLflow's `attributes.run_id`; not in the native grammar).
+    Id,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +101,8 @@ pub enum Op {
     Like,
     /// SQL LIKE on text, ignoring case (MLflow's run search).
     ILike,
+    /// One of a list (MLflow's `attributes.run_id IN (…)`).
+    In,
 }
 
 impl Op {
@@ -103,6 +116,7 @@ impl Op {
             Op::Ge => ">=",
             Op::Like => "like",
             Op::ILike => "ilike",
+            Op::In => "in",
         }
     }
 
@@ -115,6 +129,8 @@ impl Op {
 pub enum Value {
     Number(f64),
     Text(String),
+    /// Strings, for `IN` (MLflow's run search only).
+    List(Vec<String>),
 }
 
 fn is_key_byte(b: u8) -> bool {
@@ -218,6 +234,10 @@ fn clause(lx: &mut Lexer) -> Result<Clause, Error> {
                 value_pos,
                 "status is one of pending, ready, failed, archived",
             ));
+        }
+        // Neither is written by the native grammar's parser.
+        (Field::Id, _) | (_, Value::List(_)) => {
+            return Err(error_at(field_pos, "not a field of this grammar"));
         }
     }
     if matches!(value, Value::Text(_)) && !op.is_equality() {
