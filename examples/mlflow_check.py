@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""MLflow's own Python client (mlflow-skinny from PyPI) against modelreg: only the client's
+"""MLflow's own Python client (the full mlflow package, with scikit-learn) against modelreg: only the client's
 public API, then the native API to check that the same things are there.
 
     MLFLOW_TRACKING_TOKEN=mrt_… python3 examples/mlflow_check.py --base http://127.0.0.1:8080 \
@@ -20,7 +20,10 @@ mlflow.register_model("runs:/<run>/model", name) (twice: the second finds the mo
 version), an alias set, read and deleted (a stage promoted and cleared),
 download_artifacts("models:/name@alias") compared byte for byte, search_model_versions,
 search_registered_models, get_latest_versions, descriptions and tags, the deprecated stage
-transitions, a version deleted (archived). Then the native API: the same model, versions,
+transitions, a version deleted (archived). MLflow 3: the quickstart (log_model with
+registered_model_name, then loads by models:/m-…, models:/name/1, @alias and runs:/…), the
+MLflow 2 form, sklearn autolog (a fit, a fit without a run, a GridSearchCV), evaluate,
+log_table/load_table, restore_run and search_all_experiments. Then the native API: the same model, versions,
 artifacts (sha256), stage history, events and metrics. And the errors MLflow's server gives
 for a duplicate, a missing model or experiment and a bad parameter.
 """
@@ -143,6 +146,164 @@ def datasets(client, args, suffix, active):
         ("dataset", "train", ds.digest, "training")], version["inputs"]
 
 
+def iris(as_frame=False):
+    from sklearn import datasets
+
+    return datasets.load_iris(return_X_y=True, as_frame=as_frame)
+
+
+def quickstart(client, args, suffix, active):
+    """MLflow 3's quickstart as its docs show it: log_model(name=…, registered_model_name=…,
+    signature=…, input_example=…), then load by models:/m-…, models:/name/1, @alias and
+    runs:/…/name, and predict; the logged model searched; then the MLflow 2 form
+    (artifact_path=… and register_model("runs:/…")). Natively: the registered version's files,
+    config, metrics and source."""
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import train_test_split
+
+    X, y = iris()
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42)
+    params = {"solver": "lbfgs", "max_iter": 1000, "random_state": 8888}
+    lr = LogisticRegression(**params).fit(X_train, y_train)
+    accuracy = accuracy_score(y_test, lr.predict(X_test))
+    exp = mlflow.set_experiment(f"MLflow Quickstart {suffix} 3")
+    registered = f"tracking-quickstart-{suffix}"
+    started = time.time()
+    with mlflow.start_run() as run:
+        mlflow.log_params(params)
+        mlflow.log_metric("accuracy", accuracy)
+        mlflow.set_tag("Training Info", "Basic LR model for iris data")
+        signature = infer_signature(X_train, lr.predict(X_train))
+        info = mlflow.sklearn.log_model(sk_model=lr, name="iris_model", signature=signature,
+                                        input_example=X_train, registered_model_name=registered)
+    assert str(info.registered_model_version) == "1", info.registered_model_version
+    expected = list(lr.predict(X_test))
+    client.set_registered_model_alias(registered, "champion", "1")
+    for uri in (info.model_uri, f"models:/{registered}/1", f"models:/{registered}@champion",
+                f"runs:/{run.info.run_id}/iris_model"):
+        assert list(mlflow.pyfunc.load_model(uri).predict(X_test)) == expected, uri
+    print(f"quickstart (log_model, register, 4 loads) in {time.time() - started:.1f} s")
+    lm = mlflow.get_logged_model(info.model_id)
+    assert lm.status == LoggedModelStatus.READY, lm.status
+    assert lm.source_run_id == run.info.run_id, lm
+    assert lm.params["solver"] == "lbfgs", lm.params
+    assert [m.key for m in lm.metrics] == ["accuracy"], lm.metrics
+    found = mlflow.search_logged_models(experiment_ids=[exp.experiment_id],
+                                        filter_string="name = 'iris_model'", output_format="list")
+    assert [m.model_id for m in found] == [info.model_id], found
+    found = mlflow.search_logged_models(experiment_ids=[exp.experiment_id],
+                                        filter_string="metrics.accuracy > 0.5", output_format="list")
+    assert [m.model_id for m in found] == [info.model_id], found
+    got = client.get_run(run.info.run_id)
+    assert got.data.tags["Training Info"] == "Basic LR model for iris data"
+    assert [o.model_id for o in got.outputs.model_outputs] == [info.model_id], got.outputs
+
+    # MLflow 2's form: artifact_path=, then register_model("runs:/…").
+    with mlflow.start_run() as run2:
+        mlflow.sklearn.log_model(lr, artifact_path="model")
+    mv = mlflow.register_model(f"runs:/{run2.info.run_id}/model", registered)
+    assert mv.version == "2", mv
+    assert list(mlflow.pyfunc.load_model(f"models:/{registered}/2").predict(X_test)) == expected
+    mlflow.set_experiment(active)
+    if args.mlflow_server:
+        return
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    v1 = native(args.base, f"/api/v1/models/{registered}/versions/1", token)
+    assert v1["status"] == "ready", v1
+    assert v1["source"]["logged_model_id"] == info.model_id, v1["source"]
+    assert v1["source"]["run_id"] == run.info.run_id, v1["source"]
+    assert v1["config"]["solver"] == "lbfgs", v1["config"]
+    assert "MLmodel" in {a["path"] for a in v1["artifacts"]}, v1["artifacts"]
+    assert {m["key"] for m in v1["metrics"]} == {"accuracy"}, v1["metrics"]
+    v2 = native(args.base, f"/api/v1/models/{registered}/versions/2", token)
+    assert v2["source"]["run_id"] == run2.info.run_id, v2["source"]
+
+
+def autolog(client, args, suffix, active):
+    """sklearn autolog: a plain fit in a run, a fit with no run (autolog starts and ends its
+    own), and a GridSearchCV (a parent run and a child run per candidate): metrics, params,
+    datasets and models all there, through MLflow's client and natively."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.svm import SVC
+
+    name = f"autolog-{suffix}"
+    exp = mlflow.set_experiment(name)
+    X, y = iris(as_frame=True)
+    mlflow.sklearn.autolog()
+    try:
+        started = time.time()
+        with mlflow.start_run() as run:
+            LogisticRegression(max_iter=300).fit(X, y)
+        print(f"autolog of a fit in {time.time() - started:.1f} s")
+        LogisticRegression(max_iter=200).fit(X, y)
+        own = mlflow.last_active_run()
+        with mlflow.start_run() as parent:
+            GridSearchCV(SVC(), {"kernel": ("linear", "rbf"), "C": [1, 10]}).fit(X, y)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    for r in (run, own):
+        got = client.get_run(r.info.run_id)
+        assert got.info.status == "FINISHED", got.info
+        assert "training_accuracy_score" in got.data.metrics, got.data.metrics
+        assert got.data.params["max_iter"] in ("300", "200"), got.data.params
+        assert len(got.inputs.dataset_inputs) >= 1, got.inputs
+        assert len(got.outputs.model_outputs) == 1, got.outputs
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert len(model.predict(X.head(3))) == 3
+    top = client.get_run(parent.info.run_id)
+    assert "best_cv_score" in top.data.metrics, top.data.metrics
+    assert top.data.params["best_C"] in ("1", "10"), top.data.params
+    assert len(top.outputs.model_outputs) >= 1, top.outputs
+    children = client.search_runs([exp.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 4, len(children)
+    mlflow.set_experiment(active)
+    if args.mlflow_server:
+        return
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    versions = native(args.base, f"/api/v1/models/{name}/versions?limit=100", token)["items"]
+    assert len(versions) == 7, len(versions)
+    v = native(args.base, f"/api/v1/models/{name}/versions/1", token)
+    assert v["status"] == "ready", v
+    assert any(i["kind"] == "dataset" for i in v["inputs"]), v["inputs"]
+    assert "training_accuracy_score" in {m["key"] for m in v["metrics"]}, v["metrics"]
+
+
+def evaluate_and_tables(client, args, suffix, active):
+    """mlflow.models.evaluate of a logged model, log_table + load_table (by run ids and by
+    experiment), delete_run + restore_run, and search_runs(search_all_experiments=True)."""
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_experiment(f"evaluate-{suffix}")
+    X, y = iris(as_frame=True)
+    data = X.copy()
+    data["label"] = y
+    with mlflow.start_run() as run:
+        lr = LogisticRegression(max_iter=300).fit(X, y)
+        info = mlflow.sklearn.log_model(lr, name="model", input_example=X.head(2))
+        result = mlflow.models.evaluate(info.model_uri, data, targets="label",
+                                        model_type="classifier", evaluators=["default"])
+        mlflow.log_table({"a": [1, 2], "b": ["x", "y"]}, artifact_file="tables/t.json")
+    assert result.metrics["accuracy_score"] > 0.5, result.metrics
+    got = client.get_run(run.info.run_id)
+    assert "accuracy_score" in got.data.metrics, got.data.metrics
+    assert len(got.inputs.dataset_inputs) >= 1, got.inputs
+    assert mlflow.load_table("tables/t.json", run_ids=[run.info.run_id]).shape == (2, 2)
+    assert mlflow.load_table("tables/t.json").shape == (2, 2)
+    client.delete_run(run.info.run_id)
+    assert client.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
+    client.restore_run(run.info.run_id)
+    assert client.get_run(run.info.run_id).info.lifecycle_stage == "active"
+    everywhere = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                    filter_string=f"attributes.run_id = '{run.info.run_id}'")
+    assert [r.info.run_id for r in everywhere] == [run.info.run_id], everywhere
+    mlflow.set_experiment(active)
+
+
 def registry(client, args, run_id, exp, files, name):
     """register_model from the run into another model, aliases, downloads, searches, changes;
     then the native API's view of the same."""
@@ -257,6 +418,9 @@ def main():
     any_name(client, suffix, name)
     finished_run(client, args.mlflow_server, suffix, name)
     datasets(client, args, suffix, name)
+    quickstart(client, args, suffix, name)
+    autolog(client, args, suffix, name)
+    evaluate_and_tables(client, args, suffix, name)
     if args.mlflow_server:
         print("MLflow's server gives the expected codes")
         return
