@@ -468,6 +468,51 @@ async fn finalize<C: Conn>(
     .await
 }
 
+/// Appends metric points to logged models, within the caller's transaction.
+pub(crate) async fn insert_metrics<C: Conn>(
+    c: &mut C,
+    metrics: &[(Uuid, LoggedMetric)],
+) -> Result<()> {
+    let mut next: HashMap<Uuid, i64> = HashMap::new();
+    for (id, m) in metrics {
+        let position = match next.get_mut(id) {
+            Some(p) => p,
+            None => {
+                row(c, *id, true, false).await?;
+                let last: Option<i64> = c
+                    .scalar(
+                        Stmt::new(
+                            "select max(position) from logged_model_metrics \
+                             where logged_model_id = $1",
+                        )
+                        .bind(*id),
+                    )
+                    .await?;
+                next.entry(*id).or_insert(last.map_or(0, |p| p + 1))
+            }
+        };
+        c.execute(
+            Stmt::new(
+                "insert into logged_model_metrics (logged_model_id, position, key, value, \
+                 step, timestamp_ms, run_id, dataset_name, dataset_digest) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(*id)
+            .bind(*position)
+            .bind(&m.key)
+            .bind(m.value)
+            .bind(m.step)
+            .bind(m.timestamp_ms)
+            .bind(m.run_id)
+            .bind(&m.dataset_name)
+            .bind(&m.dataset_digest),
+        )
+        .await?;
+        *position += 1;
+    }
+    Ok(())
+}
+
 /// Appends SQL for a search to `sql`, binding into `args`.
 struct Search<'a> {
     dialect: Dialect,
@@ -766,46 +811,7 @@ impl<B: Backend> LoggedModelStore for SqlStore<B> {
         if metrics.is_empty() {
             return Ok(());
         }
-        transaction!(self.db, |c| async move {
-            let mut next: HashMap<Uuid, i64> = HashMap::new();
-            for (id, m) in &metrics {
-                let position = match next.get_mut(id) {
-                    Some(p) => p,
-                    None => {
-                        row(c, *id, true, false).await?;
-                        let last: Option<i64> = c
-                            .scalar(
-                                Stmt::new(
-                                    "select max(position) from logged_model_metrics \
-                                     where logged_model_id = $1",
-                                )
-                                .bind(*id),
-                            )
-                            .await?;
-                        next.entry(*id).or_insert(last.map_or(0, |p| p + 1))
-                    }
-                };
-                c.execute(
-                    Stmt::new(
-                        "insert into logged_model_metrics (logged_model_id, position, key, value, \
-                         step, timestamp_ms, run_id, dataset_name, dataset_digest) \
-                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(*id)
-                    .bind(*position)
-                    .bind(&m.key)
-                    .bind(m.value)
-                    .bind(m.step)
-                    .bind(m.timestamp_ms)
-                    .bind(m.run_id)
-                    .bind(&m.dataset_name)
-                    .bind(&m.dataset_digest),
-                )
-                .await?;
-                *position += 1;
-            }
-            Ok(())
-        })
+        transaction!(self.db, |c| insert_metrics(c, &metrics))
     }
 
     async fn search_logged_models(&self, s: &LoggedSearch) -> Result<(Vec<LoggedModel>, bool)> {

@@ -209,6 +209,15 @@ async fn lock_series<C: Conn>(
 
 /// Writes a batch: series created and locked, completed blocks packed and the rest written as
 /// rows, rollups merged (appends) or recomputed (overwrites).
+/// Writes points of a version within the caller's transaction.
+pub(crate) async fn write_batches<C: Conn>(
+    conn: &mut C,
+    version_id: Uuid,
+    batches: &[SeriesBatch],
+) -> Result<()> {
+    write(conn, version_id, batches).await
+}
+
 async fn write<C: Conn>(conn: &mut C, version_id: Uuid, batches: &[SeriesBatch]) -> Result<()> {
     let keys = batches.iter().map(|b| b.key.clone()).collect();
     let locked = lock_series(conn, version_id, keys).await?;

@@ -344,3 +344,14 @@ pub struct PoolStats {
 
 /// How long idempotency keys are honoured, at least.
 pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
+
+/// What one MLflow `log-batch` writes to a run (see `VersionStore::log_batch`).
+#[derive(Debug, Clone, Default)]
+pub struct RunBatch {
+    /// Params to add to the config.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub tags: crate::domain::TagPatch,
+    pub metrics: Vec<crate::domain::metrics::SeriesBatch>,
+    /// Points logged against logged models.
+    pub logged: Vec<(uuid::Uuid, crate::store::LoggedMetric)>,
+}

@@ -51,6 +51,20 @@ pub trait VersionStore {
     async fn version_status(&self, model: &ModelName, version: i64) -> Result<VersionStatus>;
     /// A version by its id (MLflow names runs by id); 404 `version_not_found`.
     async fn version_by_id(&self, id: Uuid) -> Result<Version>;
+    /// MLflow's `log-batch` on a run: params added to the config, tags patched, metric points
+    /// written and points logged against logged models, in one transaction with one
+    /// `version.updated` event (when the config or tags changed). Params and tags need the
+    /// version pending; points do not.
+    async fn log_batch(
+        &self,
+        model: &ModelName,
+        version: i64,
+        batch: super::RunBatch,
+        actor: &Actor,
+    ) -> Result<()>;
+    /// The versions named by (model, number) pairs that exist, in one statement (MLflow's
+    /// registered-model search shows each model's latest version).
+    async fn versions_named(&self, wanted: &[(String, i64)]) -> Result<Vec<Version>>;
     /// The details of a page of versions of `model` (from `list_versions`), in three
     /// statements whatever its size.
     async fn version_details(
@@ -217,6 +231,32 @@ async fn add_config<C: Conn>(
     }
     let mut config: Map<String, Value> =
         serde_json::from_str(current.config.0.get()).map_err(Error::internal)?;
+    let added = merge_config(&mut config, entries)?;
+    if added.is_empty() {
+        return current.into_version();
+    }
+    let now = time::now();
+    let stmt = Stmt::new("update versions set config = $2, updated_at = $3 where id = $1")
+        .bind(current.id)
+        .json(&config)
+        .bind(now);
+    conn.execute(stmt).await?;
+    let model_id: Uuid = conn
+        .scalar(Stmt::new("select model_id from versions where id = $1").bind(current.id))
+        .await?;
+    let event = NewEvent::model("version.updated", model_id, model.as_str(), now)
+        .version(version)
+        .details(serde_json::json!({ "config_added": added }));
+    events::record(conn, event, actor).await?;
+    row(conn, model, version, false).await?.into_version()
+}
+
+/// Adds entries to a config: the keys added (an entry with the value it has is no change;
+/// another value is refused).
+fn merge_config(
+    config: &mut Map<String, Value>,
+    entries: Map<String, Value>,
+) -> Result<Vec<String>> {
     let mut added = Vec::new();
     for (key, value) in entries {
         match config.get(&key) {
@@ -236,23 +276,65 @@ async fn add_config<C: Conn>(
             }
         }
     }
-    if added.is_empty() {
-        return current.into_version();
+    Ok(added)
+}
+
+async fn log_batch<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    version: i64,
+    batch: &super::RunBatch,
+    actor: &Actor,
+) -> Result<()> {
+    let current = row(conn, model, version, true).await?;
+    if !batch.params.is_empty() || !batch.tags.is_empty() {
+        let status = VersionStatus::from_stored(&current.status)?;
+        if !batch.params.is_empty() && status != VersionStatus::Pending {
+            return Err(Error::conflict(
+                "version_immutable",
+                format!("version {version} of '{model}' is not pending: its config is final"),
+            ));
+        }
+        let mut config: Map<String, Value> =
+            serde_json::from_str(current.config.0.get()).map_err(Error::internal)?;
+        let added = merge_config(&mut config, batch.params.clone())?;
+        let patch = Patch {
+            description: None,
+            tags: batch.tags.clone(),
+        };
+        let change = change::patch(&current.described(), &patch)?;
+        if !added.is_empty() || change.is_some() {
+            let now = time::now();
+            let tags = match &change {
+                Some(c) => serde_json::to_value(&c.tags).map_err(Error::internal)?,
+                None => serde_json::to_value(current.described().tags).map_err(Error::internal)?,
+            };
+            let stmt = Stmt::new(
+                "update versions set config = $2, tags = $3, updated_at = $4 where id = $1 \
+                 returning model_id",
+            )
+            .bind(current.id)
+            .json(&config)
+            .json(&tags)
+            .bind(now);
+            let model_id: Uuid = conn.scalar(stmt).await?;
+            let mut details = serde_json::json!({});
+            if !added.is_empty() {
+                details["config_added"] = serde_json::json!(added);
+            }
+            if let Some(c) = &change {
+                details["tags"] = serde_json::json!(c.tags);
+            }
+            let event = NewEvent::model("version.updated", model_id, model.as_str(), now)
+                .version(version)
+                .details(details);
+            events::record(conn, event, actor).await?;
+        }
     }
-    let now = time::now();
-    let stmt = Stmt::new("update versions set config = $2, updated_at = $3 where id = $1")
-        .bind(current.id)
-        .json(&config)
-        .bind(now);
-    conn.execute(stmt).await?;
-    let model_id: Uuid = conn
-        .scalar(Stmt::new("select model_id from versions where id = $1").bind(current.id))
-        .await?;
-    let event = NewEvent::model("version.updated", model_id, model.as_str(), now)
-        .version(version)
-        .details(serde_json::json!({ "config_added": added }));
-    events::record(conn, event, actor).await?;
-    row(conn, model, version, false).await?.into_version()
+    if !batch.metrics.is_empty() {
+        metrics::write_batches(conn, current.id, &batch.metrics).await?;
+    }
+    super::logged_models::insert_metrics(conn, &batch.logged).await
 }
 
 async fn update<C: Conn>(
@@ -385,6 +467,33 @@ impl<B: Backend> VersionStore for SqlStore<B> {
         actor: &Actor,
     ) -> Result<Version> {
         transaction!(self.db, |c| transition(c, model, version, t, reason, actor))
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn log_batch(
+        &self,
+        model: &ModelName,
+        version: i64,
+        batch: super::RunBatch,
+        actor: &Actor,
+    ) -> Result<()> {
+        transaction!(self.db, |c| log_batch(c, model, version, &batch, actor))
+    }
+
+    async fn versions_named(&self, wanted: &[(String, i64)]) -> Result<Vec<Version>> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs: Vec<String> = (0..wanted.len())
+            .map(|i| format!("(m.name = ${} and v.version = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let mut stmt = Stmt::new(format!("{}where {}", version_select!(), pairs.join(" or ")));
+        for (model, number) in wanted {
+            stmt = stmt.bind(model.as_str()).bind(*number);
+        }
+        let mut conn = self.db.read().await?;
+        let rows: Vec<VersionRow> = conn.fetch_all(stmt).await?;
+        rows.into_iter().map(VersionRow::into_version).collect()
     }
 
     #[instrument(skip_all, fields(version_id = %id))]

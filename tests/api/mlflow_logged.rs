@@ -676,3 +676,171 @@ async fn runs_are_searched_across_experiments_and_restored(app: &TestApp) {
         .await;
     mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
 }
+
+/// Transactions committed by the database since the last call (Postgres' statistics; 11 s of
+/// quiet around each window lets every backend report).
+struct Commits {
+    conn: sqlx::PgConnection,
+}
+
+impl Commits {
+    async fn now(&mut self) -> i64 {
+        sqlx::raw_sql("select pg_stat_clear_snapshot()")
+            .execute(&mut self.conn)
+            .await
+            .unwrap();
+        sqlx::query_scalar(
+            "select xact_commit from pg_stat_database where datname = current_database()",
+        )
+        .fetch_one(&mut self.conn)
+        .await
+        .unwrap()
+    }
+
+    /// The transactions `call` costs.
+    async fn of<F: std::future::Future<Output = ()>>(&mut self, call: F) -> i64 {
+        let settle = std::time::Duration::from_secs(11);
+        tokio::time::sleep(settle).await;
+        let before = self.now().await;
+        call.await;
+        tokio::time::sleep(settle).await;
+        // The reads of the counter are transactions too.
+        self.now().await - before
+    }
+}
+
+/// Registered-model and logged-model searches read a page in a few statements whatever its
+/// size, and a log-batch is one transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlflow_searches_read_in_pages_postgres() {
+    use crate::helpers::{Backend, TestDb};
+    use sqlx::Connection;
+    let db = TestDb::create(Backend::Postgres).await;
+    let app = TestApp::spawn(db.url.clone(), |c| {
+        c.webhooks.dispatcher = false;
+        c.compactor = false;
+    })
+    .await;
+    let exp = create_experiment(&app, "paged").await;
+    let run = create_run(&app, json!({"experiment_id": exp})).await;
+    let run_id = run["info"]["run_id"].as_str().unwrap().to_owned();
+    for i in 0..100 {
+        let name = format!("registered-{i:03}");
+        app.post(
+            "/api/2.0/mlflow/registered-models/create",
+            json!({"name": name}),
+        )
+        .await
+        .ok(200);
+        app.post(
+            "/api/2.0/mlflow/model-versions/create",
+            json!({"name": name, "source": "s3://bucket/model"}),
+        )
+        .await
+        .ok(200);
+        let m = create(
+            &app,
+            json!({"experiment_id": exp, "name": format!("m{i}"), "source_run_id": run_id,
+                   "params": [{"key": "i", "value": i.to_string()}],
+                   "tags": [{"key": "t", "value": "x"}]}),
+        )
+        .await;
+        app.post(
+            "/api/2.0/mlflow/runs/log-batch",
+            json!({"run_id": run_id, "metrics": [{"key": "acc", "value": i, "timestamp": 1,
+                   "step": 0, "model_id": id_of(&m)}]}),
+        )
+        .await
+        .ok(200);
+    }
+    let mut commits = Commits {
+        conn: sqlx::PgConnection::connect(&db.url).await.unwrap(),
+    };
+    let mut report = Vec::new();
+    for page in [2, 100] {
+        let registered = commits
+            .of(async {
+                let r = app
+                    .get(&format!(
+                        "/api/2.0/mlflow/registered-models/search?max_results={page}"
+                    ))
+                    .await;
+                let found = r.ok(200)["registered_models"].as_array().unwrap().clone();
+                assert_eq!(found.len(), page);
+                assert!(
+                    found
+                        .iter()
+                        .all(|m| m["latest_versions"][0]["version"] == "1")
+                );
+            })
+            .await;
+        let logged = commits
+            .of(async {
+                let found = search(
+                    &app,
+                    json!({"experiment_ids": [exp], "max_results": page,
+                           "filter": "metrics.acc >= 0 AND tags.t = 'x'",
+                           "order_by": [{"field_name": "metrics.acc", "ascending": false}]}),
+                )
+                .await;
+                let models = found["models"].as_array().unwrap();
+                assert_eq!(models.len(), page);
+                assert_eq!(models[0]["info"]["name"], "m99");
+                assert!(
+                    models
+                        .iter()
+                        .all(|m| m["data"]["metrics"][0]["key"] == "acc")
+                );
+            })
+            .await;
+        eprintln!(
+            "a page of {page}: registered-model search {registered} transactions, logged-model search {logged}"
+        );
+        report.push((registered, logged));
+    }
+    // Per row, each registered model would cost a read of its latest version (98 more for
+    // the larger page) and each logged model three (its tags, params and metrics). Autovacuum
+    // and other sessions' housekeeping add a few transactions to either window.
+    assert!(report[1].0 < report[0].0 + 40, "{report:?}");
+    assert!(report[1].1 < report[0].1 + 40, "{report:?}");
+
+    // A log-batch of params, tags and 1,000 points: one write transaction (and the reads
+    // that check the run and the token), with one event.
+    let other = create_run(&app, json!({"experiment_id": exp})).await;
+    let other = other["info"]["run_id"].as_str().unwrap().to_owned();
+    let points: Vec<Value> = (0..1000)
+        .map(|s| json!({"key": "loss", "value": 1.0 / f64::from(s + 1), "timestamp": 1, "step": s}))
+        .collect();
+    let body = json!({"run_id": other, "metrics": points,
+                      "params": (0..50).map(|i| json!({"key": format!("p{i}"), "value": "1"})).collect::<Vec<_>>(),
+                      "tags": (0..50).map(|i| json!({"key": format!("t{i}"), "value": "1"})).collect::<Vec<_>>()});
+    let batch = commits
+        .of(async {
+            app.post("/api/2.0/mlflow/runs/log-batch", body)
+                .await
+                .ok(200);
+        })
+        .await;
+    eprintln!("a log-batch of 50 params, 50 tags and 1,000 points: {batch} transactions");
+    assert!(batch < 12, "{batch} transactions");
+    let events = app
+        .get("/api/v1/events?model=paged&action=version.updated&limit=100")
+        .await;
+    let updated: Vec<Value> = events.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["version"] == 2)
+        .cloned()
+        .collect();
+    assert_eq!(updated.len(), 1, "{updated:?}");
+    assert_eq!(
+        updated[0]["details"]["config_added"]
+            .as_array()
+            .unwrap()
+            .len(),
+        50
+    );
+    app.stop().await;
+    db.drop_db().await;
+}

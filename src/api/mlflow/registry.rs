@@ -160,19 +160,44 @@ async fn create_model(
 }
 
 pub(super) async fn registered_json(state: &AppState, m: &Model) -> Result<Value> {
-    let name = ModelName::parse("name", &m.name)?;
-    let mut latest = Vec::new();
-    if let Some(n) = m.latest_version {
-        let v = state.store.get_version(&name, n).await?;
-        latest.push(model_version(&v, m));
-    }
+    let latest = match m.latest_version {
+        Some(n) => {
+            let name = ModelName::parse("name", &m.name)?;
+            Some(state.store.get_version(&name, n).await?)
+        }
+        None => None,
+    };
+    Ok(registered_in(m, latest.as_ref()))
+}
+
+/// Registered models as MLflow shows them, each with its latest version, read in one
+/// statement for the whole page.
+pub(super) async fn registered_page(state: &AppState, models: &[Model]) -> Result<Vec<Value>> {
+    let wanted: Vec<(String, i64)> = models
+        .iter()
+        .filter_map(|m| m.latest_version.map(|n| (m.name.clone(), n)))
+        .collect();
+    let latest = state.store.versions_named(&wanted).await?;
+    Ok(models
+        .iter()
+        .map(|m| {
+            let v = latest
+                .iter()
+                .find(|v| v.model == m.name && Some(v.version) == m.latest_version);
+            registered_in(m, v)
+        })
+        .collect())
+}
+
+fn registered_in(m: &Model, latest: Option<&Version>) -> Value {
+    let latest: Vec<Value> = latest.map(|v| model_version(v, m)).into_iter().collect();
     let tags = names::shown_tags(&m.tags);
     let aliases: Vec<Value> = m
         .stages
         .iter()
         .map(|(alias, version)| json!({"alias": alias, "version": version.to_string()}))
         .collect();
-    Ok(json!({
+    json!({
         "name": names::mlflow_name(m),
         "creation_timestamp": millis(m.created_at),
         "last_updated_timestamp": millis(m.updated_at),
@@ -181,7 +206,7 @@ pub(super) async fn registered_json(state: &AppState, m: &Model) -> Result<Value
         "latest_versions": latest,
         "tags": tags,
         "aliases": aliases,
-    }))
+    })
 }
 
 #[derive(Deserialize)]

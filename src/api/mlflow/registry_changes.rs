@@ -7,7 +7,7 @@
 use super::super::Endpoint;
 use super::super::extract::{Json, Query};
 use super::experiment_search::find_models;
-use super::registry::{registered, registered_json};
+use super::registry::{registered, registered_json, registered_page};
 use super::{Empty, KeyValue, SearchParams, names};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
@@ -51,10 +51,7 @@ async fn search(
         &p.order_by,
     )
     .await?;
-    let mut found = Vec::with_capacity(models.len());
-    for m in &models {
-        found.push(registered_json(&state, m).await?);
-    }
+    let found = registered_page(&state, &models).await?;
     let mut answer = json!({ "registered_models": found });
     if let Some(token) = next {
         answer["next_page_token"] = Value::String(token);

@@ -5,14 +5,15 @@
 
 use super::super::Endpoint;
 use super::super::extract::{Json, Query};
-use super::runs::{add_params, model_of, retag, run_version};
+use super::runs::{check_param_keys, model_of, params_ended, run_version};
 use super::{Empty, KeyValue, logged_models};
 use crate::AppState;
+use crate::domain::TagPatch;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::metrics::{RawPoint, group};
 use crate::domain::time;
 use crate::error::{Error, Result};
-use crate::store::{Actor, LoggedMetric};
+use crate::store::{Actor, LoggedMetric, RunBatch};
 use axum::extract::State;
 use axum::http::Method;
 use futures::TryStreamExt;
@@ -171,25 +172,30 @@ async fn log_batch(
         .into_iter()
         .map(MetricBody::point)
         .collect::<Result<Vec<_>>>()?;
-    let batches = group(points, time::now())?;
-    if !body.params.is_empty() {
-        let entries: Map<String, Value> = body
-            .params
-            .into_iter()
-            .map(|p| (p.key, Value::String(p.value)))
-            .collect();
-        add_params(&state, &actor, &v, entries).await?;
-    }
-    for t in body.tags {
-        retag(&state, &actor, &v, &t.key, Some(t.value)).await?;
-    }
-    if !batches.is_empty() {
-        state
-            .store
-            .write_metrics(&model_of(&v)?, v.version, &batches)
-            .await?;
-    }
-    state.store.log_logged_model_metrics(logged).await?;
+    let metrics = group(points, time::now())?;
+    let params: Map<String, Value> = body
+        .params
+        .into_iter()
+        .map(|p| (p.key, Value::String(p.value)))
+        .collect();
+    check_param_keys(&params)?;
+    let tags = body
+        .tags
+        .into_iter()
+        .map(|t| (t.key, Some(t.value)))
+        .collect();
+    let batch = RunBatch {
+        params,
+        tags: TagPatch::parse_mlflow("tags", tags)?,
+        metrics,
+        logged,
+    };
+    // Params, tags and points together: one transaction, one event.
+    let written = state
+        .store
+        .log_batch(&model_of(&v)?, v.version, batch, &actor)
+        .await;
+    params_ended(&v, written)?;
     Ok(axum::Json(Empty {}))
 }
 

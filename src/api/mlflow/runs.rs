@@ -300,6 +300,16 @@ pub async fn add_params(
     v: &Version,
     entries: Map<String, Value>,
 ) -> Result<()> {
+    check_param_keys(&entries)?;
+    let added = state
+        .store
+        .add_config(&model_of(v)?, v.version, entries, actor)
+        .await;
+    params_ended(v, added.map(|_| ()))
+}
+
+/// MLflow's param keys: 1-250 characters.
+pub fn check_param_keys(entries: &Map<String, Value>) -> Result<()> {
     for key in entries.keys() {
         if key.is_empty() || key.len() > 250 {
             return Err(Error::validation(
@@ -308,11 +318,12 @@ pub async fn add_params(
             ));
         }
     }
-    match state
-        .store
-        .add_config(&model_of(v)?, v.version, entries, actor)
-        .await
-    {
+    Ok(())
+}
+
+/// A refusal to change a finished run's config, said as MLflow users need to hear it.
+pub fn params_ended<T>(v: &Version, result: Result<T>) -> Result<T> {
+    match result {
         Err(e) if e.code == "version_immutable" => Err(Error::conflict(
             "version_immutable",
             format!(
@@ -323,7 +334,7 @@ pub async fn add_params(
                 v.status.as_str()
             ),
         )),
-        other => other.map(|_| ()),
+        other => other,
     }
 }
 
