@@ -71,3 +71,120 @@ pub(crate) async fn add<C: Conn>(
     held.extend(added);
     Ok(held)
 }
+
+/// A version that used a dataset: which, for what, and the stages holding it now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DatasetUse {
+    pub model: String,
+    pub version: i64,
+    pub status: String,
+    pub name: String,
+    pub digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    pub stages: Vec<String>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::serialize")]
+    pub created_at: crate::domain::time::Timestamp,
+}
+
+/// Which versions used a dataset, by digest or by name.
+#[derive(Debug, Clone)]
+pub struct DatasetQuery {
+    /// `true`: `key` is a digest; `false`: a name.
+    pub by_digest: bool,
+    pub key: String,
+    /// The token's model globs as LIKE patterns (`None`: every model).
+    pub visible: Option<Vec<String>>,
+    /// After this (model, version) in the order (model name, then newest version first).
+    pub after: Option<(String, i64)>,
+    pub limit: u32,
+}
+
+#[derive(sqlx::FromRow)]
+struct UseRow {
+    model: String,
+    version: i64,
+    status: String,
+    name: Option<String>,
+    digest: Option<String>,
+    body: Json<Input>,
+    created_at: crate::domain::time::Timestamp,
+    version_id: Uuid,
+}
+
+/// A page of the versions that used a dataset, with the stages holding each now: two
+/// statements whatever the page's size (the index on the dataset's digest or name, then
+/// the stages of the page's versions).
+pub(crate) async fn users<C: Conn>(
+    conn: &mut C,
+    q: &DatasetQuery,
+) -> Result<crate::store::Page<DatasetUse>> {
+    let column = if q.by_digest { "i.digest" } else { "i.name" };
+    let sql = format!(
+        "select m.name as model, v.version, v.status, i.name, i.digest, i.body, v.created_at, \
+                v.id as version_id \
+         from version_inputs i join versions v on v.id = i.version_id \
+         join models m on m.id = v.model_id \
+         where i.kind = 'dataset' and {column} = $1 and ($2 is null or {}) \
+           and (cast($3 as text) is null or m.name > $3 or (m.name = $3 and v.version < $4)) \
+         order by m.name, v.version desc, i.position limit $5",
+        C::like_any("m.name", "$2")
+    );
+    let (after_model, after_version) = match &q.after {
+        Some((m, v)) => (Some(m.clone()), Some(*v)),
+        None => (None, None),
+    };
+    let stmt = Stmt::new(sql)
+        .bind(q.key.clone())
+        .bind(q.visible.clone())
+        .bind(after_model)
+        .bind(after_version)
+        .bind(i64::from(q.limit) + 1);
+    let mut rows: Vec<UseRow> = conn.fetch_all(stmt).await?;
+    // A version that used the dataset twice (two contexts) is listed once per use.
+    let more = rows.len() > q.limit as usize;
+    rows.truncate(q.limit as usize);
+    let mut stages: std::collections::HashMap<Uuid, Vec<String>> = Default::default();
+    if !rows.is_empty() {
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.version_id).collect();
+        let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let mut stmt = Stmt::new(format!(
+            "select v.id, s.name from stages s join versions v \
+               on v.model_id = s.model_id and v.version = s.version \
+             where v.id in ({}) order by s.name",
+            list.join(", ")
+        ));
+        for id in &ids {
+            stmt = stmt.bind(*id);
+        }
+        let held: Vec<(Uuid, String)> = conn.fetch_all(stmt).await?;
+        for (id, stage) in held {
+            stages.entry(id).or_default().push(stage);
+        }
+    }
+    let next_cursor = if more {
+        rows.last()
+            .map(|r| crate::domain::cursor::encode("d", &format!("{}:{}", r.model, r.version)))
+    } else {
+        None
+    };
+    let items = rows
+        .into_iter()
+        .map(|r| {
+            let context = match &r.body.0 {
+                Input::Dataset(d) => d.context.clone(),
+            };
+            DatasetUse {
+                stages: stages.get(&r.version_id).cloned().unwrap_or_default(),
+                model: r.model,
+                version: r.version,
+                status: r.status,
+                name: r.name.unwrap_or_default(),
+                digest: r.digest.unwrap_or_default(),
+                context,
+                created_at: r.created_at,
+            }
+        })
+        .collect();
+    Ok(crate::store::Page { items, next_cursor })
+}

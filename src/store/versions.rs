@@ -62,6 +62,8 @@ pub trait VersionStore {
         batch: super::RunBatch,
         actor: &Actor,
     ) -> Result<()>;
+    /// The versions that used a dataset (by digest or name), a page at a time.
+    async fn dataset_users(&self, q: &super::DatasetQuery) -> Result<Page<super::DatasetUse>>;
     /// The versions named by (model, number) pairs that exist, in one statement (MLflow's
     /// registered-model search shows each model's latest version).
     async fn versions_named(&self, wanted: &[(String, i64)]) -> Result<Vec<Version>>;
@@ -478,6 +480,11 @@ impl<B: Backend> VersionStore for SqlStore<B> {
         actor: &Actor,
     ) -> Result<()> {
         transaction!(self.db, |c| log_batch(c, model, version, &batch, actor))
+    }
+
+    async fn dataset_users(&self, q: &super::DatasetQuery) -> Result<Page<super::DatasetUse>> {
+        let mut conn = self.db.read().await?;
+        super::inputs::users(&mut *conn, q).await
     }
 
     async fn versions_named(&self, wanted: &[(String, i64)]) -> Result<Vec<Version>> {

@@ -770,6 +770,9 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
                 204,
             ),
             ("GET", "/api/v1/events") => ("/api/v1/events", None, Scope::Read, 200),
+            ("GET", "/api/v1/lineage/datasets") => {
+                ("/api/v1/lineage/datasets?digest=ab", None, Scope::Read, 200)
+            }
             ("POST", "/api/v1/tokens") => (
                 "/api/v1/tokens",
                 j(json!({"name": "t", "scopes": ["read"]})),

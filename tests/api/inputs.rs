@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 crate::backend_tests!(
     inputs_are_added_while_pending_and_kept_once,
-    mlflow_datasets_are_the_runs_inputs
+    mlflow_datasets_are_the_runs_inputs,
+    datasets_are_traced_to_the_versions_that_used_them
 );
 
 const INPUTS: &str = "/api/v1/models/m/versions/1/inputs";
@@ -145,4 +146,100 @@ async fn mlflow_datasets_are_the_runs_inputs(app: &TestApp) {
     let r = app.post("/api/2.0/mlflow/runs/log-inputs", late).await;
     let message = mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
     assert!(message.contains("has ended"), "{message}");
+}
+
+/// `GET /api/v1/lineage/datasets`: the versions that used a dataset, by digest or name, with
+/// their context and the stages holding them, keyset-paged; MLflow's logged datasets included.
+async fn datasets_are_traced_to_the_versions_that_used_them(app: &TestApp) {
+    for (model, versions) in [("fraud", 3), ("churn", 1)] {
+        app.model(model).await;
+        for v in 1..=versions {
+            app.version(model, json!({})).await;
+            let context = if v == 2 { "evaluation" } else { "training" };
+            app.post(
+                &format!("/api/v1/models/{model}/versions/{v}/inputs"),
+                json!({"inputs": [dataset("iris", "sha256:aa", context)]}),
+            )
+            .await
+            .ok(200);
+        }
+    }
+    app.post(
+        "/api/v1/models/fraud/versions/3/inputs",
+        json!({"inputs": [dataset("holdout", "sha256:bb", "validation")]}),
+    )
+    .await
+    .ok(200);
+    app.post_empty("/api/v1/models/fraud/versions/3/finalize")
+        .await
+        .ok(200);
+    app.post(
+        "/api/v1/models/fraud/stages/production/promote",
+        json!({"version": 3}),
+    )
+    .await
+    .ok(200);
+    let uses = |query: &'static str| async move {
+        app.get(&format!("/api/v1/lineage/datasets?{query}"))
+            .await
+            .ok(200)
+            .clone()
+    };
+    let key = |page: &Value| -> Vec<(String, i64)> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["model"].as_str().unwrap().to_owned(),
+                    i["version"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let all = uses("digest=sha256:aa").await;
+    assert_eq!(
+        key(&all),
+        [
+            ("churn".into(), 1),
+            ("fraud".into(), 3),
+            ("fraud".into(), 2),
+            ("fraud".into(), 1)
+        ]
+    );
+    assert_eq!(all["items"][1]["stages"], json!(["production"]));
+    assert_eq!(all["items"][1]["status"], "ready");
+    assert_eq!(all["items"][2]["context"], "evaluation");
+    assert_eq!(key(&uses("name=holdout").await), [("fraud".into(), 3)]);
+    assert!(key(&uses("digest=sha256:none").await).is_empty());
+    // Paged: two at a time, nothing lost or repeated.
+    let first = uses("digest=sha256:aa&limit=2").await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let rest = app
+        .get(&format!(
+            "/api/v1/lineage/datasets?digest=sha256:aa&limit=2&cursor={cursor}"
+        ))
+        .await;
+    let rest = rest.ok(200);
+    let mut both = key(&first);
+    both.extend(key(rest));
+    assert_eq!(both, key(&all));
+    assert!(rest["next_cursor"].is_null());
+    // MLflow's logged datasets are inputs too.
+    let run = create_run(app, json!({})).await;
+    let id = run["info"]["run_id"].as_str().unwrap();
+    app.post(
+        "/api/2.0/mlflow/runs/log-inputs",
+        json!({"run_id": id, "datasets": [{"tags": [{"key": "mlflow.data.context", "value": "training"}],
+               "dataset": {"name": "iris", "digest": "sha256:aa", "source_type": "local", "source": "{}"}}]}),
+    )
+    .await
+    .ok(200);
+    assert!(key(&uses("digest=sha256:aa").await).contains(&("default".into(), 1)));
+    // Exactly one of digest and name; a cursor of this list only.
+    for bad in ["", "digest=a&name=b", "digest=", "digest=a&cursor=zzz"] {
+        let r = app.get(&format!("/api/v1/lineage/datasets?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
 }
