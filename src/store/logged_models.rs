@@ -4,11 +4,9 @@
 //! filters and orders in SQL and reads a page's tags, params and metrics in three more
 //! statements, whatever the page's size.
 
-use super::sql::{Arg, Conn, Dialect, Stmt};
-use super::{Actor, Artifact, Backend, NewEvent, SqlStore, events, models};
-use crate::domain::logged_model::{
-    self, Cmp, Condition, LoggedStatus, Operand, Ordering, Subject, like_to_glob,
-};
+use super::sql::{Conn, Stmt};
+use super::{Actor, Artifact, Backend, SqlStore};
+use crate::domain::logged_model::{self, Condition, LoggedStatus, Ordering};
 use crate::domain::time::{self, Timestamp};
 use crate::domain::{ModelName, artifact::artifact_exists, artifact::artifact_not_found};
 use crate::error::{Error, Result};
@@ -83,7 +81,7 @@ pub enum RunModel {
 }
 
 impl RunModel {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             RunModel::Output => "output",
             RunModel::Input => "input",
@@ -148,19 +146,19 @@ pub trait LoggedModelStore {
 }
 
 #[derive(sqlx::FromRow)]
-struct Row {
-    id: Uuid,
-    model_id: Uuid,
-    model: String,
-    name: String,
-    source_version: Option<Uuid>,
-    status: String,
-    status_message: Option<String>,
-    model_type: Option<String>,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    created_by: String,
-    deleted_at: Option<Timestamp>,
+pub(super) struct Row {
+    pub(super) id: Uuid,
+    pub(super) model_id: Uuid,
+    pub(super) model: String,
+    pub(super) name: String,
+    pub(super) source_version: Option<Uuid>,
+    pub(super) status: String,
+    pub(super) status_message: Option<String>,
+    pub(super) model_type: Option<String>,
+    pub(super) created_at: Timestamp,
+    pub(super) updated_at: Timestamp,
+    pub(super) created_by: String,
+    pub(super) deleted_at: Option<Timestamp>,
 }
 
 impl Row {
@@ -185,7 +183,7 @@ impl Row {
     }
 }
 
-const SELECT: &str = "select lm.id, lm.model_id, m.name as model, lm.name, lm.source_version, \
+pub(super) const SELECT: &str = "select lm.id, lm.model_id, m.name as model, lm.name, lm.source_version, \
     lm.status, lm.status_message, lm.model_type, lm.created_at, lm.updated_at, lm.created_by, \
     lm.deleted_at from logged_models lm join models m on m.id = lm.model_id ";
 
@@ -200,7 +198,7 @@ pub fn logged_model_not_found(id: Uuid) -> Error {
 }
 
 /// The row of a logged model, locked until commit where the dialect has row locks.
-async fn row<C: Conn>(conn: &mut C, id: Uuid, lock: bool, deleted: bool) -> Result<Row> {
+pub(super) async fn row<C: Conn>(conn: &mut C, id: Uuid, lock: bool, deleted: bool) -> Result<Row> {
     let lock = if lock && C::ROW_LOCKS {
         " for update of lm"
     } else {
@@ -217,12 +215,12 @@ async fn row<C: Conn>(conn: &mut C, id: Uuid, lock: bool, deleted: bool) -> Resu
 }
 
 /// `($n, $n+1, …)` for `count` ids bound from `first`.
-fn placeholders(first: usize, count: usize) -> String {
+pub(super) fn placeholders(first: usize, count: usize) -> String {
     let list: Vec<String> = (first..first + count).map(|i| format!("${i}")).collect();
     format!("({})", list.join(", "))
 }
 
-fn bind_ids(mut stmt: Stmt, ids: &[Uuid]) -> Stmt {
+pub(super) fn bind_ids(mut stmt: Stmt, ids: &[Uuid]) -> Stmt {
     for id in ids {
         stmt = stmt.bind(*id);
     }
@@ -230,7 +228,10 @@ fn bind_ids(mut stmt: Stmt, ids: &[Uuid]) -> Stmt {
 }
 
 /// Fills in the tags, params and metrics of `models` in three statements.
-async fn with_details<C: Conn>(conn: &mut C, rows: Vec<Row>) -> Result<Vec<LoggedModel>> {
+pub(super) async fn with_details<C: Conn>(
+    conn: &mut C,
+    rows: Vec<Row>,
+) -> Result<Vec<LoggedModel>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -301,412 +302,7 @@ async fn one<C: Conn>(conn: &mut C, id: Uuid, deleted: bool) -> Result<LoggedMod
         .ok_or_else(|| logged_model_not_found(id))
 }
 
-async fn event<C: Conn>(
-    conn: &mut C,
-    r: &Row,
-    action: &'static str,
-    details: serde_json::Value,
-    actor: &Actor,
-) -> Result<()> {
-    let e = NewEvent::model(action, r.model_id, &r.model, time::now()).details(details);
-    events::record(conn, e, actor).await.map(|_| ())
-}
-
-async fn put_params<C: Conn>(
-    conn: &mut C,
-    id: Uuid,
-    params: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>> {
-    let mut added = BTreeMap::new();
-    for (k, v) in params {
-        let held: Option<(String,)> = conn
-            .fetch_optional(
-                Stmt::new(
-                    "select value from logged_model_params where logged_model_id = $1 and key = $2",
-                )
-                .bind(id)
-                .bind(k),
-            )
-            .await?;
-        if logged_model::check_param(k, held.as_ref().map(|(v,)| v.as_str()), v)? {
-            conn.execute(
-                Stmt::new(
-                    "insert into logged_model_params (logged_model_id, key, value) \
-                     values ($1, $2, $3)",
-                )
-                .bind(id)
-                .bind(k)
-                .bind(v),
-            )
-            .await?;
-            added.insert(k.clone(), v.clone());
-        }
-    }
-    Ok(added)
-}
-
-async fn put_tag<C: Conn>(conn: &mut C, id: Uuid, key: &str, value: Option<&str>) -> Result<()> {
-    conn.execute(
-        Stmt::new("delete from logged_model_tags where logged_model_id = $1 and key = $2")
-            .bind(id)
-            .bind(key),
-    )
-    .await?;
-    if let Some(v) = value {
-        conn.execute(
-            Stmt::new(
-                "insert into logged_model_tags (logged_model_id, key, value) values ($1, $2, $3)",
-            )
-            .bind(id)
-            .bind(key)
-            .bind(v),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-async fn create<C: Conn>(conn: &mut C, new: &NewLoggedModel, actor: &Actor) -> Result<Uuid> {
-    let model = models::row(conn, &new.model, false).await?;
-    let id = Uuid::now_v7();
-    let now = time::now();
-    conn.execute(
-        Stmt::new(
-            "insert into logged_models (id, model_id, name, source_version, status, model_type, \
-             created_at, updated_at, created_by) values ($1, $2, $3, $4, 'pending', $5, $6, $6, $7)",
-        )
-        .bind(id)
-        .bind(model.id)
-        .bind(&new.name)
-        .bind(new.source_version)
-        .bind(&new.model_type)
-        .bind(now)
-        .bind(&actor.name),
-    )
-    .await?;
-    for (k, v) in &new.tags {
-        put_tag(conn, id, k, Some(v)).await?;
-    }
-    put_params(conn, id, &new.params).await?;
-    if let Some(run) = new.source_version {
-        link(conn, run, &[(id, RunModel::Output, 0)]).await?;
-    }
-    let e =
-        NewEvent::model("logged_model.created", model.id, new.model.as_str(), now).details(json!({
-            "logged_model_id": format!("m-{}", id.simple()),
-            "name": new.name,
-            "run_id": new.source_version.map(|v| v.simple().to_string()),
-        }));
-    events::record(conn, e, actor).await?;
-    Ok(id)
-}
-
-async fn link<C: Conn>(
-    conn: &mut C,
-    version_id: Uuid,
-    links: &[(Uuid, RunModel, i64)],
-) -> Result<()> {
-    for (model, how, step) in links {
-        let held: Option<(i64,)> = conn
-            .fetch_optional(
-                Stmt::new(
-                    "select step from run_models where version_id = $1 and direction = $2 \
-                     and logged_model_id = $3",
-                )
-                .bind(version_id)
-                .bind(how.as_str())
-                .bind(*model),
-            )
-            .await?;
-        if held.is_none() {
-            conn.execute(
-                Stmt::new(
-                    "insert into run_models (version_id, logged_model_id, direction, step) \
-                     values ($1, $2, $3, $4)",
-                )
-                .bind(version_id)
-                .bind(*model)
-                .bind(how.as_str())
-                .bind(*step),
-            )
-            .await?;
-        }
-    }
-    Ok(())
-}
-
-async fn finalize<C: Conn>(
-    conn: &mut C,
-    id: Uuid,
-    to: LoggedStatus,
-    message: Option<String>,
-    actor: &Actor,
-) -> Result<()> {
-    let r = row(conn, id, true, false).await?;
-    let current = LoggedStatus::from_stored(&r.status)?;
-    if !logged_model::finalize(&format!("m-{}", id.simple()), current, to)? {
-        return Ok(());
-    }
-    conn.execute(
-        Stmt::new(
-            "update logged_models set status = $2, status_message = $3, updated_at = $4 \
-             where id = $1",
-        )
-        .bind(id)
-        .bind(to.as_str())
-        .bind(message)
-        .bind(time::now()),
-    )
-    .await?;
-    event(
-        conn,
-        &r,
-        "logged_model.finalized",
-        json!({"logged_model_id": format!("m-{}", id.simple()), "status": to.mlflow()}),
-        actor,
-    )
-    .await
-}
-
-/// Appends metric points to logged models, within the caller's transaction.
-pub(crate) async fn insert_metrics<C: Conn>(
-    c: &mut C,
-    metrics: &[(Uuid, LoggedMetric)],
-) -> Result<()> {
-    let mut next: HashMap<Uuid, i64> = HashMap::new();
-    for (id, m) in metrics {
-        let position = match next.get_mut(id) {
-            Some(p) => p,
-            None => {
-                row(c, *id, true, false).await?;
-                let last: Option<i64> = c
-                    .scalar(
-                        Stmt::new(
-                            "select max(position) from logged_model_metrics \
-                             where logged_model_id = $1",
-                        )
-                        .bind(*id),
-                    )
-                    .await?;
-                next.entry(*id).or_insert(last.map_or(0, |p| p + 1))
-            }
-        };
-        c.execute(
-            Stmt::new(
-                "insert into logged_model_metrics (logged_model_id, position, key, value, \
-                 step, timestamp_ms, run_id, dataset_name, dataset_digest) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(*id)
-            .bind(*position)
-            .bind(&m.key)
-            .bind(m.value)
-            .bind(m.step)
-            .bind(m.timestamp_ms)
-            .bind(m.run_id)
-            .bind(&m.dataset_name)
-            .bind(&m.dataset_digest),
-        )
-        .await?;
-        *position += 1;
-    }
-    Ok(())
-}
-
-/// Appends SQL for a search to `sql`, binding into `args`.
-struct Search<'a> {
-    dialect: Dialect,
-    args: Vec<Arg>,
-    datasets: &'a [(String, Option<String>)],
-}
-
-impl Search<'_> {
-    fn bind(&mut self, a: impl Into<Arg>) -> String {
-        self.args.push(a.into());
-        format!("${}", self.args.len())
-    }
-
-    /// `column <cmp> value` for text, LIKE case-sensitive on both dialects.
-    fn text(&mut self, column: &str, cmp: Cmp, value: &str) -> String {
-        match (cmp, self.dialect) {
-            (Cmp::Like, Dialect::Sqlite) => {
-                let p = self.bind(like_to_glob(value));
-                format!("{column} glob {p}")
-            }
-            (Cmp::ILike, Dialect::Sqlite) => {
-                let p = self.bind(value);
-                format!("{column} like {p}")
-            }
-            (cmp, _) => {
-                let p = self.bind(value);
-                format!("{column} {} {p}", cmp.as_sql())
-            }
-        }
-    }
-
-    /// The metrics a condition or order on a metric counts: of the key, on the datasets asked.
-    fn metric_scope(&mut self, key: &str, dataset: Option<(&str, Option<&str>)>) -> String {
-        let k = self.bind(key);
-        let mut scope = format!("x.logged_model_id = lm.id and x.key = {k}");
-        let datasets: Vec<(String, Option<String>)> = match dataset {
-            Some((n, d)) => vec![(n.to_owned(), d.map(str::to_owned))],
-            None => self.datasets.to_vec(),
-        };
-        if !datasets.is_empty() {
-            let mut any = Vec::new();
-            for (name, digest) in datasets {
-                let n = self.bind(name);
-                match digest {
-                    Some(d) => {
-                        let d = self.bind(d);
-                        any.push(format!("(x.dataset_name = {n} and x.dataset_digest = {d})"));
-                    }
-                    None => any.push(format!("x.dataset_name = {n}")),
-                }
-            }
-            scope.push_str(&format!(" and ({})", any.join(" or ")));
-        }
-        scope
-    }
-
-    fn condition(&mut self, c: &Condition) -> String {
-        match (&c.subject, &c.operand) {
-            (Subject::Metric(key), Operand::Number(n)) => {
-                let scope = self.metric_scope(key, None);
-                let n = self.bind(*n);
-                format!(
-                    "exists (select 1 from logged_model_metrics x where {scope} and x.value {} {n})",
-                    c.cmp.as_sql()
-                )
-            }
-            (Subject::CreatedAt | Subject::UpdatedAt, Operand::Number(n)) => {
-                let column = if c.subject == Subject::CreatedAt {
-                    "lm.created_at"
-                } else {
-                    "lm.updated_at"
-                };
-                let at = time::from_micros((*n as i64).saturating_mul(1000));
-                let p = self.bind(at);
-                format!("{column} {} {p}", c.cmp.as_sql())
-            }
-            (Subject::Tag(key) | Subject::Param(key), Operand::Text(v)) => {
-                let table = if matches!(c.subject, Subject::Tag(_)) {
-                    "logged_model_tags"
-                } else {
-                    "logged_model_params"
-                };
-                let k = self.bind(key.as_str());
-                // != holds for a model without the key, as MLflow's server answers.
-                let (cmp, negate) = match c.cmp {
-                    Cmp::Ne => (Cmp::Eq, true),
-                    other => (other, false),
-                };
-                let test = self.text("x.value", cmp, v);
-                format!(
-                    "{}exists (select 1 from {table} x where x.logged_model_id = lm.id \
-                     and x.key = {k} and {test})",
-                    if negate { "not " } else { "" }
-                )
-            }
-            (Subject::SourceRunId, Operand::Text(v)) => {
-                let id = Uuid::try_parse(v.trim_start_matches("m-")).ok();
-                match (c.cmp, id) {
-                    (Cmp::Eq, Some(id)) => format!("lm.source_version = {}", self.bind(id)),
-                    (Cmp::Ne, Some(id)) => format!(
-                        "(lm.source_version is null or lm.source_version <> {})",
-                        self.bind(id)
-                    ),
-                    (Cmp::Ne, None) => "1 = 1".to_owned(),
-                    _ => "1 = 0".to_owned(),
-                }
-            }
-            (subject, Operand::Text(v)) => {
-                let column = match subject {
-                    Subject::Name => "lm.name",
-                    Subject::Status => "lm.status",
-                    _ => "lm.model_type",
-                };
-                self.text(column, c.cmp, v)
-            }
-            (_, Operand::Number(_)) => "1 = 0".to_owned(),
-        }
-    }
-
-    /// An order key's SQL: the latest value (by step, then time) of a metric, a param, or a
-    /// column.
-    fn order_key(&mut self, o: &Ordering) -> String {
-        match &o.subject {
-            Subject::Metric(key) => {
-                let dataset = o
-                    .dataset_name
-                    .as_deref()
-                    .map(|n| (n, o.dataset_digest.as_deref()));
-                let scope = self.metric_scope(key, dataset);
-                format!(
-                    "(select x.value from logged_model_metrics x where {scope} \
-                     order by x.step desc, x.timestamp_ms desc, x.position desc limit 1)"
-                )
-            }
-            Subject::Param(key) => {
-                let k = self.bind(key.as_str());
-                format!(
-                    "(select x.value from logged_model_params x where x.logged_model_id = lm.id \
-                     and x.key = {k})"
-                )
-            }
-            Subject::Name => "lm.name".to_owned(),
-            Subject::Status => "lm.status".to_owned(),
-            Subject::ModelType => "lm.model_type".to_owned(),
-            Subject::SourceRunId => "lm.source_version".to_owned(),
-            Subject::UpdatedAt => "lm.updated_at".to_owned(),
-            Subject::CreatedAt | Subject::Tag(_) => "lm.created_at".to_owned(),
-        }
-    }
-}
-
-async fn search<C: Conn>(conn: &mut C, s: &LoggedSearch) -> Result<(Vec<LoggedModel>, bool)> {
-    if s.model_ids.is_empty() {
-        return Ok((Vec::new(), false));
-    }
-    let mut q = Search {
-        dialect: C::DIALECT,
-        args: Vec::new(),
-        datasets: &s.datasets,
-    };
-    let scope: Vec<String> = s.model_ids.iter().map(|id| q.bind(*id)).collect();
-    let mut wheres = vec![
-        format!("lm.model_id in ({})", scope.join(", ")),
-        "lm.deleted_at is null".to_owned(),
-    ];
-    for c in &s.conditions {
-        wheres.push(q.condition(c));
-    }
-    let mut orders = Vec::new();
-    for o in &s.order {
-        let key = q.order_key(o);
-        // Models without the value come last either way, as on MLflow's server.
-        orders.push(format!("case when {key} is null then 1 else 0 end"));
-        orders.push(format!(
-            "{key} {}",
-            if o.ascending { "asc" } else { "desc" }
-        ));
-    }
-    orders.push("lm.created_at desc".to_owned());
-    orders.push("lm.id desc".to_owned());
-    let limit = q.bind(s.limit + 1);
-    let offset = q.bind(s.offset);
-    let sql = format!(
-        "{SELECT}where {} order by {} limit {limit} offset {offset}",
-        wheres.join(" and "),
-        orders.join(", ")
-    );
-    let mut stmt = Stmt::new(sql);
-    stmt.args = q.args;
-    let mut rows: Vec<Row> = conn.fetch_all(stmt).await?;
-    let more = rows.len() as i64 > s.limit;
-    rows.truncate(usize::try_from(s.limit).unwrap_or(0));
-    Ok((with_details(conn, rows).await?, more))
-}
+use super::logged_writes::{create, event, finalize, insert_metrics, link, put_params, put_tag};
 
 #[async_trait]
 impl<B: Backend> LoggedModelStore for SqlStore<B> {
@@ -816,7 +412,7 @@ impl<B: Backend> LoggedModelStore for SqlStore<B> {
 
     async fn search_logged_models(&self, s: &LoggedSearch) -> Result<(Vec<LoggedModel>, bool)> {
         let mut conn = self.db.read().await?;
-        search(&mut *conn, s).await
+        super::logged_search::search(&mut *conn, s).await
     }
 
     async fn link_run_models(

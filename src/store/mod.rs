@@ -44,6 +44,8 @@ mod errors;
 mod events;
 mod inputs;
 mod logged_models;
+mod logged_search;
+mod logged_writes;
 pub(crate) mod metrics;
 mod models;
 mod outbox;

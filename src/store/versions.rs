@@ -336,7 +336,7 @@ async fn log_batch<C: Conn>(
     if !batch.metrics.is_empty() {
         metrics::write_batches(conn, current.id, &batch.metrics).await?;
     }
-    super::logged_models::insert_metrics(conn, &batch.logged).await
+    super::logged_writes::insert_metrics(conn, &batch.logged).await
 }
 
 async fn update<C: Conn>(
