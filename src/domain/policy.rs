@@ -286,6 +286,18 @@ pub fn format_duration(seconds: i64) -> String {
     out
 }
 
+/// The approvals a policy asks for, as a check a dry run shows (a promote would open a
+/// request).
+pub fn approvals_check(needed: i64) -> Check {
+    Check {
+        check: "approvals".into(),
+        ok: false,
+        detail: format!("{needed} approvals needed: a promote opens a promotion request"),
+        expected: Some(serde_json::json!(needed)),
+        observed: Some(serde_json::json!(0)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,14 +2,14 @@
 //! (Postgres) or the database's write lock (SQLite) serializes changes to one stage.
 //!
 //! Order of checks, under the lock: the model exists; `expected_version` matches (before
-//! anything else, so a stale caller always gets 409); then the operation's own rules.
+//! anything else, so a stale caller always gets 409); then the operation's own rules, decided
+//! by `domain::stage` from what was read under the lock.
 
 use super::policies::{self, Candidate};
 use super::sql::{Conn, Stmt};
 use super::{Actor, Approval, NewEvent, StageChange, StageOp, StageRequest, events, requests};
-use crate::domain::stage::{
-    check_expected, not_in_history, nothing_to_roll_back, version_not_ready,
-};
+use crate::domain::VersionStatus;
+use crate::domain::stage::{self, Evaluated, Held, PromoteAsk, PromoteDecision, check_expected};
 use crate::domain::time::Timestamp;
 use crate::domain::{ModelName, StageName};
 use crate::error::{Error, Result};
@@ -161,21 +161,48 @@ pub(crate) async fn write_change<C: Conn>(
     Ok(event_id)
 }
 
-async fn ready_version<C: Conn>(
+/// The status of a version as the domain reads it (`None`: no such version).
+async fn status_of<C: Conn>(
     tx: &mut C,
-    model: &ModelName,
     model_id: Uuid,
     version: i64,
-) -> Result<()> {
-    match version_status(tx, model_id, version).await?.as_deref() {
-        None => Err(Error::version_not_found(model.as_str(), version).with_field("version")),
-        Some("ready") => Ok(()),
-        Some(status) => Err(version_not_ready(version, status)),
+) -> Result<Option<VersionStatus>> {
+    version_status(tx, model_id, version)
+        .await?
+        .map(|s| VersionStatus::from_stored(&s))
+        .transpose()
+}
+
+/// The answer to a change that writes nothing.
+fn unchanged(stage: &StageName, version: Option<i64>, lock: &StageLock) -> StageChange {
+    StageChange {
+        stage: stage.as_str().to_owned(),
+        version,
+        previous_version: version,
+        event_id: lock.event_id,
+        at: lock.since.unwrap_or(lock.now),
+        checks: None,
+        forced: false,
+        request: None,
     }
 }
 
-/// Applies one promote, rollback or clear. The caller commits the transaction when this
-/// returns Ok (also for no-ops: the lock may have created the stage row).
+/// What one change writes, as decided.
+struct Decided {
+    action: &'static str,
+    to: Option<i64>,
+    depth: i64,
+    keep: Option<i64>,
+    push: Option<(i64, i64)>,
+    checks: Option<Vec<crate::domain::policy::Check>>,
+    forced: bool,
+    granted: Option<serde_json::Value>,
+}
+
+/// Applies one promote, rollback or clear: lock the stage, read what the operation needs,
+/// let the domain decide (`domain::stage`), write what it decided. The caller commits the
+/// transaction when this returns Ok (also for no-ops: the lock may have created the stage
+/// row).
 pub(crate) async fn apply<C: Conn>(
     tx: &mut C,
     model: &ModelName,
@@ -187,24 +214,16 @@ pub(crate) async fn apply<C: Conn>(
         .await?
         .ok_or_else(|| Error::model_not_found(model.as_str()))?;
     check_expected(stage.as_str(), lock.version, req.expected)?;
-    let mut checks = None;
-    let mut forced = false;
-    let mut granted = None;
-    let (action, to, depth, keep, push) = match req.op {
+    let held = Held {
+        version: lock.version,
+        depth: lock.depth,
+    };
+    let decided = match req.op {
         StageOp::Promote { version } => {
-            ready_version(tx, model, lock.model_id, version).await?;
-            if lock.version == Some(version) {
+            let status = status_of(tx, lock.model_id, version).await?;
+            if !stage::promote_target(model.as_str(), held, version, status)? {
                 // Already there: record nothing, answer with the assignment in force.
-                return Ok(StageChange {
-                    stage: stage.as_str().to_owned(),
-                    version: Some(version),
-                    previous_version: Some(version),
-                    event_id: lock.event_id,
-                    at: lock.since.unwrap_or(lock.now),
-                    checks: None,
-                    forced: false,
-                    request: None,
-                });
+                return Ok(unchanged(stage, Some(version), &lock));
             }
             let candidate = Candidate {
                 model_id: lock.model_id,
@@ -213,120 +232,139 @@ pub(crate) async fn apply<C: Conn>(
                 holder: lock.version,
                 now: lock.now,
             };
-            let evaluation = policies::evaluate(tx, &candidate).await?;
-            let needed = evaluation.as_ref().map_or(0, |e| e.approvals);
-            checks = evaluation.map(|e| e.checks);
-            let passed = checks.iter().flatten().all(|c| c.ok);
-            let asks = needed > 0 && !req.force;
-            if req.dry_run {
-                let mut checks = checks;
-                if asks {
-                    checks.get_or_insert_default().push(approvals_check(needed));
-                }
-                return Ok(StageChange {
-                    stage: stage.as_str().to_owned(),
-                    version: Some(version),
-                    previous_version: lock.version,
-                    event_id: None,
-                    at: lock.now,
-                    checks,
-                    forced: false,
-                    request: None,
+            let evaluated = policies::evaluate(tx, &candidate)
+                .await?
+                .map(|e| Evaluated {
+                    checks: e.checks,
+                    approvals: e.approvals,
                 });
-            }
-            if !passed {
-                if !req.force {
-                    return Err(Error::policy_violation(
-                        stage.as_str(),
-                        checks.unwrap_or_default(),
-                    ));
+            let ask = PromoteAsk {
+                dry_run: req.dry_run,
+                force: req.force,
+                opens_request: matches!(req.approval, Some(Approval::Request { .. })),
+            };
+            match stage::decide_promote(stage.as_str(), held, ask, evaluated)? {
+                PromoteDecision::DryRun { checks } => {
+                    return Ok(StageChange {
+                        stage: stage.as_str().to_owned(),
+                        version: Some(version),
+                        previous_version: lock.version,
+                        event_id: None,
+                        at: lock.now,
+                        checks,
+                        forced: false,
+                        request: None,
+                    });
                 }
-                forced = true;
-            }
-            if asks && let Some(Approval::Request { ttl }) = &req.approval {
-                let open = requests::Open {
-                    model_id: lock.model_id,
-                    model,
-                    stage,
-                    version,
-                    expected: req.expected,
-                    reason: req.reason.as_ref().map(|r| r.as_str()),
-                    needed,
-                    checks: checks.clone().unwrap_or_default(),
-                    now: lock.now,
-                    ttl: *ttl,
-                };
-                let id = requests::open(tx, open, actor).await?;
-                return Ok(StageChange {
-                    stage: stage.as_str().to_owned(),
-                    version: lock.version,
-                    previous_version: lock.version,
-                    event_id: None,
-                    at: lock.now,
+                PromoteDecision::OpenRequest { approvals, checks } => {
+                    let ttl = match &req.approval {
+                        Some(Approval::Request { ttl }) => *ttl,
+                        _ => return Err(Error::internal("a request opened without a ttl")),
+                    };
+                    let open = requests::Open {
+                        model_id: lock.model_id,
+                        model,
+                        stage,
+                        version,
+                        expected: req.expected,
+                        reason: req.reason.as_ref().map(|r| r.as_str()),
+                        needed: approvals,
+                        checks: checks.clone(),
+                        now: lock.now,
+                        ttl,
+                    };
+                    let id = requests::open(tx, open, actor).await?;
+                    return Ok(StageChange {
+                        stage: stage.as_str().to_owned(),
+                        version: lock.version,
+                        previous_version: lock.version,
+                        event_id: None,
+                        at: lock.now,
+                        checks: Some(checks),
+                        forced: false,
+                        request: Some(id),
+                    });
+                }
+                PromoteDecision::Push {
+                    position,
                     checks,
-                    forced: false,
-                    request: Some(id),
-                });
+                    forced,
+                } => Decided {
+                    action: "stage.promoted",
+                    to: Some(version),
+                    depth: position,
+                    keep: None,
+                    push: Some((position, version)),
+                    checks,
+                    forced,
+                    granted: match &req.approval {
+                        Some(Approval::Granted {
+                            request_id,
+                            requested_by,
+                            approvers,
+                        }) => Some(json!({
+                            "request_id": request_id,
+                            "requested_by": requested_by,
+                            "approvers": approvers,
+                        })),
+                        _ => None,
+                    },
+                },
             }
-            if let Some(Approval::Granted {
-                request_id,
-                requested_by,
-                approvers,
-            }) = &req.approval
-            {
-                granted = Some(json!({
-                    "request_id": request_id,
-                    "requested_by": requested_by,
-                    "approvers": approvers,
-                }));
-            }
-            (
-                "stage.promoted",
-                Some(version),
-                lock.depth + 1,
-                None,
-                Some((lock.depth + 1, version)),
-            )
         }
         StageOp::Rollback { to } => {
-            if lock.depth < 2 {
-                return Err(nothing_to_roll_back(stage.as_str()));
-            }
+            let entry = if held.depth < 2 {
+                None
+            } else {
+                entry_below(tx, lock.model_id, stage, lock.depth, to).await?
+            };
+            let status = match entry {
+                Some((_, v)) => status_of(tx, lock.model_id, v).await?,
+                None => None,
+            };
             let (position, target) =
-                match entry_below(tx, lock.model_id, stage, lock.depth, to).await? {
-                    Some(entry) => entry,
-                    None => {
-                        return Err(match to {
-                            Some(v) => not_in_history(stage.as_str(), v),
-                            None => nothing_to_roll_back(stage.as_str()),
-                        });
-                    }
-                };
-            ready_version(tx, model, lock.model_id, target).await?;
-            (
-                "stage.rolled_back",
-                Some(target),
-                position,
-                Some(position),
-                None,
-            )
+                stage::decide_rollback(model.as_str(), stage.as_str(), held, to, entry, status)?;
+            Decided {
+                action: "stage.rolled_back",
+                to: Some(target),
+                depth: position,
+                keep: Some(position),
+                push: None,
+                checks: None,
+                forced: false,
+                granted: None,
+            }
         }
         StageOp::Clear => {
-            if lock.version.is_none() && lock.depth == 0 {
+            if !stage::clear_changes(held) {
                 return Ok(StageChange {
-                    stage: stage.as_str().to_owned(),
-                    version: None,
-                    previous_version: None,
                     event_id: None,
                     at: lock.now,
-                    checks: None,
-                    forced: false,
-                    request: None,
+                    ..unchanged(stage, None, &lock)
                 });
             }
-            ("stage.cleared", None, 0, Some(0), None)
+            Decided {
+                action: "stage.cleared",
+                to: None,
+                depth: 0,
+                keep: Some(0),
+                push: None,
+                checks: None,
+                forced: false,
+                granted: None,
+            }
         }
     };
+    let Decided {
+        action,
+        to,
+        depth,
+        keep,
+        push,
+        checks,
+        forced,
+        granted,
+    } = decided;
     let event = NewEvent {
         action,
         model_id: Some(lock.model_id),
@@ -361,16 +399,4 @@ pub(crate) async fn apply<C: Conn>(
         forced,
         request: None,
     })
-}
-
-/// The approvals a policy asks for, as a check a dry run shows (a promote would open a
-/// request).
-fn approvals_check(needed: i64) -> crate::domain::policy::Check {
-    crate::domain::policy::Check {
-        check: "approvals".into(),
-        ok: false,
-        detail: format!("{needed} approvals needed: a promote opens a promotion request"),
-        expected: Some(json!(needed)),
-        observed: Some(json!(0)),
-    }
 }
