@@ -4,21 +4,21 @@
 //! without the value last, newest first to break ties.
 
 use super::logged_models::{Row, SELECT, with_details};
-use super::sql::{Arg, Conn, Dialect, Stmt};
+use super::sql::{Arg, Conn, Stmt};
 use super::{LoggedModel, LoggedSearch};
-use crate::domain::logged_model::{Cmp, Condition, Operand, Ordering, Subject, like_to_glob};
+use crate::domain::logged_model::{Cmp, Condition, Operand, Ordering, Subject};
 use crate::domain::time;
 use crate::error::Result;
 use uuid::Uuid;
 
 /// Appends SQL for a search to `sql`, binding into `args`.
-struct Search<'a> {
-    dialect: Dialect,
+struct Search<'a, C> {
     args: Vec<Arg>,
     datasets: &'a [(String, Option<String>)],
+    conn: std::marker::PhantomData<C>,
 }
 
-impl Search<'_> {
+impl<C: Conn> Search<'_, C> {
     fn bind(&mut self, a: impl Into<Arg>) -> String {
         self.args.push(a.into());
         format!("${}", self.args.len())
@@ -26,16 +26,16 @@ impl Search<'_> {
 
     /// `column <cmp> value` for text, LIKE case-sensitive on both dialects.
     fn text(&mut self, column: &str, cmp: Cmp, value: &str) -> String {
-        match (cmp, self.dialect) {
-            (Cmp::Like, Dialect::Sqlite) => {
-                let p = self.bind(like_to_glob(value));
-                format!("{column} glob {p}")
+        match cmp {
+            Cmp::Like => {
+                let p = self.bind(C::like_arg(value));
+                C::like(column, &p)
             }
-            (Cmp::ILike, Dialect::Sqlite) => {
+            Cmp::ILike => {
                 let p = self.bind(value);
-                format!("{column} like {p}")
+                C::ilike(column, &p)
             }
-            (cmp, _) => {
+            cmp => {
                 let p = self.bind(value);
                 format!("{column} {} {p}", cmp.as_sql())
             }
@@ -169,10 +169,10 @@ pub(super) async fn search<C: Conn>(
     if s.model_ids.is_empty() {
         return Ok((Vec::new(), false));
     }
-    let mut q = Search {
-        dialect: C::DIALECT,
+    let mut q = Search::<C> {
         args: Vec::new(),
         datasets: &s.datasets,
+        conn: std::marker::PhantomData,
     };
     let scope: Vec<String> = s.model_ids.iter().map(|id| q.bind(*id)).collect();
     let mut wheres = vec![

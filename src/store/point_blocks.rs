@@ -13,7 +13,7 @@
 //! merge their aggregates as before; for overwrites, the level-1 blocks inside packed blocks are
 //! recomputed here from the merged contents (SQL cannot read the encoded points).
 
-use super::sql::{Arg, Conn, Dialect, Stmt};
+use super::sql::{Arg, Conn, Stmt};
 use crate::domain::metrics::{Agg, LEVELS, Point, SeriesBatch};
 use crate::domain::point_block;
 use crate::error::{Error, Result};
@@ -116,10 +116,10 @@ pub(crate) async fn pack<'b, C: Conn>(
         plans.push((*sid, *batch, tail, new_tail));
     }
     let mut stored = fetch_blocks(conn, &candidates).await?;
-    // SQLite's REAL column does not keep -0.0 (an integral value is stored as an integer): a
-    // tail holding one is packed whatever its size.
+    // A database whose rows lose -0.0 (SQLite stores an integral REAL as an integer): a tail
+    // holding one is packed whatever its size.
     let rows_lose =
-        |p: &Point| C::DIALECT == Dialect::Sqlite && p.value == 0.0 && p.value.is_sign_negative();
+        |p: &Point| !C::ROWS_KEEP_NEGATIVE_ZERO && p.value == 0.0 && p.value.is_sign_negative();
 
     let mut packs: Vec<(i64, &'b SeriesBatch, Vec<i64>)> = Vec::with_capacity(plans.len());
     let mut pull = Vec::new();

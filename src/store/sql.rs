@@ -1,9 +1,26 @@
 //! The statement layer both backends share: a statement is SQL text and a list of [`Arg`]s,
-//! run on a [`Conn`]. Each backend's connection binds the arguments with its own encodings
-//! (a time is `timestamptz` on Postgres and fixed-width RFC 3339 text on SQLite; a list is a
-//! `text[]` on Postgres and a JSON array on SQLite) and provides the few statements that
-//! really differ (row locks, list predicates, bulk metric writes, the stage change, the event
-//! log's horizon). Business flows are written once, generic over `Conn`.
+//! run on a [`Conn`]. Business flows are written once, generic over `Conn`.
+//!
+//! # The dialect seam
+//! Everything that differs between Postgres and SQLite goes through one of three places:
+//! - **[`Conn`]** (`postgres/conn.rs`, `sqlite/conn.rs`): how arguments bind (a time is
+//!   `timestamptz` on Postgres and fixed-width RFC 3339 text on SQLite; a list is an array on
+//!   Postgres and a JSON array on SQLite), whether reads take row locks, whether float
+//!   columns keep -0.0, and the SQL
+//!   *fragments* that differ — the clock a statement records ([`Conn::clock`]), list and
+//!   pattern predicates, tag containment, JSON members and paths, case-sensitive LIKE. A
+//!   flow builds its statement from these and never names a dialect.
+//! - **[`Conn`]'s overridable statements**, where Postgres has a faster whole statement: the
+//!   stage change in one round trip ([`Conn::write_stage_change`]) and the event log's
+//!   horizon ([`Conn::event_horizon`], which only Postgres' concurrent writers need). The
+//!   portable default is the behaviour; the override must answer the same.
+//! - **`Backend`** (`store/mod.rs`): pools, transactions (SQLite's `BEGIN IMMEDIATE`), the
+//!   full-disk probe, and the fast paths that pay on Postgres (COPY ingestion, one-statement
+//!   registration, one-query version detail), each with a portable default.
+//!
+//! What is left checks [`Conn::DIALECT`] for the Postgres planner only (an `offset 0` fence,
+//! `fetch first … with ties`, a float8-typed null): hints that change a plan, never a
+//! result.
 
 use crate::domain::time::Timestamp;
 use crate::domain::{Description, ModelName, Reason, StageName};
@@ -272,9 +289,13 @@ pub(crate) trait Conn: Send + Sized + MetricWrites {
     /// Whether reads inside a write transaction take row locks (`for update`, `for share`).
     /// SQLite holds the database's write lock for the whole transaction instead.
     const ROW_LOCKS: bool;
-    /// The current time as a statement sees it after the locks it takes, where `$3` is the
-    /// time the flow read.
-    const CLOCK: &'static str;
+    /// Whether a float column keeps -0.0 (SQLite stores an integral REAL as an integer, so
+    /// -0.0 comes back as 0).
+    const ROWS_KEEP_NEGATIVE_ZERO: bool;
+    /// The time a statement records, as it sees it after the locks it takes; `now` is the
+    /// parameter holding the time the flow read (SQLite, whose write lock is taken before the
+    /// flow reads the time, records that).
+    fn clock(now: &str) -> String;
 
     async fn execute(&mut self, stmt: Stmt) -> Result<u64>;
     async fn fetch_all<R: Record>(&mut self, stmt: Stmt) -> Result<Vec<R>>;
@@ -308,6 +329,26 @@ pub(crate) trait Conn: Send + Sized + MetricWrites {
     fn starts_with(column: &str, param: &str) -> String;
     /// `value` matches one of the LIKE patterns of the JSON array in column `patterns`.
     fn like_json_any(value: &str, patterns: &str) -> String;
+    /// What to bind to name a member of a JSON object (for [`Conn::json_text`]).
+    fn json_key_arg(key: &str) -> Arg;
+    /// The member named by `param` of the JSON object in `column`, as text.
+    fn json_text(column: &str, param: &str) -> String;
+    /// What to bind to name a nested member of a JSON object, outermost first.
+    fn json_path_arg(members: &[String]) -> Arg;
+    /// The member at `param` of the JSON in `column` when it is a number (else null), as a
+    /// number compared with [`Conn::numeric`].
+    fn json_path_number(column: &str, param: &str) -> String;
+    /// The member at `param` of the JSON in `column` when it is a string (else null).
+    fn json_path_text(column: &str, param: &str) -> String;
+    /// A bound number as the type [`Conn::json_path_number`] compares with.
+    fn numeric(param: &str) -> String;
+    /// `expr` matches the LIKE pattern `param`, case-sensitively (bind
+    /// [`Conn::like_arg`] of the pattern).
+    fn like(expr: &str, param: &str) -> String;
+    /// What to bind for a case-sensitive LIKE pattern.
+    fn like_arg(pattern: &str) -> Arg;
+    /// `expr` matches the LIKE pattern `param` (bound as it is), ignoring case.
+    fn ilike(expr: &str, param: &str) -> String;
 
     /// Writes a stage change: trims the stack, pushes onto it, records the event and moves
     /// the pointer; returns the event id. Portable statements by default.

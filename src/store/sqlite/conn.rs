@@ -14,9 +14,12 @@ impl_conn!(SqliteConnection, SqliteArguments, |out| {
     Arg::Time(v) => out.add(v.map(ts)),
 } {
     const DIALECT: Dialect = Dialect::Sqlite;
+    const ROWS_KEEP_NEGATIVE_ZERO: bool = false;
     const ROW_LOCKS: bool = false;
     // The write lock is taken before any statement runs: the time the flow read is after it.
-    const CLOCK: &'static str = "$3";
+    fn clock(now: &str) -> String {
+        now.to_owned()
+    }
 
     fn like_any(column: &str, param: &str) -> String {
         format!(
@@ -47,5 +50,49 @@ impl_conn!(SqliteConnection, SqliteArguments, |out| {
         format!(
             "exists (select 1 from json_each({patterns}) p where {value} like p.value escape '\\')"
         )
+    }
+
+    fn json_key_arg(key: &str) -> Arg {
+        Arg::from(format!("$.\"{key}\""))
+    }
+
+    fn json_text(column: &str, param: &str) -> String {
+        format!("json_extract({column}, {param})")
+    }
+
+    fn json_path_arg(members: &[String]) -> Arg {
+        let path: String = members.iter().map(|m| format!(".\"{m}\"")).collect();
+        Arg::from(format!("${path}"))
+    }
+
+    fn json_path_number(column: &str, param: &str) -> String {
+        format!(
+            "(case when json_type({column}, {param}) in ('integer', 'real') \
+              then json_extract({column}, {param}) end)"
+        )
+    }
+
+    fn json_path_text(column: &str, param: &str) -> String {
+        format!(
+            "(case when json_type({column}, {param}) = 'text' \
+              then json_extract({column}, {param}) end)"
+        )
+    }
+
+    fn numeric(param: &str) -> String {
+        param.to_owned()
+    }
+
+    // SQLite's LIKE ignores ASCII case: a case-sensitive match is a GLOB.
+    fn like(expr: &str, param: &str) -> String {
+        format!("{expr} glob {param}")
+    }
+
+    fn like_arg(pattern: &str) -> Arg {
+        Arg::from(crate::domain::logged_model::like_to_glob(pattern))
+    }
+
+    fn ilike(expr: &str, param: &str) -> String {
+        format!("{expr} like {param}")
     }
 });
