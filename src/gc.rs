@@ -46,34 +46,3 @@ pub async fn collect(
     }
     Ok(report)
 }
-
-/// Parses `24h`, `30m`, `90s`, `7d`.
-pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 24h"))?;
-    match unit {
-        "s" => Ok(chrono::Duration::seconds(n)),
-        "m" => Ok(chrono::Duration::minutes(n)),
-        "h" | "" => Ok(chrono::Duration::hours(n)),
-        "d" => Ok(chrono::Duration::days(n)),
-        other => Err(format!("unknown duration unit {other:?}; use s, m, h or d")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("24h").unwrap(), chrono::Duration::hours(24));
-        assert_eq!(parse_duration("0s").unwrap(), chrono::Duration::zero());
-        assert_eq!(parse_duration("7d").unwrap(), chrono::Duration::days(7));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5y").is_err());
-    }
-}

@@ -61,8 +61,9 @@ struct TokenCreateArgs {
     /// Limit the token to models matching this glob, e.g. 'fraud-*' (repeatable).
     #[arg(long = "model")]
     models: Vec<String>,
-    /// Make the token expire after this long: 90d, 12h.
-    #[arg(long, value_parser = modelreg::gc::parse_duration)]
+    /// Make the token expire after this long: 90d, 12h (a bare number is seconds, as in
+    /// every setting).
+    #[arg(long, value_parser = modelreg::config::parse_span)]
     expires_in: Option<chrono::Duration>,
 }
 

@@ -43,8 +43,9 @@ pub(crate) struct BackupArgs {
 pub(crate) struct GcArgs {
     #[command(flatten)]
     registry: Registry,
-    /// Leave objects younger than this alone (uploads may still be in flight): 24h, 30m, 7d.
-    #[arg(long, default_value = "24h", value_parser = modelreg::gc::parse_duration)]
+    /// Leave objects younger than this alone (uploads may still be in flight): 24h, 30m, 7d
+    /// (a bare number is seconds, as in every setting).
+    #[arg(long, default_value = "24h", value_parser = modelreg::config::parse_span)]
     grace: chrono::Duration,
     /// List what would be deleted, delete nothing.
     #[arg(long)]

@@ -2,6 +2,7 @@
 //! with ETag and Range; presigned URLs where the store can sign.
 
 use super::Endpoint;
+use super::Items;
 use super::extract::{Query, VersionPath};
 use crate::AppState;
 use crate::blob::{ByteRange, Unsatisfiable, parse_range};
@@ -50,11 +51,6 @@ struct Presigned {
     url: String,
     #[serde(with = "crate::domain::time::rfc3339")]
     expires_at: time::Timestamp,
-}
-
-#[derive(Serialize)]
-struct Items<T> {
-    items: Vec<T>,
 }
 
 fn path_param(params: &RawPathParams) -> Result<ArtifactPath> {

@@ -4,6 +4,7 @@
 //! way: the versions that used a dataset.
 
 use super::Endpoint;
+use super::Items;
 use super::extract::{Json, Query, VersionPath, page_limit};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::store::{Actor, DatasetQuery, DatasetUse, Page};
 use axum::extract::State;
 use axum::http::Method;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
@@ -86,11 +87,6 @@ struct AddBody {
     inputs: Vec<Input>,
 }
 
-#[derive(Serialize)]
-struct Items {
-    items: Vec<Input>,
-}
-
 /// Adds inputs (one already held, the same dataset for the same use, is not added twice);
 /// answers all the version holds.
 async fn add(
@@ -98,7 +94,7 @@ async fn add(
     VersionPath(model, version): VersionPath,
     actor: Actor,
     Json(body): Json<AddBody>,
-) -> Result<axum::Json<Items>> {
+) -> Result<axum::Json<Items<Input>>> {
     let items = state
         .store
         .add_inputs(&model, version, body.inputs, &actor)

@@ -2,6 +2,7 @@
 //! multi-version overlay that dashboards chart is `overlay.rs`).
 
 use super::Endpoint;
+use super::Items;
 use super::extract::{Json, Query, VersionPath};
 use crate::AppState;
 use crate::domain::access::Scope;
@@ -52,11 +53,6 @@ struct PointBody {
 #[derive(Serialize)]
 struct Accepted {
     accepted: usize,
-}
-
-#[derive(Serialize)]
-struct Items<T> {
-    items: Vec<T>,
 }
 
 #[derive(Deserialize)]

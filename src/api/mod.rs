@@ -26,6 +26,12 @@ pub mod ui;
 pub mod versions;
 pub mod webhooks;
 
+/// A list answered whole: `{"items": [...]}` (a page adds `next_cursor`: `store::Page`).
+#[derive(serde::Serialize)]
+pub(crate) struct Items<T> {
+    pub items: Vec<T>,
+}
+
 use crate::AppState;
 use crate::auth::{Guard, guard};
 use crate::domain::access::Scope;

@@ -2,6 +2,7 @@
 //! approvals, rejections and cancellations that decide them.
 
 use super::Endpoint;
+use super::Items;
 use super::extract::{ModelPath, OptionalJson, Query, RequestPath};
 use crate::AppState;
 use crate::domain::access::Scope;
@@ -9,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::store::{Actor, Decision, PromotionRequest};
 use axum::extract::State;
 use axum::http::Method;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub fn endpoints() -> Vec<Endpoint> {
     const LIST: &str = "/api/v1/models/{model}/promotion-requests";
@@ -55,16 +56,11 @@ struct DecisionBody {
     comment: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Items {
-    items: Vec<PromotionRequest>,
-}
-
 async fn list(
     State(state): State<AppState>,
     ModelPath(model): ModelPath,
     Query(p): Query<ListParams>,
-) -> Result<axum::Json<Items>> {
+) -> Result<axum::Json<Items<PromotionRequest>>> {
     if let Some(s) = &p.status
         && !STATUSES.contains(&s.as_str())
     {

@@ -1,6 +1,7 @@
 //! `/api/v1/models/{model}/stages`: promote, roll back, clear, and what a stage held when.
 
 use super::Endpoint;
+use super::Items;
 use super::extract::{Json, ModelPath, OptionalJson, Query, StagePath, double_option, page_limit};
 use crate::AppState;
 use crate::domain::access::{Principal, Scope};
@@ -99,11 +100,6 @@ struct ClearParams {
 struct HistoryParams {
     limit: Option<u32>,
     cursor: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Items<T> {
-    items: Vec<T>,
 }
 
 fn check_version(field: &str, v: i64) -> Result<()> {

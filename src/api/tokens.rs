@@ -1,6 +1,7 @@
 //! `/api/v1/tokens`: create (the secret is shown once), list (never the secret), revoke.
 
 use super::Endpoint;
+use super::Items;
 use super::extract::Json;
 use crate::AppState;
 use crate::domain::access::{Glob, Principal, Scope};
@@ -62,11 +63,6 @@ pub struct Created {
     #[serde(flatten)]
     pub view: TokenView,
     pub token: String,
-}
-
-#[derive(Serialize)]
-struct Items<T> {
-    items: Vec<T>,
 }
 
 async fn create(

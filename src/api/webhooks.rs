@@ -3,6 +3,7 @@
 //! webhooks it made, and their deliveries stay within its globs.
 
 use super::Endpoint;
+use super::Items;
 use super::extract::{Json, OptionalJson, Query, double_option, page_limit};
 use crate::AppState;
 use crate::domain::Description;
@@ -95,11 +96,6 @@ struct Shown {
     webhook: Webhook,
     #[serde(flatten)]
     stats: DeliveryStats,
-}
-
-#[derive(Serialize)]
-struct Items<T> {
-    items: Vec<T>,
 }
 
 #[derive(Serialize)]

@@ -8,7 +8,7 @@ mod webhooks;
 pub use policies::PolicyConfig;
 pub use secrets::{redact, scrub};
 use units::parse_size_u64;
-pub use units::{parse_duration, parse_size};
+pub use units::{parse_duration, parse_size, parse_span};
 pub use webhooks::WebhookConfig;
 
 use clap::{Args, ValueEnum};

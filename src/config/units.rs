@@ -27,6 +27,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// The same durations as a span of time (what a clock adds: a token's expiry, `gc`'s grace);
+/// one beyond what a time can hold is refused.
+pub fn parse_span(s: &str) -> Result<chrono::Duration, String> {
+    let d = parse_duration(s)?;
+    chrono::Duration::from_std(d).map_err(|_| format!("{s:?} is too long"))
+}
+
 /// Parses `8388608`, `512KiB`, `8MiB`, `1GiB` (also KB/MB/GB, as binary units).
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
@@ -64,6 +71,12 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+        assert_eq!(parse_span("7d").unwrap(), chrono::Duration::days(7));
+        assert_eq!(parse_span("0s").unwrap(), chrono::Duration::zero());
+        assert!(
+            parse_span("999999999999999d").is_err(),
+            "beyond a time, not a panic"
+        );
         let mut c = Config::for_database("sqlite://x.db");
         c.idle_timeout = Duration::ZERO;
         assert!(c.validate().unwrap_err().contains("idle timeout"));

@@ -21,9 +21,13 @@ async function render() {
   const p = params();
   const model = p.get("model");
   const view = p.get("view");
-  const root = main();
-  delete root.dataset.state;
-  root.replaceChildren(document.createTextNode("Loading…"));
+  // Each render draws into an element of its own: one that a newer render replaced is out of
+  // the page, so a slow answer to an older view can no longer overwrite the current one.
+  const page = main();
+  delete page.dataset.state;
+  const root = document.createElement("div");
+  root.append(document.createTextNode("Loading…"));
+  page.replaceChildren(root);
   try {
     if (view === "events") await eventsPage(root, alive);
     else if (model && p.get("version")) await versionPage(root, model, p.get("version"));
@@ -34,7 +38,7 @@ async function render() {
   } catch (err) {
     if (alive()) {
       showError(root, err);
-      root.dataset.state = "error";
+      page.dataset.state = "error";
     }
   }
 }

@@ -179,10 +179,12 @@ export async function canPromote(model) {
   return !w.models || w.models.some((g) => globMatch(g, model));
 }
 
-/** Marks the view as drawn: the browser tests time navigation to this mark. */
+/** Marks the view as drawn, when it is still the one shown: the browser tests time
+ * navigation to this mark. */
 export function ready(root) {
+  if (!root.isConnected) return;
   performance.mark("modelreg:ready");
-  root.dataset.state = "ready";
+  document.getElementById("main").dataset.state = "ready";
 }
 
 /** The page's navigation between a model's views. */
