@@ -30,15 +30,8 @@ const BASE: &str = "/api/v1/models/m/versions";
 
 /// Deterministic bytes that do not compress.
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut rng = crate::helpers::Rng::new(seed);
+    (0..n).map(|_| rng.next_u64() as u8).collect()
 }
 
 fn sha(b: &[u8]) -> String {

@@ -541,3 +541,38 @@ pub async fn raw_exchange(app: &TestApp, head: &str, body: &[u8]) -> String {
     .unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+/// The harness's one random source: xorshift64, seeded by `MODELREG_TEST_SEED` or a fixed
+/// default, so a failing case names its seed and replays with it.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    /// Seeded from `MODELREG_TEST_SEED` when set; the seed, for messages.
+    pub fn from_env() -> (Self, u64) {
+        let seed = std::env::var("MODELREG_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x9E37_79B9_7F4A_7C15);
+        (Self::new(seed), seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn below_i64(&mut self, n: i64) -> i64 {
+        self.below(n.max(1) as u64) as i64
+    }
+}

@@ -3,7 +3,7 @@
 //! in-batch duplicates) against a plain in-memory reference, raw and bucketed; f64 edge
 //! values bit for bit; tails packed once their version is finished.
 
-use crate::helpers::TestApp;
+use crate::helpers::{Rng, TestApp};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use std::collections::BTreeMap;
@@ -31,24 +31,12 @@ crate::backend_tests!(with super::QUIET;
 
 const BASE: &str = "/api/v1/models/m/versions/1/metrics";
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: i64) -> i64 {
-        (self.next() % n.max(1) as u64) as i64
-    }
-    fn value(&mut self) -> f64 {
-        match self.below(8) {
-            0 => (self.below(1000) - 500) as f64,
-            _ => {
-                (self.next() % 2_000_001) as f64 / 1000.0 - 1000.0 + self.below(1000) as f64 * 1e-7
-            }
+/// A point value: sometimes an integer, mostly a decimal with a small fraction.
+fn value(rng: &mut Rng) -> f64 {
+    match rng.below_i64(8) {
+        0 => (rng.below_i64(1000) - 500) as f64,
+        _ => {
+            (rng.below_i64(2_000_001)) as f64 / 1000.0 - 1000.0 + rng.below_i64(1000) as f64 * 1e-7
         }
     }
 }
@@ -108,8 +96,8 @@ async fn compare(app: &TestApp, key: &str, reference: &BTreeMap<i64, f64>, rng: 
     );
     let last = *reference.keys().next_back().unwrap();
     for _ in 0..3 {
-        let from = rng.below(last + 1);
-        let to = from + rng.below(last - from + 1);
+        let from = rng.below_i64(last + 1);
+        let to = from + rng.below_i64(last - from + 1);
         let want: BTreeMap<i64, f64> = reference.range(from..=to).map(|(s, v)| (*s, *v)).collect();
         let got = raw(app, key, &format!("?from_step={from}&to_step={to}")).await;
         same(
@@ -180,33 +168,29 @@ fn check_buckets(buckets: &[Value], want: &BTreeMap<i64, f64>, what: &str) {
 async fn packed_reads_match_a_plain_reference(app: &TestApp) {
     app.model("m").await;
     app.version("m", json!({})).await;
-    let seed = std::env::var("MODELREG_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x9E37_79B9_7F4A_7C15);
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::from_env();
     let keys = ["a", "b", "c"];
     let mut reference: BTreeMap<&str, BTreeMap<i64, f64>> = BTreeMap::new();
     let mut head = 0;
     for round in 0..16 {
-        let n = match rng.below(4) {
+        let n = match rng.below_i64(4) {
             0 => 1,
             1 => 40,
             _ => 1500,
         };
         let mut points: Vec<Value> = Vec::new();
         for _ in 0..n {
-            let key = keys[rng.below(3) as usize];
-            let step = match rng.below(6) {
+            let key = keys[rng.below_i64(3) as usize];
+            let step = match rng.below_i64(6) {
                 // Anywhere written so far: mostly packed blocks.
-                0 => rng.below(head + 1),
+                0 => rng.below_i64(head + 1),
                 // Near the head: the open tail and the block before it.
-                1 => (head - rng.below(1500)).max(0),
+                1 => (head - rng.below_i64(1500)).max(0),
                 // A sparse jump ahead, leaving empty blocks behind.
-                2 => head + 5000 + rng.below(20_000),
-                _ => head + rng.below(3000),
+                2 => head + 5000 + rng.below_i64(20_000),
+                _ => head + rng.below_i64(3000),
             };
-            let value = rng.value();
+            let value = value(&mut rng);
             points.push(json!({"key": key, "step": step, "value": value}));
             reference.entry(key).or_default().insert(step, value);
         }

@@ -389,36 +389,21 @@ async fn concurrent_promotes_one_winner(app: &TestApp) {
 }
 
 /// A small deterministic generator, so that a failing sequence can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 async fn random_sequences_replay_to_the_current_pointer(app: &TestApp) {
     setup(app, 5).await;
-    let seed = std::env::var("MODELREG_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x9E37_79B9_7F4A_7C15);
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = crate::helpers::Rng::from_env();
     let mut model = StageStack::default();
     for step in 0..80 {
         let ctx = format!("seed {seed} step {step}");
-        match rng.next(10) {
+        match rng.below(10) {
             0..=4 => {
-                let v = rng.next(5) as i64 + 1;
+                let v = rng.below(5) as i64 + 1;
                 let r = promote(app, v).await;
                 assert_eq!(r.ok(200)["version"], v, "{ctx}");
                 model.promote(v);
             }
             5..=7 => {
-                let to = (rng.next(3) == 0).then(|| rng.next(5) as i64 + 1);
+                let to = (rng.below(3) == 0).then(|| rng.below(5) as i64 + 1);
                 let r = app
                     .post(&format!("{STAGE}/rollback"), json!({"to_version": to}))
                     .await;
