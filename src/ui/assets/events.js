@@ -4,6 +4,9 @@
 import { api, el, go, link, modelNav, params, ready, showError, when, fill } from "./lib.js?v={{lib.js}}";
 
 const POLL_MS = 2000;
+/** The most rows the feed keeps: the oldest go as new ones come (a tab left open for days
+ * stays small; the full log is the API's). */
+const MAX_ROWS = 500;
 
 function row(e) {
   return el("tr", { "data-event": e.event_id },
@@ -58,6 +61,7 @@ export async function eventsPage(root, alive) {
         const next = await api(q(cursor ? { after: cursor, limit: "100" } : { limit: "100" }));
         if (next.items.length) {
           body.prepend(...next.items.reverse().map((e) => { const r = row(e); r.classList.add("new"); return r; }));
+          while (body.rows.length > MAX_ROWS) body.lastElementChild.remove();
           cursor = String(next.items[0].event_id);
           status.textContent = `${next.items.length} new at ${when(new Date().toISOString())}`;
         }
