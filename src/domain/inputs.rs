@@ -1,6 +1,7 @@
 //! A version's inputs: what it was made from. An ordered list set while the version is
-//! pending and immutable once it is ready. This release records datasets (what MLflow's
-//! `log_input` and autolog send); the kinds `version` and `code` are reserved by the schema.
+//! pending and immutable once it is ready: datasets (what MLflow's `log_input` and autolog
+//! send), other versions (fine-tuned from, distilled from, …) and code. A `version` input
+//! names a version that is not pending: its own inputs are final, so lineage has no cycles.
 
 use super::document;
 use crate::error::Error;
@@ -23,6 +24,28 @@ const MAX_DOC: usize = 256 << 10;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Input {
     Dataset(Dataset),
+    Version(VersionRef),
+    Code(Code),
+}
+
+/// Another version this one was made from or with, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRef {
+    pub model: String,
+    pub version: i64,
+    /// `fine_tuned_from`, `distilled_from`, `ensemble_member`, `evaluated_with`,
+    /// `copied_from`, or another lower-case word.
+    pub relation: String,
+}
+
+/// The code a version was built by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Code {
+    pub uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 /// A dataset a version used: named, identified by its digest, with where it came from and,
@@ -56,6 +79,36 @@ impl Input {
     pub fn check(&self, field: &str) -> Result<(), Error> {
         match self {
             Self::Dataset(d) => d.check(field),
+            Self::Version(v) => {
+                super::ModelName::parse(&format!("{field}.model"), &v.model)?;
+                if v.version < 1 {
+                    return Err(Error::validation(
+                        format!("{field}.version"),
+                        "a version number is 1 or more",
+                    ));
+                }
+                let word = !v.relation.is_empty()
+                    && v.relation.len() <= 64
+                    && v.relation
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_');
+                if !word {
+                    return Err(Error::validation(
+                        format!("{field}.relation"),
+                        "a relation is a lower-case word (fine_tuned_from, distilled_from, \
+                         ensemble_member, evaluated_with, copied_from, …), at most 64 letters \
+                         and _",
+                    ));
+                }
+                Ok(())
+            }
+            Self::Code(c) => {
+                text(&format!("{field}.uri"), &c.uri, MAX_TEXT, true)?;
+                if let Some(commit) = &c.commit {
+                    text(&format!("{field}.commit"), commit, MAX_DIGEST, true)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -65,19 +118,27 @@ impl Input {
             (Self::Dataset(a), Self::Dataset(b)) => {
                 (&a.name, &a.digest, &a.context) == (&b.name, &b.digest, &b.context)
             }
+            (Self::Version(a), Self::Version(b)) => a == b,
+            (Self::Code(a), Self::Code(b)) => a == b,
+            _ => false,
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Dataset(_) => "dataset",
+            Self::Version(_) => "version",
+            Self::Code(_) => "code",
         }
     }
 
-    /// The name and digest lineage reads look inputs up by.
-    pub fn keys(&self) -> (Option<&str>, Option<&str>) {
+    /// The columns lineage reads look inputs up by: a dataset's name and digest; a version
+    /// input's model and number (as text); a code input's uri and commit.
+    pub fn keys(&self) -> (Option<String>, Option<String>) {
         match self {
-            Self::Dataset(d) => (Some(&d.name), Some(&d.digest)),
+            Self::Dataset(d) => (Some(d.name.clone()), Some(d.digest.clone())),
+            Self::Version(v) => (Some(v.model.clone()), Some(v.version.to_string())),
+            Self::Code(c) => (Some(c.uri.clone()), c.commit.clone()),
         }
     }
 }
@@ -219,6 +280,40 @@ mod tests {
                 json!({"kind": "dataset", "name": "a", "digest": "b", "x": 1})
             )
             .is_err()
+        );
+        for good in [
+            json!({"kind": "version", "model": "base", "version": 3, "relation": "fine_tuned_from"}),
+            json!({"kind": "code", "uri": "https://git.example/repo", "commit": "0a1b2c"}),
+            json!({"kind": "code", "uri": "s3://code/train.py"}),
+        ] {
+            let input: Input = serde_json::from_value(good.clone()).unwrap();
+            assert!(input.check("inputs[0]").is_ok(), "{good}");
+            assert_eq!(serde_json::to_value(&input).unwrap(), good);
+        }
+        for bad in [
+            json!({"kind": "version", "model": "Base", "version": 3, "relation": "x"}),
+            json!({"kind": "version", "model": "base", "version": 0, "relation": "x"}),
+            json!({"kind": "version", "model": "base", "version": 3, "relation": "Fine-Tuned"}),
+            json!({"kind": "version", "model": "base", "version": 3, "relation": ""}),
+            json!({"kind": "code", "uri": ""}),
+            json!({"kind": "code", "uri": "x", "commit": ""}),
+        ] {
+            let input: Input = serde_json::from_value(bad.clone()).unwrap();
+            assert!(input.check("inputs[0]").is_err(), "{bad}");
+        }
+        let a: Input = serde_json::from_value(
+            json!({"kind": "version", "model": "b", "version": 1, "relation": "fine_tuned_from"}),
+        )
+        .unwrap();
+        let b: Input = serde_json::from_value(
+            json!({"kind": "version", "model": "b", "version": 1, "relation": "evaluated_with"}),
+        )
+        .unwrap();
+        assert_eq!(
+            to_add(std::slice::from_ref(&a), vec![a.clone(), b])
+                .unwrap()
+                .len(),
+            1
         );
         let many: Vec<Input> = (0..=MAX_INPUTS)
             .map(|i| dataset(&format!("d{i}"), "x", None))

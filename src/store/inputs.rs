@@ -21,6 +21,41 @@ pub(crate) async fn of<C: Conn>(conn: &mut C, version_id: Uuid) -> Result<Vec<In
     Ok(rows.into_iter().map(|(Json(i),)| i).collect())
 }
 
+/// A `version` input must name a version that exists, is not the version itself, and is not
+/// pending (its own inputs are final, so no chain of inputs can come back: lineage has no
+/// cycles). Whether the caller may read it is the API's check.
+async fn check_version_input<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    version: i64,
+    position: usize,
+    v: &inputs::VersionRef,
+) -> Result<()> {
+    let field = format!("inputs[{position}]");
+    if v.model == model.as_str() && v.version == version {
+        return Err(Error::validation(
+            field,
+            "a version cannot be an input of itself",
+        ));
+    }
+    let target = ModelName::parse(&format!("{field}.model"), &v.model)?;
+    let row = versions::row(conn, &target, v.version, false)
+        .await
+        .map_err(|e| e.with_field(field.clone()))?;
+    if VersionStatus::from_stored(&row.status)? == VersionStatus::Pending {
+        return Err(Error::conflict(
+            "input_pending",
+            format!(
+                "version {} of '{}' is pending: a version input must be final (ready, failed or \
+                 archived), so that lineage never loops",
+                v.version, v.model
+            ),
+        )
+        .with_field(field));
+    }
+    Ok(())
+}
+
 /// Adds inputs to a pending version (those it holds already are left out), records
 /// `version.inputs_added`; answers every input it holds.
 pub(crate) async fn add<C: Conn>(
@@ -43,6 +78,11 @@ pub(crate) async fn add<C: Conn>(
     }
     let mut held = of(conn, row.id).await?;
     let added = inputs::to_add(&held, new)?;
+    for (i, input) in added.iter().enumerate() {
+        if let Input::Version(v) = input {
+            check_version_input(conn, model, version, i, v).await?;
+        }
+    }
     if added.is_empty() {
         return Ok(held);
     }
@@ -57,8 +97,8 @@ pub(crate) async fn add<C: Conn>(
         .bind(row.id)
         .bind(first + i64::try_from(i).map_err(Error::internal)?)
         .bind(input.kind())
-        .bind(name.map(str::to_owned))
-        .bind(digest.map(str::to_owned))
+        .bind(name)
+        .bind(digest)
         .json(input)
         .bind(now);
         conn.execute(stmt).await?;
@@ -173,6 +213,7 @@ pub(crate) async fn users<C: Conn>(
         .map(|r| {
             let context = match &r.body.0 {
                 Input::Dataset(d) => d.context.clone(),
+                _ => None,
             };
             DatasetUse {
                 stages: stages.get(&r.version_id).cloned().unwrap_or_default(),

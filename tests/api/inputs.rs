@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 crate::backend_tests!(
     inputs_are_added_while_pending_and_kept_once,
     mlflow_datasets_are_the_runs_inputs,
-    datasets_are_traced_to_the_versions_that_used_them
+    datasets_are_traced_to_the_versions_that_used_them,
+    versions_and_code_are_inputs_too
 );
 
 const INPUTS: &str = "/api/v1/models/m/versions/1/inputs";
@@ -242,4 +243,85 @@ async fn datasets_are_traced_to_the_versions_that_used_them(app: &TestApp) {
         let r = app.get(&format!("/api/v1/lineage/datasets?{bad}")).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
     }
+}
+
+/// Inputs of the other kinds: a version this one was made from (final, readable, not itself)
+/// and the code that built it.
+async fn versions_and_code_are_inputs_too(app: &TestApp) {
+    app.model("base").await;
+    app.version("base", json!({"finalize": true})).await;
+    app.version("base", json!({})).await;
+    app.model("tuned").await;
+    app.version("tuned", json!({})).await;
+    let inputs = "/api/v1/models/tuned/versions/1/inputs";
+    let r = app
+        .post(
+            inputs,
+            json!({"inputs": [
+                {"kind": "version", "model": "base", "version": 1, "relation": "fine_tuned_from"},
+                {"kind": "code", "uri": "https://git.example/train", "commit": "0a1b2c3"}]}),
+        )
+        .await;
+    let items = r.ok(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["relation"], "fine_tuned_from");
+    assert_eq!(items[1]["commit"], "0a1b2c3");
+    // The same again adds nothing; another relation to the same version is another input.
+    let r = app
+        .post(
+            inputs,
+            json!({"inputs": [
+                {"kind": "version", "model": "base", "version": 1, "relation": "fine_tuned_from"},
+                {"kind": "version", "model": "base", "version": 1, "relation": "evaluated_with"}]}),
+        )
+        .await;
+    assert_eq!(r.ok(200)["items"].as_array().unwrap().len(), 3);
+    // A pending version is not an input (lineage never loops); nor is a missing one, nor itself.
+    let r = app
+        .post(
+            inputs,
+            json!({"inputs": [{"kind": "version", "model": "base", "version": 2, "relation": "x"}]}),
+        )
+        .await;
+    r.problem(409, "input_pending");
+    let r = app
+        .post(
+            inputs,
+            json!({"inputs": [{"kind": "version", "model": "base", "version": 9, "relation": "x"}]}),
+        )
+        .await;
+    r.problem(404, "version_not_found");
+    let r = app
+        .post(
+            inputs,
+            json!({"inputs": [{"kind": "version", "model": "tuned", "version": 1, "relation": "x"}]}),
+        )
+        .await;
+    r.problem(422, "validation_failed");
+    let r = app
+        .post(
+            inputs,
+            json!({"inputs": [{"kind": "version", "model": "base", "version": 1, "relation": "Not A Word"}]}),
+        )
+        .await;
+    r.problem(422, "validation_failed");
+    let detail = app.get("/api/v1/models/tuned/versions/1").await;
+    let kinds: Vec<&str> = detail.ok(200)["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["version", "code", "version"]);
+    // Final once the version is.
+    app.post_empty("/api/v1/models/tuned/versions/1/finalize")
+        .await
+        .ok(200);
+    let r = app
+        .post(
+            inputs,
+            json!({"inputs": [{"kind": "code", "uri": "https://git.example/other"}]}),
+        )
+        .await;
+    r.problem(409, "version_immutable");
 }

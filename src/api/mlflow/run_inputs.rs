@@ -158,30 +158,32 @@ fn ended(v: &crate::store::Version) -> Error {
 pub fn run_inputs(inputs: &[Input], models: &[&RunModelLink]) -> Value {
     let datasets: Vec<Value> = inputs
         .iter()
-        .map(|input| match input {
-            Input::Dataset(d) => {
-                let mut tags: Vec<Value> = d
-                    .tags
-                    .iter()
-                    .map(|(k, v)| json!({"key": k, "value": v}))
-                    .collect();
-                if let Some(c) = &d.context {
-                    tags.insert(0, json!({"key": CONTEXT_TAG, "value": c}));
-                }
-                let mut dataset = json!({
-                    "name": d.name,
-                    "digest": d.digest,
-                    "source_type": d.source_type.clone().unwrap_or_default(),
-                    "source": d.source.clone().unwrap_or_default(),
-                });
-                if let Some(s) = as_text(&d.schema) {
-                    dataset["schema"] = Value::String(s);
-                }
-                if let Some(p) = as_text(&d.profile) {
-                    dataset["profile"] = Value::String(p);
-                }
-                json!({"tags": tags, "dataset": dataset})
+        .filter_map(|input| match input {
+            Input::Dataset(d) => Some(d),
+            _ => None,
+        })
+        .map(|d| {
+            let mut tags: Vec<Value> = d
+                .tags
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            if let Some(c) = &d.context {
+                tags.insert(0, json!({"key": CONTEXT_TAG, "value": c}));
             }
+            let mut dataset = json!({
+                "name": d.name,
+                "digest": d.digest,
+                "source_type": d.source_type.clone().unwrap_or_default(),
+                "source": d.source.clone().unwrap_or_default(),
+            });
+            if let Some(s) = as_text(&d.schema) {
+                dataset["schema"] = Value::String(s);
+            }
+            if let Some(p) = as_text(&d.profile) {
+                dataset["profile"] = Value::String(p);
+            }
+            json!({"tags": tags, "dataset": dataset})
         })
         .collect();
     let models: Vec<Value> = models
