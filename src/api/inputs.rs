@@ -11,7 +11,7 @@ use crate::domain::access::{Principal, Scope};
 use crate::domain::cursor;
 use crate::domain::inputs::Input;
 use crate::error::{Error, Result};
-use crate::store::{Actor, DatasetQuery, DatasetUse, Page};
+use crate::store::{Actor, DatasetQuery, DatasetUse, Lineage, Page};
 use axum::extract::State;
 use axum::http::Method;
 use serde::Deserialize;
@@ -30,7 +30,97 @@ pub fn endpoints() -> Vec<Endpoint> {
             Scope::Read,
             dataset_users,
         ),
+        Endpoint::new(
+            Method::GET,
+            "/api/v1/models/{model}/versions/{version}/lineage",
+            Scope::Read,
+            lineage,
+        ),
     ]
+}
+
+/// The deepest lineage read.
+const MAX_DEPTH: u32 = 10;
+
+#[derive(Deserialize)]
+struct LineageParams {
+    direction: Option<String>,
+    depth: Option<u32>,
+}
+
+/// A version's lineage: its `version` inputs and theirs (`direction=up`, the default) or the
+/// versions made from it and theirs (`down`), `depth` levels (1 to 10, default 3). Only
+/// versions of models the token may read are shown, and only those reached through them.
+async fn lineage(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+    principal: Principal,
+    Query(p): Query<LineageParams>,
+) -> Result<axum::Json<Lineage>> {
+    let up = match p.direction.as_deref() {
+        None | Some("up") => true,
+        Some("down") => false,
+        Some(other) => {
+            return Err(Error::bad_request(
+                "invalid_query_parameter",
+                format!("direction {other:?}: up or down"),
+            )
+            .with_field("direction"));
+        }
+    };
+    let depth = p.depth.unwrap_or(3);
+    if !(1..=MAX_DEPTH).contains(&depth) {
+        return Err(Error::bad_request(
+            "invalid_query_parameter",
+            format!("depth is 1 to {MAX_DEPTH}"),
+        )
+        .with_field("depth"));
+    }
+    let graph = state.store.lineage(&model, version, up, depth).await?;
+    Ok(axum::Json(visible(graph, |m| principal.sees_model(m))))
+}
+
+/// The part of a lineage graph the token may read: its nodes, and those reached from the root
+/// (the first node) through them.
+fn visible(graph: Lineage, sees: impl Fn(&str) -> bool) -> Lineage {
+    let Some(root) = graph.nodes.first().map(|n| n.id.clone()) else {
+        return graph;
+    };
+    let shown: std::collections::HashSet<&str> = graph
+        .nodes
+        .iter()
+        .filter(|n| sees(&n.model))
+        .map(|n| n.id.as_str())
+        .collect();
+    let mut reached: std::collections::HashSet<String> = [root.clone()].into();
+    let mut queue = vec![root];
+    while let Some(at) = queue.pop() {
+        for e in &graph.edges {
+            let next = if e.to == at {
+                &e.from
+            } else if e.from == at {
+                &e.to
+            } else {
+                continue;
+            };
+            if shown.contains(next.as_str()) && reached.insert(next.clone()) {
+                queue.push(next.clone());
+            }
+        }
+    }
+    Lineage {
+        edges: graph
+            .edges
+            .iter()
+            .filter(|e| reached.contains(&e.from) && reached.contains(&e.to))
+            .cloned()
+            .collect(),
+        nodes: graph
+            .nodes
+            .into_iter()
+            .filter(|n| reached.contains(&n.id))
+            .collect(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -109,4 +199,55 @@ async fn add(
         .add_inputs(&model, version, body.inputs, &actor)
         .await?;
     Ok(axum::Json(Items { items }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LineageEdge, LineageNode};
+
+    fn node(id: &str) -> LineageNode {
+        let (model, version) = id.split_once(':').unwrap();
+        LineageNode {
+            id: id.into(),
+            model: model.into(),
+            version: version.parse().unwrap(),
+            status: "ready".into(),
+        }
+    }
+
+    fn edge(from: &str, to: &str) -> LineageEdge {
+        LineageEdge {
+            from: from.into(),
+            to: to.into(),
+            relation: "fine_tuned_from".into(),
+        }
+    }
+
+    #[test]
+    fn a_token_sees_only_what_it_reaches_through_models_it_may_read() {
+        // root <- secret:1 <- base:1, and root <- open:1
+        let graph = Lineage {
+            nodes: vec![
+                node("root:1"),
+                node("secret:1"),
+                node("open:1"),
+                node("base:1"),
+            ],
+            edges: vec![
+                edge("secret:1", "root:1"),
+                edge("open:1", "root:1"),
+                edge("base:1", "secret:1"),
+            ],
+        };
+        let seen = visible(graph.clone(), |m| m != "secret");
+        let ids: Vec<&str> = seen.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["root:1", "open:1"],
+            "base:1 is reached only through secret"
+        );
+        assert_eq!(seen.edges, vec![edge("open:1", "root:1")]);
+        assert_eq!(visible(graph, |_| true).nodes.len(), 4);
+    }
 }

@@ -229,3 +229,171 @@ pub(crate) async fn users<C: Conn>(
         .collect();
     Ok(crate::store::Page { items, next_cursor })
 }
+
+/// A version in a lineage graph.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LineageNode {
+    /// `model:version`, what edges name.
+    pub id: String,
+    pub model: String,
+    pub version: i64,
+    pub status: String,
+}
+
+/// `from` was an input of `to`, in this relation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LineageEdge {
+    pub from: String,
+    pub to: String,
+    pub relation: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Lineage {
+    pub nodes: Vec<LineageNode>,
+    pub edges: Vec<LineageEdge>,
+}
+
+#[derive(sqlx::FromRow)]
+struct NodeRow {
+    id: Uuid,
+    model: String,
+    version: i64,
+    status: String,
+}
+
+impl NodeRow {
+    fn node(&self) -> LineageNode {
+        LineageNode {
+            id: format!("{}:{}", self.model, self.version),
+            model: self.model.clone(),
+            version: self.version,
+            status: self.status.clone(),
+        }
+    }
+}
+
+const NODE: &str = "select v.id, m.name as model, v.version, v.status \
+    from versions v join models m on m.id = v.model_id where ";
+
+fn list(first: usize, n: usize) -> String {
+    let l: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    l.join(", ")
+}
+
+/// The versions named by (model, number) pairs, in one statement.
+async fn nodes_named<C: Conn>(conn: &mut C, pairs: &[(String, i64)]) -> Result<Vec<NodeRow>> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ors: Vec<String> = (0..pairs.len())
+        .map(|i| format!("(m.name = ${} and v.version = ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let mut stmt = Stmt::new(format!("{NODE}{}", ors.join(" or ")));
+    for (m, v) in pairs {
+        stmt = stmt.bind(m.as_str()).bind(*v);
+    }
+    conn.fetch_all(stmt).await
+}
+
+async fn nodes_by_id<C: Conn>(conn: &mut C, ids: &[Uuid]) -> Result<Vec<NodeRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = Stmt::new(format!("{NODE}v.id in ({})", list(1, ids.len())));
+    for id in ids {
+        stmt = stmt.bind(*id);
+    }
+    conn.fetch_all(stmt).await
+}
+
+/// A version's lineage to `depth` levels: its `version` inputs and theirs (`up`), or the
+/// versions that list it as an input and theirs (down). Two statements a level.
+pub(crate) async fn lineage<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    version: i64,
+    up: bool,
+    depth: u32,
+) -> Result<Lineage> {
+    let root = nodes_named(conn, &[(model.as_str().to_owned(), version)])
+        .await?
+        .pop()
+        .ok_or_else(|| Error::version_not_found(model.as_str(), version))?;
+    let mut out = Lineage::default();
+    let mut seen: std::collections::HashSet<Uuid> = [root.id].into();
+    out.nodes.push(root.node());
+    let mut frontier = vec![root];
+    for _ in 0..depth {
+        if frontier.is_empty() {
+            break;
+        }
+        let (links, next): (Vec<(String, String, String)>, Vec<NodeRow>) = if up {
+            let ids: Vec<Uuid> = frontier.iter().map(|n| n.id).collect();
+            let mut stmt = Stmt::new(format!(
+                "select version_id, body from version_inputs \
+                 where kind = 'version' and version_id in ({}) order by version_id, position",
+                list(1, ids.len())
+            ));
+            for id in &ids {
+                stmt = stmt.bind(*id);
+            }
+            let rows: Vec<(Uuid, Json<Input>)> = conn.fetch_all(stmt).await?;
+            let mut links = Vec::new();
+            let mut wanted = Vec::new();
+            for (child, Json(input)) in rows {
+                if let Input::Version(v) = input
+                    && let Some(c) = frontier.iter().find(|n| n.id == child)
+                {
+                    links.push((
+                        format!("{}:{}", v.model, v.version),
+                        c.node().id,
+                        v.relation.clone(),
+                    ));
+                    wanted.push((v.model, v.version));
+                }
+            }
+            (links, nodes_named(conn, &wanted).await?)
+        } else {
+            let ors: Vec<String> = (0..frontier.len())
+                .map(|i| format!("(name = ${} and digest = ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let mut stmt = Stmt::new(format!(
+                "select version_id, body from version_inputs where kind = 'version' and ({}) \
+                 order by version_id, position",
+                ors.join(" or ")
+            ));
+            for n in &frontier {
+                stmt = stmt.bind(n.model.as_str()).bind(n.version.to_string());
+            }
+            let rows: Vec<(Uuid, Json<Input>)> = conn.fetch_all(stmt).await?;
+            let ids: Vec<Uuid> = rows.iter().map(|(id, _)| *id).collect();
+            let users = nodes_by_id(conn, &ids).await?;
+            let mut links = Vec::new();
+            for (user, Json(input)) in rows {
+                if let (Input::Version(v), Some(u)) = (input, users.iter().find(|n| n.id == user)) {
+                    links.push((
+                        format!("{}:{}", v.model, v.version),
+                        u.node().id,
+                        v.relation,
+                    ));
+                }
+            }
+            (links, users)
+        };
+        for (from, to, relation) in links {
+            let edge = LineageEdge { from, to, relation };
+            if !out.edges.contains(&edge) {
+                out.edges.push(edge);
+            }
+        }
+        frontier = Vec::new();
+        for n in next {
+            if seen.insert(n.id) {
+                out.nodes.push(n.node());
+                frontier.push(n);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -75,7 +75,7 @@ mod webhooks;
 pub use artifacts::ArtifactStore;
 pub use deliveries::{Attempt, ClaimLimits, Claimed, DeliveryStore, OutboxSignal, Outcome};
 pub use events::EventStore;
-pub use inputs::{DatasetQuery, DatasetUse};
+pub use inputs::{DatasetQuery, DatasetUse, Lineage, LineageEdge, LineageNode};
 pub use logged_models::{
     LoggedMetric, LoggedModel, LoggedModelStore, LoggedSearch, NewLoggedModel, RunModel,
     RunModelLink, logged_model_not_found,

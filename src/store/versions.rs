@@ -62,6 +62,14 @@ pub trait VersionStore {
         batch: super::RunBatch,
         actor: &Actor,
     ) -> Result<()>;
+    /// A version's lineage, `depth` levels up (its inputs) or down (its dependants).
+    async fn lineage(
+        &self,
+        model: &ModelName,
+        version: i64,
+        up: bool,
+        depth: u32,
+    ) -> Result<super::Lineage>;
     /// The versions that used a dataset (by digest or name), a page at a time.
     async fn dataset_users(&self, q: &super::DatasetQuery) -> Result<Page<super::DatasetUse>>;
     /// The versions named by (model, number) pairs that exist, in one statement (MLflow's
@@ -480,6 +488,17 @@ impl<B: Backend> VersionStore for SqlStore<B> {
         actor: &Actor,
     ) -> Result<()> {
         transaction!(self.db, |c| log_batch(c, model, version, &batch, actor))
+    }
+
+    async fn lineage(
+        &self,
+        model: &ModelName,
+        version: i64,
+        up: bool,
+        depth: u32,
+    ) -> Result<super::Lineage> {
+        let mut conn = self.db.read().await?;
+        super::inputs::lineage(&mut *conn, model, version, up, depth).await
     }
 
     async fn dataset_users(&self, q: &super::DatasetQuery) -> Result<Page<super::DatasetUse>> {

@@ -652,6 +652,12 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
                 Scope::Write,
                 200,
             ),
+            ("GET", "/api/v1/models/{model}/versions/{version}/lineage") => (
+                "/api/v1/models/fraud-a/versions/1/lineage?direction=down",
+                None,
+                Scope::Read,
+                200,
+            ),
             ("POST", "/api/v1/models/{model}/versions/{version}/fail") => (
                 "/api/v1/models/fraud-a/versions/4/fail",
                 None,

@@ -10,7 +10,8 @@ crate::backend_tests!(
     inputs_are_added_while_pending_and_kept_once,
     mlflow_datasets_are_the_runs_inputs,
     datasets_are_traced_to_the_versions_that_used_them,
-    versions_and_code_are_inputs_too
+    versions_and_code_are_inputs_too,
+    lineage_reads_up_and_down
 );
 
 const INPUTS: &str = "/api/v1/models/m/versions/1/inputs";
@@ -324,4 +325,74 @@ async fn versions_and_code_are_inputs_too(app: &TestApp) {
         )
         .await;
     r.problem(409, "version_immutable");
+}
+
+/// `…/lineage`: a chain base:1 → tuned:1 → distilled:1 (and base:1 → eval:1), read up and down
+/// to a depth.
+async fn lineage_reads_up_and_down(app: &TestApp) {
+    for (model, inputs) in [
+        ("base", vec![]),
+        ("tuned", vec![("base", "fine_tuned_from")]),
+        ("distilled", vec![("tuned", "distilled_from")]),
+        ("eval", vec![("base", "evaluated_with")]),
+    ] {
+        app.model(model).await;
+        app.version(model, json!({})).await;
+        let list: Vec<Value> = inputs
+            .iter()
+            .map(|(m, r)| json!({"kind": "version", "model": m, "version": 1, "relation": r}))
+            .collect();
+        if !list.is_empty() {
+            app.post(
+                &format!("/api/v1/models/{model}/versions/1/inputs"),
+                json!({"inputs": list}),
+            )
+            .await
+            .ok(200);
+        }
+        app.post_empty(&format!("/api/v1/models/{model}/versions/1/finalize"))
+            .await
+            .ok(200);
+    }
+    let graph = |path: &'static str| async move {
+        app.get(&format!("/api/v1/models/{path}"))
+            .await
+            .ok(200)
+            .clone()
+    };
+    let ids = |g: &Value| -> Vec<String> {
+        g["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let up = graph("distilled/versions/1/lineage").await;
+    assert_eq!(ids(&up), ["distilled:1", "tuned:1", "base:1"]);
+    assert_eq!(
+        up["edges"],
+        json!([{"from": "tuned:1", "to": "distilled:1", "relation": "distilled_from"},
+               {"from": "base:1", "to": "tuned:1", "relation": "fine_tuned_from"}])
+    );
+    assert_eq!(
+        ids(&graph("distilled/versions/1/lineage?depth=1").await),
+        ["distilled:1", "tuned:1"]
+    );
+    let down = graph("base/versions/1/lineage?direction=down&depth=10").await;
+    let mut got = ids(&down);
+    got.sort();
+    assert_eq!(got, ["base:1", "distilled:1", "eval:1", "tuned:1"]);
+    assert_eq!(down["nodes"][0]["id"], "base:1");
+    assert_eq!(down["edges"].as_array().unwrap().len(), 3);
+    assert_eq!(ids(&graph("base/versions/1/lineage").await), ["base:1"]);
+    for bad in ["depth=0", "depth=11", "direction=sideways"] {
+        let r = app
+            .get(&format!("/api/v1/models/base/versions/1/lineage?{bad}"))
+            .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    app.get("/api/v1/models/base/versions/9/lineage")
+        .await
+        .problem(404, "version_not_found");
 }
