@@ -109,6 +109,7 @@ fn visible(graph: Lineage, sees: impl Fn(&str) -> bool) -> Lineage {
         }
     }
     Lineage {
+        truncated: graph.truncated,
         edges: graph
             .edges
             .iter()
@@ -239,6 +240,7 @@ mod tests {
                 edge("open:1", "root:1"),
                 edge("base:1", "secret:1"),
             ],
+            truncated: false,
         };
         let seen = visible(graph.clone(), |m| m != "secret");
         let ids: Vec<&str> = seen.nodes.iter().map(|n| n.id.as_str()).collect();

@@ -252,7 +252,13 @@ pub struct LineageEdge {
 pub struct Lineage {
     pub nodes: Vec<LineageNode>,
     pub edges: Vec<LineageEdge>,
+    /// The graph reached [`MAX_NODES`] before its depth: what is shown is a part of it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
+
+/// The most versions one lineage read returns (and reads a level at a time).
+pub const MAX_NODES: usize = 1000;
 
 #[derive(sqlx::FromRow)]
 struct NodeRow {
@@ -332,13 +338,16 @@ pub(crate) async fn lineage<C: Conn>(
             let ids: Vec<Uuid> = frontier.iter().map(|n| n.id).collect();
             let mut stmt = Stmt::new(format!(
                 "select version_id, body from version_inputs \
-                 where kind = 'version' and version_id in ({}) order by version_id, position",
-                list(1, ids.len())
+                 where kind = 'version' and version_id in ({}) order by version_id, position \
+                 limit {}",
+                list(1, ids.len()),
+                MAX_NODES + 1
             ));
             for id in &ids {
                 stmt = stmt.bind(*id);
             }
             let rows: Vec<(Uuid, Json<Input>)> = conn.fetch_all(stmt).await?;
+            out.truncated |= rows.len() > MAX_NODES;
             let mut links = Vec::new();
             let mut wanted = Vec::new();
             for (child, Json(input)) in rows {
@@ -360,13 +369,16 @@ pub(crate) async fn lineage<C: Conn>(
                 .collect();
             let mut stmt = Stmt::new(format!(
                 "select version_id, body from version_inputs where kind = 'version' and ({}) \
-                 order by version_id, position",
-                ors.join(" or ")
+                 order by version_id, position limit {}",
+                ors.join(" or "),
+                MAX_NODES + 1
             ));
             for n in &frontier {
                 stmt = stmt.bind(n.model.as_str()).bind(n.version.to_string());
             }
-            let rows: Vec<(Uuid, Json<Input>)> = conn.fetch_all(stmt).await?;
+            let mut rows: Vec<(Uuid, Json<Input>)> = conn.fetch_all(stmt).await?;
+            out.truncated |= rows.len() > MAX_NODES;
+            rows.truncate(MAX_NODES);
             let ids: Vec<Uuid> = rows.iter().map(|(id, _)| *id).collect();
             let users = nodes_by_id(conn, &ids).await?;
             let mut links = Vec::new();
@@ -389,11 +401,22 @@ pub(crate) async fn lineage<C: Conn>(
         }
         frontier = Vec::new();
         for n in next {
+            if out.nodes.len() >= MAX_NODES {
+                out.truncated = true;
+                break;
+            }
             if seen.insert(n.id) {
                 out.nodes.push(n.node());
                 frontier.push(n);
             }
         }
     }
+    // An edge to a version left out by the bound goes too.
+    let ids: std::collections::HashSet<&str> = out.nodes.iter().map(|n| n.id.as_str()).collect();
+    let edges = std::mem::take(&mut out.edges);
+    out.edges = edges
+        .into_iter()
+        .filter(|e| ids.contains(e.from.as_str()) && ids.contains(e.to.as_str()))
+        .collect();
     Ok(out)
 }
