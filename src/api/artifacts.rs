@@ -134,6 +134,14 @@ async fn upload(
     Ok((StatusCode::CREATED, axum::Json(artifact)))
 }
 
+/// An upload's expected sha256 (`x-content-sha256`) and content type.
+fn upload_headers(headers: &HeaderMap) -> Result<(Option<String>, String)> {
+    let expected = header_str(headers, "x-content-sha256")
+        .map(parse_sha256)
+        .transpose()?;
+    Ok((expected, content_type(headers)?))
+}
+
 /// Streams an upload into the object store and records it (the native and MLflow uploads).
 pub(crate) async fn store_upload(
     state: &AppState,
@@ -144,10 +152,7 @@ pub(crate) async fn store_upload(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Artifact> {
-    let expected = header_str(headers, "x-content-sha256")
-        .map(parse_sha256)
-        .transpose()?;
-    let content_type = content_type(headers)?;
+    let (expected, content_type) = upload_headers(headers)?;
     // Refuse before reading the body when the upload cannot be recorded anyway.
     state
         .store
@@ -171,10 +176,7 @@ pub(crate) async fn store_logged_upload(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Artifact> {
-    let expected = header_str(headers, "x-content-sha256")
-        .map(parse_sha256)
-        .transpose()?;
-    let content_type = content_type(headers)?;
+    let (expected, content_type) = upload_headers(headers)?;
     state
         .store
         .check_logged_upload(model.id, path.as_str())

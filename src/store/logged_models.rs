@@ -228,6 +228,19 @@ pub(super) fn bind_ids(mut stmt: Stmt, ids: &[Uuid]) -> Stmt {
 }
 
 /// Fills in the tags, params and metrics of `models` in three statements.
+/// The `(model, key, value)` rows of a key/value table (tags or params) of these models.
+async fn key_values<C: Conn>(
+    conn: &mut C,
+    table: &'static str,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String, String)>> {
+    let sql = format!(
+        "select logged_model_id, key, value from {table} where logged_model_id in {}",
+        placeholders(1, ids.len())
+    );
+    conn.fetch_all(bind_ids(Stmt::new(sql), ids)).await
+}
+
 pub(super) async fn with_details<C: Conn>(
     conn: &mut C,
     rows: Vec<Row>,
@@ -237,24 +250,8 @@ pub(super) async fn with_details<C: Conn>(
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let list = placeholders(1, ids.len());
-    let tags: Vec<(Uuid, String, String)> = conn
-        .fetch_all(bind_ids(
-            Stmt::new(format!(
-                "select logged_model_id, key, value from logged_model_tags \
-                 where logged_model_id in {list}"
-            )),
-            &ids,
-        ))
-        .await?;
-    let params: Vec<(Uuid, String, String)> = conn
-        .fetch_all(bind_ids(
-            Stmt::new(format!(
-                "select logged_model_id, key, value from logged_model_params \
-                 where logged_model_id in {list}"
-            )),
-            &ids,
-        ))
-        .await?;
+    let tags = key_values(conn, "logged_model_tags", &ids).await?;
+    let params = key_values(conn, "logged_model_params", &ids).await?;
     #[derive(sqlx::FromRow)]
     struct MetricOf {
         logged_model_id: Uuid,

@@ -576,3 +576,55 @@ impl Rng {
         self.below(n.max(1) as u64) as i64
     }
 }
+
+/// Transactions committed by a Postgres database, from its statistics (11 s of quiet around
+/// each window lets every backend report): what counts statements per call.
+pub struct Commits {
+    conn: sqlx::PgConnection,
+}
+
+impl Commits {
+    pub async fn connect(url: &str) -> Self {
+        use sqlx::Connection;
+        Self {
+            conn: sqlx::PgConnection::connect(url).await.unwrap(),
+        }
+    }
+
+    /// Turns autovacuum off for the database's tables: its analyze of tables just filled
+    /// would count in the windows.
+    pub async fn quiet_tables(&mut self) {
+        sqlx::raw_sql(
+            "do $$ declare t record; begin \
+               for t in select tablename from pg_tables where schemaname = 'public' loop \
+                 execute format('alter table %I set (autovacuum_enabled = false)', t.tablename); \
+               end loop; end $$",
+        )
+        .execute(&mut self.conn)
+        .await
+        .unwrap();
+    }
+
+    async fn now(&mut self) -> i64 {
+        sqlx::raw_sql("select pg_stat_clear_snapshot()")
+            .execute(&mut self.conn)
+            .await
+            .unwrap();
+        sqlx::query_scalar(
+            "select xact_commit from pg_stat_database where datname = current_database()",
+        )
+        .fetch_one(&mut self.conn)
+        .await
+        .unwrap()
+    }
+
+    /// The transactions `call` costs (the two reads of the counter included).
+    pub async fn of<F: std::future::Future<Output = ()>>(&mut self, call: F) -> i64 {
+        let settle = Duration::from_secs(11);
+        tokio::time::sleep(settle).await;
+        let before = self.now().await;
+        call.await;
+        tokio::time::sleep(settle).await;
+        self.now().await - before
+    }
+}

@@ -930,7 +930,6 @@ async fn experiments_are_tagged_renamed_deleted_and_restored(app: &TestApp) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_search_reads_in_pages_not_rows_postgres() {
     use crate::helpers::{Backend, TestDb};
-    use sqlx::Connection;
     let db = TestDb::create(Backend::Postgres).await;
     let app = TestApp::spawn(db.url.clone(), |c| {
         c.webhooks.dispatcher = false;
@@ -947,45 +946,27 @@ async fn run_search_reads_in_pages_not_rows_postgres() {
             .await
             .ok(200);
     }
-    let mut stats = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let mut commits = async || -> i64 {
-        sqlx::raw_sql("select pg_stat_clear_snapshot()")
-            .execute(&mut stats)
-            .await
-            .unwrap();
-        sqlx::query_scalar(
-            "select xact_commit from pg_stat_database where datname = current_database()",
-        )
-        .fetch_one(&mut stats)
-        .await
-        .unwrap()
-    };
-    // A backend sends its counts to the statistics when a transaction ends a second after its
-    // last report, or after 10 s idle: 11 s of quiet around each window counts all of it.
-    let settle = std::time::Duration::from_secs(11);
+    let mut commits = crate::helpers::Commits::connect(&db.url).await;
     let mut cost = Vec::new();
-    tokio::time::sleep(settle).await;
     for page in [2, 100] {
-        let before = commits().await;
-        let r = app
-            .post(
-                "/api/2.0/mlflow/runs/search",
-                json!({"experiment_ids": [exp], "max_results": page}),
-            )
+        let spent = commits
+            .of(async {
+                let r = app
+                    .post(
+                        "/api/2.0/mlflow/runs/search",
+                        json!({"experiment_ids": [exp], "max_results": page}),
+                    )
+                    .await;
+                let runs = r.ok(200)["runs"].as_array().unwrap().clone();
+                assert_eq!(runs.len(), page);
+                assert!(
+                    runs.iter()
+                        .all(|r| r["data"]["metrics"][0]["key"] == "loss")
+                );
+            })
             .await;
-        let runs = r.ok(200)["runs"].as_array().unwrap().clone();
-        assert_eq!(runs.len(), page);
-        assert!(
-            runs.iter()
-                .all(|r| r["data"]["metrics"][0]["key"] == "loss")
-        );
-        tokio::time::sleep(settle).await;
-        // The reads of the counter are transactions too.
-        cost.push(commits().await - before);
-        eprintln!(
-            "a page of {page} runs: {} transactions",
-            cost[cost.len() - 1]
-        );
+        eprintln!("a page of {page} runs: {spent} transactions");
+        cost.push(spent);
     }
     // Reading each run on its own costs at least two statements a run (its detail and its
     // model): 196 more for the larger page. Autovacuum and other sessions' housekeeping add a

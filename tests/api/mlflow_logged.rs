@@ -3,7 +3,7 @@
 //! API reads whole (files, config, metrics, source).
 
 use crate::blobs::Blobs;
-use crate::helpers::{Resp, Setup, TestApp};
+use crate::helpers::{Commits, Resp, Setup, TestApp};
 use crate::mlflow::{create_experiment, create_run, mlflow_error};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -677,38 +677,6 @@ async fn runs_are_searched_across_experiments_and_restored(app: &TestApp) {
     mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
 }
 
-/// Transactions committed by the database since the last call (Postgres' statistics; 11 s of
-/// quiet around each window lets every backend report).
-struct Commits {
-    conn: sqlx::PgConnection,
-}
-
-impl Commits {
-    async fn now(&mut self) -> i64 {
-        sqlx::raw_sql("select pg_stat_clear_snapshot()")
-            .execute(&mut self.conn)
-            .await
-            .unwrap();
-        sqlx::query_scalar(
-            "select xact_commit from pg_stat_database where datname = current_database()",
-        )
-        .fetch_one(&mut self.conn)
-        .await
-        .unwrap()
-    }
-
-    /// The transactions `call` costs.
-    async fn of<F: std::future::Future<Output = ()>>(&mut self, call: F) -> i64 {
-        let settle = std::time::Duration::from_secs(11);
-        tokio::time::sleep(settle).await;
-        let before = self.now().await;
-        call.await;
-        tokio::time::sleep(settle).await;
-        // The reads of the counter are transactions too.
-        self.now().await - before
-    }
-}
-
 async fn registered_page(app: &TestApp, page: usize) {
     let r = app
         .get(&format!(
@@ -747,7 +715,6 @@ async fn logged_page(app: &TestApp, exp: &str, page: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mlflow_searches_read_in_pages_postgres() {
     use crate::helpers::{Backend, TestDb};
-    use sqlx::Connection;
     let db = TestDb::create(Backend::Postgres).await;
     let app = TestApp::spawn(db.url.clone(), |c| {
         c.webhooks.dispatcher = false;
@@ -786,19 +753,9 @@ async fn mlflow_searches_read_in_pages_postgres() {
         .await
         .ok(200);
     }
-    let mut commits = Commits {
-        conn: sqlx::PgConnection::connect(&db.url).await.unwrap(),
-    };
+    let mut commits = Commits::connect(&db.url).await;
     // Autovacuum's analyze of the tables just filled would count in the windows.
-    sqlx::raw_sql(
-        "do $$ declare t record; begin \
-           for t in select tablename from pg_tables where schemaname = 'public' loop \
-             execute format('alter table %I set (autovacuum_enabled = false)', t.tablename); \
-           end loop; end $$",
-    )
-    .execute(&mut commits.conn)
-    .await
-    .unwrap();
+    commits.quiet_tables().await;
     let mut report = Vec::new();
     for page in [2, 100] {
         // Noise (a pool opening a connection, housekeeping) only adds: the least of two
