@@ -187,19 +187,24 @@ async fn add(
     principal: Principal,
     Json(body): Json<AddBody>,
 ) -> Result<axum::Json<Items<Input>>> {
-    // A version input the token may not read is answered as absent, as a read of it would be.
-    for (i, input) in body.inputs.iter().enumerate() {
+    readable(&principal, &body.inputs)?;
+    let items = state
+        .store
+        .add_inputs(&model, version, body.inputs, &actor)
+        .await?;
+    Ok(axum::Json(Items { items }))
+}
+
+/// A version input the token may not read is answered as absent, as a read of it would be.
+pub(super) fn readable(principal: &Principal, inputs: &[Input]) -> Result<()> {
+    for (i, input) in inputs.iter().enumerate() {
         if let Input::Version(v) = input
             && !principal.sees_model(&v.model)
         {
             return Err(Error::model_not_found(&v.model).with_field(format!("inputs[{i}].model")));
         }
     }
-    let items = state
-        .store
-        .add_inputs(&model, version, body.inputs, &actor)
-        .await?;
-    Ok(axum::Json(Items { items }))
+    Ok(())
 }
 
 #[cfg(test)]

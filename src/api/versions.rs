@@ -4,9 +4,10 @@ use super::Endpoint;
 use super::extract::{Json, ModelPath, OptionalJson, Query, VersionPath, page_limit, query_error};
 use super::models::PatchBody;
 use crate::AppState;
-use crate::domain::access::Scope;
+use crate::domain::access::{Principal, Scope};
 use crate::domain::document;
 use crate::domain::filter::{Filter, OrderBy};
+use crate::domain::inputs::{self, Input};
 use crate::domain::metrics::check_key;
 use crate::domain::{Description, Reason};
 use crate::domain::{TagFilter, Tags, Transition, VersionStatus};
@@ -58,6 +59,8 @@ struct RegisterBody {
     tags: Option<BTreeMap<String, String>>,
     source: Option<Map<String, Value>>,
     finalize: Option<bool>,
+    /// What the version was made from, as `POST …/inputs` takes them.
+    inputs: Option<Vec<Input>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -128,6 +131,7 @@ async fn register(
     State(state): State<AppState>,
     ModelPath(model): ModelPath,
     actor: Actor,
+    principal: Principal,
     headers: HeaderMap,
     Json(body): Json<RegisterBody>,
 ) -> Result<(StatusCode, HeaderMap, axum::Json<Version>)> {
@@ -144,6 +148,8 @@ async fn register(
             document::check(field, doc)?;
         }
     }
+    let inputs = inputs::to_add(&[], body.inputs.unwrap_or_default())?;
+    super::inputs::readable(&principal, &inputs)?;
     let new = NewVersion {
         description,
         tags: Tags::parse("tags", body.tags.unwrap_or_default())?,
@@ -151,6 +157,8 @@ async fn register(
         source: body.source.unwrap_or_default(),
         finalize: body.finalize.unwrap_or(false),
         artifacts: Vec::new(),
+        inputs,
+        copied_from: None,
     };
     let registered = state
         .store

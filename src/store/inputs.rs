@@ -56,6 +56,82 @@ async fn check_version_input<C: Conn>(
     Ok(())
 }
 
+/// Whether a version is an input of another: a pending one that is gains no version inputs,
+/// so that a registration copying a pending run (an MLflow run still going) cannot close a
+/// loop through it.
+async fn is_an_input<C: Conn>(conn: &mut C, model: &ModelName, version: i64) -> Result<bool> {
+    let stmt = Stmt::new(
+        "select 1 from version_inputs where kind = 'version' and name = $1 and digest = $2 \
+         limit 1",
+    )
+    .bind(model.as_str())
+    .bind(version.to_string());
+    Ok(conn.fetch_optional::<(i32,)>(stmt).await?.is_some())
+}
+
+/// Writes inputs at positions `first`, `first + 1`, … of a version.
+async fn insert_rows<C: Conn>(
+    conn: &mut C,
+    version_id: Uuid,
+    first: usize,
+    inputs: &[Input],
+    now: time::Timestamp,
+) -> Result<()> {
+    for (i, input) in inputs.iter().enumerate() {
+        let (name, digest) = input.keys();
+        let stmt = Stmt::new(
+            "insert into version_inputs (version_id, position, kind, name, digest, body, created_at) \
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(version_id)
+        .bind(i64::try_from(first + i).map_err(Error::internal)?)
+        .bind(input.kind())
+        .bind(name)
+        .bind(digest)
+        .json(input)
+        .bind(now);
+        conn.execute(stmt).await?;
+    }
+    Ok(())
+}
+
+/// The inputs of a version being registered (checked by [`inputs::to_add`] already): each
+/// `version` input checked as [`add`] does; then, for a registration that copies another
+/// version (an MLflow registration of a run's model), that version as a `copied_from` input
+/// (pending or not: the new version is ready at once and nothing lists it yet) and the
+/// datasets it used, so that "which versions were trained on this dataset" finds the copy.
+pub(crate) async fn at_registration<C: Conn>(
+    conn: &mut C,
+    (version_id, model, number): (Uuid, &ModelName, i64),
+    given: &[Input],
+    copied_from: Option<&(ModelName, i64)>,
+    now: time::Timestamp,
+) -> Result<usize> {
+    for (i, input) in given.iter().enumerate() {
+        if let Input::Version(v) = input {
+            check_version_input(conn, model, number, i, v).await?;
+        }
+    }
+    let mut all = given.to_vec();
+    if let Some((source, source_version)) = copied_from {
+        let from = versions::row(conn, source, *source_version, false).await?;
+        let copied = Input::Version(inputs::VersionRef {
+            model: source.as_str().to_owned(),
+            version: *source_version,
+            relation: "copied_from".to_owned(),
+        });
+        let datasets: Vec<Input> = of(conn, from.id)
+            .await?
+            .into_iter()
+            .filter(|i| matches!(i, Input::Dataset(_)))
+            .collect();
+        let extra = inputs::to_add(&all, std::iter::once(copied).chain(datasets).collect())?;
+        all.extend(extra);
+    }
+    insert_rows(conn, version_id, 0, &all, now).await?;
+    Ok(all.len())
+}
+
 /// Adds inputs to a pending version (those it holds already are left out), records
 /// `version.inputs_added`; answers every input it holds.
 pub(crate) async fn add<C: Conn>(
@@ -78,6 +154,18 @@ pub(crate) async fn add<C: Conn>(
     }
     let mut held = of(conn, row.id).await?;
     let added = inputs::to_add(&held, new)?;
+    let adds_versions = added.iter().any(|i| matches!(i, Input::Version(_)));
+    if adds_versions && is_an_input(conn, model, version).await? {
+        return Err(Error::conflict(
+            "input_pending",
+            format!(
+                "version {version} of '{model}' is already an input of another version (a \
+                 registration copied it): it gains no version inputs while pending, so that \
+                 lineage never loops"
+            ),
+        )
+        .with_field("inputs"));
+    }
     for (i, input) in added.iter().enumerate() {
         if let Input::Version(v) = input {
             check_version_input(conn, model, version, i, v).await?;
@@ -87,22 +175,7 @@ pub(crate) async fn add<C: Conn>(
         return Ok(held);
     }
     let now = time::now();
-    let first = i64::try_from(held.len()).map_err(Error::internal)?;
-    for (i, input) in added.iter().enumerate() {
-        let (name, digest) = input.keys();
-        let stmt = Stmt::new(
-            "insert into version_inputs (version_id, position, kind, name, digest, body, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(row.id)
-        .bind(first + i64::try_from(i).map_err(Error::internal)?)
-        .bind(input.kind())
-        .bind(name)
-        .bind(digest)
-        .json(input)
-        .bind(now);
-        conn.execute(stmt).await?;
-    }
+    insert_rows(conn, row.id, held.len(), &added, now).await?;
     let model_id = models::row(conn, model, false).await?.id;
     let event = NewEvent::model("version.inputs_added", model_id, model.as_str(), now)
         .version(version)

@@ -4,7 +4,8 @@
 use super::rows::IdempotencyRow;
 use super::sql::{Conn, Stmt};
 use super::{
-    Actor, Backend, Idempotency, NewEvent, NewVersion, Registered, artifacts, events, versions,
+    Actor, Backend, Idempotency, NewEvent, NewVersion, Registered, artifacts, events, inputs,
+    versions,
 };
 use crate::domain::time::{self, Timestamp};
 use crate::domain::{ModelName, VersionStatus};
@@ -112,9 +113,21 @@ async fn register<C: Conn>(
         .bind(now);
         conn.execute(remember).await?;
     }
+    let inputs = inputs::at_registration(
+        conn,
+        (id, model, number),
+        &new.inputs,
+        new.copied_from.as_ref(),
+        now,
+    )
+    .await?;
+    let mut details = serde_json::json!({"status": status.as_str()});
+    if inputs > 0 {
+        details["inputs"] = inputs.into();
+    }
     let created = NewEvent::model("version.created", model_id, model.as_str(), now)
         .version(number)
-        .details(serde_json::json!({"status": status.as_str()}));
+        .details(details);
     events::record(conn, created, actor).await?;
     for a in &new.artifacts {
         artifacts::insert(conn, (id, model_id), model, number, a, actor).await?;

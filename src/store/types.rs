@@ -120,6 +120,11 @@ pub struct NewVersion {
     /// Artifacts whose objects are already stored, recorded with the version (an MLflow
     /// registration from another model's run carries copies of the run's model files).
     pub artifacts: Vec<Artifact>,
+    /// What it was made from, in order (checked by `domain::inputs::to_add`).
+    pub inputs: Vec<crate::domain::inputs::Input>,
+    /// The version it copies (an MLflow registration of a run's model): recorded as a
+    /// `copied_from` input, with the datasets that version used.
+    pub copied_from: Option<(ModelName, i64)>,
 }
 
 /// An `Idempotency-Key` and the fingerprint of the request body it came with.

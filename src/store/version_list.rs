@@ -15,7 +15,9 @@
 
 use super::VersionQuery;
 use super::sql::{Arg, Conn, Dialect, Stmt};
-use crate::domain::filter::{Clause, Field, Filter, Op, SortKey, SortValue, Value};
+use crate::domain::filter::{
+    Clause, Field, Filter, InputField, Op, SortKey, SortValue, Value, version_ref,
+};
 use crate::error::Result;
 use std::marker::PhantomData;
 use uuid::Uuid;
@@ -130,6 +132,32 @@ impl<C: Conn> Builder<C> {
                     Err(_) if c.op == Op::Ne => "true".to_owned(),
                     Err(_) => "false".to_owned(),
                 }
+            }
+            (Field::Input(field), Value::Text(s)) if matches!(c.op, Op::Eq | Op::Ne) => {
+                let test = match field {
+                    InputField::DatasetName => {
+                        format!(
+                            "i.kind = 'dataset' and i.name = {}",
+                            self.bind(text(s.clone()))
+                        )
+                    }
+                    InputField::DatasetDigest => format!(
+                        "i.kind = 'dataset' and i.digest = {}",
+                        self.bind(text(s.clone()))
+                    ),
+                    InputField::Version => {
+                        let Some((model, number)) = version_ref(s) else {
+                            return "false".to_owned();
+                        };
+                        let m = self.bind(text(model.to_owned()));
+                        let n = self.bind(text(number.to_string()));
+                        format!("i.kind = 'version' and i.name = {m} and i.digest = {n}")
+                    }
+                };
+                let not = if c.op == Op::Ne { "not " } else { "" };
+                format!(
+                    "{not}exists (select 1 from version_inputs i where i.version_id = v.id and {test})"
+                )
             }
             // The parsers admit no other pairing; an impossible one matches nothing.
             _ => "false".to_owned(),

@@ -11,7 +11,10 @@ crate::backend_tests!(
     mlflow_datasets_are_the_runs_inputs,
     datasets_are_traced_to_the_versions_that_used_them,
     versions_and_code_are_inputs_too,
-    lineage_reads_up_and_down
+    lineage_reads_up_and_down,
+    inputs_are_given_at_registration,
+    versions_are_filtered_by_their_inputs,
+    an_mlflow_registration_records_the_run_it_copies
 );
 
 const INPUTS: &str = "/api/v1/models/m/versions/1/inputs";
@@ -395,4 +398,264 @@ async fn lineage_reads_up_and_down(app: &TestApp) {
     app.get("/api/v1/models/base/versions/9/lineage")
         .await
         .problem(404, "version_not_found");
+}
+
+/// `inputs` in the registration body: recorded in order with the version, checked as
+/// `POST …/inputs` checks them, part of what an `Idempotency-Key` remembers.
+async fn inputs_are_given_at_registration(app: &TestApp) {
+    app.model("base").await;
+    app.version("base", json!({"finalize": true})).await;
+    app.version("base", json!({})).await;
+    app.model("tuned").await;
+    let inputs = json!([
+        dataset("iris", "sha256:aa", "training"),
+        {"kind": "version", "model": "base", "version": 1, "relation": "fine_tuned_from"},
+        {"kind": "code", "uri": "https://git.example/train", "commit": "0a1b2c3"},
+        dataset("iris", "sha256:aa", "training")
+    ]);
+    let send = |body: Value| async move {
+        app.send(
+            app.client
+                .post(app.url("/api/v1/models/tuned/versions"))
+                .header("idempotency-key", "run-17")
+                .json(&body),
+        )
+        .await
+    };
+    let r = send(json!({"inputs": inputs, "finalize": true})).await;
+    assert_eq!(r.ok(201)["version"], 1);
+    let detail = app.get("/api/v1/models/tuned/versions/1").await;
+    let kinds: Vec<&str> = detail.ok(200)["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["dataset", "version", "code"],
+        "the repeat kept once"
+    );
+    // The retry answers the same version; the same key with other inputs is refused.
+    let r = send(json!({"inputs": inputs, "finalize": true})).await;
+    assert_eq!(r.ok(200)["version"], 1);
+    let r = send(json!({"inputs": [dataset("other", "sha256:bb", "training")], "finalize": true}))
+        .await;
+    r.problem(422, "idempotency_key_reused");
+    // The version.created event counts them.
+    let events = app
+        .get("/api/v1/events?model=tuned&action=version.created")
+        .await;
+    let created = events.ok(200)["items"][0].clone();
+    assert_eq!(created["details"]["inputs"], 3, "{created}");
+    // The checks of POST …/inputs, and nothing registered when they fail.
+    let one = |input: Value| json!({"inputs": [input]});
+    let cases = [
+        (
+            one(json!({"kind": "version", "model": "base", "version": 2, "relation": "x"})),
+            409,
+            "input_pending",
+        ),
+        (
+            one(json!({"kind": "version", "model": "base", "version": 9, "relation": "x"})),
+            404,
+            "version_not_found",
+        ),
+        (
+            one(json!({"kind": "version", "model": "nope", "version": 1, "relation": "x"})),
+            404,
+            "model_not_found",
+        ),
+        (
+            one(json!({"kind": "version", "model": "tuned", "version": 2, "relation": "x"})),
+            422,
+            "validation_failed",
+        ),
+        (
+            one(json!({"kind": "dataset", "name": "", "digest": "x"})),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"inputs": {"kind": "code"}}),
+            422,
+            "validation_failed",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let r = app
+            .post("/api/v1/models/tuned/versions", body.clone())
+            .await;
+        let problem = r.problem(status, code);
+        assert!(
+            problem["field"]
+                .as_str()
+                .unwrap_or("inputs")
+                .starts_with("inputs"),
+            "{body}: {problem}"
+        );
+    }
+    let r = app.post("/api/v1/models/tuned/versions", json!({})).await;
+    assert_eq!(
+        r.ok(201)["version"],
+        2,
+        "no number was used by a refused registration"
+    );
+}
+
+/// `input.dataset.name`, `input.dataset.digest` and `input.version` in the list's filter (and
+/// in a policy's `require`, the same grammar): `=` has such an input, `!=` has none.
+async fn versions_are_filtered_by_their_inputs(app: &TestApp) {
+    app.model("base").await;
+    app.version("base", json!({"finalize": true})).await;
+    app.model("m").await;
+    for inputs in [
+        json!([dataset("iris", "sha256:aa", "training")]),
+        json!([dataset("iris", "sha256:bb", "training"),
+               {"kind": "version", "model": "base", "version": 1, "relation": "fine_tuned_from"}]),
+        json!([dataset("wine", "sha256:cc", "evaluation")]),
+        json!([]),
+    ] {
+        app.post("/api/v1/models/m/versions", json!({"inputs": inputs}))
+            .await
+            .ok(201);
+    }
+    let numbers = |filter: &str| {
+        let url = format!(
+            "/api/v1/models/m/versions?order_by=version:asc&filter={}",
+            urlencode(filter)
+        );
+        async move {
+            let r = app.get(&url).await;
+            r.ok(200)["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["version"].as_i64().unwrap())
+                .collect::<Vec<i64>>()
+        }
+    };
+    assert_eq!(numbers(r#"input.dataset.name = "iris""#).await, [1, 2]);
+    assert_eq!(numbers(r#"input.dataset.name != "iris""#).await, [3, 4]);
+    assert_eq!(numbers(r#"input.dataset.digest = "sha256:bb""#).await, [2]);
+    assert_eq!(numbers(r#"input.version = "base:1""#).await, [2]);
+    assert_eq!(numbers(r#"input.version != "base:1""#).await, [1, 3, 4]);
+    assert_eq!(
+        numbers(r#"input.dataset.name = "iris" and input.dataset.digest != "sha256:bb""#).await,
+        [1]
+    );
+    assert!(numbers(r#"input.version = "base:2""#).await.is_empty());
+    for (bad, position) in [
+        (r#"input.version = "base""#, 16),
+        (r#"input.version = "base:0""#, 16),
+        ("input.dataset.name = 3", 21),
+        (r#"input.dataset.name < "a""#, 19),
+        (r#"input.dataset.size = "a""#, 0),
+    ] {
+        let r = app
+            .get(&format!(
+                "/api/v1/models/m/versions?filter={}",
+                urlencode(bad)
+            ))
+            .await;
+        let p = r.problem(400, "invalid_filter");
+        assert_eq!(p["position"], position, "{bad}: {p}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// An MLflow registration of a run's model records the run as a `copied_from` input and the
+/// datasets the run logged, so that lineage and the dataset query reach the registered
+/// version; the run, once copied, gains no version inputs while it goes on (no loop).
+/// MLflow's `datasets.name` / `datasets.digest` run search reads the same inputs.
+async fn an_mlflow_registration_records_the_run_it_copies(app: &TestApp) {
+    let run = create_run(app, json!({})).await;
+    let id = run["info"]["run_id"].as_str().unwrap().to_owned();
+    let body = json!({"run_id": id, "datasets": [{
+        "tags": [{"key": "mlflow.data.context", "value": "training"}],
+        "dataset": {"name": "iris", "digest": "2f1e", "source_type": "local", "source": "{}"}}]});
+    app.post("/api/2.0/mlflow/runs/log-inputs", body)
+        .await
+        .ok(200);
+    app.post(
+        "/api/2.0/mlflow/registered-models/create",
+        json!({"name": "fraud"}),
+    )
+    .await
+    .ok(200);
+    // The run is still going: registered all the same, as MLflow's autolog does.
+    let r = app
+        .post(
+            "/api/2.0/mlflow/model-versions/create",
+            json!({"name": "fraud", "source": "s3://bucket/model", "run_id": id}),
+        )
+        .await;
+    assert_eq!(r.ok(200)["model_version"]["version"], "1");
+    let detail = app.get("/api/v1/models/fraud/versions/1").await;
+    let inputs = detail.ok(200)["inputs"].clone();
+    assert_eq!(
+        inputs[0],
+        json!({"kind": "version", "model": "default", "version": 1, "relation": "copied_from"})
+    );
+    assert_eq!(inputs[1]["name"], "iris");
+    assert_eq!(inputs.as_array().unwrap().len(), 2);
+    let users = app.get("/api/v1/lineage/datasets?digest=2f1e").await;
+    let found: Vec<(String, i64)> = users.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["model"].as_str().unwrap().to_owned(),
+                u["version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, [("default".to_owned(), 1), ("fraud".to_owned(), 1)]);
+    let down = app
+        .get("/api/v1/models/default/versions/1/lineage?direction=down")
+        .await;
+    assert_eq!(
+        down.ok(200)["edges"],
+        json!([{"from": "default:1", "to": "fraud:1", "relation": "copied_from"}])
+    );
+    // The pending run, now an input of fraud:1, cannot take fraud:1 (or any version) as input.
+    let r = app
+        .post(
+            "/api/v1/models/default/versions/1/inputs",
+            json!({"inputs": [{"kind": "version", "model": "fraud", "version": 1, "relation": "x"}]}),
+        )
+        .await;
+    r.problem(409, "input_pending");
+    // Datasets it may still log.
+    app.post(
+        "/api/v1/models/default/versions/1/inputs",
+        json!({"inputs": [dataset("extra", "sha256:ee", "validation")]}),
+    )
+    .await
+    .ok(200);
+    // MLflow's run search by dataset.
+    let search = |filter: &'static str| async move {
+        let r = app
+            .post(
+                "/api/2.0/mlflow/runs/search",
+                json!({"experiment_ids": ["0"], "filter": filter}),
+            )
+            .await;
+        r.ok(200)["runs"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(search("datasets.name = 'iris'").await, 1);
+    assert_eq!(search("datasets.digest = '2f1e'").await, 1);
+    assert_eq!(search("datasets.name != 'iris'").await, 0);
+    assert_eq!(search("datasets.name = 'wine'").await, 0);
+    let r = app
+        .post(
+            "/api/2.0/mlflow/runs/search",
+            json!({"experiment_ids": ["0"], "filter": "datasets.context = 'training'"}),
+        )
+        .await;
+    mlflow_error(&r, 400, "INVALID_PARAMETER_VALUE");
 }

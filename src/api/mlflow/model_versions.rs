@@ -126,7 +126,7 @@ async fn create_version(
     let name = ModelName::parse("name", &model.name)?;
     if let Some(id) = logged_model_named(&body) {
         let logged = logged_models::visible(&state, &principal, &id).await?;
-        return from_logged_model(&state, &actor, &model, logged, body).await;
+        return from_logged_model(&state, &actor, &principal, &model, logged, body).await;
     }
     let run = match body.run_id.as_deref().filter(|r| !r.is_empty()) {
         Some(r) => Some(run_version(&state, &principal, r).await?),
@@ -169,6 +169,11 @@ async fn create_version(
         source,
         finalize: true,
         artifacts: copies.clone(),
+        inputs: Vec::new(),
+        copied_from: run
+            .as_ref()
+            .map(|v| Ok::<_, Error>((ModelName::parse("run_id", &v.model)?, v.version)))
+            .transpose()?,
     };
     match state.store.register_version(&name, new, None, &actor).await {
         Ok(registered) => one_version(&state, &registered.version).await,
@@ -186,6 +191,7 @@ async fn create_version(
 async fn from_logged_model(
     state: &AppState,
     actor: &Actor,
+    principal: &Principal,
     model: &crate::store::Model,
     logged: LoggedModel,
     body: CreateVersionBody,
@@ -229,6 +235,18 @@ async fn from_logged_model(
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
+    // The run that logged it, when the token may read it, is what the version copies.
+    let run = match logged.source_version {
+        Some(id) => match state.store.version_by_id(id).await {
+            Ok(v) if principal.sees_model(&v.model) => {
+                Some((ModelName::parse("run_id", &v.model)?, v.version))
+            }
+            Ok(_) => None,
+            Err(e) if e.code == "version_not_found" => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
     let new = NewVersion {
         description: Description::parse_opt(
             "description",
@@ -239,6 +257,8 @@ async fn from_logged_model(
         source,
         finalize: true,
         artifacts: copies.clone(),
+        inputs: Vec::new(),
+        copied_from: run,
     };
     let registered = match state.store.register_version(&name, new, None, actor).await {
         Ok(r) => r.version,

@@ -14,7 +14,7 @@ use crate::domain::ModelName;
 use crate::domain::TagFilter;
 use crate::domain::access::{Principal, Scope};
 use crate::domain::filter::{
-    Clause, Field, Filter, MAX_CLAUSES, MAX_LEN, Op, Value, is_metric_key,
+    Clause, Field, Filter, InputField, MAX_CLAUSES, MAX_LEN, Op, Value, is_metric_key,
 };
 use crate::domain::order::{OrderBy, SortKey};
 use crate::error::{Error, Result};
@@ -228,6 +228,18 @@ pub(super) fn clause(raw: &str) -> Result<Clause> {
         }
         "params" | "param" => (Field::Config(vec![key]), textual(Value::Text(quoted()?))?),
         "tags" | "tag" => (Field::Tag(key), textual(Value::Text(quoted()?))?),
+        "datasets" | "dataset" if op != Op::In => {
+            let field = match key.as_str() {
+                "name" => InputField::DatasetName,
+                "digest" => InputField::DatasetDigest,
+                other => {
+                    return Err(bad(format!(
+                        "searching runs by datasets.{other} is not supported (name, digest)"
+                    )));
+                }
+            };
+            (Field::Input(field), equality(Value::Text(quoted()?))?)
+        }
         _ if op == Op::In
             && !(matches!(kind.as_str(), "attributes" | "attribute") && key == "run_id") =>
         {

@@ -152,6 +152,8 @@ async fn create(
         source,
         finalize: false,
         artifacts: Vec::new(),
+        inputs: Vec::new(),
+        copied_from: None,
     };
     let name = ModelName::parse("experiment_id", &model.name)?;
     let registered = state

@@ -8,6 +8,9 @@
 //!           | "tag." key ("=" | "!=") string
 //!           | "config." path op (number | string)   path: object members joined by "."
 //!           | "status" ("=" | "!=") status      the status bare or quoted
+//!           | "input.dataset.name" ("=" | "!=") string     among its dataset inputs (or not)
+//!           | "input.dataset.digest" ("=" | "!=") string
+//!           | "input.version" ("=" | "!=") '"' model ":" number '"'   among its version inputs
 //! op       := "=" | "!=" | "<" | "<=" | ">" | ">="
 //! string   := '"' (char | '\"' | '\\')* '"'
 //! order_by := ("metric." key | "created_at" | "version") (":asc" | ":desc")?
@@ -52,6 +55,7 @@ impl std::fmt::Display for Clause {
             Field::Config(path) => write!(f, "config.{}", path.join("."))?,
             Field::Status => f.write_str("status")?,
             Field::Id => f.write_str("id")?,
+            Field::Input(i) => f.write_str(i.name())?,
         }
         let op = match self.op {
             Op::Eq => "=",
@@ -87,6 +91,35 @@ pub enum Field {
     Status,
     /// The version's id (MLflow's `attributes.run_id`; not in the native grammar).
     Id,
+    /// One of its inputs: `=` is "has such an input", `!=` "has none".
+    Input(InputField),
+}
+
+/// What an `input.` clause looks for among a version's inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputField {
+    DatasetName,
+    DatasetDigest,
+    /// A `version` input, written `"model:number"`.
+    Version,
+}
+
+impl InputField {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DatasetName => "input.dataset.name",
+            Self::DatasetDigest => "input.dataset.digest",
+            Self::Version => "input.version",
+        }
+    }
+}
+
+/// `"model:3"` as a model name and a version number.
+pub fn version_ref(s: &str) -> Option<(&str, i64)> {
+    let (model, number) = s.rsplit_once(':')?;
+    let number: i64 = number.parse().ok().filter(|n| *n >= 1)?;
+    crate::domain::ModelName::parse("filter", model).ok()?;
+    Some((model, number))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +268,21 @@ fn clause(lx: &mut Lexer) -> Result<Clause, Error> {
                 "status is one of pending, ready, failed, archived",
             ));
         }
+        (Field::Input(InputField::Version), Value::Text(s))
+            if quoted && version_ref(s).is_none() =>
+        {
+            return Err(error_at(
+                value_pos,
+                "input.version compares with \"model:number\"",
+            ));
+        }
+        (Field::Input(_), Value::Text(_)) if quoted => {}
+        (Field::Input(_), _) => {
+            return Err(error_at(
+                value_pos,
+                "an input compares with a quoted string",
+            ));
+        }
         // Neither is written by the native grammar's parser.
         (Field::Id, _) | (_, Value::List(_)) => {
             return Err(error_at(field_pos, "not a field of this grammar"));
@@ -247,13 +295,20 @@ fn clause(lx: &mut Lexer) -> Result<Clause, Error> {
 }
 
 fn field(pos: usize, name: &str) -> Result<Field, Error> {
-    if name == "status" {
-        return Ok(Field::Status);
+    match name {
+        "status" => return Ok(Field::Status),
+        "input.dataset.name" => return Ok(Field::Input(InputField::DatasetName)),
+        "input.dataset.digest" => return Ok(Field::Input(InputField::DatasetDigest)),
+        "input.version" => return Ok(Field::Input(InputField::Version)),
+        _ => {}
     }
     let Some((kind, rest)) = name.split_once('.') else {
         return Err(error_at(
             pos,
-            format!("unknown field {name:?}: use metric.<key>, tag.<key>, config.<path> or status"),
+            format!(
+                "unknown field {name:?}: use metric.<key>, tag.<key>, config.<path>, status, \
+                 input.dataset.name, input.dataset.digest or input.version"
+            ),
         ));
     };
     match kind {
@@ -280,7 +335,10 @@ fn field(pos: usize, name: &str) -> Result<Field, Error> {
         }
         _ => Err(error_at(
             pos,
-            format!("unknown field {name:?}: use metric.<key>, tag.<key>, config.<path> or status"),
+            format!(
+                "unknown field {name:?}: use metric.<key>, tag.<key>, config.<path>, status, \
+                 input.dataset.name, input.dataset.digest or input.version"
+            ),
         )),
     }
 }
@@ -400,5 +458,40 @@ mod tests {
         err(&s);
         let s = vec!["metric.a > 0"; MAX_CLAUSES].join(" and ");
         assert_eq!(ok(&s).len(), MAX_CLAUSES);
+    }
+
+    #[test]
+    fn input_clauses() {
+        assert_eq!(
+            ok(r#"input.dataset.name = "iris" and input.version != "base-model:12""#),
+            vec![
+                Clause {
+                    field: Field::Input(InputField::DatasetName),
+                    op: Op::Eq,
+                    value: Value::Text("iris".into())
+                },
+                Clause {
+                    field: Field::Input(InputField::Version),
+                    op: Op::Ne,
+                    value: Value::Text("base-model:12".into())
+                },
+            ]
+        );
+        assert_eq!(
+            ok(r#"input.dataset.digest = "sha256:ab""#)[0].to_string(),
+            r#"input.dataset.digest = "sha256:ab""#
+        );
+        assert_eq!(version_ref("a.b-c:3"), Some(("a.b-c", 3)));
+        assert_eq!(version_ref("a:b:3"), None, "a model name has no colon");
+        for bad in [
+            r#"input.version = "base""#,
+            r#"input.version = "base:x""#,
+            r#"input.version = ":3""#,
+            "input.dataset.name = iris",
+            r#"input.dataset.digest >= "a""#,
+            r#"input.dataset = "a""#,
+        ] {
+            err(bad);
+        }
     }
 }
