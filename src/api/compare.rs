@@ -48,6 +48,7 @@ async fn compare_versions(
                 .iter()
                 .map(|a| (a.path.as_str(), a.sha256.as_str()))
                 .collect(),
+            schema: d.schema.as_ref(),
         });
     }
     Ok(axum::Json(compare::compare(sides)))

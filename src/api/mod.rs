@@ -20,6 +20,7 @@ pub mod paths;
 pub mod policies;
 pub mod problem;
 pub mod requests;
+pub mod schemas;
 pub mod stages;
 pub mod tokens;
 pub mod ui;
@@ -100,6 +101,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         models::endpoints(),
         versions::endpoints(),
         inputs::endpoints(),
+        schemas::endpoints(),
         stages::endpoints(),
         policies::endpoints(),
         requests::endpoints(),

@@ -5,7 +5,7 @@ use super::extract::{Json, StagePath};
 use crate::AppState;
 use crate::domain::StageName;
 use crate::domain::access::Scope;
-use crate::domain::policy::{NoRegression, Policy};
+use crate::domain::policy::{NoRegression, Policy, SchemaCompatible};
 use crate::error::Result;
 use crate::store::{Actor, StagePolicy};
 use axum::extract::State;
@@ -31,6 +31,8 @@ struct PolicyBody {
     min_soak: Option<String>,
     #[serde(default)]
     approvals: i64,
+    /// `true` or `{"with_stage": "…"}`.
+    schema_compatible: Option<serde_json::Value>,
 }
 
 async fn put(
@@ -49,7 +51,8 @@ async fn put(
         after_stage,
         body.min_soak.as_deref(),
         body.approvals,
-    )?;
+    )?
+    .with_schema_compatible(SchemaCompatible::parse(body.schema_compatible)?);
     let stored = state
         .store
         .put_policy(&model, &stage, &policy, &actor)

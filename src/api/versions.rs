@@ -59,6 +59,8 @@ struct RegisterBody {
     tags: Option<BTreeMap<String, String>>,
     source: Option<Map<String, Value>>,
     finalize: Option<bool>,
+    /// What the version accepts and answers (`PUT …/schema` takes the same).
+    schema: Option<Value>,
     /// What the version was made from, as `POST …/inputs` takes them.
     inputs: Option<Vec<Input>>,
 }
@@ -159,6 +161,10 @@ async fn register(
         artifacts: Vec::new(),
         inputs,
         copied_from: None,
+        schema: body
+            .schema
+            .map(|s| crate::domain::schema::Schema::parse("schema", s))
+            .transpose()?,
     };
     let registered = state
         .store
@@ -259,6 +265,7 @@ async fn finalize(
     // immutable. An upload recorded after this check was itself verified before its row.
     let artifacts = state.store.list_artifacts(&model, version).await?;
     super::artifacts::check_artifacts_present(&state, &artifacts).await?;
+    super::schemas::take_from_mlmodel(&state, &model, version, &artifacts, &actor).await?;
     transition(&state, model, version, Transition::Finalize, None, &actor).await
 }
 

@@ -3,6 +3,7 @@
 
 use super::Tags;
 use super::diff::differing_paths;
+use super::schema::{self, Change, Schema};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ pub struct Side<'a> {
     pub metrics: Vec<(String, MetricSide)>,
     /// `(path, sha256)` for each artifact.
     pub artifacts: Vec<(&'a str, &'a str)>,
+    pub schema: Option<&'a Schema>,
 }
 
 #[derive(Serialize)]
@@ -59,6 +61,35 @@ pub struct Comparison {
     pub metrics: BTreeMap<String, BTreeMap<String, MetricSide>>,
     pub tags: Vec<TagDiff>,
     pub artifacts: Vec<ArtifactDiff>,
+    /// Each later version's schema against the first's.
+    pub schema_diff: Vec<SchemaDiff>,
+}
+
+/// How a version's schema differs from another's, each change classified.
+#[derive(Serialize)]
+pub struct SchemaDiff {
+    pub from: i64,
+    pub to: i64,
+    /// No change breaks callers of `from`.
+    pub compatible: bool,
+    pub changes: Vec<Change>,
+}
+
+fn schema_diffs(sides: &[Side<'_>]) -> Vec<SchemaDiff> {
+    let Some((first, rest)) = sides.split_first() else {
+        return Vec::new();
+    };
+    rest.iter()
+        .map(|s| {
+            let changes = schema::diff(first.schema, s.schema);
+            SchemaDiff {
+                from: first.version,
+                to: s.version,
+                compatible: changes.iter().all(|c| c.compatible),
+                changes,
+            }
+        })
+        .collect()
 }
 
 /// Compares two or more versions.
@@ -69,6 +100,7 @@ pub fn compare(sides: Vec<Side<'_>>) -> Comparison {
         config_truncated,
         tags: tag_diff(&sides),
         artifacts: artifact_diff(&sides),
+        schema_diff: schema_diffs(&sides),
         versions: sides.iter().map(|s| s.version).collect(),
         metrics: metric_sides(sides),
     }
@@ -187,6 +219,7 @@ mod tests {
             tags: t,
             metrics: vec![("acc".to_owned(), metric(lr))],
             artifacts,
+            schema: None,
         };
         let c = compare(vec![
             side(3, 0.1, &t3, vec![("model.bin", "aa"), ("vocab.txt", "cc")]),
@@ -212,10 +245,49 @@ mod tests {
             tags: &t,
             metrics: Vec::new(),
             artifacts,
+            schema: None,
         };
         let c = compare(vec![side(1, vec![("a", "x")]), side(2, vec![])]);
         assert_eq!(c.artifacts.len(), 1);
         assert!(!c.artifacts[0].same);
         assert!(c.config.is_empty() && c.tags.is_empty() && c.metrics.is_empty());
+    }
+
+    #[test]
+    fn each_later_schema_is_diffed_against_the_first() {
+        let t = tags(&[]);
+        let schema =
+            |inputs: serde_json::Value| Schema::parse("schema", json!({"inputs": inputs})).unwrap();
+        let (a, b, c) = (
+            schema(json!([{"name": "x", "type": "long"}])),
+            schema(
+                json!([{"name": "x", "type": "long"}, {"name": "y", "type": "double", "required": false}]),
+            ),
+            schema(json!([{"name": "x", "type": "string"}])),
+        );
+        let side = |version, schema| Side {
+            version,
+            config: Map::new(),
+            tags: &t,
+            metrics: Vec::new(),
+            artifacts: Vec::new(),
+            schema,
+        };
+        let cmp = compare(vec![
+            side(1, Some(&a)),
+            side(2, Some(&b)),
+            side(3, Some(&c)),
+            side(4, None),
+        ]);
+        let verdicts: Vec<(i64, i64, bool, usize)> = cmp
+            .schema_diff
+            .iter()
+            .map(|d| (d.from, d.to, d.compatible, d.changes.len()))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [(1, 2, true, 1), (1, 3, false, 1), (1, 4, false, 1)]
+        );
+        assert_eq!(cmp.schema_diff[1].changes[0].change, "retyped");
     }
 }

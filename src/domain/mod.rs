@@ -22,6 +22,7 @@ pub mod point_block;
 pub mod policy;
 #[cfg(test)]
 mod properties;
+pub mod schema;
 pub mod stage;
 pub mod tags;
 pub mod time;

@@ -3,6 +3,7 @@
 //! the stage lock and hands them to these functions, which decide and explain.
 
 use super::filter::Filter;
+use super::schema::{self, Change, Schema};
 use super::time::Timestamp;
 use super::{StageName, filter};
 use crate::error::{Error, Result};
@@ -35,9 +36,105 @@ pub struct Policy {
     /// Seconds the candidate must have been on `after_stage`.
     pub min_soak: Option<i64>,
     pub approvals: i64,
+    /// The candidate's schema must not break the one of the version on this stage (or on
+    /// another named stage).
+    pub schema_compatible: Option<SchemaCompatible>,
+}
+
+/// Which version a candidate's schema is checked against: the one on the policy's own stage,
+/// or the one on another stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchemaCompatible {
+    ThisStage,
+    WithStage(StageName),
+}
+
+impl SchemaCompatible {
+    /// `true`, or `{"with_stage": "…"}`; `false` or `null`: no check.
+    pub fn parse(value: Option<Value>) -> Result<Option<Self>> {
+        let bad = || {
+            Error::validation(
+                "schema_compatible",
+                "schema_compatible is true, false or {\"with_stage\": \"<stage>\"}",
+            )
+        };
+        match value {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
+            Some(Value::Bool(true)) => Ok(Some(Self::ThisStage)),
+            Some(Value::Object(o)) if o.len() == 1 => {
+                let stage = o
+                    .get("with_stage")
+                    .and_then(Value::as_str)
+                    .ok_or_else(bad)?;
+                Ok(Some(Self::WithStage(StageName::parse(
+                    "schema_compatible.with_stage",
+                    stage,
+                )?)))
+            }
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// As the API shows it and the store keeps it.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::ThisStage => Value::Bool(true),
+            Self::WithStage(s) => json!({"with_stage": s.as_str()}),
+        }
+    }
+}
+
+/// `schema_compatible`: no change from the schema of the version on `stage` (`holder`: its
+/// number and schema, when the stage holds one) to the candidate's breaks that version's
+/// callers.
+pub fn schema_compatible_check(
+    stage: &str,
+    candidate: Option<&Schema>,
+    holder: Option<(i64, Option<&Schema>)>,
+) -> Check {
+    let pass = |detail: String| Check {
+        check: "schema_compatible".into(),
+        ok: true,
+        detail,
+        expected: None,
+        observed: None,
+    };
+    let (version, held) = match holder {
+        None => return pass(format!("{stage} holds no version to compare with")),
+        Some((v, None)) => return pass(format!("version {v} on {stage} declares no schema")),
+        Some((v, Some(s))) => (v, s),
+    };
+    let breaking: Vec<Change> = schema::diff(Some(held), candidate)
+        .into_iter()
+        .filter(|c| !c.compatible)
+        .collect();
+    let detail = if breaking.is_empty() {
+        format!("no change breaks the callers of version {version} on {stage}")
+    } else {
+        let each: Vec<&str> = breaking.iter().map(|c| c.detail.as_str()).collect();
+        format!(
+            "{} change{} would break the callers of version {version} on {stage}: {}",
+            breaking.len(),
+            if breaking.len() == 1 { "" } else { "s" },
+            each.join("; ")
+        )
+    };
+    Check {
+        check: "schema_compatible".into(),
+        ok: breaking.is_empty(),
+        detail,
+        expected: Some(json!({"compatible_with": format!("{stage}:{version}")})),
+        observed: (!breaking.is_empty()).then(|| json!({"breaking": breaking})),
+    }
 }
 
 impl Policy {
+    /// Adds the `schema_compatible` check.
+    pub fn with_schema_compatible(mut self, check: Option<SchemaCompatible>) -> Self {
+        self.schema_compatible = check;
+        self
+    }
+
     /// Checks a policy as sent: a `require` that parses (its error, with the position, is the
     /// filter parser's), metric keys, tolerances, a soak only with a stage to soak on, and
     /// 0 to [`MAX_APPROVALS`] approvals.
@@ -90,6 +187,7 @@ impl Policy {
             after_stage,
             min_soak,
             approvals,
+            schema_compatible: None,
         })
     }
 }
@@ -396,5 +494,54 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("approvals"));
         let e = Policy::new(None, vec![rule(true, -1.0)], None, None, 0).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("no_regression[0].tolerance"));
+    }
+
+    #[test]
+    fn schema_compatible_parses_and_judges() {
+        assert_eq!(SchemaCompatible::parse(None).unwrap(), None);
+        assert_eq!(SchemaCompatible::parse(Some(json!(false))).unwrap(), None);
+        assert_eq!(
+            SchemaCompatible::parse(Some(json!(true))).unwrap(),
+            Some(SchemaCompatible::ThisStage)
+        );
+        let other = SchemaCompatible::parse(Some(json!({"with_stage": "staging"})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(other.to_json(), json!({"with_stage": "staging"}));
+        for bad in [
+            json!(1),
+            json!("yes"),
+            json!({"stage": "x"}),
+            json!({"with_stage": "Bad Name"}),
+        ] {
+            assert!(SchemaCompatible::parse(Some(bad.clone())).is_err(), "{bad}");
+        }
+        let live =
+            Schema::parse("s", json!({"inputs": [{"name": "age", "type": "long"}]})).unwrap();
+        let widened = Schema::parse(
+            "s",
+            json!({"inputs": [{"name": "age", "type": "long"},
+                {"name": "city", "type": "string", "required": false}]}),
+        )
+        .unwrap();
+        let broken =
+            Schema::parse("s", json!({"inputs": [{"name": "years", "type": "long"}]})).unwrap();
+        assert!(schema_compatible_check("production", Some(&broken), None).ok);
+        assert!(schema_compatible_check("production", Some(&broken), Some((3, None))).ok);
+        assert!(schema_compatible_check("production", Some(&widened), Some((3, Some(&live)))).ok);
+        let c = schema_compatible_check("production", Some(&broken), Some((3, Some(&live))));
+        assert!(!c.ok);
+        assert!(
+            c.detail
+                .starts_with("2 changes would break the callers of version 3 on production"),
+            "{}",
+            c.detail
+        );
+        assert_eq!(c.observed.unwrap()["breaking"].as_array().unwrap().len(), 2);
+        let none = schema_compatible_check("production", None, Some((3, Some(&live))));
+        assert!(
+            !none.ok,
+            "a candidate without a schema cannot be shown compatible"
+        );
     }
 }

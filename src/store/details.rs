@@ -1,10 +1,11 @@
-//! The details of a page of versions at once — artifacts, metric summaries and inputs — in
-//! three statements whatever the page's size (MLflow's run search answers every run whole).
+//! The details of a page of versions at once — artifacts, metric summaries, inputs and
+//! schemas — in four statements whatever the page's size (MLflow's run search answers every run whole).
 
 use super::sql::{Arg, Conn, Stmt};
 use super::{Artifact, MetricSummary, Version, VersionDetail};
 use crate::domain::ModelName;
 use crate::domain::inputs::Input;
+use crate::domain::schema::Schema;
 use crate::error::Result;
 use sqlx::types::Json;
 use std::collections::HashMap;
@@ -70,6 +71,13 @@ pub(crate) async fn of_page<C: Conn>(
             scope.replace("{id}", "i.version_id")
         )))
         .await?;
+    let schemas: Vec<(i64, Option<Json<Schema>>)> = conn
+        .fetch_all(page(format!(
+            "select v.version, v.interface_schema from versions {} and v.interface_schema is not null",
+            scope
+                .replace("join versions v on v.id = {id} ", "v ")
+        )))
+        .await?;
     let mut by_version: HashMap<i64, VersionDetail> = HashMap::new();
     let mut order = Vec::with_capacity(versions.len());
     for v in versions {
@@ -81,6 +89,7 @@ pub(crate) async fn of_page<C: Conn>(
                 artifacts: Vec::new(),
                 metrics: Vec::new(),
                 inputs: Vec::new(),
+                schema: None,
             },
         );
     }
@@ -92,6 +101,11 @@ pub(crate) async fn of_page<C: Conn>(
     for s in summaries {
         if let Some(d) = by_version.get_mut(&s.version) {
             d.metrics.push(s.summary);
+        }
+    }
+    for (version, schema) in schemas {
+        if let Some(d) = by_version.get_mut(&version) {
+            d.schema = schema.map(|s| s.0);
         }
     }
     for (version, Json(input)) in inputs {

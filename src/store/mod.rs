@@ -58,6 +58,7 @@ mod request_types;
 mod requests;
 mod rollup_work;
 mod rows;
+mod schemas;
 pub(crate) mod sql;
 mod sqlite;
 mod stage_change;

@@ -2,9 +2,10 @@
 //! check reads is read under the stage's lock, with the metric series it compares share-locked
 //! (Postgres) so that no batch logged meanwhile can change them before the promote commits.
 
-use super::sql::{Conn, Stmt};
+use super::schemas;
+use super::sql::{Arg, Conn, Stmt};
 use super::{Actor, Backend, NewEvent, SqlStore, events, models, version_list};
-use crate::domain::policy::{self, Check, NoRegression, Policy};
+use crate::domain::policy::{self, Check, NoRegression, Policy, SchemaCompatible};
 use crate::domain::time::{self, Timestamp};
 use crate::domain::{ModelName, StageName};
 use crate::error::{Error, Result};
@@ -24,6 +25,9 @@ pub struct StagePolicy {
     /// An ISO 8601 duration.
     pub min_soak: Option<String>,
     pub approvals: i64,
+    /// `true`, `{"with_stage": "…"}`, or absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_compatible: Option<serde_json::Value>,
     #[serde(with = "crate::domain::time::rfc3339")]
     pub updated_at: Timestamp,
     pub updated_by: String,
@@ -55,6 +59,7 @@ struct PolicyRow {
     after_stage: Option<String>,
     min_soak: Option<i64>,
     approvals: i64,
+    schema_compatible: Option<Json<serde_json::Value>>,
     updated_at: Timestamp,
     updated_by: String,
 }
@@ -69,6 +74,7 @@ impl PolicyRow {
             after_stage: self.after_stage,
             min_soak: self.min_soak.map(policy::format_duration),
             approvals: self.approvals,
+            schema_compatible: self.schema_compatible.map(|j| j.0),
             updated_at: self.updated_at,
             updated_by: self.updated_by,
         }
@@ -89,7 +95,8 @@ async fn find<C: Conn>(
     stage: &StageName,
 ) -> Result<Option<PolicyRow>> {
     let stmt = Stmt::new(
-        "select require, no_regression, after_stage, min_soak, approvals, updated_at, updated_by \
+        "select require, no_regression, after_stage, min_soak, approvals, schema_compatible, \
+                updated_at, updated_by \
            from stage_policies where model_id = $1 and stage = $2",
     )
     .bind(model_id)
@@ -113,12 +120,13 @@ async fn put<C: Conn>(
     let now = time::now();
     let stmt = Stmt::new(
         "insert into stage_policies (model_id, stage, require, no_regression, after_stage, \
-             min_soak, approvals, updated_at, updated_by) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             min_soak, approvals, updated_at, updated_by, schema_compatible) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          on conflict (model_id, stage) do update set require = excluded.require, \
              no_regression = excluded.no_regression, after_stage = excluded.after_stage, \
              min_soak = excluded.min_soak, approvals = excluded.approvals, \
-             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+             updated_at = excluded.updated_at, updated_by = excluded.updated_by, \
+             schema_compatible = excluded.schema_compatible",
     )
     .bind(m.id)
     .bind(stage)
@@ -129,6 +137,10 @@ async fn put<C: Conn>(
     .bind(p.approvals)
     .bind(now)
     .bind(&actor.name);
+    let stmt = match &p.schema_compatible {
+        Some(check) => stmt.json(&check.to_json()),
+        None => stmt.bind(Arg::Json(None)),
+    };
     conn.execute(stmt).await?;
     let shown = find(conn, m.id, stage)
         .await?
@@ -235,6 +247,29 @@ pub(crate) async fn evaluate<C: Conn>(
             holder,
         ));
     }
+    if let Some(Json(raw)) = &p.schema_compatible {
+        let compared = SchemaCompatible::parse(Some(raw.clone()))?;
+        let (stage, holder) = match &compared {
+            None => (c.stage.as_str(), None),
+            Some(SchemaCompatible::ThisStage) => (c.stage.as_str(), c.holder),
+            Some(SchemaCompatible::WithStage(other)) => (
+                other.as_str(),
+                on_stage(conn, c.model_id, other.as_str()).await?,
+            ),
+        };
+        if compared.is_some() {
+            let candidate = schemas::of_number(conn, c.model_id, c.version).await?;
+            let held = match holder {
+                Some(h) => Some((h, schemas::of_number(conn, c.model_id, h).await?)),
+                None => None,
+            };
+            checks.push(policy::schema_compatible_check(
+                stage,
+                candidate.as_ref(),
+                held.as_ref().map(|(h, s)| (*h, s.as_ref())),
+            ));
+        }
+    }
     if let Some(after) = &p.after_stage {
         let since = on_stage_since(conn, c.model_id, after, c.version).await?;
         checks.push(policy::after_stage_check(after, c.version, since));
@@ -277,6 +312,18 @@ async fn last_value<C: Conn>(
         .fetch_optional::<(Option<f64>,)>(stmt)
         .await?
         .and_then(|(v,)| v))
+}
+
+/// The version on a stage now, if any (the stage row share-locked).
+async fn on_stage<C: Conn>(conn: &mut C, model_id: Uuid, stage: &str) -> Result<Option<i64>> {
+    let lock = if C::ROW_LOCKS { " for share" } else { "" };
+    let stmt = Stmt::new(format!(
+        "select version from stages where model_id = $1 and name = $2{lock}"
+    ))
+    .bind(model_id)
+    .bind(stage);
+    let row: Option<(Option<i64>,)> = conn.fetch_optional(stmt).await?;
+    Ok(row.and_then(|(v,)| v))
 }
 
 /// When `version` reached `stage`, if it is there now (the stage row share-locked).

@@ -113,6 +113,9 @@ async fn register<C: Conn>(
         .bind(now);
         conn.execute(remember).await?;
     }
+    if let Some(schema) = &new.schema {
+        super::schemas::write(conn, id, schema).await?;
+    }
     let inputs = inputs::at_registration(
         conn,
         (id, model, number),

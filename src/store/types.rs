@@ -125,6 +125,8 @@ pub struct NewVersion {
     /// The version it copies (an MLflow registration of a run's model): recorded as a
     /// `copied_from` input, with the datasets that version used.
     pub copied_from: Option<(ModelName, i64)>,
+    /// Its interface schema, when declared.
+    pub schema: Option<crate::domain::schema::Schema>,
 }
 
 /// An `Idempotency-Key` and the fingerprint of the request body it came with.
@@ -338,6 +340,8 @@ pub struct VersionDetail {
     pub metrics: Vec<MetricSummary>,
     /// What it was made from, in order.
     pub inputs: Vec<crate::domain::inputs::Input>,
+    /// What it accepts and answers, when declared.
+    pub schema: Option<crate::domain::schema::Schema>,
 }
 
 /// Database connections, for `/metrics`.

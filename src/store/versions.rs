@@ -91,6 +91,16 @@ pub trait VersionStore {
         inputs: Vec<crate::domain::inputs::Input>,
         actor: &Actor,
     ) -> Result<Vec<crate::domain::inputs::Input>>;
+    /// Sets a pending version's interface schema (409 `version_immutable` once it is not
+    /// pending); with `keep`, one it holds already stays. Answers the schema it holds.
+    async fn set_schema(
+        &self,
+        model: &ModelName,
+        version: i64,
+        schema: crate::domain::schema::Schema,
+        keep: bool,
+        actor: &Actor,
+    ) -> Result<crate::domain::schema::Schema>;
     /// Adds top-level entries to a pending version's config (MLflow's params, logged while a
     /// run goes). An entry already there with the same value changes nothing; with another
     /// value it is refused (a config, once given, does not change).
@@ -169,11 +179,13 @@ pub(crate) async fn detail<C: Conn>(
         .fetch_all(Stmt::new(metrics::SUMMARIES).bind(row.id))
         .await?;
     let inputs = super::inputs::of(conn, row.id).await?;
+    let schema = super::schemas::of(conn, row.id).await?;
     Ok(VersionDetail {
         version: row.into_version()?,
         artifacts,
         metrics,
         inputs,
+        schema,
     })
 }
 
@@ -437,6 +449,7 @@ impl<B: Backend> VersionStore for SqlStore<B> {
             && new.artifacts.is_empty()
             && new.inputs.is_empty()
             && new.copied_from.is_none()
+            && new.schema.is_none()
         {
             return self.db.register_plain(model, new, actor).await;
         }
@@ -555,6 +568,20 @@ impl<B: Backend> VersionStore for SqlStore<B> {
     ) -> Result<Vec<VersionDetail>> {
         let mut conn = self.db.read().await?;
         super::details::of_page(&mut *conn, model, versions).await
+    }
+
+    #[instrument(skip_all, fields(model = %model, version))]
+    async fn set_schema(
+        &self,
+        model: &ModelName,
+        version: i64,
+        schema: crate::domain::schema::Schema,
+        keep: bool,
+        actor: &Actor,
+    ) -> Result<crate::domain::schema::Schema> {
+        transaction!(self.db, |c| super::schemas::set(
+            c, model, version, schema, keep, actor
+        ))
     }
 
     #[instrument(skip_all, fields(model = %model, version))]

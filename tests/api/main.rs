@@ -28,6 +28,7 @@ mod processes;
 mod properties;
 mod receiver;
 mod requests;
+mod schemas;
 mod spec;
 mod stages;
 mod tls;

@@ -135,6 +135,9 @@ async fn create_version(
     // A run of this very model: that run's version is the model version, made ready.
     if let Some(mut v) = run.clone().filter(|v| v.model == model.name) {
         if v.status == VersionStatus::Pending {
+            let artifacts = state.store.list_artifacts(&name, v.version).await?;
+            crate::api::schemas::take_from_mlmodel(&state, &name, v.version, &artifacts, &actor)
+                .await?;
             v = state
                 .store
                 .transition_version(&name, v.version, Transition::Finalize, None, &actor)
@@ -170,6 +173,7 @@ async fn create_version(
         finalize: true,
         artifacts: copies.clone(),
         inputs: Vec::new(),
+        schema: crate::api::schemas::from_artifacts(&state, &copies).await?,
         copied_from: run
             .as_ref()
             .map(|v| Ok::<_, Error>((ModelName::parse("run_id", &v.model)?, v.version)))
@@ -259,6 +263,7 @@ async fn from_logged_model(
         artifacts: copies.clone(),
         inputs: Vec::new(),
         copied_from: run,
+        schema: crate::api::schemas::from_artifacts(state, &copies).await?,
     };
     let registered = match state.store.register_version(&name, new, None, actor).await {
         Ok(r) => r.version,

@@ -154,6 +154,7 @@ async fn create(
         artifacts: Vec::new(),
         inputs: Vec::new(),
         copied_from: None,
+        schema: None,
     };
     let name = ModelName::parse("experiment_id", &model.name)?;
     let registered = state
@@ -241,6 +242,15 @@ async fn update(
         // was refused), and its error must not replace the one that stopped the block.
         let ended_already = t == Transition::Fail && v.status != VersionStatus::Pending;
         if v.status != wanted && !ended_already {
+            if t == Transition::Finalize {
+                // A model logged into the run's artifacts (MLflow 2's layout) declares its
+                // schema in its MLmodel file.
+                let artifacts = state.store.list_artifacts(&model, v.version).await?;
+                crate::api::schemas::take_from_mlmodel(
+                    &state, &model, v.version, &artifacts, &actor,
+                )
+                .await?;
+            }
             let reason = reason
                 .map(|r| Reason::parse("status", r.to_owned()))
                 .transpose()?;

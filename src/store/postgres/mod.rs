@@ -129,6 +129,7 @@ struct DetailRow {
     artifacts: sqlx::types::Json<Vec<Artifact>>,
     metrics: sqlx::types::Json<Vec<MetricSummary>>,
     inputs: sqlx::types::Json<Vec<crate::domain::inputs::Input>>,
+    interface_schema: Option<sqlx::types::Json<crate::domain::schema::Schema>>,
 }
 
 #[async_trait]
@@ -248,7 +249,8 @@ impl Backend for Pg {
                         from metric_series s join metric_rollups r on r.series_id = s.id and r.level = 3 \
                         where s.version_id = v.id group by s.key) x) as metrics, \
                     (select coalesce(json_agg(i.body order by i.position), '[]') \
-                       from version_inputs i where i.version_id = v.id) as inputs \
+                       from version_inputs i where i.version_id = v.id) as inputs, \
+                    v.interface_schema \
              from versions v join models m on m.id = v.model_id where m.name = $1 and v.version = $2",
         )
         .bind(model.as_str())
@@ -260,6 +262,7 @@ impl Backend for Pg {
                 artifacts: r.artifacts.0,
                 metrics: r.metrics.0,
                 inputs: r.inputs.0,
+                schema: r.interface_schema.map(|s| s.0),
                 version: r.version.into_version()?,
             }),
             None => Err(versions::missing(&mut *conn, model, version).await),
