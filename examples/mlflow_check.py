@@ -218,8 +218,18 @@ def quickstart(client, args, suffix, active):
     assert v1["config"]["solver"] == "lbfgs", v1["config"]
     assert "MLmodel" in {a["path"] for a in v1["artifacts"]}, v1["artifacts"]
     assert {m["key"] for m in v1["metrics"]} == {"accuracy"}, v1["metrics"]
+    # The signature, read from the logged model's MLmodel file; the run it came from, as lineage.
+    assert v1["schema"] and len(v1["schema"]["inputs"]) >= 1, v1["schema"]
+    copied = [i for i in v1["inputs"] if i.get("relation") == "copied_from"]
+    assert len(copied) == 1, v1["inputs"]
+    source = native(args.base, f"/api/v1/models/{copied[0]['model']}/versions/{copied[0]['version']}",
+                    token)
+    assert source["id"].replace("-", "") == run.info.run_id, (source["id"], run.info.run_id)
     v2 = native(args.base, f"/api/v1/models/{registered}/versions/2", token)
     assert v2["source"]["run_id"] == run2.info.run_id, v2["source"]
+    assert any(i.get("relation") == "copied_from" for i in v2["inputs"]), v2["inputs"]
+    diff = native(args.base, f"/api/v1/models/{registered}/compare?versions=1,2", token)
+    assert diff["schema_diff"][0]["from"] == 1, diff["schema_diff"]
 
 
 def autolog(client, args, suffix, active):
@@ -261,6 +271,10 @@ def autolog(client, args, suffix, active):
     children = client.search_runs([exp.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 4, len(children)
+    dataset = client.get_run(run.info.run_id).inputs.dataset_inputs[0].dataset
+    found = client.search_runs([exp.experiment_id],
+                               filter_string=f"datasets.digest = '{dataset.digest}'")
+    assert run.info.run_id in {r.info.run_id for r in found}, (dataset.digest, len(found))
     mlflow.set_experiment(active)
     if args.mlflow_server:
         return
