@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod browsers;
+pub mod cards;
 pub mod compare;
 pub mod deadline;
 pub mod events;
@@ -101,6 +102,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         models::endpoints(),
         versions::endpoints(),
         inputs::endpoints(),
+        cards::endpoints(),
         schemas::endpoints(),
         stages::endpoints(),
         policies::endpoints(),

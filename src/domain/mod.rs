@@ -6,6 +6,7 @@
 pub mod access;
 pub mod address;
 pub mod artifact;
+pub mod card;
 pub mod change;
 pub mod compare;
 pub mod cursor;

@@ -36,6 +36,7 @@ macro_rules! transaction {
 }
 
 mod artifacts;
+mod cards;
 mod claims;
 mod commits;
 mod deliveries;
@@ -74,6 +75,7 @@ mod webhook_types;
 mod webhooks;
 
 pub use artifacts::ArtifactStore;
+pub use cards::{CardChange, CardOf, CardView};
 pub use deliveries::{Attempt, ClaimLimits, Claimed, DeliveryStore, OutboxSignal, Outcome};
 pub use events::EventStore;
 pub use inputs::{DatasetQuery, DatasetUse, Lineage, LineageEdge, LineageNode};

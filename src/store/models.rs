@@ -1,5 +1,6 @@
 //! Models: create, create-or-update, read, list, patch and delete, each one transaction.
 
+use super::cards::{CardChange, CardOf, CardView};
 use super::rows::ModelRow;
 use super::sql::{Conn, Stmt};
 use super::{
@@ -18,6 +19,16 @@ use uuid::Uuid;
 #[async_trait]
 pub trait ModelStore {
     async fn create_model(&self, new: NewModel, actor: &Actor) -> Result<Model>;
+    /// A model's card, or a version's with the fields in effect.
+    async fn get_card(&self, model: &ModelName, of: CardOf) -> Result<CardView>;
+    /// Replaces or patches a card; records the fields that changed.
+    async fn set_card(
+        &self,
+        model: &ModelName,
+        of: CardOf,
+        change: CardChange,
+        actor: &Actor,
+    ) -> Result<CardView>;
     /// Creates or updates; the flag says whether it was created.
     async fn put_model(
         &self,
@@ -262,6 +273,22 @@ async fn list<C: Conn>(conn: &mut C, q: &ModelQuery) -> Result<Page<Model>> {
 
 #[async_trait]
 impl<B: Backend> ModelStore for SqlStore<B> {
+    async fn get_card(&self, model: &ModelName, of: CardOf) -> Result<CardView> {
+        let mut conn = self.db.read().await?;
+        super::cards::get(&mut *conn, model, of).await
+    }
+
+    #[instrument(skip_all, fields(model = %model))]
+    async fn set_card(
+        &self,
+        model: &ModelName,
+        of: CardOf,
+        change: CardChange,
+        actor: &Actor,
+    ) -> Result<CardView> {
+        transaction!(self.db, |c| super::cards::set(c, model, of, change, actor))
+    }
+
     #[instrument(skip_all, fields(model = %new.name))]
     async fn create_model(&self, new: NewModel, actor: &Actor) -> Result<Model> {
         transaction!(self.db, |c| create(c, new, actor))

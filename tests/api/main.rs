@@ -7,6 +7,7 @@ mod helpers;
 mod artifacts;
 mod auth;
 mod blobs;
+mod cards;
 mod cluster;
 mod corpus;
 mod errors;
