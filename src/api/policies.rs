@@ -1,7 +1,8 @@
 //! `/api/v1/models/{model}/stages/{stage}/policy`: what every promote onto a stage must pass.
 
 use super::Endpoint;
-use super::extract::{Json, StagePath};
+use super::Items;
+use super::extract::{Json, ModelPath, StagePath};
 use crate::AppState;
 use crate::domain::StageName;
 use crate::domain::access::Scope;
@@ -18,6 +19,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::PUT, ONE, Scope::Admin, put),
         Endpoint::new(Method::GET, ONE, Scope::Read, get),
         Endpoint::new(Method::DELETE, ONE, Scope::Admin, delete),
+        Endpoint::new(
+            Method::GET,
+            "/api/v1/models/{model}/policies",
+            Scope::Read,
+            list,
+        ),
     ]
 }
 
@@ -58,6 +65,16 @@ async fn put(
         .put_policy(&model, &stage, &policy, &actor)
         .await?;
     Ok(axum::Json(stored))
+}
+
+/// Every stage policy of a model, by stage name.
+async fn list(
+    State(state): State<AppState>,
+    ModelPath(model): ModelPath,
+) -> Result<axum::Json<Items<StagePolicy>>> {
+    Ok(axum::Json(Items {
+        items: state.store.list_policies(&model).await?,
+    }))
 }
 
 async fn get(

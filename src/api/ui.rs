@@ -52,6 +52,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 const FILES: &[(&str, &str, &str)] = &[
     ("lib.js", JS, include_str!("../ui/assets/lib.js")),
     ("chart.js", JS, include_str!("../ui/assets/chart.js")),
+    ("markdown.js", JS, include_str!("../ui/assets/markdown.js")),
     ("models.js", JS, include_str!("../ui/assets/models.js")),
     ("version.js", JS, include_str!("../ui/assets/version.js")),
     ("stages.js", JS, include_str!("../ui/assets/stages.js")),

@@ -44,6 +44,8 @@ pub trait PolicyStore {
         actor: &Actor,
     ) -> Result<StagePolicy>;
     async fn get_policy(&self, model: &ModelName, stage: &StageName) -> Result<StagePolicy>;
+    /// Every stage policy of a model, by stage name.
+    async fn list_policies(&self, model: &ModelName) -> Result<Vec<StagePolicy>>;
     async fn delete_policy(
         &self,
         model: &ModelName,
@@ -62,6 +64,13 @@ struct PolicyRow {
     schema_compatible: Option<Json<serde_json::Value>>,
     updated_at: Timestamp,
     updated_by: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct NamedPolicyRow {
+    stage: String,
+    #[sqlx(flatten)]
+    policy: PolicyRow,
 }
 
 impl PolicyRow {
@@ -190,6 +199,22 @@ impl<B: Backend> PolicyStore for SqlStore<B> {
             .await?
             .map(|r| r.shown(model.as_str(), stage.as_str()))
             .ok_or_else(|| not_found(model, stage))
+    }
+
+    async fn list_policies(&self, model: &ModelName) -> Result<Vec<StagePolicy>> {
+        let mut conn = self.db.read().await?;
+        let m = models::row(&mut *conn, model, false).await?;
+        let stmt = Stmt::new(
+            "select stage, require, no_regression, after_stage, min_soak, approvals, \
+                    schema_compatible, updated_at, updated_by \
+               from stage_policies where model_id = $1 order by stage",
+        )
+        .bind(m.id);
+        let rows: Vec<NamedPolicyRow> = conn.fetch_all(stmt).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.policy.shown(model.as_str(), &r.stage))
+            .collect())
     }
 
     async fn delete_policy(

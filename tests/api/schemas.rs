@@ -290,6 +290,18 @@ async fn schema_compatible_refuses_a_breaking_promote(app: &TestApp) {
             .await
             .problem(422, "validation_failed");
     }
+    // Every policy of the model, by stage.
+    let all = app.get("/api/v1/models/m/policies").await;
+    let stages: Vec<&str> = all.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["canary", "production"]);
+    app.get("/api/v1/models/nope/policies")
+        .await
+        .problem(404, "model_not_found");
     // false turns it off.
     let r = app.put(POLICY, json!({"schema_compatible": false})).await;
     assert!(r.ok(200).get("schema_compatible").is_none());

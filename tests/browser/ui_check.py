@@ -101,14 +101,27 @@ def start_server(binary, work, db=None):
 
 def fixtures(api):
     api.call("POST", "/api/v1/models", {"name": "fraud", "description": XSS, "tags": {"team": "risk"}}, 201)
+    api.call("PUT", "/api/v1/models/fraud/card", {
+        "readme": f"# Fraud detector\n\nScores **card payments**; see [the runbook](https://runbooks.example/fraud).\n\n{XSS}\n\n- trained weekly\n- owned by risk\n\n```\nscore > 0.8 => review\n```",
+        "license": "Apache-2.0", "owners": ["risk-team"], "limitations": "Not for ACH transfers."}, 200)
     for i in range(1, 6):
         v = api.version("fraud", {"optimizer": {"name": "adam", "lr": 0.01 / i}, "layers": [64, 32], "seed": 7},
                         {"dataset": "2026-11" if i < 4 else "2026-12"}, finalize=False)
         upload(api, "fraud", v, "model/weights.bin", b"weights of version %d" % v)
+        age = "string" if i == 3 else "long"
+        api.call("PUT", f"/api/v1/models/fraud/versions/{v}/schema", {
+            "inputs": [{"name": "age", "type": age}, {"name": "amount", "type": "double"}],
+            "outputs": [{"name": "score", "type": "double"}]}, 200)
+        inputs = [{"kind": "dataset", "name": "transactions", "digest": f"sha256:{i:064x}", "context": "training"}]
+        if i > 1:
+            inputs.append({"kind": "version", "model": "fraud", "version": 1, "relation": "fine_tuned_from"})
+        api.call("POST", f"/api/v1/models/fraud/versions/{v}/inputs", {"inputs": inputs}, 200)
         api.series("fraud", v, "val/acc", 3000, lambda s, i=i: 0.5 + 0.4 * (1 - 1 / (1 + s / 300)) + 0.01 * i + 0.02 * ((s * 7919) % 13) / 13)
         api.series("fraud", v, "loss", 25_000, lambda s, i=i: 2.0 / (1 + s / 1000) + 0.05 * i + (0.5 if s % 5000 == 4999 else 0))
         api.call("POST", f"/api/v1/models/fraud/versions/{v}/finalize", {}, 200)
     api.call("POST", "/api/v1/models/fraud/stages/production/promote", {"version": 1, "reason": "first"}, 200)
+    api.call("PUT", "/api/v1/models/fraud/stages/staging/policy", {"schema_compatible": True}, 200)
+    api.call("POST", "/api/v1/models/fraud/stages/staging/promote", {"version": 1}, 200)
     api.call("POST", "/api/v1/models", {"name": "churn", "description": "churn model"}, 201)
     api.version("churn", {"depth": 4})
 
@@ -233,6 +246,17 @@ def check(b, api, tokens):
     b.shot("versions")
     b.console_clean("versions")
 
+    # The model card: markdown rendered as elements made from text, never parsed as HTML.
+    card = b.one(".model-card")
+    assert "About this model" in card.text and "license: Apache-2.0" in card.text, card.text
+    assert [h.text for h in b.all(".readme h3")] == ["Fraud detector"], "the # heading"
+    assert b.one(".readme strong").text == "card payments"
+    assert b.one(".readme a").get_attribute("href") == "https://runbooks.example/fraud"
+    assert len(b.all(".readme li")) == 2 and "score > 0.8" in b.one(".readme pre").text
+    assert XSS in card.text, "the readme's HTML is shown as text"
+    assert not b.all(".model-card img") and not b.all(".model-card script")
+    assert b.d.title == "modelreg", f"a script from the readme ran: {b.d.title}"
+
     # The filter box marks the position of the error the API answers.
     bad = "metric.val/acc > 0.5 and tag.team ~ 1"
     want = api.call("GET", "/api/v1/models/fraud/versions?" + urllib.parse.urlencode({"filter": bad}), expect=400)["position"]
@@ -264,6 +288,7 @@ def check(b, api, tokens):
     b.one("#stage-production button.rollback").click()
     b.until(lambda: "Someone changed this stage" in b.text(), "the stale rollback refused")
     assert api.call("GET", "/api/v1/models/fraud/stages/production", expect=200)["version"] == 4
+    assert "Policy: schema compatible with the version on this stage" in b.one("#stage-staging").text
     b.shot("stages")
     b.console_clean("stages")
 
@@ -276,6 +301,13 @@ def check(b, api, tokens):
     assert sha in text
     assert len(b.all("figure.chart canvas")) == 2
     assert "buckets of 25,000 points" in text, text
+    # What it was made from (a link to v1) and what it accepts.
+    made_from = b.all("ul.inputs")[0]
+    assert "fine tuned from" in made_from.text and "transactions" in made_from.text, made_from.text
+    assert [a.text for a in made_from.find_elements(By.CSS_SELECTOR, "a")] == ["fraud v1"]
+    assert "age" in b.one("table.schema").text and "Limitations" in text
+    b.open("?model=fraud&version=1")
+    b.until(lambda: "fraud v2" in b.text(), "v1's dependants")
     # Zoom: the range is in the URL and re-read at full resolution.
     b.open("?model=fraud&version=2&zkey=loss&zfrom=4900&zto=5100&smooth=0.6")
     b.until(lambda: "201 points" in b.text(), "the zoomed range at full resolution")
@@ -289,6 +321,7 @@ def check(b, api, tokens):
     legend = [e.text for e in b.all("figure.chart .legend-item")]
     assert legend[:3] == ["v1", "v3", "v5"], legend
     assert "5 versions" in text, text
+    assert "breaking" in text and "input \"age\" was" in text, "the schema diff v1 → v3"
     b.all("figure.chart .legend-item")[1].click()
     assert b.all("figure.chart .legend-item")[1].get_attribute("aria-pressed") == "false"
     b.shot("compare")

@@ -12,6 +12,19 @@ function diffTable(head, rows) {
   return el("div", { class: "scroll" }, el("table", { class: "diff" }, el("thead", {}, el("tr", {}, head.map((h) => el("th", {}, h)))), el("tbody", {}, rows)));
 }
 
+/** Each later version's schema against the first's: every change, compatible or breaking. */
+function schemaDiffView(diffs, name) {
+  const changed = diffs.filter((d) => d.changes.length);
+  if (!changed.length) return el("p", { class: "muted" }, "The schemas are the same (or none is declared).");
+  return changed.map((d) => el("div", {},
+    el("h3", {}, link(`v${d.from}`, { model: name, version: d.from }), " → ", link(`v${d.to}`, { model: name, version: d.to }), " ",
+      el("span", { class: `chip ${d.compatible ? "" : "bad"}` }, d.compatible ? "compatible" : "breaking")),
+    diffTable(["Part", "Name", "Change", "Callers", "Detail"], d.changes.map((ch) => el("tr", { class: ch.compatible ? "" : "breaking" },
+      el("td", {}, ch.part), el("td", { class: "mono" }, ch.name), el("td", {}, ch.change.replace("_", " ")),
+      el("td", { class: ch.compatible ? "ok" : "error" }, ch.compatible ? "still work" : "break"),
+      el("td", { class: "details" }, ch.detail))))));
+}
+
 /** Pages through the model's versions in version order, with the last value of `key`. */
 async function lastValues(name, key, limit = 5000) {
   const out = [];
@@ -51,6 +64,7 @@ export async function comparePage(root, name) {
     ? diffTable(["Artifact", ...vHead(), "Same"], c.artifacts.map((a) => el("tr", {}, el("td", { class: "mono" }, a.path),
       vs.map((v) => el("td", { class: "mono hash" }, a.sha256[v] ? a.sha256[v].slice(0, 12) : "absent")), el("td", {}, a.same ? "yes" : "no"))))
     : el("p", { class: "muted" }, "No artifacts.");
+  const schemaDiff = schemaDiffView(c.schema_diff || [], name);
   const keys = Object.keys(c.metrics).sort();
   const metricsTable = keys.length
     ? diffTable(["Metric (last)", ...vHead()], keys.map((k) => el("tr", {}, el("td", {}, k),
@@ -61,6 +75,7 @@ export async function comparePage(root, name) {
   const charts = el("div", { class: "charts" });
   const sections = [...heading,
     el("section", {}, el("h2", {}, "Config"), config),
+    el("section", {}, el("h2", {}, "Schema"), schemaDiff),
     el("section", {}, el("h2", {}, "Metrics"), metricsTable)];
   if (metric) {
     const select = el("select", { id: "metric", "aria-label": "Metric to overlay" }, keys.map((k) => el("option", { value: k, selected: k === metric }, k)));

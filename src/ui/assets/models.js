@@ -1,5 +1,6 @@
 // The models list and a model's versions table.
 
+import { cardIsEmpty, cardView } from "./markdown.js?v={{markdown.js}}";
 import { Problem, api, chips, el, go, link, modelNav, modelPath, num, params, ready, showError, when, fill } from "./lib.js?v={{lib.js}}";
 
 export async function modelsPage(root) {
@@ -85,7 +86,8 @@ export async function versionsPage(root, name) {
   head.append(el("th", {}, "Stages"), el("th", { class: "hide-narrow" }, "Tags"));
   const body = el("tbody");
   const more = el("div", { class: "bar" });
-  fill(root, el("h1", {}, name), modelNav(name, "versions"), stages, form, problem,
+  const card = el("div", { class: "model-card" });
+  fill(root, el("h1", {}, name), modelNav(name, "versions"), stages, card, form, problem,
     el("div", { class: "bar" }, compare, el("span", { class: "muted" }, "Pick 2 to 10 versions.")),
     el("div", { class: "scroll" }, el("table", { class: "versions" }, el("thead", {}, head), body)), more);
   const holders = {};
@@ -99,6 +101,9 @@ export async function versionsPage(root, name) {
         .catch(() => {});
     }
   }).catch((err) => showError(stages, err));
+  const cardShown = api(`${modelPath(name)}/card`).then((c) => {
+    if (!cardIsEmpty(c.card)) fill(card, el("details", { open: true }, el("summary", {}, "About this model"), cardView(c.card)));
+  }).catch((err) => showError(card, err));
   let cursor = null;
   const page = async () => {
     const query = new URLSearchParams({ limit: "100" });
@@ -139,6 +144,6 @@ export async function versionsPage(root, name) {
       }
     }
   };
-  await page();
+  await Promise.all([page(), cardShown]);
   ready(root);
 }

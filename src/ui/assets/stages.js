@@ -18,6 +18,24 @@ function historyList(items) {
     h.reason ? el("q", {}, h.reason) : null)));
 }
 
+/** What a promote onto the stage must pass, from its policy (null: it has none). */
+function policyView(p) {
+  if (!p) return null;
+  const checks = [];
+  if (p.require) checks.push(["requires ", el("code", {}, p.require)]);
+  for (const r of p.no_regression || []) {
+    checks.push([`no regression on ${r.metric} (${r.higher_is_better ? "higher" : "lower"} is better`, r.tolerance ? `, tolerance ${r.tolerance})` : ")"]);
+  }
+  if (p.after_stage) checks.push([`on ${p.after_stage} first`, p.min_soak ? ` for ${p.min_soak}` : ""]);
+  if (p.schema_compatible) {
+    const other = typeof p.schema_compatible === "object" ? p.schema_compatible.with_stage : null;
+    checks.push([`schema compatible with the version on ${other || "this stage"}`]);
+  }
+  if (p.approvals) checks.push([`${p.approvals} approval${p.approvals === 1 ? "" : "s"}`]);
+  if (!checks.length) return null;
+  return el("div", { class: "policy" }, el("strong", {}, "Policy: "), checks.flatMap((c, i) => [i ? "; " : "", ...c]));
+}
+
 /** Runs a stage change, then shows the outcome and re-renders the page. */
 async function act(status, what, call, rerender) {
   status.replaceChildren(el("span", { class: "muted" }, `${what}…`));
@@ -35,7 +53,8 @@ async function act(status, what, call, rerender) {
 
 export async function stagesPage(root, name) {
   const focus = params().get("stage");
-  const [list, mayChange] = await Promise.all([api(`${modelPath(name)}/stages`), canPromote(name)]);
+  const [list, mayChange, { items: policies }] = await Promise.all([
+    api(`${modelPath(name)}/stages`), canPromote(name), api(`${modelPath(name)}/policies`)]);
   const render = async (message) => {
     await stagesPage(root, name);
     if (message) root.querySelector(".flash").replaceChildren(el("p", { role: "status", class: "ok" }, message));
@@ -43,6 +62,7 @@ export async function stagesPage(root, name) {
   const cards = await Promise.all(list.items.map(async (s) => {
     const base = `${modelPath(name)}/stages/${enc(s.stage)}`;
     const history = await api(`${base}/history?limit=20`);
+    const policy = policies.find((p) => p.stage === s.stage);
     const status = el("div", { "aria-live": "polite" });
     const reason = el("input", { name: "reason", placeholder: "Reason (recorded)", "aria-label": `Reason for ${s.stage}` });
     const controls = mayChange ? el("div", { class: "bar controls" }, reason,
@@ -64,7 +84,7 @@ export async function stagesPage(root, name) {
     return el("section", { class: "stage-card", id: `stage-${s.stage}`, "data-stage": s.stage },
       el("h2", {}, s.stage, " ", el("span", { class: "holder" }, "holds ", link(`v${s.version}`, { model: name, version: s.version })),
         el("span", { class: "muted" }, ` since ${when(s.since)}`)),
-      controls, status, historyList(history.items));
+      policyView(policy), controls, status, historyList(history.items));
   }));
 
   let promote = null;

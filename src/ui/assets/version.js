@@ -1,6 +1,7 @@
 // One version: what it is (config, tags, source, artifacts) and one chart per metric.
 
 import { Chart, chartControls, chartState, colorOf, columns } from "./chart.js?v={{chart.js}}";
+import { cardIsEmpty, cardView } from "./markdown.js?v={{markdown.js}}";
 import { api, chips, download, el, keyPath, link, modelNav, modelPath, num, params, problemText, ready, replace, showError, when, withParams, fill } from "./lib.js?v={{lib.js}}";
 
 /** A JSON value as a tree: objects and arrays fold, leaves are text. */
@@ -35,6 +36,51 @@ function zoomOf(p) {
   return key && Number.isInteger(from) && Number.isInteger(to) && to >= from ? { key, from, to } : null;
 }
 
+/** One input: a dataset, another version (a link), or code. */
+function inputItem(i) {
+  if (i.kind === "version") {
+    return el("li", {}, el("span", { class: "chip" }, i.relation.replaceAll("_", " ")), " ",
+      link(`${i.model} v${i.version}`, { model: i.model, version: i.version }));
+  }
+  if (i.kind === "code") {
+    return el("li", {}, el("span", { class: "chip" }, "code"), " ", el("span", { class: "mono" }, i.uri),
+      i.commit ? el("span", { class: "mono muted" }, ` @ ${i.commit}`) : null);
+  }
+  return el("li", {}, el("span", { class: "chip" }, i.context || "dataset"), " ", el("strong", {}, i.name), " ",
+    el("span", { class: "mono hash", title: "digest" }, i.digest), i.uri ? el("span", { class: "mono muted" }, ` ${i.uri}`) : null);
+}
+
+/** The versions made from this one (its dependants, one level down). */
+async function madeInto(base, name, number) {
+  const g = await api(`${base}/lineage?direction=down&depth=1`);
+  const root = `${name}:${number}`;
+  const users = g.edges.filter((e) => e.from === root);
+  if (!users.length) return el("p", { class: "muted" }, "No version lists it as an input.");
+  const byId = new Map(g.nodes.map((n) => [n.id, n]));
+  return el("ul", { class: "inputs" }, users.map((e) => {
+    const n = byId.get(e.to);
+    return el("li", {}, el("span", { class: "chip" }, e.relation.replaceAll("_", " ")), " ",
+      link(`${n.model} v${n.version}`, { model: n.model, version: n.version }), " ", el("span", { class: `chip status ${n.status}` }, n.status));
+  }), g.truncated ? el("li", { class: "muted" }, "… and more") : null);
+}
+
+/** A schema as a table: part, name, type, shape, required. */
+export function schemaTable(s) {
+  const rows = [
+    ...(s.inputs || []).map((c, i) => ["input", c, i]),
+    ...(s.outputs || []).map((c, i) => ["output", c, i]),
+    ...(s.params || []).map((c, i) => ["param", c, i]),
+  ];
+  if (!rows.length) return el("p", { class: "muted" }, "The schema lists nothing.");
+  return el("div", { class: "scroll" }, el("table", { class: "schema" },
+    el("thead", {}, el("tr", {}, ["Part", "Name", "Type", "Shape", "Required / default"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows.map(([part, c, i]) => el("tr", {},
+      el("td", {}, part), el("td", { class: "mono" }, c.name ?? `#${i}`),
+      el("td", { class: "mono" }, c.dtype ? `${c.type} ${c.dtype}` : c.type),
+      el("td", { class: "mono" }, c.shape ? `[${c.shape.join(", ")}]` : "–"),
+      el("td", {}, part === "param" ? `default ${JSON.stringify(c.default)}` : (c.required === false ? "optional" : "required")))))));
+}
+
 export async function versionPage(root, name, number) {
   const p = params();
   const base = `${modelPath(name)}/versions/${encodeURIComponent(number)}`;
@@ -65,6 +111,9 @@ export async function versionPage(root, name, number) {
       }))))
     : el("p", { class: "muted" }, "No artifacts.");
   const chartBox = el("div", { class: "charts" });
+  const inputs = v.inputs.length ? el("ul", { class: "inputs" }, v.inputs.map(inputItem)) : el("p", { class: "muted" }, "No inputs recorded.");
+  const dependants = el("div", {}, el("span", { class: "muted" }, "Loading…"));
+  const card = el("section", { class: "model-card" });
   fill(root, 
     el("h1", {}, link(name, { model: name }), ` / v${v.version}`),
     modelNav(name, null),
@@ -76,6 +125,11 @@ export async function versionPage(root, name, number) {
     el("div", { class: "columns" },
       el("section", {}, el("h2", {}, "Config"), jsonTree(v.config)),
       el("section", {}, el("h2", {}, "Source"), jsonTree(v.source))),
+    card,
+    el("div", { class: "columns" },
+      el("section", {}, el("h2", {}, "Made from"), inputs),
+      el("section", {}, el("h2", {}, "Made into"), dependants)),
+    el("section", {}, el("h2", {}, "Schema"), v.schema ? schemaTable(v.schema) : el("p", { class: "muted" }, "No schema declared.")),
     el("section", {}, el("h2", {}, "Artifacts"), artifacts),
     el("section", {}, el("h2", {}, "Metrics"),
       v.metrics.length ? controls : el("p", { class: "muted" }, "No metrics logged."), chartBox),
@@ -110,6 +164,14 @@ export async function versionPage(root, name, number) {
     charts.set(m.key, chart);
     chartBox.append(chart.root);
   }
-  await Promise.all(v.metrics.map((m) => draw(m).catch((err) => showError(chartBox, err))));
+  await Promise.all([
+    ...v.metrics.map((m) => draw(m).catch((err) => showError(chartBox, err))),
+    madeInto(base, name, v.version).then((n) => dependants.replaceChildren(n), (err) => showError(dependants, err)),
+    api(`${base}/card`).then((c) => {
+      // The model's readme is on the model's page; a version's own readme is shown here.
+      const shown = { ...c.effective, readme: c.card.readme };
+      if (!cardIsEmpty(JSON.parse(JSON.stringify(shown)))) fill(card, el("h2", {}, "Card"), cardView(shown));
+    }, (err) => showError(card, err)),
+  ]);
   ready(root);
 }
