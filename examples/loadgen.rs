@@ -60,7 +60,8 @@ struct WebhookArgs {
 
 #[derive(clap::Args, Clone)]
 struct HttpArgs {
-    /// register | promote10 | promote10k | ingest | get_version | buckets | raw100k | overlay | noop
+    /// register | register-inputs | promote10 | promote10k | ingest | get_version | buckets |
+    /// raw100k | overlay | get (--path) | noop
     scenario: String,
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     base: String,
@@ -76,6 +77,9 @@ struct HttpArgs {
     /// Points per request of `ingest`.
     #[arg(long, default_value_t = 10_000)]
     batch: i64,
+    /// The path (and query) `get` reads.
+    #[arg(long)]
+    path: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -260,6 +264,29 @@ async fn http(a: HttpArgs) -> Value {
             closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, i| {
                 let req = c.post(format!("{b}/api/v1/models/bench-register/versions"))
                     .json(&json!({"config": {"lr": 0.01, "layers": [64, 32]}, "tags": {"run": i.to_string()}}));
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
+        // The same body with three inputs (bench/lineage.sh): two datasets and the version it
+        // was fine-tuned from, each checked and written with the registration.
+        "register-inputs" => {
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, i| {
+                let req = c.post(format!("{b}/api/v1/models/bench-register/versions"))
+                    .json(&json!({"config": {"lr": 0.01, "layers": [64, 32]}, "tags": {"run": i.to_string()},
+                        "inputs": [
+                            {"kind": "dataset", "name": "transactions", "digest": format!("sha256:{:064x}", i % 1000), "context": "training"},
+                            {"kind": "dataset", "name": "holdout", "digest": "sha256:7e57", "context": "evaluation"},
+                            {"kind": "version", "model": "bench-base", "version": 1, "relation": "fine_tuned_from"}]}));
+                async move { ok(req.send().await).await }
+            })
+            .await
+        }
+        // Any read, as given by --path (bench/lineage.sh's dataset and lineage queries).
+        "get" => {
+            let path = a.path.clone().expect("get needs --path");
+            closed_loop(a.clients, a.seconds, a.max_requests, a.server_pid, move |_, _| {
+                let req = c.get(format!("{b}{path}"));
                 async move { ok(req.send().await).await }
             })
             .await

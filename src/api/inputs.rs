@@ -130,10 +130,13 @@ struct DatasetParams {
     name: Option<String>,
     cursor: Option<String>,
     limit: Option<u32>,
+    /// `true`: only versions a stage holds now.
+    staged: Option<bool>,
 }
 
 /// The versions that used a dataset, by `digest` or by `name` (exactly one), within the
-/// token's models, by model name and newest version first, keyset-paged.
+/// token's models (with `staged=true`, only those a stage holds now), by model name and newest
+/// version first, keyset-paged.
 async fn dataset_users(
     State(state): State<AppState>,
     principal: Principal,
@@ -166,6 +169,7 @@ async fn dataset_users(
         by_digest,
         key,
         visible: principal.like_patterns(),
+        staged: p.staged.unwrap_or(false),
         after,
         limit: page_limit(p.limit, &state)?,
     };

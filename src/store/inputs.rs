@@ -208,6 +208,8 @@ pub struct DatasetQuery {
     pub key: String,
     /// The token's model globs as LIKE patterns (`None`: every model).
     pub visible: Option<Vec<String>>,
+    /// Only versions a stage holds now ("which live versions were trained on it").
+    pub staged: bool,
     /// After this (model, version) in the order (model name, then newest version first).
     pub after: Option<(String, i64)>,
     pub limit: u32,
@@ -239,9 +241,14 @@ pub(crate) async fn users<C: Conn>(
          from version_inputs i join versions v on v.id = i.version_id \
          join models m on m.id = v.model_id \
          where i.kind = 'dataset' and {column} = $1 and ($2 is null or {}) \
-           and (cast($3 as text) is null or m.name > $3 or (m.name = $3 and v.version < $4)) \
+           and (cast($3 as text) is null or m.name > $3 or (m.name = $3 and v.version < $4)){staged} \
          order by m.name, v.version desc, i.position limit $5",
-        C::like_any("m.name", "$2")
+        C::like_any("m.name", "$2"),
+        staged = if q.staged {
+            " and exists (select 1 from stages s where s.model_id = v.model_id and s.version = v.version)"
+        } else {
+            ""
+        }
     );
     let (after_model, after_version) = match &q.after {
         Some((m, v)) => (Some(m.clone()), Some(*v)),

@@ -217,6 +217,11 @@ async fn datasets_are_traced_to_the_versions_that_used_them(app: &TestApp) {
     assert_eq!(all["items"][1]["status"], "ready");
     assert_eq!(all["items"][2]["context"], "evaluation");
     assert_eq!(key(&uses("name=holdout").await), [("fraud".into(), 3)]);
+    // The live ones only: held by a stage now.
+    assert_eq!(
+        key(&uses("digest=sha256:aa&staged=true").await),
+        [("fraud".into(), 3)]
+    );
     assert!(key(&uses("digest=sha256:none").await).is_empty());
     // Paged: two at a time, nothing lost or repeated.
     let first = uses("digest=sha256:aa&limit=2").await;
