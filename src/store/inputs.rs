@@ -95,6 +95,30 @@ async fn insert_rows<C: Conn>(
     Ok(())
 }
 
+/// Checks the `version` inputs of a registration before it writes (the fast path writes in
+/// one statement): each must exist and not be pending. A version that exists and is not
+/// pending stays so, and none can be the version being registered (its number is higher than
+/// any that exists now), so the check holds when the write comes.
+pub(crate) async fn check_before_registration<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    given: &[Input],
+) -> Result<()> {
+    for (i, input) in given.iter().enumerate() {
+        if let Input::Version(v) = input {
+            // The number the registration would take is the version itself, as the
+            // transaction's check (which runs after the number is taken) would say.
+            let next = if v.model == model.as_str() {
+                models::row(conn, model, false).await?.last_version + 1
+            } else {
+                0
+            };
+            check_version_input(conn, model, next, i, v).await?;
+        }
+    }
+    Ok(())
+}
+
 /// The inputs of a version being registered (checked by [`inputs::to_add`] already): each
 /// `version` input checked as [`add`] does; then, for a registration that copies another
 /// version (an MLflow registration of a run's model), that version as a `copied_from` input

@@ -444,13 +444,8 @@ impl<B: Backend> VersionStore for SqlStore<B> {
         actor: &Actor,
     ) -> Result<Registered> {
         // The dialect's fast path covers the common registration: no idempotency key to
-        // remember and no artifacts or inputs to record with it.
-        if idempotency.is_none()
-            && new.artifacts.is_empty()
-            && new.inputs.is_empty()
-            && new.copied_from.is_none()
-            && new.schema.is_none()
-        {
+        // remember, no artifacts to record and no version to copy.
+        if idempotency.is_none() && new.artifacts.is_empty() && new.copied_from.is_none() {
             return self.db.register_plain(model, new, actor).await;
         }
         register::in_transaction(&self.db, model, new, idempotency, actor).await

@@ -132,6 +132,28 @@ struct DetailRow {
     interface_schema: Option<sqlx::types::Json<crate::domain::schema::Schema>>,
 }
 
+/// The one-statement registration (see `register_plain`).
+const REGISTER: &str = "with c as (select count(*) as n from unnest($19::text[], $20::bigint[]) as w(model, version) \
+                        join models cm on cm.name = w.model \
+                        join versions cv on cv.model_id = cm.id and cv.version = w.version \
+                        where cv.status <> 'pending'), \
+             m as (update models set last_version = last_version + 1 \
+                   where name = $1 and (select n from c) = $21 returning id, last_version), \
+             v as (insert into versions (id, model_id, version, status, description, config, source, tags, \
+                                         created_at, updated_at, created_by, interface_schema) \
+                   select $2, m.id, m.last_version, $3, $4, $5, $6, $7, $8, $8, $9, $14 from m \
+                   returning model_id, version), \
+             i as (insert into version_inputs (version_id, position, kind, name, digest, body, created_at) \
+                   select $2, t.o - 1, t.kind, t.name, t.digest, t.body, $8 \
+                   from v, unnest($15::text[], $16::text[], $17::text[], $18::jsonb[]) \
+                        with ordinality as t(kind, name, digest, body, o)), \
+             e as (insert into events (at, action, model_id, model, version, actor, actor_token_id, details, actor_subject) \
+                   select $8, x.action, v.model_id, $1, v.version, $9, $12, x.details, $13 \
+                   from v, (values (1, 'version.created', $10::jsonb), (2, 'version.finalized', '{}'::jsonb)) \
+                        as x(o, action, details) \
+                   where x.o = 1 or $11 order by x.o) \
+             select version from v";
+
 #[async_trait]
 impl Backend for Pg {
     type Conn = PgConnection;
@@ -185,7 +207,9 @@ impl Backend for Pg {
 
     /// One statement (its own transaction): the model row is locked from the number's
     /// increment to the commit and no longer, which is what bounds the registration rate of
-    /// one model.
+    /// one model. Its inputs are written by the same statement, which registers nothing
+    /// unless every `version` input names a version that is not pending; when it registers
+    /// nothing, the portable check says why (or the model is not there).
     async fn register_plain(
         &self,
         model: &ModelName,
@@ -199,38 +223,68 @@ impl Backend for Pg {
         } else {
             VersionStatus::Pending
         };
-        let details = serde_json::json!({"status": status.as_str()});
-        let row: Option<(i64,)> = query_as(
-            "with m as (update models set last_version = last_version + 1 where name = $1 returning id, last_version), \
-             v as (insert into versions (id, model_id, version, status, description, config, source, tags, \
-                                         created_at, updated_at, created_by) \
-                   select $2, m.id, m.last_version, $3, $4, $5, $6, $7, $8, $8, $9 from m \
-                   returning model_id, version), \
-             e as (insert into events (at, action, model_id, model, version, actor, actor_token_id, details, actor_subject) \
-                   select $8, x.action, v.model_id, $1, v.version, $9, $12, x.details, $13 \
-                   from v, (values (1, 'version.created', $10::jsonb), (2, 'version.finalized', '{}'::jsonb)) \
-                        as x(o, action, details) \
-                   where x.o = 1 or $11 order by x.o) \
-             select version from v",
-        )
-        .bind(model.as_str())
-        .bind(id)
-        .bind(status.as_str())
-        .bind(new.description.as_ref().map(Description::as_str))
-        .bind(sqlx::types::Json(&new.config))
-        .bind(sqlx::types::Json(&new.source))
-        .bind(sqlx::types::Json(&new.tags))
-        .bind(now)
-        .bind(&actor.name)
-        .bind(sqlx::types::Json(&details))
-        .bind(new.finalize)
-        .bind(actor.token_id)
-        .bind(&actor.subject)
-        .fetch_optional(&self.pool)
-        .await?;
-        let (number,) = row.ok_or_else(|| Error::model_not_found(model.as_str()))?;
-        self.commits.committed();
-        Registered::new(id, model, number, status, new, now, actor)
+        let mut details = serde_json::json!({"status": status.as_str()});
+        if !new.inputs.is_empty() {
+            details["inputs"] = new.inputs.len().into();
+        }
+        let (wanted_models, wanted_numbers): (Vec<&str>, Vec<i64>) = new
+            .inputs
+            .iter()
+            .filter_map(|i| match i {
+                crate::domain::inputs::Input::Version(v) => Some((v.model.as_str(), v.version)),
+                _ => None,
+            })
+            .unzip();
+        let mut kinds = Vec::with_capacity(new.inputs.len());
+        let mut names = Vec::with_capacity(new.inputs.len());
+        let mut digests = Vec::with_capacity(new.inputs.len());
+        let mut bodies = Vec::with_capacity(new.inputs.len());
+        for input in &new.inputs {
+            let (name, digest) = input.keys();
+            kinds.push(input.kind());
+            names.push(name);
+            digests.push(digest);
+            bodies.push(sqlx::types::Json(input));
+        }
+        // A pending input finalized between the statement and the check: once more.
+        for _ in 0..2 {
+            let row: Option<(i64,)> = query_as(REGISTER)
+                .bind(model.as_str())
+                .bind(id)
+                .bind(status.as_str())
+                .bind(new.description.as_ref().map(Description::as_str))
+                .bind(sqlx::types::Json(&new.config))
+                .bind(sqlx::types::Json(&new.source))
+                .bind(sqlx::types::Json(&new.tags))
+                .bind(now)
+                .bind(&actor.name)
+                .bind(sqlx::types::Json(&details))
+                .bind(new.finalize)
+                .bind(actor.token_id)
+                .bind(&actor.subject)
+                .bind(new.schema.as_ref().map(sqlx::types::Json))
+                .bind(&kinds)
+                .bind(&names)
+                .bind(&digests)
+                .bind(&bodies)
+                .bind(&wanted_models)
+                .bind(&wanted_numbers)
+                .bind(i64::try_from(wanted_models.len()).map_err(Error::internal)?)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some((number,)) = row {
+                self.commits.committed();
+                return Registered::new(id, model, number, status, new, now, actor);
+            }
+            // Why nothing was registered: a version input missing or pending (the check's
+            // error), or no such model.
+            let mut conn = self.read().await?;
+            super::inputs::check_before_registration(&mut *conn, model, &new.inputs).await?;
+            super::models::row(&mut *conn, model, false).await?;
+        }
+        Err(Error::internal(
+            "a registration's version inputs passed their check but not the write",
+        ))
     }
 
     /// One round trip: the version row with its artifacts and summaries as JSON.
