@@ -19,6 +19,8 @@ pub enum Kind {
     UnsupportedMediaType,
     RangeNotSatisfiable,
     Unprocessable,
+    /// A per-caller cap reached (429).
+    TooManyRequests,
     Unavailable,
     /// The database's disk (or its page limit) is full: a 503 until space is freed.
     StorageFull,

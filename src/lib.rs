@@ -57,6 +57,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub blobs: blob::BlobStore,
     pub config: Arc<Config>,
+    /// The event tail that `GET /api/v1/events/stream` reads from.
+    pub events: Arc<api::event_stream::EventHub>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

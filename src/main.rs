@@ -244,6 +244,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         blobs,
         config: Arc::new(config),
+        events: Default::default(),
     };
     // One signal stops every listener.
     let (stop, stopping) = tokio::sync::watch::channel(false);

@@ -34,7 +34,7 @@ struct ListParams {
 }
 
 /// Actions are lower-case words joined by dots (`stage.promoted`, `version.created`).
-fn is_action(a: &str) -> bool {
+pub(super) fn is_action(a: &str) -> bool {
     (1..=64).contains(&a.len())
         && a.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_'))

@@ -9,6 +9,7 @@ pub mod browsers;
 pub mod cards;
 pub mod compare;
 pub mod deadline;
+pub mod event_stream;
 pub mod events;
 pub mod extract;
 pub mod health;
@@ -102,6 +103,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         models::endpoints(),
         versions::endpoints(),
         inputs::endpoints(),
+        event_stream::endpoints(),
         cards::endpoints(),
         schemas::endpoints(),
         stages::endpoints(),

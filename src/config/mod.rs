@@ -52,6 +52,11 @@ pub struct Config {
     #[arg(long, env = "MODELREG_DEFAULT_PAGE_SIZE", default_value_t = 50)]
     pub default_page_size: u32,
 
+    /// Event streams (`GET /api/v1/events/stream`) one token may hold open at once (while
+    /// authentication is off, every caller shares one count).
+    #[arg(long, env = "MODELREG_EVENT_STREAMS_PER_TOKEN", default_value_t = 16)]
+    pub event_streams_per_token: usize,
+
     /// Largest `limit` a list request may ask for.
     #[arg(long, env = "MODELREG_MAX_PAGE_SIZE", default_value_t = 1000)]
     pub max_page_size: u32,
@@ -320,6 +325,7 @@ impl Config {
             insecure_no_auth: false,
             body_limit: 8 << 20,
             default_page_size: 50,
+            event_streams_per_token: 16,
             max_page_size: 1000,
             max_metric_points: 10_000,
             max_artifact_size: None,

@@ -115,6 +115,7 @@ impl fmt::Debug for Config {
             .field("body_limit", &self.body_limit)
             .field("default_page_size", &self.default_page_size)
             .field("max_page_size", &self.max_page_size)
+            .field("event_streams_per_token", &self.event_streams_per_token)
             .field("cors_origins", &self.cors_origins)
             .field("header_timeout", &self.header_timeout)
             .field("request_timeout", &self.request_timeout)

@@ -368,6 +368,7 @@ impl TestApp {
             store,
             blobs,
             config: Arc::new(config),
+            events: Default::default(),
         };
         let kept = state.clone();
         let (tx, rx) = oneshot::channel::<()>();

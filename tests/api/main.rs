@@ -11,6 +11,7 @@ mod cards;
 mod cluster;
 mod corpus;
 mod errors;
+mod event_stream;
 mod events;
 mod faults;
 mod hardening;

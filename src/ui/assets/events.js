@@ -1,9 +1,10 @@
-// The event feed: the newest events, then every new one as it is logged (polled with `after`,
-// which never skips an event whose transaction commits late).
+// The event feed: the newest events, then every new one as it is logged, from the event
+// stream (`GET /api/v1/events/stream`, resumed with `Last-Event-ID` after a drop, so nothing
+// is skipped or shown twice).
 
-import { api, el, go, link, modelNav, params, ready, showError, when, fill } from "./lib.js?v={{lib.js}}";
+import { Problem, TOKEN_KEY, api, el, go, link, modelNav, params, ready, showError, when, fill } from "./lib.js?v={{lib.js}}";
 
-const POLL_MS = 2000;
+const RETRY_MS = 2000;
 /** The most rows the feed keeps: the oldest go as new ones come (a tab left open for days
  * stays small; the full log is the API's). */
 const MAX_ROWS = 500;
@@ -54,23 +55,62 @@ export async function eventsPage(root, alive) {
     return;
   }
   ready(root);
-  const poll = async () => {
-    if (!alive()) return;
-    if (follow.checked) {
-      try {
-        const next = await api(q(cursor ? { after: cursor, limit: "100" } : { limit: "100" }));
-        if (next.items.length) {
-          body.prepend(...next.items.reverse().map((e) => { const r = row(e); r.classList.add("new"); return r; }));
-          while (body.rows.length > MAX_ROWS) body.lastElementChild.remove();
-          cursor = String(next.items[0].event_id);
-          status.textContent = `${next.items.length} new at ${when(new Date().toISOString())}`;
-        }
-        problem.replaceChildren();
-      } catch (err) {
-        showError(problem, err);
-      }
-    }
-    setTimeout(poll, POLL_MS);
+  const pending = [];
+  const show = () => {
+    if (!pending.length) return;
+    body.prepend(...pending.reverse().map((e) => { const r = row(e); r.classList.add("new"); return r; }));
+    while (body.rows.length > MAX_ROWS) body.lastElementChild.remove();
+    status.textContent = `${pending.length} new at ${when(new Date().toISOString())}`;
+    pending.length = 0;
   };
-  setTimeout(poll, POLL_MS);
+  follow.addEventListener("change", () => { if (follow.checked) show(); });
+  const query = new URLSearchParams();
+  if (model) query.set("model", model);
+  if (action) query.set("action", action);
+  followStream(`/api/v1/events/stream?${query}`, cursor, alive, (e) => {
+    pending.push(e);
+    if (pending.length > MAX_ROWS) pending.shift();
+    if (follow.checked) show();
+  }, (err) => (err ? showError(problem, err) : problem.replaceChildren()));
+}
+
+/** Reads the event stream with the tab's token (which EventSource cannot send), from `after`;
+ * after a drop it reconnects from the last event it had. Stops once `alive()` is false. */
+async function followStream(path, after, alive, onEvent, onState) {
+  let last = after;
+  while (alive()) {
+    const headers = { accept: "text/event-stream" };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (last) headers["last-event-id"] = String(last);
+    const controller = new AbortController();
+    const watch = setInterval(() => { if (!alive()) controller.abort(); }, 1000);
+    try {
+      const r = await fetch(path, { headers, signal: controller.signal });
+      if (!r.ok) throw new Problem(r.status, await r.json().catch(() => null));
+      onState(null);
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const frame = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = frame.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          if (!data) continue; // a heartbeat
+          const e = JSON.parse(data);
+          last = e.event_id;
+          onEvent(e);
+        }
+      }
+    } catch (err) {
+      if (alive() && !(err instanceof DOMException && err.name === "AbortError")) onState(err);
+    } finally {
+      clearInterval(watch);
+    }
+    if (alive()) await new Promise((resolve) => { setTimeout(resolve, RETRY_MS); });
+  }
 }
