@@ -12,9 +12,10 @@ cargo build --release --locked --bin modelreg >&2
 ulimit -n 8192 2>/dev/null || true
 psql "$PG/postgres" -qc "drop database if exists $DB with (force)" -c "create database $DB" >/dev/null
 dir=$(mktemp -d)
+bin=$PWD/target/release/modelreg
 (cd "$dir" && exec env RUST_LOG=warn MODELREG_LISTEN=$ADDR MODELREG_DATABASE_URL="$PG/$DB" \
     MODELREG_EVENT_STREAMS_PER_TOKEN=$((N + 10)) MODELREG_MAX_CONNECTIONS=$((N + 100)) \
-    "$PWD/target/release/modelreg" serve) > "$dir/log" 2>&1 &
+    "$bin" serve) > "$dir/log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 until curl -sf -o /dev/null "http://$ADDR/readyz"; do sleep 0.05; done
