@@ -123,9 +123,11 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let closing = closing_rx.clone();
         let open = open.clone();
+        // Registered before the loop goes round again, so that its next look for an idle
+        // connection sees this one (a task that has not run yet would be missed).
+        let entry = open.add();
         tokio::spawn(async move {
             let _slot = permit;
-            let entry = open.add();
             let _registered = Registered(&open, entry.id);
             // A connection that sends nothing is closed before it costs a header timeout.
             let mut first = [0u8; 1];
@@ -198,9 +200,11 @@ async fn connection<I>(
             let busy = Busy::new(tracked.clone());
             let app = app.clone();
             async move {
+                // The connection stays busy until the answer is sent: a streamed one (an
+                // event stream, a large download) is a request in progress, not an idle
+                // connection to evict at the cap.
                 let response = app.oneshot(req.map(axum::body::Body::new)).await;
-                drop(busy);
-                response
+                response.map(|r| r.map(|inner| BusyBody { inner, _busy: busy }))
             }
         }));
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -359,5 +363,31 @@ mod tests {
         });
         guarded.write_all(&vec![1u8; 64 << 10]).await.unwrap();
         drain.await.unwrap();
+    }
+}
+
+/// A response body that keeps its connection marked busy until it is sent or dropped.
+struct BusyBody {
+    inner: axum::body::Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for BusyBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

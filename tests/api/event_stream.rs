@@ -10,7 +10,8 @@ use std::time::Duration;
 
 crate::backend_tests!(
     the_stream_follows_and_resumes_without_loss_or_repeat,
-    streams_are_capped_per_token
+    streams_are_capped_per_token,
+    an_open_stream_is_busy_not_idle_at_the_connection_cap
 );
 
 crate::backend_tests!(with super::AUTH; a_token_streams_only_its_models);
@@ -213,4 +214,32 @@ async fn a_token_streams_only_its_models(app: &TestApp) {
     // Without a token: 401, as every route.
     let r = Stream::open(app, "", None, None).await;
     assert_eq!(r.status(), 401);
+}
+
+/// At the connection cap a newcomer takes the slot of the connection idle longest: an open
+/// stream is a request in progress, never that one, even when it is the oldest.
+async fn an_open_stream_is_busy_not_idle_at_the_connection_cap(app: &TestApp) {
+    let capped = TestApp::spawn(app.db_url.clone(), |c| c.connection_limit = 3).await;
+    let mut first = Stream::new(&capped, "", None, None).await;
+    let mut second = Stream::new(&capped, "", None, None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let silent = tokio::net::TcpStream::connect(capped.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A fourth connection: the silent one gives way, not a stream.
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let r = quick
+        .post(capped.url("/api/v1/models"))
+        .json(&json!({"name": "after-cap"}))
+        .send()
+        .await;
+    assert_eq!(r.expect("served at the cap").status(), 201);
+    for s in [&mut first, &mut second] {
+        let got = s.next(1).await;
+        assert_eq!(got[0].2.as_deref(), Some("after-cap"));
+    }
+    drop(silent);
+    capped.stop().await;
 }
