@@ -122,6 +122,19 @@ const BUCKETS: &str = "\
 
 type BucketPart = (i64, i64, i64, f64, f64, f64, i64, f64, Option<Vec<u8>>);
 
+/// Buckets from full rollup blocks only, grouped and ordered in SQL: a read with no partial
+/// edge (a whole series, or a range aligned to the level's blocks) reads no point, so it
+/// needs neither the union with the raw forms nor the fold (a narrower row per bucket).
+const ROLLUP_BUCKETS: &str = "\
+    select bucket, cast(sum(count) as bigint) as count, min(min) as min, max(max) as max, \
+           sum(scaled_sum) as scaled_sum, max(lastv) as last \
+    from (select (block * $5 - $3) / $4 as bucket, count, min, max, scaled_sum, \
+                 first_value(last) over (partition by (block * $5 - $3) / $4 \
+                                         order by last_step desc) as lastv \
+          from metric_rollups \
+          where series_id = $1 and level = $2 and block >= $6 and block <= $7) r \
+    group by bucket order by bucket";
+
 /// The buckets of a plan, in bucket order, empty buckets left out.
 pub(crate) async fn buckets<C: Conn>(
     conn: &mut C,
@@ -129,6 +142,17 @@ pub(crate) async fn buckets<C: Conn>(
     plan: &BucketPlan,
 ) -> Result<Vec<BucketRow>> {
     let ((h0, h1), (t0, t1)) = plan.raw_edges();
+    if h0 >= h1 && t0 >= t1 {
+        let stmt = Stmt::new(ROLLUP_BUCKETS)
+            .bind(series_id)
+            .bind(Arg::I16(plan.level))
+            .bind(plan.origin)
+            .bind(plan.width)
+            .bind(plan.block)
+            .bind(plan.full_lo)
+            .bind(plan.full_hi);
+        return conn.fetch_all(stmt).await;
+    }
     // Packed blocks that hold steps of `[h0, h1)` and `(t0, t1]`; (1, 0) is none.
     let head = if h0 < h1 {
         (h0 / BLOCK_STEPS, (h1 - 1) / BLOCK_STEPS)
