@@ -6,6 +6,7 @@
 use super::Endpoint;
 use super::extract::{Json, ModelPath, VersionPath};
 use crate::AppState;
+use crate::domain::ModelName;
 use crate::domain::access::Scope;
 use crate::domain::card::Card;
 use crate::error::{Error, Result};
@@ -51,19 +52,33 @@ async fn get_model(
     ))
 }
 
+async fn get_version(
+    State(state): State<AppState>,
+    VersionPath(model, version): VersionPath,
+) -> Result<axum::Json<CardView>> {
+    let of = CardOf::Version(version);
+    Ok(axum::Json(state.store.get_card(&model, of).await?))
+}
+
+async fn set(
+    state: &AppState,
+    model: &ModelName,
+    of: CardOf,
+    change: CardChange,
+    actor: &Actor,
+) -> Result<axum::Json<CardView>> {
+    Ok(axum::Json(
+        state.store.set_card(model, of, change, actor).await?,
+    ))
+}
+
 async fn put_model(
     State(state): State<AppState>,
     ModelPath(model): ModelPath,
     actor: Actor,
     Json(body): Json<Value>,
 ) -> Result<axum::Json<CardView>> {
-    let change = replace(body)?;
-    Ok(axum::Json(
-        state
-            .store
-            .set_card(&model, CardOf::Model, change, &actor)
-            .await?,
-    ))
+    set(&state, &model, CardOf::Model, replace(body)?, &actor).await
 }
 
 async fn patch_model(
@@ -72,25 +87,7 @@ async fn patch_model(
     actor: Actor,
     Json(body): Json<Value>,
 ) -> Result<axum::Json<CardView>> {
-    let change = patch(body)?;
-    Ok(axum::Json(
-        state
-            .store
-            .set_card(&model, CardOf::Model, change, &actor)
-            .await?,
-    ))
-}
-
-async fn get_version(
-    State(state): State<AppState>,
-    VersionPath(model, version): VersionPath,
-) -> Result<axum::Json<CardView>> {
-    Ok(axum::Json(
-        state
-            .store
-            .get_card(&model, CardOf::Version(version))
-            .await?,
-    ))
+    set(&state, &model, CardOf::Model, patch(body)?, &actor).await
 }
 
 async fn put_version(
@@ -99,13 +96,14 @@ async fn put_version(
     actor: Actor,
     Json(body): Json<Value>,
 ) -> Result<axum::Json<CardView>> {
-    let change = replace(body)?;
-    Ok(axum::Json(
-        state
-            .store
-            .set_card(&model, CardOf::Version(version), change, &actor)
-            .await?,
-    ))
+    set(
+        &state,
+        &model,
+        CardOf::Version(version),
+        replace(body)?,
+        &actor,
+    )
+    .await
 }
 
 async fn patch_version(
@@ -114,11 +112,12 @@ async fn patch_version(
     actor: Actor,
     Json(body): Json<Value>,
 ) -> Result<axum::Json<CardView>> {
-    let change = patch(body)?;
-    Ok(axum::Json(
-        state
-            .store
-            .set_card(&model, CardOf::Version(version), change, &actor)
-            .await?,
-    ))
+    set(
+        &state,
+        &model,
+        CardOf::Version(version),
+        patch(body)?,
+        &actor,
+    )
+    .await
 }

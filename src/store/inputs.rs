@@ -165,17 +165,7 @@ pub(crate) async fn add<C: Conn>(
     new: Vec<Input>,
     actor: &Actor,
 ) -> Result<Vec<Input>> {
-    let row = versions::row(conn, model, version, true).await?;
-    let status = VersionStatus::from_stored(&row.status)?;
-    if status != VersionStatus::Pending {
-        return Err(Error::conflict(
-            "version_immutable",
-            format!(
-                "version {version} of '{model}' is {}: its inputs are final",
-                status.as_str()
-            ),
-        ));
-    }
+    let row = versions::pending_row(conn, model, version, "inputs are").await?;
     let mut held = of(conn, row.id).await?;
     let added = inputs::to_add(&held, new)?;
     let adds_versions = added.iter().any(|i| matches!(i, Input::Version(_)));

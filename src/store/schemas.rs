@@ -3,10 +3,10 @@
 
 use super::sql::{Conn, Stmt};
 use super::{Actor, NewEvent, events, models, versions};
+use crate::domain::ModelName;
 use crate::domain::schema::Schema;
 use crate::domain::time;
-use crate::domain::{ModelName, VersionStatus};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use serde_json::json;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -53,17 +53,7 @@ pub(crate) async fn set<C: Conn>(
     keep: bool,
     actor: &Actor,
 ) -> Result<Schema> {
-    let row = versions::row(conn, model, version, true).await?;
-    let status = VersionStatus::from_stored(&row.status)?;
-    if status != VersionStatus::Pending {
-        return Err(Error::conflict(
-            "version_immutable",
-            format!(
-                "version {version} of '{model}' is {}: its schema is final",
-                status.as_str()
-            ),
-        ));
-    }
+    let row = versions::pending_row(conn, model, version, "schema is").await?;
     let held = of(conn, row.id).await?;
     if let Some(held) = held.filter(|h| keep || *h == schema) {
         return Ok(held);

@@ -142,6 +142,28 @@ pub(crate) async fn row<C: Conn>(
     }
 }
 
+/// A pending version's row, locked for a change that only a pending version takes; 409
+/// `version_immutable` once it is not pending (`what` names what is final: "config is").
+pub(crate) async fn pending_row<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    version: i64,
+    what: &str,
+) -> Result<VersionRow> {
+    let current = row(conn, model, version, true).await?;
+    let status = VersionStatus::from_stored(&current.status)?;
+    if status != VersionStatus::Pending {
+        return Err(Error::conflict(
+            "version_immutable",
+            format!(
+                "version {version} of '{model}' is {}: its {what} final",
+                status.as_str()
+            ),
+        ));
+    }
+    Ok(current)
+}
+
 /// The error for a version that is not there: its model may not be either.
 pub(crate) async fn missing<C: Conn>(conn: &mut C, model: &ModelName, version: i64) -> Error {
     match models::row(conn, model, false).await {
@@ -244,13 +266,7 @@ async fn add_config<C: Conn>(
     entries: Map<String, Value>,
     actor: &Actor,
 ) -> Result<Version> {
-    let current = row(conn, model, version, true).await?;
-    if VersionStatus::from_stored(&current.status)? != VersionStatus::Pending {
-        return Err(Error::conflict(
-            "version_immutable",
-            format!("version {version} of '{model}' is not pending: its config is final"),
-        ));
-    }
+    let current = pending_row(conn, model, version, "config is").await?;
     let mut config: Map<String, Value> =
         serde_json::from_str(current.config.0.get()).map_err(Error::internal)?;
     let added = merge_config(&mut config, entries)?;
