@@ -14,6 +14,7 @@ pub mod api;
 pub mod auth;
 pub mod backup;
 pub mod blob;
+pub mod client;
 pub mod compactor;
 pub mod config;
 pub mod connections;

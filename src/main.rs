@@ -2,7 +2,7 @@
 
 mod maintenance;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use modelreg::blob::BlobStore;
 use modelreg::config::{Config, DatabaseConfig, LogFormat};
 use modelreg::{AppState, store, telemetry};
@@ -33,6 +33,10 @@ enum Command {
     /// Manage bearer tokens directly in the database (to bootstrap the first admin token).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print a shell completion script: `modelreg completion bash > /etc/bash_completion.d/modelreg`.
+    Completion { shell: clap_complete::Shell },
+    #[command(flatten)]
+    Client(modelreg::client::Command),
 }
 
 #[derive(Subcommand)]
@@ -77,6 +81,15 @@ fn main() -> ExitCode {
             Err(e) => e.exit(),
         }
     });
+    if let Command::Completion { shell } = command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "modelreg",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,6 +99,10 @@ fn main() -> ExitCode {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let command = match command {
+        Command::Client(c) => return runtime.block_on(modelreg::client::run(c)),
+        other => other,
     };
     let result = runtime.block_on(async {
         match command {
@@ -100,6 +117,9 @@ fn main() -> ExitCode {
                     .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
                 println!("{}", secret.token);
                 Ok(())
+            }
+            Command::Completion { .. } | Command::Client(_) => {
+                unreachable!("handled before the runtime's server commands")
             }
         }
     });
