@@ -141,6 +141,29 @@ async fn reads_print_tables_and_json(app: &TestApp) {
     assert_eq!(events.as_array().unwrap().len(), 1);
     assert_eq!(events[0]["stage"], "production");
 
+    // --follow: new events as they happen, one JSON object per line, from after a given
+    // event (the one promote so far is before it).
+    let after = events[0]["event_id"].as_i64().unwrap().to_string();
+    let mut c = cli.command(&[
+        "events", "--follow", "--json", "--model", "fraud", "--after", &after,
+    ]);
+    c.stdout(std::process::Stdio::piped());
+    let mut follower = c.spawn().unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    promote(app, "fraud", "production", 3).await;
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the new promote, live")
+        .unwrap()
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_str(&next).unwrap();
+    assert_eq!(
+        (event["action"].as_str(), event["version"].as_i64()),
+        (Some("stage.promoted"), Some(3))
+    );
+    follower.kill().await.unwrap();
+
     // Not found (3), usage (2), the server's bad-input answers (2).
     for (args, code) in [
         (vec!["show", "nope"], 3),

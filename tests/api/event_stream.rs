@@ -11,7 +11,8 @@ use std::time::Duration;
 crate::backend_tests!(
     the_stream_follows_and_resumes_without_loss_or_repeat,
     streams_are_capped_per_token,
-    an_open_stream_is_busy_not_idle_at_the_connection_cap
+    an_open_stream_is_busy_not_idle_at_the_connection_cap,
+    a_stalled_reader_is_cut_not_buffered
 );
 
 crate::backend_tests!(with super::AUTH; a_token_streams_only_its_models);
@@ -242,4 +243,67 @@ async fn an_open_stream_is_busy_not_idle_at_the_connection_cap(app: &TestApp) {
     }
     drop(silent);
     capped.stop().await;
+}
+
+/// A reader that stops reading is disconnected once its writes make no progress for the idle
+/// timeout; what it did not read was never held for it (it gets less than was written, then
+/// the end of the connection).
+async fn a_stalled_reader_is_cut_not_buffered(app: &TestApp) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stalling = TestApp::spawn(app.db_url.clone(), |c| {
+        c.idle_timeout = Duration::from_secs(1)
+    })
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut conn = socket.connect(stalling.addr).await.unwrap();
+    let request = format!(
+        "GET /api/v1/events/stream HTTP/1.1\r\nhost: {}\r\n\r\n",
+        stalling.addr
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 64];
+    let n = conn.read(&mut head).await.unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    // About 16 MiB of events while the reader reads nothing: far more than the socket
+    // buffers hold.
+    let tags: serde_json::Map<String, Value> = (0..200)
+        .map(|i| (format!("k{i}"), json!("x".repeat(1000))))
+        .collect();
+    let mut written = 0usize;
+    for i in 0..80 {
+        let body = json!({"name": format!("stall-{i}"), "tags": tags});
+        written += body.to_string().len();
+        let r = stalling
+            .client
+            .post(stalling.url("/api/v1/models"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // Longer than the idle timeout with every write blocked: the server gives up on it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stalled stream was not closed");
+    assert!(
+        received < written / 2,
+        "the reader got {received} of {written} bytes: the rest was not held for it"
+    );
+    stalling.stop().await;
 }
