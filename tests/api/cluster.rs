@@ -11,6 +11,8 @@ pub struct Cluster {
     pub port: u16,
     bin: PathBuf,
     as_postgres: bool,
+    /// Handed over by [`Cluster::detach`]: left running when dropped.
+    detached: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -43,6 +45,11 @@ impl Cluster {
     /// A new cluster (not started) with `conf` appended to postgresql.conf and `files` written
     /// into its data folder (private to the server's user).
     pub fn init(conf: &str, files: &[(&str, &str)]) -> Self {
+        Self::init_with(bin_dir(), conf, files)
+    }
+
+    /// [`Cluster::init`] with the server binaries in `bin`.
+    pub fn init_with(bin: PathBuf, conf: &str, files: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let as_postgres = Command::new("id")
             .arg("-u")
@@ -50,9 +57,10 @@ impl Cluster {
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
         let cluster = Self {
             port: free_port(),
-            bin: bin_dir(),
+            bin,
             as_postgres,
             dir,
+            detached: false,
         };
         if as_postgres {
             cluster.give_to_postgres(cluster.dir.path());
@@ -178,8 +186,31 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Gives up ownership: the cluster keeps running and its folder stays. Returns the folder
+    /// and the shell command that stops the cluster, for whoever removes it later.
+    pub fn detach(mut self) -> (PathBuf, String) {
+        let stop = format!(
+            "{}'{}' -D '{}' -m immediate stop",
+            if self.as_postgres {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            },
+            self.bin.join("pg_ctl").display(),
+            self.data().display()
+        );
+        self.detached = true;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (dir.keep(), stop)
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         let data = self.data();
         let stop = ["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"];
         let _ = if self.as_postgres {

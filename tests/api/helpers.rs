@@ -1,9 +1,9 @@
 //! Spawns the real app on port 0 with a fresh database and talks to it over HTTP.
 //!
 //! Every case runs on SQLite (a temporary file) and on Postgres (a fresh database per test,
-//! dropped afterwards). The Postgres server is `MODELREG_TEST_PG_URL`
-//! (default `postgres://postgres@127.0.0.1:5432/postgres`); when it cannot be reached the
-//! Postgres cases fail, they are never skipped.
+//! dropped afterwards). The Postgres server is `MODELREG_TEST_PG_URL`, else the one on
+//! 127.0.0.1:5432, else a throwaway cluster of the suite's own (`crate::pg`); when none can
+//! be had the Postgres cases fail, they are never skipped.
 
 use crate::blobs::{Blobs, TestBlobs, start_blobs};
 use futures::FutureExt;
@@ -124,9 +124,9 @@ macro_rules! backend_tests {
     };
 }
 
+/// The admin URL of the suite's Postgres: `crate::pg` chooses it once per run.
 pub fn pg_admin_url() -> String {
-    std::env::var("MODELREG_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    crate::pg::admin_url()
 }
 
 /// A database that lives as long as one test.

@@ -25,6 +25,7 @@ mod mlflow;
 mod mlflow_logged;
 mod mlflow_registry;
 mod models;
+mod pg;
 mod pki;
 mod point_blocks;
 mod policies;
