@@ -15,12 +15,14 @@ pub mod auth;
 pub mod backup;
 pub mod blob;
 pub mod client;
+pub mod clock;
 pub mod compactor;
 pub mod config;
 pub mod connections;
 pub mod domain;
 pub mod error;
 pub mod gc;
+pub mod guards;
 pub mod server;
 pub mod store;
 pub mod telemetry;
@@ -259,6 +261,13 @@ pub async fn serve(
         .config
         .compactor
         .then(|| compactor::spawn(state.store.clone(), stopping.clone()));
+    let guards = state.config.guards.then(|| {
+        guards::spawn(
+            state.store.clone(),
+            state.config.clock.clone(),
+            stopping.clone(),
+        )
+    });
     let dispatcher = if state.config.webhooks.dispatcher {
         let settings = state.config.webhooks.clone();
         Some(
@@ -278,6 +287,9 @@ pub async fn serve(
     }
     if let Some(c) = compactor {
         let _ = c.await;
+    }
+    if let Some(g) = guards {
+        let _ = g.await;
     }
     served
 }

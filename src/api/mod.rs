@@ -12,6 +12,7 @@ pub mod deadline;
 pub mod event_stream;
 pub mod events;
 pub mod extract;
+pub mod guards;
 pub mod health;
 pub mod inputs;
 pub mod metrics;
@@ -108,6 +109,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         schemas::endpoints(),
         stages::endpoints(),
         policies::endpoints(),
+        guards::endpoints(),
         requests::endpoints(),
         metrics::endpoints(),
         overlay::endpoints(),

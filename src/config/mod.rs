@@ -141,6 +141,15 @@ pub struct Config {
     #[arg(long = "compactor", env = "MODELREG_COMPACTOR", default_value_t = true, action = clap::ArgAction::Set)]
     pub compactor: bool,
 
+    /// Evaluate stage guards in the background (any replica may; each guard is judged by one
+    /// at a time). Off, guards are still set and shown but never act.
+    #[arg(long = "guards", env = "MODELREG_GUARDS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub guards: bool,
+
+    /// The time background work judges by (the system's; tests set a manual one).
+    #[arg(skip)]
+    pub clock: crate::clock::Clock,
+
     #[command(flatten)]
     pub webhooks: WebhookConfig,
     #[command(flatten)]
@@ -342,6 +351,8 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             compactor: true,
+            guards: true,
+            clock: Default::default(),
             webhooks: WebhookConfig::default(),
             policies: PolicyConfig::default(),
         }

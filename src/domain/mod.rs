@@ -14,6 +14,7 @@ pub mod diff;
 pub mod document;
 pub mod downsample;
 pub mod filter;
+pub mod guard;
 pub mod inputs;
 pub mod logged_model;
 pub mod metrics;

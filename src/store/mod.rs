@@ -43,6 +43,7 @@ mod deliveries;
 mod details;
 mod errors;
 mod events;
+mod guards;
 mod inputs;
 mod logged_models;
 mod logged_search;
@@ -78,6 +79,7 @@ pub use artifacts::ArtifactStore;
 pub use cards::{CardChange, CardOf, CardView};
 pub use deliveries::{Attempt, ClaimLimits, Claimed, DeliveryStore, OutboxSignal, Outcome};
 pub use events::EventStore;
+pub use guards::{GuardPass, GuardStore, StageGuard, Trip};
 pub use inputs::{DatasetQuery, DatasetUse, Lineage, LineageEdge, LineageNode};
 pub use logged_models::{
     LoggedMetric, LoggedModel, LoggedModelStore, LoggedSearch, NewLoggedModel, RunModel,
@@ -120,6 +122,7 @@ pub trait Store:
     + WebhookStore
     + DeliveryStore
     + PolicyStore
+    + GuardStore
     + PromotionStore
     + LoggedModelStore
     + Send

@@ -226,6 +226,8 @@ async fn delete<C: Conn>(conn: &mut C, name: &ModelName, actor: &Actor) -> Resul
     // policies go with the model.
     conn.execute(Stmt::new("delete from stages where model_id = $1").bind(current.id))
         .await?;
+    conn.execute(Stmt::new("delete from stage_guards where model_id = $1").bind(current.id))
+        .await?;
     conn.execute(Stmt::new("delete from stage_policies where model_id = $1").bind(current.id))
         .await?;
     conn.execute(Stmt::new("delete from models where id = $1").bind(current.id))

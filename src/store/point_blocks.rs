@@ -28,7 +28,7 @@ pub(crate) const BLOCK_STEPS: i64 = LEVELS[1].1;
 /// smaller batch adds rows, unless the block is packed already.
 const PACK_TAIL_FROM: usize = 64;
 
-/// Rows per multi-row statement (four or ten parameters each: within both backends' limits).
+/// Rows per multi-row statement (up to ten parameters each: within both backends' limits).
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// What is left of a batch once its completed blocks are packed.
@@ -266,17 +266,31 @@ async fn store_blocks<C: Conn>(conn: &mut C, rows: Vec<BlockRow>) -> Result<()> 
         let mut values = Vec::with_capacity(chunk.len());
         let mut stmt = Stmt::new(String::new());
         for (i, row) in chunk.iter().enumerate() {
-            let n = 4 * i;
-            values.push(format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+            let n = 6 * i;
+            values.push(format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6
+            ));
+            // The block's time span, for reads by time (a stage guard's window).
+            let first_at = row.points.iter().map(|p| p.at).min();
+            let last_at = row.points.iter().map(|p| p.at).max();
             stmt = stmt
                 .bind(row.series_id)
                 .bind(row.block)
                 .bind(row.points.len() as i64)
-                .bind(point_block::encode(&row.points));
+                .bind(point_block::encode(&row.points))
+                .bind(first_at)
+                .bind(last_at);
         }
         stmt.sql = format!(
-            "insert into metric_blocks (series_id, block, count, data) values {} \
-             on conflict (series_id, block) do update set count = excluded.count, data = excluded.data",
+            "insert into metric_blocks (series_id, block, count, data, first_at, last_at) values {} \
+             on conflict (series_id, block) do update set count = excluded.count, data = excluded.data, \
+                 first_at = excluded.first_at, last_at = excluded.last_at",
             values.join(", ")
         )
         .into();

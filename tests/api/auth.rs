@@ -775,6 +775,33 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
                 Scope::Admin,
                 204,
             ),
+            ("PUT", "/api/v1/models/{model}/stages/{stage}/guard") => (
+                "/api/v1/models/fraud-a/stages/staging/guard",
+                j(
+                    json!({"conditions": [{"metric": "prod/err", "aggregate": "mean",
+                    "window": "PT10M", "op": ">", "threshold": 0.1}], "action": "notify"}),
+                ),
+                Scope::Admin,
+                200,
+            ),
+            ("GET", "/api/v1/models/{model}/stages/{stage}/guard") => (
+                "/api/v1/models/fraud-a/stages/staging/guard",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("POST", "/api/v1/models/{model}/stages/{stage}/guard/rearm") => (
+                "/api/v1/models/fraud-a/stages/staging/guard/rearm",
+                None,
+                Scope::Promote,
+                200,
+            ),
+            ("DELETE", "/api/v1/models/{model}/stages/{stage}/guard") => (
+                "/api/v1/models/fraud-a/stages/staging/guard",
+                None,
+                Scope::Admin,
+                204,
+            ),
             ("GET", "/api/v1/events") => ("/api/v1/events", None, Scope::Read, 200),
             ("GET", "/api/v1/events/stream") => ("/api/v1/events/stream", None, Scope::Read, 200),
             ("GET", "/api/v1/models/{model}/policies") => {

@@ -16,6 +16,7 @@ mod errors;
 mod event_stream;
 mod events;
 mod faults;
+mod guards;
 mod hardening;
 mod health;
 mod inputs;
