@@ -182,6 +182,37 @@ async fn find<C: Conn>(
         .await
 }
 
+/// The trip a stage's guard holds on while the stage is at assignment `event_id` (read under
+/// the stage's lock by a promote, which ends the hold).
+pub(crate) async fn held_by_trip<C: Conn>(
+    conn: &mut C,
+    model_id: Uuid,
+    stage: &StageName,
+    event_id: Option<i64>,
+) -> Result<Option<Trip>> {
+    let Some(event_id) = event_id else {
+        return Ok(None);
+    };
+    let stmt = Stmt::new(
+        "select tripped_version, tripped_at, trip_reason, rollback_event_id from stage_guards \
+         where model_id = $1 and stage = $2 \
+           and (judged_event_id = $3 or rollback_event_id = $3)",
+    )
+    .bind(model_id)
+    .bind(stage)
+    .bind(event_id);
+    let row: Option<(Option<i64>, Option<i64>, Option<String>, Option<i64>)> =
+        conn.fetch_optional(stmt).await?;
+    Ok(row.and_then(|(version, at, reason, rollback_event_id)| {
+        Some(Trip {
+            version,
+            at: time::from_micros(at?),
+            reason,
+            rollback_event_id,
+        })
+    }))
+}
+
 /// What the stage holds, as a guard reads it.
 #[derive(sqlx::FromRow)]
 struct Held {

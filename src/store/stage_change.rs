@@ -184,6 +184,7 @@ fn unchanged(stage: &StageName, version: Option<i64>, lock: &StageLock) -> Stage
         checks: None,
         forced: false,
         request: None,
+        guard: None,
     }
 }
 
@@ -254,6 +255,7 @@ pub(crate) async fn apply<C: Conn>(
                         checks,
                         forced: false,
                         request: None,
+                        guard: None,
                     });
                 }
                 PromoteDecision::OpenRequest { approvals, checks } => {
@@ -283,6 +285,7 @@ pub(crate) async fn apply<C: Conn>(
                         checks: Some(checks),
                         forced: false,
                         request: Some(id),
+                        guard: None,
                     });
                 }
                 PromoteDecision::Push {
@@ -388,6 +391,11 @@ pub(crate) async fn apply<C: Conn>(
         depth,
         event,
     };
+    let guard = if action == "stage.promoted" {
+        super::guards::held_by_trip(tx, lock.model_id, stage, lock.event_id).await?
+    } else {
+        None
+    };
     let event_id = tx.write_stage_change(write, actor).await?;
     Ok(StageChange {
         stage: stage.as_str().to_owned(),
@@ -398,5 +406,6 @@ pub(crate) async fn apply<C: Conn>(
         checks,
         forced,
         request: None,
+        guard,
     })
 }

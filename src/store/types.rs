@@ -232,6 +232,10 @@ pub struct StageChange {
     /// The promotion request opened instead of promoting (the stage needs approvals).
     #[serde(skip)]
     pub request: Option<Uuid>,
+    /// A promote onto a stage whose guard was holding after a trip: what it held on (the
+    /// promote ends the hold; the guard judges the new version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::store::Trip>,
 }
 
 /// One entry of a stage's history.

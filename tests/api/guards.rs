@@ -214,13 +214,24 @@ async fn a_breach_rolls_back_and_the_guard_holds(app: &TestApp) {
     let reason = shown.ok(200)["trip"]["reason"].as_str().unwrap().to_owned();
     assert!(reason.contains("not rolled back"), "{reason}");
 
-    // A promote ends holding: the new version is judged on its own points.
-    app.post(
-        "/api/v1/models/m/stages/production/promote",
-        json!({"version": 2}),
-    )
-    .await
-    .ok(200);
+    // A promote ends holding (its answer says what the guard held on): the new version is
+    // judged on its own points.
+    let r = app
+        .post(
+            "/api/v1/models/m/stages/production/promote",
+            json!({"version": 2}),
+        )
+        .await;
+    let held = &r.ok(200)["guard"];
+    assert_eq!(held["version"], 1, "{held}");
+    assert!(held["reason"].as_str().unwrap().contains("not rolled back"));
+    let r = app
+        .post(
+            "/api/v1/models/m/stages/staging/promote",
+            json!({"version": 2}),
+        )
+        .await;
+    assert!(r.ok(200).get("guard").is_none(), "no guard, no note");
     let shown = app.get("/api/v1/models/m/stages/production/guard").await;
     assert_eq!(
         shown.ok(200)["state"],

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 crate::backend_tests!(with super::AUTH;
     sync_follows_promote_and_rollback,
-    sync_survives_a_cut_download_and_refuses_bad_bytes
+    sync_survives_a_cut_download_and_refuses_bad_bytes,
+    a_guard_trip_reaches_the_agent
 );
 
 const AUTH: Setup = Setup {
@@ -263,4 +264,69 @@ async fn sync_survives_a_cut_download_and_refuses_bad_bytes(app: &TestApp) {
         "{}",
         agent.log()
     );
+}
+
+/// A stage guard's rollback (the server's own evaluator, period 1 s) reaches the files: the
+/// agent switches back within two periods and 2 s of the breaching points.
+async fn a_guard_trip_reaches_the_agent(app: &TestApp) {
+    admin(
+        app,
+        Method::POST,
+        "/api/v1/models",
+        Some(json!({"name": "m"})),
+    )
+    .await;
+    let v1 = version_with(app, "m", &[("model.txt", b"one")]).await;
+    let v2 = version_with(app, "m", &[("model.txt", b"two")]).await;
+    promote(app, "m", "production", v1).await;
+    promote(app, "m", "production", v2).await;
+    admin(
+        app,
+        Method::PUT,
+        "/api/v1/models/m/stages/production/guard",
+        Some(
+            json!({"conditions": [{"metric": "prod/error_rate", "aggregate": "mean",
+            "window": "PT1M", "op": ">", "threshold": 0.05}],
+            "min_points": 3, "period": "PT1S", "action": "rollback"}),
+        ),
+    )
+    .await
+    .ok(200);
+    let (_keep, dir) = crate::cli_support::scratch();
+    let dest = dir.join("serve");
+    let cli = Cli::new(app);
+    let agent = Agent::start(&cli, "m@production", &dest, &[]).await;
+    assert!(
+        wait_current(&dest, v2, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "{}",
+        agent.log()
+    );
+    let now = modelreg::domain::time::rfc3339::format(&modelreg::domain::time::now());
+    let points: Vec<serde_json::Value> = (0..5)
+        .map(|i| json!({"key": "prod/error_rate", "step": i, "value": 0.5, "timestamp": now}))
+        .collect();
+    admin(
+        app,
+        Method::POST,
+        &format!("/api/v1/models/m/versions/{v2}/metrics"),
+        Some(json!({"points": points})),
+    )
+    .await
+    .ok(200);
+    let took = wait_current(&dest, v1, Duration::from_secs(4)).await;
+    assert!(
+        took.is_some(),
+        "the guard's rollback did not reach the files within 2 periods + 2 s:\n{}",
+        agent.log()
+    );
+    let history = admin(
+        app,
+        Method::GET,
+        "/api/v1/models/m/stages/production/history",
+        None,
+    )
+    .await;
+    assert_eq!(history.ok(200)["items"][0]["actor"], "guard");
 }
