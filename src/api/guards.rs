@@ -3,7 +3,8 @@
 //! (or records it), then holds until a person re-arms it or changes the stage.
 
 use super::Endpoint;
-use super::extract::{Json, StagePath};
+use super::Items;
+use super::extract::{Json, ModelPath, StagePath};
 use crate::AppState;
 use crate::domain::access::Scope;
 use crate::domain::guard::{Guard, GuardBody};
@@ -24,6 +25,12 @@ pub fn endpoints() -> Vec<Endpoint> {
             rearm,
         ),
         Endpoint::new(Method::DELETE, ONE, Scope::Admin, delete),
+        Endpoint::new(
+            Method::GET,
+            "/api/v1/models/{model}/guards",
+            Scope::Read,
+            list,
+        ),
     ]
 }
 
@@ -50,6 +57,17 @@ async fn get(
     Ok(axum::Json(
         state.store.get_guard(&model, &stage, now).await?,
     ))
+}
+
+/// Every guard of a model, by stage name, each with its evaluation now.
+async fn list(
+    State(state): State<AppState>,
+    ModelPath(model): ModelPath,
+) -> Result<axum::Json<Items<StageGuard>>> {
+    let now = state.config.clock.now();
+    Ok(axum::Json(Items {
+        items: state.store.list_guards(&model, now).await?,
+    }))
 }
 
 async fn delete(

@@ -86,6 +86,8 @@ pub trait GuardStore {
         stage: &StageName,
         now: Timestamp,
     ) -> Result<StageGuard>;
+    /// Every guard of a model, by stage name, each with its evaluation at `now`.
+    async fn list_guards(&self, model: &ModelName, now: Timestamp) -> Result<Vec<StageGuard>>;
     async fn delete_guard(&self, model: &ModelName, stage: &StageName, actor: &Actor)
     -> Result<()>;
     /// Ends `holding`: the guard judges the live version again from its next period.
@@ -444,8 +446,8 @@ async fn rearm<C: Conn>(
     .bind(time::to_micros(now) + row.period.saturating_mul(1_000_000));
     conn.execute(stmt).await?;
     let mut event = NewEvent::model("guard.rearmed", m.id, model.as_str(), time::now());
-    event.stage = Some(stage.as_str());
-    event.details = serde_json::json!({"was_holding_since_version": row.tripped_version});
+    event.details = serde_json::json!({"stage": stage.as_str(),
+        "tripped_version": row.tripped_version});
     events::record(conn, event, actor).await?;
     let row = find(conn, model, stage)
         .await?
@@ -504,11 +506,12 @@ async fn judge_next<C: Conn>(conn: &mut C, now: Timestamp) -> Result<Option<Guar
     let model = ModelName::parse("model", &row.model)?;
     let stage = StageName::parse("stage", &row.stage)?;
     let actor = Actor::named("guard");
+    // The stage is named in the details: the event's `stage` column is for stage changes
+    // (a stage's history and what it held when are read from it).
     let mut event = NewEvent::model("stage.guard_tripped", row.model_id, &row.model, time::now());
-    event.stage = Some(&row.stage);
     event.version = eval.version;
-    event.details = serde_json::json!({"reason": reason, "action": row.action,
-        "conditions": eval.verdicts});
+    event.details = serde_json::json!({"stage": row.stage, "reason": reason,
+        "action": row.action, "conditions": eval.verdicts});
     events::record(conn, event, &actor).await?;
     let mut rollback_event_id = None;
     if row.action() == Action::Rollback {
@@ -601,6 +604,22 @@ impl<B: Backend> GuardStore for SqlStore<B> {
             .ok_or_else(|| not_found(model, stage))?;
         let eval = evaluate(&mut *conn, &row, now).await?;
         Ok(row.shown(eval))
+    }
+
+    async fn list_guards(&self, model: &ModelName, now: Timestamp) -> Result<Vec<StageGuard>> {
+        let mut conn = self.db.read().await?;
+        let m = models::row(&mut *conn, model, false).await?;
+        let sql = format!(
+            "select {COLUMNS} from stage_guards g join models m on m.id = g.model_id \
+             where g.model_id = $1 order by g.stage"
+        );
+        let rows: Vec<GuardRow> = conn.fetch_all(Stmt::new(sql).bind(m.id)).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let eval = evaluate(&mut *conn, &row, now).await?;
+            out.push(row.shown(eval));
+        }
+        Ok(out)
     }
 
     async fn delete_guard(

@@ -802,6 +802,9 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
                 Scope::Admin,
                 204,
             ),
+            ("GET", "/api/v1/models/{model}/guards") => {
+                ("/api/v1/models/fraud-a/guards", None, Scope::Read, 200)
+            }
             ("GET", "/api/v1/events") => ("/api/v1/events", None, Scope::Read, 200),
             ("GET", "/api/v1/events/stream") => ("/api/v1/events/stream", None, Scope::Read, 200),
             ("GET", "/api/v1/models/{model}/policies") => {

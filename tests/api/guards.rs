@@ -165,6 +165,12 @@ async fn a_breach_rolls_back_and_the_guard_holds(app: &TestApp) {
     let n = all.len();
     assert_eq!(all[n - 2]["action"], "stage.guard_tripped");
     assert_eq!(all[n - 2]["version"], 2);
+    assert_eq!(all[n - 2]["details"]["stage"], "production");
+    assert_eq!(
+        all[n - 2]["stage"],
+        Value::Null,
+        "stage history is for stage changes"
+    );
     assert_eq!(all[n - 2]["actor"], "guard");
     assert_eq!(all[n - 1]["action"], "stage.rolled_back");
     assert_eq!(all[n - 1]["event_id"], json!(done[0].rollback_event_id));
@@ -187,6 +193,9 @@ async fn a_breach_rolls_back_and_the_guard_holds(app: &TestApp) {
     let shown = app.get("/api/v1/models/m/stages/production/guard").await;
     let shown = shown.ok(200);
     assert_eq!(shown["state"], "holding");
+    let listed = app.get("/api/v1/models/m/guards").await;
+    assert_eq!(listed.ok(200)["items"][0]["state"], "holding");
+    assert_eq!(listed.body["items"][0]["stage"], "production");
     assert_eq!(shown["trip"]["version"], 2);
     assert!(
         shown["trip"]["reason"]

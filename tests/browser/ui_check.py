@@ -122,6 +122,8 @@ def fixtures(api):
     api.call("POST", "/api/v1/models/fraud/stages/production/promote", {"version": 1, "reason": "first"}, 200)
     api.call("PUT", "/api/v1/models/fraud/stages/staging/policy", {"schema_compatible": True}, 200)
     api.call("POST", "/api/v1/models/fraud/stages/staging/promote", {"version": 1}, 200)
+    api.call("PUT", "/api/v1/models/fraud/stages/staging/guard", {"conditions": [
+        {"metric": "val/acc", "aggregate": "last", "window": "PT1H", "op": "<", "threshold": 2}], "action": "notify"}, 200)
     api.call("POST", "/api/v1/models", {"name": "churn", "description": "churn model"}, 201)
     api.version("churn", {"depth": 4})
 
@@ -289,6 +291,10 @@ def check(b, api, tokens):
     b.until(lambda: "Someone changed this stage" in b.text(), "the stale rollback refused")
     assert api.call("GET", "/api/v1/models/fraud/stages/production", expect=200)["version"] == 4
     assert "Policy: schema compatible with the version on this stage" in b.one("#stage-staging").text
+    # The staging guard: its state, each condition's verdict, the guarded metric's chart.
+    guard = b.one("#stage-staging .guard")
+    assert "Guard:" in guard.text and "last of val/acc over PT1H" in guard.text, guard.text
+    assert guard.find_elements(By.CSS_SELECTOR, "canvas"), "the guarded metric's chart"
     b.shot("stages")
     b.console_clean("stages")
 

@@ -2,7 +2,8 @@
 // roll back and clear, each sending the holder the page showed as `expected_version`, so a
 // change made by someone else in the meantime is refused (409) instead of overwritten.
 
-import { api, canPromote, el, enc, link, modelNav, modelPath, params, ready, showError, when, fill } from "./lib.js?v={{lib.js}}";
+import { api, canPromote, el, enc, keyPath, link, modelNav, modelPath, num, params, ready, showError, when, fill } from "./lib.js?v={{lib.js}}";
+import { Chart, colorOf, columns } from "./chart.js?v={{chart.js}}";
 
 const VERB = { "stage.promoted": "promoted", "stage.rolled_back": "rolled back", "stage.cleared": "cleared" };
 
@@ -36,6 +37,40 @@ function policyView(p) {
   return el("div", { class: "policy" }, el("strong", {}, "Policy: "), checks.flatMap((c, i) => [i ? "; " : "", ...c]));
 }
 
+const GUARD_STATE = { ok: "ok", tripped: "tripped", holding: "holding", insufficient_data: "not enough data" };
+
+/** A stage's guard: its state, each condition's verdict now, the trip it holds on (with
+ * re-arm for promote tokens), and the guarded metrics of the live version on a time axis. */
+function guardView(g, base, name, mayChange, status, rerender) {
+  if (!g) return null;
+  const bad = g.state === "tripped" || g.state === "holding";
+  const rows = g.evaluation.map((v) => el("li", {},
+    el("span", { class: `chip${v.state === "tripped" ? " bad" : ""}` }, GUARD_STATE[v.state] || v.state), " ", v.detail));
+  const trip = g.trip ? el("p", { class: "error" },
+    `Tripped ${when(g.trip.at)} on v${g.trip.version}`, g.trip.rollback_event_id ? " and rolled back" : "", ": ", el("q", {}, g.trip.reason || ""),
+    mayChange ? [" ", el("button", {
+      type: "button",
+      onclick: () => act(status, "Re-arm the guard", () => api(`${base}/guard/rearm`, { method: "POST" }), rerender),
+    }, "Re-arm")] : null) : null;
+  const charts = el("div", { class: "charts" });
+  if (g.version) {
+    const metrics = [...new Set(g.conditions.map((c) => c.metric))];
+    for (const key of metrics) {
+      const chart = new Chart({ title: `${key} (v${g.version})` });
+      charts.append(chart.root);
+      api(`${modelPath(name)}/versions/${g.version}/metrics/${keyPath(key)}?max_points=${chart.width()}`).then((answer) => {
+        const limits = g.evaluation.filter((v) => v.metric === key && v.limit !== null).map((v) => num(v.limit));
+        chart.set([columns(`v${g.version}`, answer, colorOf(0))], { note: limits.length ? `limit ${limits.join(", ")}` : "" });
+      }, (err) => showError(charts, err));
+    }
+  }
+  return el("div", { class: "guard" },
+    el("strong", {}, "Guard: "), el("span", { class: `chip${bad ? " bad" : ""}` }, GUARD_STATE[g.state] || g.state),
+    ` ${g.action === "rollback" ? "rolls back" : "records"} when breached; every ${g.period}`,
+    g.grace_until ? el("span", { class: "muted" }, ` (in grace until ${when(g.grace_until)})`) : null,
+    rows.length ? el("ul", {}, rows) : null, trip, charts);
+}
+
 /** Runs a stage change, then shows the outcome and re-renders the page. */
 async function act(status, what, call, rerender) {
   status.replaceChildren(el("span", { class: "muted" }, `${what}…`));
@@ -53,8 +88,9 @@ async function act(status, what, call, rerender) {
 
 export async function stagesPage(root, name) {
   const focus = params().get("stage");
-  const [list, mayChange, { items: policies }] = await Promise.all([
-    api(`${modelPath(name)}/stages`), canPromote(name), api(`${modelPath(name)}/policies`)]);
+  const [list, mayChange, { items: policies }, { items: guards }] = await Promise.all([
+    api(`${modelPath(name)}/stages`), canPromote(name), api(`${modelPath(name)}/policies`),
+    api(`${modelPath(name)}/guards`)]);
   const render = async (message) => {
     await stagesPage(root, name);
     if (message) root.querySelector(".flash").replaceChildren(el("p", { role: "status", class: "ok" }, message));
@@ -62,6 +98,7 @@ export async function stagesPage(root, name) {
   const cards = await Promise.all(list.items.map(async (s) => {
     const base = `${modelPath(name)}/stages/${enc(s.stage)}`;
     const history = await api(`${base}/history?limit=20`);
+    const guard = guards.find((g) => g.stage === s.stage);
     const policy = policies.find((p) => p.stage === s.stage);
     const status = el("div", { "aria-live": "polite" });
     const reason = el("input", { name: "reason", placeholder: "Reason (recorded)", "aria-label": `Reason for ${s.stage}` });
@@ -84,7 +121,7 @@ export async function stagesPage(root, name) {
     return el("section", { class: "stage-card", id: `stage-${s.stage}`, "data-stage": s.stage },
       el("h2", {}, s.stage, " ", el("span", { class: "holder" }, "holds ", link(`v${s.version}`, { model: name, version: s.version })),
         el("span", { class: "muted" }, ` since ${when(s.since)}`)),
-      policyView(policy), controls, status, historyList(history.items));
+      policyView(policy), guardView(guard, base, name, mayChange, status, render), controls, status, historyList(history.items));
   }));
 
   let promote = null;
