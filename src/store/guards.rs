@@ -203,8 +203,8 @@ pub(crate) async fn held_by_trip<C: Conn>(
     .bind(model_id)
     .bind(stage)
     .bind(event_id);
-    let row: Option<(Option<i64>, Option<i64>, Option<String>, Option<i64>)> =
-        conn.fetch_optional(stmt).await?;
+    type Row = (Option<i64>, Option<i64>, Option<String>, Option<i64>);
+    let row: Option<Row> = conn.fetch_optional(stmt).await?;
     Ok(row.and_then(|(version, at, reason, rollback_event_id)| {
         Some(Trip {
             version,
