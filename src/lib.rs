@@ -261,6 +261,11 @@ pub async fn serve(
         .config
         .compactor
         .then(|| compactor::spawn(state.store.clone(), stopping.clone()));
+    let deletions = tokio::spawn(retry_object_deletions(
+        state.store.clone(),
+        state.blobs.clone(),
+        stopping.clone(),
+    ));
     let guards = state.config.guards.then(|| {
         guards::spawn(
             state.store.clone(),
@@ -291,7 +296,28 @@ pub async fn serve(
     if let Some(g) = guards {
         let _ = g.await;
     }
+    let _ = deletions.await;
     served
+}
+
+/// Deletes the objects of erased artifacts that the store could not delete when they were
+/// erased, every 30 s, until `stop` turns true.
+async fn retry_object_deletions(
+    store: Arc<dyn Store>,
+    blobs: blob::BlobStore,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match api::erase::retry(store.as_ref(), &blobs, 256).await {
+            Ok(n) if n > 0 => tracing::info!(objects = n, "objects of erased artifacts deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "queued object deletions could not be read"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(30)) => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+    }
 }
 
 /// Serves only `/metrics`, without authentication, on a second address.

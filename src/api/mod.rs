@@ -9,6 +9,7 @@ pub mod browsers;
 pub mod cards;
 pub mod compare;
 pub mod deadline;
+pub mod erase;
 pub mod event_stream;
 pub mod events;
 pub mod extract;
@@ -110,6 +111,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         stages::endpoints(),
         policies::endpoints(),
         guards::endpoints(),
+        erase::endpoints(),
         requests::endpoints(),
         metrics::endpoints(),
         overlay::endpoints(),

@@ -150,6 +150,8 @@ pub enum Command {
     Promote(stages::PromoteArgs),
     /// Put back the version beneath the current one (or --to an older one).
     Rollback(stages::RollbackArgs),
+    /// A stage's guard: its state and each condition's verdict now (--rearm ends a hold).
+    Guard(stages::GuardArgs),
     /// List a model's promotion requests.
     Requests(stages::RequestsArgs),
     /// Approve a promotion request.
@@ -180,6 +182,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::History(a) => a.conn.json,
         Command::Promote(a) => a.conn.json,
         Command::Rollback(a) => a.conn.json,
+        Command::Guard(a) => a.conn.json,
         Command::Requests(a) => a.conn.json,
         Command::Approve(a) | Command::Reject(a) => a.conn.json,
         Command::Upload(a) => a.conn.json,
@@ -199,6 +202,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::History(a) => registry::history(a).await,
         Command::Promote(a) => stages::promote(a).await,
         Command::Rollback(a) => stages::rollback(a).await,
+        Command::Guard(a) => stages::guard(a).await,
         Command::Requests(a) => stages::requests(a).await,
         Command::Approve(a) => stages::decide(a, "approve").await,
         Command::Reject(a) => stages::decide(a, "reject").await,

@@ -591,15 +591,31 @@ pub async fn stages(args: StagesArgs) -> Result<Exit, Failure> {
         print::json(&s);
         return Ok(Exit::Ok);
     }
+    let guards = api.get(&["models", &args.model, "guards"], &[]).await?;
+    let guard_of = |stage: &Value| -> String {
+        guards["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|g| &g["stage"] == stage)
+            .map_or("-".to_owned(), |g| cell(&g["state"]))
+    };
     let items = s["items"].as_array().cloned().unwrap_or_default();
     if items.is_empty() {
         println!("{} has no version on any stage", args.model);
     }
     print::table(
-        &["stage", "version", "since"],
+        &["stage", "version", "since", "guard"],
         items
             .iter()
-            .map(|i| vec![cell(&i["stage"]), cell(&i["version"]), time(&i["since"])])
+            .map(|i| {
+                vec![
+                    cell(&i["stage"]),
+                    cell(&i["version"]),
+                    time(&i["since"]),
+                    guard_of(&i["stage"]),
+                ]
+            })
             .collect(),
     );
     Ok(Exit::Ok)

@@ -67,6 +67,17 @@ pub struct RollbackArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct GuardArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    pub model: String,
+    pub stage: String,
+    /// End the hold after a trip (the guard judges the live version again).
+    #[arg(long)]
+    pub rearm: bool,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct RequestsArgs {
     #[command(flatten)]
     pub conn: Conn,
@@ -251,6 +262,87 @@ fn checks(list: &Value) {
         })
         .collect();
     print::table(&["check", "result", "detail"], rows);
+}
+
+/// A stage's guard: its state and each condition's verdict on the live version now.
+pub async fn guard(args: GuardArgs) -> Result<Exit, Failure> {
+    let api = Api::connect(&args.conn)?;
+    let g = if args.rearm {
+        api.call(
+            Method::POST,
+            &[
+                "models",
+                &args.model,
+                "stages",
+                &args.stage,
+                "guard",
+                "rearm",
+            ],
+            None,
+        )
+        .await?
+        .1
+    } else {
+        api.get(
+            &["models", &args.model, "stages", &args.stage, "guard"],
+            &[],
+        )
+        .await?
+    };
+    if args.conn.json {
+        print::json(&g);
+        return Ok(Exit::Ok);
+    }
+    print::fields(&[
+        ("stage", format!("{}@{}", args.model, args.stage)),
+        ("state", cell(&g["state"])),
+        (
+            "judging",
+            g["version"]
+                .as_i64()
+                .map_or("-".to_owned(), |v| format!("version {v}")),
+        ),
+        (
+            "action",
+            format!(
+                "{} when breached, every {}",
+                cell(&g["action"]),
+                cell(&g["period"])
+            ),
+        ),
+        ("grace until", time(&g["grace_until"])),
+    ]);
+    if let Some(trip) = g["trip"].as_object() {
+        println!(
+            "tripped {} on version {}: {}",
+            time(&trip["at"]),
+            cell(&trip["version"]),
+            cell(&trip["reason"])
+        );
+        println!(
+            "re-arm with: modelreg guard {} {} --rearm",
+            args.model, args.stage
+        );
+    }
+    let rows: Vec<Vec<String>> = g["evaluation"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            vec![
+                cell(&v["metric"]),
+                cell(&v["state"]),
+                cell(&v["observed"]),
+                cell(&v["limit"]),
+                cell(&v["points"]),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        println!();
+        print::table(&["metric", "state", "observed", "limit", "points"], rows);
+    }
+    Ok(Exit::Ok)
 }
 
 pub async fn requests(args: RequestsArgs) -> Result<Exit, Failure> {

@@ -10,6 +10,8 @@ pub enum VersionStatus {
     Ready,
     Failed,
     Archived,
+    /// A tombstone: the number stays (never reused), everything else of the version is gone.
+    Erased,
 }
 
 /// A lifecycle action requested by a client.
@@ -38,6 +40,7 @@ impl VersionStatus {
             Self::Ready => "ready",
             Self::Failed => "failed",
             Self::Archived => "archived",
+            Self::Erased => "erased",
         }
     }
 
@@ -47,10 +50,13 @@ impl VersionStatus {
             "ready" => Self::Ready,
             "failed" => Self::Failed,
             "archived" => Self::Archived,
+            "erased" => Self::Erased,
             _ => {
                 return Err(Error::validation(
                     field,
-                    format!("unknown status {s:?}: one of pending, ready, failed, archived"),
+                    format!(
+                        "unknown status {s:?}: one of pending, ready, failed, archived, erased"
+                    ),
                 ));
             }
         })
@@ -72,6 +78,13 @@ impl VersionStatus {
         use VersionStatus::*;
         let target = t.target();
         match (self, t) {
+            (Erased, t) => Err(Error::conflict(
+                "version_erased",
+                format!(
+                    "cannot {} an erased version: nothing of it is left but its number",
+                    t.verb()
+                ),
+            )),
             (s, _) if s == target => Ok(Outcome::AlreadyDone),
             (Pending, Transition::Finalize | Transition::Fail)
             | (Ready, Transition::Archive)

@@ -642,6 +642,19 @@ impl<B: Backend> GuardStore for SqlStore<B> {
     }
 
     async fn evaluate_guards(&self, now: Timestamp, limit: u32) -> Result<Vec<GuardPass>> {
+        // A read first: with nothing due (most seconds) no write transaction is begun, so
+        // an idle evaluator never takes SQLite's write lock.
+        let due: i64 = {
+            let mut conn = self.db.read().await?;
+            let stmt = Stmt::new(
+                "select count(*) from (select 1 from stage_guards where next_check_at <= $1 limit 1) d",
+            )
+            .bind(time::to_micros(now));
+            conn.scalar(stmt).await?
+        };
+        if due == 0 {
+            return Ok(Vec::new());
+        }
         let mut done = Vec::new();
         let mut raced = 0;
         while done.len() < limit as usize {

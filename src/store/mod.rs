@@ -17,7 +17,8 @@
 macro_rules! version_select {
     () => {
         "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
-         v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by \
+         v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by, v.erased_at, \
+         v.erased_by \
          from versions v join models m on m.id = v.model_id "
     };
 }
@@ -41,6 +42,7 @@ mod claims;
 mod commits;
 mod deliveries;
 mod details;
+mod erase;
 mod errors;
 mod events;
 mod guards;
@@ -78,6 +80,7 @@ mod webhooks;
 pub use artifacts::ArtifactStore;
 pub use cards::{CardChange, CardOf, CardView};
 pub use deliveries::{Attempt, ClaimLimits, Claimed, DeliveryStore, OutboxSignal, Outcome};
+pub use erase::{EraseStore, Erased};
 pub use events::EventStore;
 pub use guards::{GuardPass, GuardStore, StageGuard, Trip};
 pub use inputs::{DatasetQuery, DatasetUse, Lineage, LineageEdge, LineageNode};
@@ -123,6 +126,7 @@ pub trait Store:
     + DeliveryStore
     + PolicyStore
     + GuardStore
+    + EraseStore
     + PromotionStore
     + LoggedModelStore
     + Send

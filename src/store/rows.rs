@@ -65,6 +65,8 @@ pub(crate) struct VersionRow {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub created_by: String,
+    pub erased_at: Option<Timestamp>,
+    pub erased_by: Option<String>,
 }
 
 /// A row of the version list: the version and the value it is sorted by (a metric's last
@@ -98,6 +100,8 @@ impl VersionRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             created_by: self.created_by,
+            erased_at: self.erased_at,
+            erased_by: self.erased_by,
             last_metrics: None,
         })
     }

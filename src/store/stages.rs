@@ -86,7 +86,9 @@ async fn read<C: Conn>(
         .bind(stage),
         Some(at) => Stmt::new(
             "select stage, version, at as since from events \
-             where model_id = $1 and stage = $2 and at <= $3 order by id desc limit 1",
+             where model_id = $1 and stage = $2 and at <= $3 \
+               and action in ('stage.promoted', 'stage.rolled_back', 'stage.cleared') \
+             order by id desc limit 1",
         )
         .bind(model_id)
         .bind(stage)

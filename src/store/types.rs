@@ -54,6 +54,14 @@ pub struct Version {
     #[serde(with = "crate::domain::time::rfc3339")]
     pub updated_at: Timestamp,
     pub created_by: String,
+    /// When an erased version was erased, and by whom (its reason is `status_reason`).
+    #[serde(
+        with = "crate::domain::time::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub erased_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_by: Option<String>,
     /// The last value of each metric asked for with `?metrics=` on a list (absent: no points).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_metrics: Option<BTreeMap<String, f64>>,
@@ -194,6 +202,8 @@ impl Registered {
             created_at: now,
             updated_at: now,
             created_by: actor.name.clone(),
+            erased_at: None,
+            erased_by: None,
             last_metrics: None,
         };
         Ok(Self {

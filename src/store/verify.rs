@@ -109,9 +109,12 @@ fn checks() -> Vec<(&'static str, String)> {
                || ', its last history entry says otherwise' \
              from stages s join models m on m.id = s.model_id \
              where coalesce(s.version, -1) <> coalesce((select e.version from events e \
-                      where e.model_id = s.model_id and e.stage = s.name order by e.id desc limit 1), -1) \
+                      where e.model_id = s.model_id and e.stage = s.name \
+                        and e.action in ('stage.promoted', 'stage.rolled_back', 'stage.cleared') \
+                      order by e.id desc limit 1), -1) \
                 or (s.version is not null and coalesce(s.event_id, -1) <> (select max(e.id) from events e \
-                      where e.model_id = s.model_id and e.stage = s.name))"
+                      where e.model_id = s.model_id and e.stage = s.name \
+                        and e.action in ('stage.promoted', 'stage.rolled_back', 'stage.cleared')))"
                 .to_owned(),
         ),
         (

@@ -147,6 +147,8 @@ struct Ids {
     /// `model-versions/delete`.
     run_to_delete: String,
     version_to_archive: i64,
+    /// A ready version of fraud-a on no stage, for `DELETE …/versions/{version}`.
+    version_to_erase: i64,
     /// MLflow 3 logged models of fraud-a: one (tagged `k`) and one to delete.
     logged_model: String,
     logged_model_to_delete: String,
@@ -585,6 +587,14 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
     }
     if template.contains("/promotion-requests") {
         return request_case(method, template, ids);
+    }
+    if method == Method::DELETE && template == "/api/v1/models/{model}/versions/{version}" {
+        return Some(Case {
+            path: format!("/api/v1/models/fraud-a/versions/{}", ids.version_to_erase),
+            body: None,
+            scope: Scope::Admin,
+            success: 200,
+        });
     }
     let throwaway = &ids.throwaway;
     let j = |v: Value| Some(Body::Json(v));
@@ -1067,6 +1077,12 @@ async fn every_route_checks_its_scope(app: &TestApp) {
         run: new_run(app, root, &experiment).await,
         run_to_delete: new_run(app, root, &experiment).await,
         version_to_archive: {
+            let body = Body::Json(json!({"finalize": true}));
+            let path = "/api/v1/models/fraud-a/versions";
+            let r = call(app, Some(root), Method::POST, path, Some(&body)).await;
+            r.ok(201)["version"].as_i64().unwrap()
+        },
+        version_to_erase: {
             let body = Body::Json(json!({"finalize": true}));
             let path = "/api/v1/models/fraud-a/versions";
             let r = call(app, Some(root), Method::POST, path, Some(&body)).await;

@@ -276,6 +276,29 @@ async fn promote_and_rollback_check_what_the_operator_saw(app: &TestApp) {
     let history = out.code(0).json()["items"].clone();
     assert_eq!(history[0]["action"], "stage.rolled_back");
     assert_eq!(history[1]["reason"], "bad");
+
+    // A stage's guard, shown and re-armed; the stages table says which stages have one.
+    admin(
+        app,
+        Method::PUT,
+        "/api/v1/models/m/stages/production/guard",
+        Some(
+            json!({"conditions": [{"metric": "prod/err", "aggregate": "mean",
+            "window": "PT5M", "op": ">", "threshold": 0.1}], "action": "notify"}),
+        ),
+    )
+    .await
+    .ok(200);
+    let out = cli.run(&["stages", "m"]).await;
+    assert!(out.code(0).stdout.contains("GUARD"), "{}", out.stdout);
+    assert!(out.stdout.contains("insufficient_data"), "{}", out.stdout);
+    let out = cli.run(&["guard", "m", "production", "--json"]).await;
+    assert_eq!(out.code(0).json()["action"], "notify");
+    let out = cli.run(&["guard", "m", "production", "--rearm"]).await;
+    assert!(out.code(0).stdout.contains("prod/err"), "{}", out.stdout);
+    let out = cli.run(&["guard", "m", "canary"]).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("[guard_not_found]"), "{}", out.stderr);
 }
 
 async fn policies_and_requests_from_the_command_line(app: &TestApp) {

@@ -934,6 +934,7 @@ async fn run_search_reads_in_pages_not_rows_postgres() {
     let app = TestApp::spawn(db.url.clone(), |c| {
         c.webhooks.dispatcher = false;
         c.compactor = false;
+        c.guards = false;
     })
     .await;
     let exp = create_experiment(&app, "paged").await;

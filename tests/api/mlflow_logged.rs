@@ -719,6 +719,7 @@ async fn mlflow_searches_read_in_pages_postgres() {
     let app = TestApp::spawn(db.url.clone(), |c| {
         c.webhooks.dispatcher = false;
         c.compactor = false;
+        c.guards = false;
     })
     .await;
     let exp = create_experiment(&app, "paged").await;

@@ -55,7 +55,7 @@ pub(super) async fn registered(
 fn status_of(v: &Version) -> &'static str {
     match v.status {
         VersionStatus::Pending => "PENDING_REGISTRATION",
-        VersionStatus::Failed => "FAILED_REGISTRATION",
+        VersionStatus::Failed | VersionStatus::Erased => "FAILED_REGISTRATION",
         VersionStatus::Ready | VersionStatus::Archived => "READY",
     }
 }
@@ -64,7 +64,7 @@ fn status_of(v: &Version) -> &'static str {
 /// modelreg stage of that name, `Archived` once archived, else `None`.
 pub(super) fn current_stage(v: &Version, stages: &[String]) -> &'static str {
     let holds = |s: &str| stages.iter().any(|h| h == s);
-    if v.status == VersionStatus::Archived {
+    if matches!(v.status, VersionStatus::Archived | VersionStatus::Erased) {
         "Archived"
     } else if holds(PRODUCTION) {
         "Production"

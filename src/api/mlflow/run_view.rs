@@ -47,7 +47,7 @@ fn status_of(v: &Version) -> &'static str {
     match v.status {
         VersionStatus::Pending => "RUNNING",
         VersionStatus::Failed if v.status_reason.as_deref() == Some("KILLED") => "KILLED",
-        VersionStatus::Failed => "FAILED",
+        VersionStatus::Failed | VersionStatus::Erased => "FAILED",
         VersionStatus::Ready | VersionStatus::Archived => "FINISHED",
     }
 }
@@ -93,7 +93,7 @@ pub fn info_in(experiment_id: String, v: &Version) -> RunInfo {
         artifact_uri: run_artifact_uri(&experiment_id, v),
         experiment_id,
         run_id,
-        lifecycle_stage: if v.status == VersionStatus::Archived {
+        lifecycle_stage: if matches!(v.status, VersionStatus::Archived | VersionStatus::Erased) {
             "deleted"
         } else {
             "active"

@@ -433,7 +433,7 @@ pub async fn retire(state: &AppState, actor: &Actor, v: &Version) -> Result<()> 
     let transition = match v.status {
         VersionStatus::Pending => Transition::Fail,
         VersionStatus::Ready => Transition::Archive,
-        VersionStatus::Failed | VersionStatus::Archived => return Ok(()),
+        VersionStatus::Failed | VersionStatus::Archived | VersionStatus::Erased => return Ok(()),
     };
     let reason = Reason::parse_opt("reason", Some("deleted through the MLflow API".into()))?;
     state
