@@ -171,11 +171,40 @@ async fn patch(
     ))
 }
 
+#[derive(Deserialize, Default)]
+struct DeleteParams {
+    /// Erase every version, then delete the model.
+    #[serde(default)]
+    cascade: bool,
+    /// With `cascade`: clear the stages that hold a version first (a reason is required).
+    #[serde(default)]
+    force: bool,
+    reason: Option<String>,
+}
+
 async fn delete(
     State(state): State<AppState>,
     ModelPath(name): ModelPath,
     actor: Actor,
+    Query(p): Query<DeleteParams>,
 ) -> Result<StatusCode> {
-    state.store.delete_model(&name, &actor).await?;
+    if !p.cascade {
+        if p.force {
+            return Err(crate::error::Error::validation(
+                "force",
+                "force applies to a cascade: delete with cascade=true&force=true",
+            ));
+        }
+        state.store.delete_model(&name, &actor).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let reason = crate::domain::Reason::parse_opt("reason", p.reason)?;
+    let objects = state
+        .store
+        .delete_model_cascade(&name, p.force, reason, &actor)
+        .await?;
+    if !objects.is_empty() {
+        super::erase::delete_objects(state.store.as_ref(), &state.blobs, objects).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -37,6 +37,17 @@ pub trait EraseStore {
         reason: Option<Reason>,
         actor: &Actor,
     ) -> Result<Erased>;
+    /// Deletes a model with every version (each erased as above), its logged models, stages,
+    /// policies, guards and requests; the model's events stay. Refused while a stage holds
+    /// a version (409 `model_in_use`) unless `force`, which clears those stages first (each
+    /// recorded with the reason). The objects to delete.
+    async fn delete_model_cascade(
+        &self,
+        model: &ModelName,
+        force: bool,
+        reason: Option<Reason>,
+        actor: &Actor,
+    ) -> Result<Vec<String>>;
     /// Objects of erased artifacts that the store has not deleted yet, oldest first.
     async fn queued_object_deletions(&self, limit: u32) -> Result<Vec<String>>;
     /// Forgets objects the store has deleted.
@@ -212,6 +223,119 @@ async fn wipe<C: Conn>(
     Ok(objects)
 }
 
+async fn delete_cascade<C: Conn>(
+    conn: &mut C,
+    model: &ModelName,
+    force: bool,
+    reason: Option<Reason>,
+    actor: &Actor,
+) -> Result<Vec<String>> {
+    let m = models::row(conn, model, true).await?;
+    let lock = if C::ROW_LOCKS { " for update" } else { "" };
+    let live: Vec<(String, Option<i64>)> = conn
+        .fetch_all(
+            Stmt::new(format!(
+                "select name, version from stages where model_id = $1 order by name{lock}"
+            ))
+            .bind(m.id),
+        )
+        .await?;
+    let live: Vec<String> = live
+        .into_iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(s, _)| s)
+        .collect();
+    if !live.is_empty() {
+        if !force {
+            return Err(Error::conflict(
+                "model_in_use",
+                format!(
+                    "model '{model}' is live on {}: roll back or clear them, or delete with force=true and a reason",
+                    live.join(", ")
+                ),
+            ));
+        }
+        if reason.is_none() {
+            return Err(Error::validation(
+                "reason",
+                "a forced delete needs a reason, recorded in the history of the stages it clears",
+            ));
+        }
+        for stage in &live {
+            let stage = crate::domain::StageName::parse("stage", stage)?;
+            let req = super::StageRequest {
+                op: super::StageOp::Clear,
+                reason: reason.clone(),
+                expected: None,
+                dry_run: false,
+                force: false,
+                approval: None,
+            };
+            super::stage_change::apply(conn, model, &stage, req, actor).await?;
+        }
+    }
+    let versions: Vec<(Uuid, i64)> = conn
+        .fetch_all(
+            Stmt::new(
+                "select id, version from versions where model_id = $1 and status <> 'erased' \
+                 order by version",
+            )
+            .bind(m.id),
+        )
+        .await?;
+    let mut objects = Vec::new();
+    for (id, version) in &versions {
+        objects.extend(wipe(conn, m.id, model, *id, *version, reason.as_ref(), actor).await?);
+    }
+    // MLflow's logged models of the model, their files' objects queued as artifacts' are.
+    let files: Vec<(String,)> = conn
+        .fetch_all(
+            Stmt::new(
+                "select f.object_key from logged_model_files f \
+                 join logged_models l on l.id = f.logged_model_id where l.model_id = $1",
+            )
+            .bind(m.id),
+        )
+        .await?;
+    let now = time::now();
+    for (key,) in files {
+        conn.execute(
+            Stmt::new(
+                "insert into object_deletions (object_key, queued_at) values ($1, $2) \
+                 on conflict (object_key) do nothing",
+            )
+            .bind(key.as_str())
+            .bind(now),
+        )
+        .await?;
+        objects.push(key);
+    }
+    for sql in [
+        "delete from run_models where logged_model_id in (select id from logged_models where model_id = $1) \
+            or version_id in (select id from versions where model_id = $1)",
+        "delete from logged_model_files where logged_model_id in (select id from logged_models where model_id = $1)",
+        "delete from logged_model_tags where logged_model_id in (select id from logged_models where model_id = $1)",
+        "delete from logged_model_params where logged_model_id in (select id from logged_models where model_id = $1)",
+        "delete from logged_model_metrics where logged_model_id in (select id from logged_models where model_id = $1)",
+        "delete from logged_models where model_id = $1",
+        "delete from idempotency_keys where model_id = $1",
+        "delete from promotion_requests where model_id = $1",
+        "delete from stage_stack where model_id = $1",
+        "delete from stages where model_id = $1",
+        "delete from stage_guards where model_id = $1",
+        "delete from stage_policies where model_id = $1",
+        "delete from versions where model_id = $1",
+        "delete from models where id = $1",
+    ] {
+        conn.execute(Stmt::new(sql).bind(m.id)).await?;
+    }
+    let mut event = NewEvent::model("model.deleted", m.id, model.as_str(), now);
+    event.details = serde_json::json!({"cascade": true, "versions": versions.len(),
+        "forced": !live.is_empty(), "reason": reason.as_ref().map(Reason::as_str)});
+    events::record(conn, event, actor).await?;
+    Ok(objects)
+}
+
 /// Takes the entry at `position` out of a stage's stack: the entries above move down one.
 async fn unstack<C: Conn>(conn: &mut C, model_id: Uuid, stage: &str, position: i64) -> Result<()> {
     conn.execute(
@@ -248,6 +372,22 @@ impl<B: Backend> EraseStore for SqlStore<B> {
         actor: &Actor,
     ) -> Result<Erased> {
         transaction!(self.db, |c| erase(c, model, version, reason.clone(), actor))
+    }
+
+    async fn delete_model_cascade(
+        &self,
+        model: &ModelName,
+        force: bool,
+        reason: Option<Reason>,
+        actor: &Actor,
+    ) -> Result<Vec<String>> {
+        transaction!(self.db, |c| delete_cascade(
+            c,
+            model,
+            force,
+            reason.clone(),
+            actor
+        ))
     }
 
     async fn queued_object_deletions(&self, limit: u32) -> Result<Vec<String>> {

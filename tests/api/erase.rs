@@ -17,6 +17,7 @@ const STORES: Setup = Setup {
 
 crate::backend_tests!(with super::STORES;
     an_erased_version_leaves_only_its_number,
+    a_model_is_deleted_with_every_version,
 );
 
 crate::backend_tests!(a_promote_racing_an_erase_one_wins, bad_erases_are_refused,);
@@ -295,4 +296,80 @@ async fn a_store_outage_during_an_erase_is_retried_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_outage_during_an_erase_is_retried_postgres() {
     outage_case(Backend::Postgres).await;
+}
+
+async fn a_model_is_deleted_with_every_version(app: &TestApp) {
+    app.model("m").await;
+    app.model("other").await;
+    let kept = ready_with_everything(app, "other").await;
+    for _ in 0..3 {
+        ready_with_everything(app, "m").await;
+    }
+    app.delete("/api/v1/models/m/versions/1").await.ok(200);
+    app.post(
+        "/api/v1/models/m/stages/production/promote",
+        json!({"version": 2}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(objects(app).await, 12 - 3);
+    // Versions, no cascade: as before.
+    app.delete("/api/v1/models/m")
+        .await
+        .problem(409, "model_not_empty");
+    // Live on a stage: refused unless forced, with a reason.
+    app.delete("/api/v1/models/m?cascade=true")
+        .await
+        .problem(409, "model_in_use");
+    app.delete("/api/v1/models/m?cascade=true&force=true")
+        .await
+        .problem(422, "validation_failed");
+    app.delete("/api/v1/models/m?force=true")
+        .await
+        .problem(422, "validation_failed");
+    let r = app
+        .delete("/api/v1/models/m?cascade=true&force=true&reason=retired")
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    app.get("/api/v1/models/m")
+        .await
+        .problem(404, "model_not_found");
+    // Only the other model's objects and rows are left.
+    assert_eq!(objects(app).await, 3);
+    assert_eq!(count(app, "select count(*) from versions").await, 1);
+    assert_eq!(count(app, "select count(*) from metric_series").await, 1);
+    assert_eq!(count(app, "select count(*) from object_deletions").await, 0);
+    let shown = app
+        .get(&format!("/api/v1/models/other/versions/{kept}"))
+        .await;
+    assert_eq!(shown.ok(200)["artifacts"].as_array().unwrap().len(), 3);
+    // Its events stay: the stage cleared (forced), each version erased, the model deleted.
+    let events = app.get("/api/v1/events?model=m&limit=1000").await;
+    let actions: Vec<String> = events.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    let tail: Vec<&str> = actions[actions.len() - 4..]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "stage.cleared",
+            "version.erased",
+            "version.erased",
+            "model.deleted"
+        ],
+        "{actions:?}"
+    );
+    // A new model of the name is a new model.
+    app.model("m").await;
+    assert_eq!(app.version("m", json!({})).await, 1);
+    let report = modelreg::verify::run(app.state.store.as_ref(), &app.state.blobs, true)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
 }
