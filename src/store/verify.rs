@@ -118,6 +118,25 @@ fn checks() -> Vec<(&'static str, String)> {
                 .to_owned(),
         ),
         (
+            "erased_version",
+            "select m.name || ' v' || cast(v.version as text) || ' is erased but still has ' || \
+                    case when exists (select 1 from artifacts a where a.version_id = v.id) then 'artifacts' \
+                         when exists (select 1 from metric_series s where s.version_id = v.id) then 'metrics' \
+                         when exists (select 1 from version_inputs i where i.version_id = v.id) then 'inputs' \
+                         when exists (select 1 from stage_stack k where k.model_id = v.model_id \
+                                      and k.version = v.version) then 'a place in a stage''s stack' \
+                         else 'no version.erased event' end \
+             from versions v join models m on m.id = v.model_id \
+             where v.status = 'erased' and ( \
+                   exists (select 1 from artifacts a where a.version_id = v.id) \
+                or exists (select 1 from metric_series s where s.version_id = v.id) \
+                or exists (select 1 from version_inputs i where i.version_id = v.id) \
+                or exists (select 1 from stage_stack k where k.model_id = v.model_id and k.version = v.version) \
+                or not exists (select 1 from events e where e.model_id = v.model_id \
+                               and e.version = v.version and e.action = 'version.erased'))"
+                .to_owned(),
+        ),
+        (
             "stage_version",
             "select m.name || '/' || s.name || ': v' || cast(s.version as text) || ' is not ready' \
              from stages s join models m on m.id = s.model_id \

@@ -197,6 +197,18 @@ async fn an_erased_version_leaves_only_its_number(app: &TestApp) {
         .await
         .unwrap();
     assert!(report.is_clean(), "{:#?}", report.findings);
+    // `verify` knows what an erased version may not have.
+    app.exec(&format!(
+        "insert into version_inputs (version_id, position, kind, name, digest, body, created_at) \
+         values ({id_sql}, 1, 'code', null, null, '{{}}', '2026-01-01T00:00:00Z')"
+    ))
+    .await;
+    let report = modelreg::verify::run(app.state.store.as_ref(), &app.state.blobs, false)
+        .await
+        .unwrap();
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    assert_eq!(report.findings[0].check, "erased_version");
+    assert!(report.findings[0].detail.contains("still has inputs"));
 }
 
 async fn a_promote_racing_an_erase_one_wins(app: &TestApp) {
