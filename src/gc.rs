@@ -15,6 +15,8 @@ pub struct Report {
     pub orphans: Vec<(String, u64)>,
     /// Uploads that never finished.
     pub abandoned: Vec<crate::blob::Leftover>,
+    /// Objects of erased artifacts deleted from the queue the server could not finish.
+    pub erased: usize,
 }
 
 /// Objects younger than `grace` are left alone: they may be uploads still in flight.
@@ -29,6 +31,11 @@ pub async fn collect(
         abandoned: blobs.abandoned_uploads(grace_std, dry_run).await?,
         ..Report::default()
     };
+    // Objects of erased artifacts first: deleted whatever their age (they were meant to go
+    // at once; the store was away then).
+    if !dry_run {
+        report.erased = retry_erased(store, blobs, 100_000).await?;
+    }
     let mut referenced: HashSet<String> = store.artifact_keys().await?.into_iter().collect();
     referenced.extend(store.logged_file_keys().await?);
     let cutoff = chrono::Utc::now() - grace;
@@ -45,4 +52,36 @@ pub async fn collect(
         report.orphans.push((key, meta.size));
     }
     Ok(report)
+}
+
+/// Deletes objects of erased artifacts and forgets those deleted; what the store refuses now
+/// stays queued for the background retry ([`retry_erased`]).
+pub async fn delete_erased(store: &dyn Store, blobs: &BlobStore, keys: Vec<String>) -> usize {
+    let mut gone = Vec::with_capacity(keys.len());
+    for key in keys {
+        match blobs.delete(&key).await {
+            Ok(()) => gone.push(key),
+            Err(e) => {
+                tracing::warn!(code = %e.code, "an erased artifact's object could not be deleted yet; retried later");
+            }
+        }
+    }
+    let n = gone.len();
+    if let Err(e) = store.forget_object_deletions(&gone).await {
+        tracing::warn!(code = %e.code, "deleted objects could not be unqueued; deleted again later");
+    }
+    n
+}
+
+/// One retry pass over the queued deletions (at most `limit`); how many went.
+pub async fn retry_erased(
+    store: &dyn Store,
+    blobs: &BlobStore,
+    limit: u32,
+) -> crate::error::Result<usize> {
+    let keys = store.queued_object_deletions(limit).await?;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    Ok(delete_erased(store, blobs, keys).await)
 }

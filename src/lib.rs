@@ -308,7 +308,7 @@ async fn retry_object_deletions(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        match api::erase::retry(store.as_ref(), &blobs, 256).await {
+        match gc::retry_erased(store.as_ref(), &blobs, 256).await {
             Ok(n) if n > 0 => tracing::info!(objects = n, "objects of erased artifacts deleted"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "queued object deletions could not be read"),

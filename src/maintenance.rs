@@ -73,10 +73,12 @@ pub(crate) async fn gc(args: GcArgs) -> anyhow::Result<()> {
     }
     let bytes: u64 = report.orphans.iter().map(|o| o.1).sum();
     println!(
-        "{} objects scanned, {} orphans ({bytes} bytes) {verb}, {} abandoned uploads {verb}",
+        "{} objects scanned, {} orphans ({bytes} bytes) {verb}, {} abandoned uploads {verb}, \
+         {} objects of erased artifacts deleted",
         report.scanned,
         report.orphans.len(),
-        report.abandoned.len()
+        report.abandoned.len(),
+        report.erased
     );
     Ok(())
 }

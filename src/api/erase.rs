@@ -5,11 +5,10 @@
 use super::Endpoint;
 use super::extract::{Query, VersionPath};
 use crate::AppState;
-use crate::blob::BlobStore;
 use crate::domain::Reason;
 use crate::domain::access::Scope;
 use crate::error::Result;
-use crate::store::{Actor, Store, Version};
+use crate::store::{Actor, Version};
 use axum::extract::State;
 use axum::http::Method;
 use serde::Deserialize;
@@ -40,35 +39,7 @@ async fn erase(
         .erase_version(&model, version, reason, &actor)
         .await?;
     if !erased.objects.is_empty() {
-        delete_objects(state.store.as_ref(), &state.blobs, erased.objects).await;
+        crate::gc::delete_erased(state.store.as_ref(), &state.blobs, erased.objects).await;
     }
     Ok(axum::Json(erased.version))
-}
-
-/// Deletes objects of erased artifacts and forgets those deleted; what the store refuses now
-/// stays queued for the background retry ([`retry`]).
-pub async fn delete_objects(store: &dyn Store, blobs: &BlobStore, keys: Vec<String>) -> usize {
-    let mut gone = Vec::with_capacity(keys.len());
-    for key in keys {
-        match blobs.delete(&key).await {
-            Ok(()) => gone.push(key),
-            Err(e) => {
-                tracing::warn!(code = %e.code, "an erased artifact's object could not be deleted yet; retried later");
-            }
-        }
-    }
-    let n = gone.len();
-    if let Err(e) = store.forget_object_deletions(&gone).await {
-        tracing::warn!(code = %e.code, "deleted objects could not be unqueued; deleted again later");
-    }
-    n
-}
-
-/// One retry pass over the queued deletions (at most `limit`); how many went.
-pub async fn retry(store: &dyn Store, blobs: &BlobStore, limit: u32) -> Result<usize> {
-    let keys = store.queued_object_deletions(limit).await?;
-    if keys.is_empty() {
-        return Ok(0);
-    }
-    Ok(delete_objects(store, blobs, keys).await)
 }

@@ -204,7 +204,7 @@ async fn delete(
         .delete_model_cascade(&name, p.force, reason, &actor)
         .await?;
     if !objects.is_empty() {
-        super::erase::delete_objects(state.store.as_ref(), &state.blobs, objects).await;
+        crate::gc::delete_erased(state.store.as_ref(), &state.blobs, objects).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -456,9 +456,44 @@ async fn rearm<C: Conn>(
     Ok(row.shown(eval))
 }
 
-/// Judges the next due guard, if any; `Err` (the transaction undone) when the stage changed
-/// between the judgement and the rollback.
-async fn judge_next<C: Conn>(conn: &mut C, now: Timestamp) -> Result<Option<GuardPass>> {
+/// Guards one batch transaction judges at most: one commit for many guards that do not
+/// trip (a trip is judged again, and acted on, in a transaction of its own).
+const BATCH: i64 = 64;
+
+/// Updates a judged guard's next check (and forgets a trip that no longer holds).
+async fn reschedule<C: Conn>(
+    conn: &mut C,
+    row: &GuardRow,
+    eval: &Evaluation,
+    next: i64,
+) -> Result<()> {
+    let forget = if eval.stale_trip {
+        ", judged_event_id = null, rollback_event_id = null, tripped_version = null, \
+           tripped_at = null, trip_reason = null"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "update stage_guards set next_check_at = $3{forget} where model_id = $1 and stage = $2"
+    );
+    conn.execute(
+        Stmt::new(sql)
+            .bind(row.model_id)
+            .bind(row.stage.as_str())
+            .bind(next),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Judges up to `n` due guards in one transaction. Those that do not trip are rescheduled
+/// here; those that do are left due and returned, to be judged again one by one
+/// ([`judge_one`]), each with its rollback in its own transaction.
+async fn judge_batch<C: Conn>(
+    conn: &mut C,
+    now: Timestamp,
+    n: i64,
+) -> Result<(Vec<GuardPass>, Vec<(Uuid, String)>)> {
     let lock = if C::ROW_LOCKS {
         " for update of g skip locked"
     } else {
@@ -467,10 +502,49 @@ async fn judge_next<C: Conn>(conn: &mut C, now: Timestamp) -> Result<Option<Guar
     let now_us = time::to_micros(now);
     let sql = format!(
         "select {COLUMNS} from stage_guards g join models m on m.id = g.model_id \
-         where g.next_check_at <= $1 order by g.next_check_at, g.model_id, g.stage limit 1{lock}"
+         where g.next_check_at <= $1 order by g.next_check_at, g.model_id, g.stage limit $2{lock}"
+    );
+    let rows: Vec<GuardRow> = conn.fetch_all(Stmt::new(sql).bind(now_us).bind(n)).await?;
+    let (mut done, mut tripped) = (Vec::new(), Vec::new());
+    for row in rows {
+        let eval = evaluate(conn, &row, now).await?;
+        if eval.state == State::Tripped {
+            tripped.push((row.model_id, row.stage.clone()));
+            continue;
+        }
+        let next = now_us + row.period.saturating_mul(1_000_000);
+        reschedule(conn, &row, &eval, next).await?;
+        done.push(GuardPass {
+            model: row.model,
+            stage: row.stage,
+            state: eval.state,
+            rollback_event_id: None,
+        });
+    }
+    Ok((done, tripped))
+}
+
+/// Judges one guard again (still due, not held by another process) and acts on a trip;
+/// `Err` (the transaction undone) when the stage changed between the judgement and the
+/// rollback.
+async fn judge_one<C: Conn>(
+    conn: &mut C,
+    now: Timestamp,
+    model_id: Uuid,
+    stage: &str,
+) -> Result<Option<GuardPass>> {
+    let lock = if C::ROW_LOCKS {
+        " for update of g skip locked"
+    } else {
+        ""
+    };
+    let now_us = time::to_micros(now);
+    let sql = format!(
+        "select {COLUMNS} from stage_guards g join models m on m.id = g.model_id \
+         where g.model_id = $1 and g.stage = $2 and g.next_check_at <= $3{lock}"
     );
     let Some(row) = conn
-        .fetch_optional::<GuardRow>(Stmt::new(sql).bind(now_us))
+        .fetch_optional::<GuardRow>(Stmt::new(sql).bind(model_id).bind(stage).bind(now_us))
         .await?
     else {
         return Ok(None);
@@ -484,22 +558,7 @@ async fn judge_next<C: Conn>(conn: &mut C, now: Timestamp) -> Result<Option<Guar
         rollback_event_id: None,
     };
     if eval.state != State::Tripped {
-        let forget = if eval.stale_trip {
-            ", judged_event_id = null, rollback_event_id = null, tripped_version = null, \
-               tripped_at = null, trip_reason = null"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "update stage_guards set next_check_at = $3{forget} where model_id = $1 and stage = $2"
-        );
-        conn.execute(
-            Stmt::new(sql)
-                .bind(row.model_id)
-                .bind(row.stage.as_str())
-                .bind(next),
-        )
-        .await?;
+        reschedule(conn, &row, &eval, next).await?;
         return Ok(Some(pass));
     }
     let mut reason = guard::reason(&eval.verdicts);
@@ -656,22 +715,46 @@ impl<B: Backend> GuardStore for SqlStore<B> {
             return Ok(Vec::new());
         }
         let mut done = Vec::new();
-        let mut raced = 0;
+        let mut failures = 0;
         while done.len() < limit as usize {
-            match transaction!(self.db, |c| judge_next(c, now)) {
-                Ok(Some(pass)) => done.push(pass),
-                Ok(None) => break,
-                // The stage changed under the judgement: judged again, on what is live now
-                // (a few times at most in one pass; the next pass takes it up otherwise).
-                Err(e) if e.code == "stage_conflict" && raced < 8 => raced += 1,
+            let room = (limit as usize - done.len()).min(BATCH as usize) as i64;
+            let (judged, tripped) = match transaction!(self.db, |c| judge_batch(c, now, room)) {
+                Ok(batch) => batch,
                 Err(e) => {
-                    tracing::warn!(code = %e.code, error = %e.detail, "a stage guard could not be judged; postponed by its period");
+                    tracing::warn!(code = %e.code, error = %e.detail, "stage guards could not be judged; the first due one is postponed by its period");
                     transaction!(self.db, |c| postpone_next(c, now))?;
-                    raced += 1;
-                    if raced >= 8 {
+                    failures += 1;
+                    if failures >= 8 {
                         break;
                     }
+                    continue;
                 }
+            };
+            // No progress (nothing judged, every trip failed to act): the rest waits for the
+            // next pass rather than spinning on the same guards.
+            let mut progressed = !judged.is_empty();
+            done.extend(judged);
+            for (model_id, stage) in tripped {
+                // The stage may change under the judgement: judged again, on what is live
+                // now (a few times at most; the next pass takes it up otherwise).
+                for _ in 0..8 {
+                    match transaction!(self.db, |c| judge_one(c, now, model_id, &stage)) {
+                        Ok(Some(pass)) => {
+                            done.push(pass);
+                            progressed = true;
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(e) if e.code == "stage_conflict" => continue,
+                        Err(e) => {
+                            tracing::warn!(code = %e.code, error = %e.detail, model_id = %model_id, stage = %stage, "a tripped stage guard could not act; judged again next pass");
+                            break;
+                        }
+                    }
+                }
+            }
+            if !progressed {
+                break;
             }
         }
         Ok(done)

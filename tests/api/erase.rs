@@ -287,7 +287,7 @@ async fn outage_case(backend: Backend) {
         .await
         .unwrap();
     assert!(report.is_clean(), "{:#?}", report.findings);
-    let gone = modelreg::api::erase::retry(app.state.store.as_ref(), &app.state.blobs, 100)
+    let gone = modelreg::gc::retry_erased(app.state.store.as_ref(), &app.state.blobs, 100)
         .await
         .unwrap();
     assert_eq!(gone, 3);
