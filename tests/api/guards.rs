@@ -116,6 +116,14 @@ fn error_rate(min_points: i64, action: &str) -> Value {
 
 async fn a_breach_rolls_back_and_the_guard_holds(app: &TestApp) {
     live(app, "m", 2).await;
+    // A policy that every promote must pass (an approval): it never blocks the guard's
+    // rollback, as it never blocks any rollback.
+    app.put(
+        "/api/v1/models/m/stages/production/policy",
+        json!({"approvals": 1}),
+    )
+    .await
+    .ok(200);
     let g = guard(app, "m", error_rate(5, "rollback")).await;
     assert_eq!(g["state"], "insufficient_data", "{g}");
     assert_eq!(g["version"], 2);
@@ -223,6 +231,8 @@ async fn a_breach_rolls_back_and_the_guard_holds(app: &TestApp) {
     let reason = shown.ok(200)["trip"]["reason"].as_str().unwrap().to_owned();
     assert!(reason.contains("not rolled back"), "{reason}");
 
+    app.delete("/api/v1/models/m/stages/production/policy")
+        .await;
     // A promote ends holding (its answer says what the guard held on): the new version is
     // judged on its own points.
     let r = app

@@ -167,12 +167,45 @@ async fn slow_readers_hold_no_database_connection(app: &TestApp) {
         stalled.push(tcp);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // Everyone else is served, and the server is ready.
+    // Everyone else is served, and the server is ready. At the cap the newcomers take the
+    // slot of the client's idle keep-alive connection; a request sent on it as it closes is
+    // sent again on a new one, as any client does (a registration with its Idempotency-Key).
+    let served = |req: fn(&TestApp, usize) -> reqwest::RequestBuilder, i: usize| async move {
+        for attempt in 0..3 {
+            match req(app, i).send().await {
+                Ok(r) => return into_resp(r).await,
+                Err(e) if attempt < 2 && e.is_request() => continue,
+                Err(e) => panic!("not served: {e}"),
+            }
+        }
+        unreachable!()
+    };
     for i in 0..10 {
-        app.get("/readyz").await.ok(200);
-        app.get("/api/v1/models/m/versions/1").await.ok(200);
-        app.version("m", json!({"tags": {"i": i.to_string()}}))
-            .await;
+        served(|app, _| app.client.get(app.url("/readyz")), i)
+            .await
+            .ok(200);
+        served(
+            |app, _| app.client.get(app.url("/api/v1/models/m/versions/1")),
+            i,
+        )
+        .await
+        .ok(200);
+        let registered = served(
+            |app, i| {
+                app.client
+                    .post(app.url("/api/v1/models/m/versions"))
+                    .header("idempotency-key", format!("after-stall-{i}"))
+                    .json(&json!({"tags": {"i": i.to_string()}}))
+            },
+            i,
+        )
+        .await;
+        // 201, or 200 when a retry finds the registration its first attempt made.
+        assert!(
+            matches!(registered.status.as_u16(), 200 | 201),
+            "{}",
+            registered.body
+        );
     }
     // The stalled responses are cut off after the idle timeout (2 s here).
     for mut tcp in stalled {
