@@ -71,14 +71,7 @@ async fn erase<C: Conn>(
     let lock = if C::ROW_LOCKS { " for update" } else { "" };
     // The stages first, as a promote takes them (held, not read: what holds the version is
     // read once the version's row is held too).
-    let _held: Vec<(String, Option<i64>)> = conn
-        .fetch_all(
-            Stmt::new(format!(
-                "select name, version from stages where model_id = $1 order by name{lock}"
-            ))
-            .bind(m.id),
-        )
-        .await?;
+    lock_stages(conn, m.id).await?;
     let target: Option<Target> = conn
         .fetch_optional(
             Stmt::new(format!(
@@ -180,17 +173,7 @@ async fn wipe<C: Conn>(
         )
         .await?;
     let objects: Vec<String> = objects.into_iter().map(|o| o.0).collect();
-    for key in &objects {
-        conn.execute(
-            Stmt::new(
-                "insert into object_deletions (object_key, queued_at) values ($1, $2) \
-                 on conflict (object_key) do nothing",
-            )
-            .bind(key.as_str())
-            .bind(now),
-        )
-        .await?;
-    }
+    queue_deletions(conn, &objects, now).await?;
     for sql in [
         "delete from artifacts where version_id = $1",
         "delete from metric_points where series_id in (select id from metric_series where version_id = $1)",
@@ -231,15 +214,7 @@ async fn delete_cascade<C: Conn>(
     actor: &Actor,
 ) -> Result<Vec<String>> {
     let m = models::row(conn, model, true).await?;
-    let lock = if C::ROW_LOCKS { " for update" } else { "" };
-    let live: Vec<(String, Option<i64>)> = conn
-        .fetch_all(
-            Stmt::new(format!(
-                "select name, version from stages where model_id = $1 order by name{lock}"
-            ))
-            .bind(m.id),
-        )
-        .await?;
+    let live = lock_stages(conn, m.id).await?;
     let live: Vec<String> = live
         .into_iter()
         .filter(|(_, v)| v.is_some())
@@ -298,18 +273,9 @@ async fn delete_cascade<C: Conn>(
         )
         .await?;
     let now = time::now();
-    for (key,) in files {
-        conn.execute(
-            Stmt::new(
-                "insert into object_deletions (object_key, queued_at) values ($1, $2) \
-                 on conflict (object_key) do nothing",
-            )
-            .bind(key.as_str())
-            .bind(now),
-        )
-        .await?;
-        objects.push(key);
-    }
+    let files: Vec<String> = files.into_iter().map(|f| f.0).collect();
+    queue_deletions(conn, &files, now).await?;
+    objects.extend(files);
     for sql in [
         "delete from run_models where logged_model_id in (select id from logged_models where model_id = $1) \
             or version_id in (select id from versions where model_id = $1)",
@@ -334,6 +300,40 @@ async fn delete_cascade<C: Conn>(
         "forced": !live.is_empty(), "reason": reason.as_ref().map(Reason::as_str)});
     events::record(conn, event, actor).await?;
     Ok(objects)
+}
+
+/// Locks the model's stage rows, in name order (the order a promote takes one in); what
+/// each holds.
+async fn lock_stages<C: Conn>(conn: &mut C, model_id: Uuid) -> Result<Vec<(String, Option<i64>)>> {
+    let lock = if C::ROW_LOCKS { " for update" } else { "" };
+    conn.fetch_all(
+        Stmt::new(format!(
+            "select name, version from stages where model_id = $1 order by name{lock}"
+        ))
+        .bind(model_id),
+    )
+    .await
+}
+
+/// Queues objects for deletion once the transaction commits (retried until the store has
+/// deleted them).
+async fn queue_deletions<C: Conn>(
+    conn: &mut C,
+    keys: &[String],
+    now: crate::domain::time::Timestamp,
+) -> Result<()> {
+    for key in keys {
+        conn.execute(
+            Stmt::new(
+                "insert into object_deletions (object_key, queued_at) values ($1, $2) \
+                 on conflict (object_key) do nothing",
+            )
+            .bind(key.as_str())
+            .bind(now),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Takes the entry at `position` out of a stage's stack: the entries above move down one.
