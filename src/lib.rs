@@ -23,6 +23,7 @@ pub mod domain;
 pub mod error;
 pub mod gc;
 pub mod guards;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod telemetry;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The event tail that `GET /api/v1/events/stream` reads from.
     pub events: Arc<api::event_stream::EventHub>,
+    /// The storage totals `/metrics` shows.
+    pub usage: Arc<api::retention::UsageCache>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -273,6 +276,15 @@ pub async fn serve(
             stopping.clone(),
         )
     });
+    let retention = state.config.retention.then(|| {
+        retention::spawn(
+            state.store.clone(),
+            state.blobs.clone(),
+            state.config.clock.clone(),
+            state.config.retention_interval,
+            stopping.clone(),
+        )
+    });
     let dispatcher = if state.config.webhooks.dispatcher {
         let settings = state.config.webhooks.clone();
         Some(
@@ -295,6 +307,9 @@ pub async fn serve(
     }
     if let Some(g) = guards {
         let _ = g.await;
+    }
+    if let Some(r) = retention {
+        let _ = r.await;
     }
     let _ = deletions.await;
     served

@@ -265,6 +265,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         blobs,
         config: Arc::new(config),
         events: Default::default(),
+        usage: Default::default(),
     };
     // One signal stops every listener.
     let (stop, stopping) = tokio::sync::watch::channel(false);

@@ -27,6 +27,19 @@ pub async fn prometheus(State(state): State<AppState>) -> impl axum::response::I
     metrics::gauge!("modelreg_db_connections", "state" => "in_use")
         .set(pool.size.saturating_sub(pool.idle) as f64);
     metrics::gauge!("modelreg_db_connections", "state" => "idle").set(pool.idle as f64);
+    if let Some(u) = state.usage.totals(&state).await {
+        metrics::gauge!("modelreg_storage_bytes", "kind" => "artifacts")
+            .set(u.artifacts.bytes as f64);
+        metrics::gauge!("modelreg_storage_bytes", "kind" => "logged_model_files")
+            .set(u.logged_model_files.bytes as f64);
+        metrics::gauge!("modelreg_storage_bytes", "kind" => "metrics").set(u.metrics.bytes as f64);
+        metrics::gauge!("modelreg_metric_points_stored").set(u.metrics.points as f64);
+        for (status, n) in &u.versions {
+            if status != "total" {
+                metrics::gauge!("modelreg_versions", "status" => status.clone()).set(*n as f64);
+            }
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -24,6 +24,7 @@ pub mod paths;
 pub mod policies;
 pub mod problem;
 pub mod requests;
+pub mod retention;
 pub mod schemas;
 pub mod stages;
 pub mod tokens;
@@ -112,6 +113,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         policies::endpoints(),
         guards::endpoints(),
         erase::endpoints(),
+        retention::endpoints(),
         requests::endpoints(),
         metrics::endpoints(),
         overlay::endpoints(),

@@ -146,6 +146,16 @@ pub struct Config {
     #[arg(long = "guards", env = "MODELREG_GUARDS", default_value_t = true, action = clap::ArgAction::Set)]
     pub guards: bool,
 
+    /// Apply the models' retention policies in the background (any replica may; each model
+    /// is worked on by one at a time). Off, policies are still set and previewed but never
+    /// act.
+    #[arg(long = "retention", env = "MODELREG_RETENTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub retention: bool,
+
+    /// How often a model's retention policy is applied once it has nothing left to do.
+    #[arg(long, env = "MODELREG_RETENTION_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+
     /// The time background work judges by (the system's; tests set a manual one).
     #[arg(skip)]
     pub clock: crate::clock::Clock,
@@ -352,6 +362,8 @@ impl Config {
             tls_key: None,
             compactor: true,
             guards: true,
+            retention: true,
+            retention_interval: Duration::from_secs(600),
             clock: Default::default(),
             webhooks: WebhookConfig::default(),
             policies: PolicyConfig::default(),

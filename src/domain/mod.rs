@@ -24,6 +24,7 @@ pub mod point_block;
 pub mod policy;
 #[cfg(test)]
 mod properties;
+pub mod retention;
 pub mod schema;
 pub mod stage;
 pub mod tags;

@@ -310,8 +310,13 @@ pub fn min_soak_check(
 }
 
 /// Parses an ISO 8601 duration of days, hours, minutes and seconds (`PT1H`, `P2D`,
-/// `P1DT12H`, `PT90M`, `P1W`) into seconds.
+/// `P1DT12H`, `PT90M`, `P1W`) into seconds, up to a year.
 pub fn parse_duration(raw: &str) -> Result<i64> {
+    parse_duration_up_to(raw, 366 * 86_400)
+}
+
+/// As [`parse_duration`], up to `max` seconds.
+pub fn parse_duration_up_to(raw: &str, max: i64) -> Result<i64> {
     let bad = || {
         Error::validation(
             "min_soak",
@@ -355,7 +360,7 @@ pub fn parse_duration(raw: &str) -> Result<i64> {
     if let Some(t) = time {
         take(t, &[('H', 3_600), ('M', 60), ('S', 1)])?;
     }
-    if !any || total > 366 * 86_400 {
+    if !any || total > max {
         return Err(bad());
     }
     Ok(total)

@@ -60,7 +60,7 @@ struct Target {
     status: String,
 }
 
-async fn erase<C: Conn>(
+pub(super) async fn erase<C: Conn>(
     conn: &mut C,
     model: &ModelName,
     version: i64,
@@ -289,6 +289,7 @@ async fn delete_cascade<C: Conn>(
         "delete from stage_stack where model_id = $1",
         "delete from stages where model_id = $1",
         "delete from stage_guards where model_id = $1",
+        "delete from retention_policies where model_id = $1",
         "delete from stage_policies where model_id = $1",
         "delete from versions where model_id = $1",
         "delete from models where id = $1",
@@ -304,7 +305,10 @@ async fn delete_cascade<C: Conn>(
 
 /// Locks the model's stage rows, in name order (the order a promote takes one in); what
 /// each holds.
-async fn lock_stages<C: Conn>(conn: &mut C, model_id: Uuid) -> Result<Vec<(String, Option<i64>)>> {
+pub(super) async fn lock_stages<C: Conn>(
+    conn: &mut C,
+    model_id: Uuid,
+) -> Result<Vec<(String, Option<i64>)>> {
     let lock = if C::ROW_LOCKS { " for update" } else { "" };
     conn.fetch_all(
         Stmt::new(format!(

@@ -60,6 +60,7 @@ mod postgres;
 mod register;
 mod request_types;
 mod requests;
+mod retention;
 mod rollup_work;
 mod rows;
 mod schemas;
@@ -69,6 +70,7 @@ mod stage_change;
 mod stages;
 mod tokens;
 mod types;
+mod usage;
 mod verify;
 mod verify_points;
 mod version_list;
@@ -93,10 +95,12 @@ pub use models::ModelStore;
 pub use policies::{PolicyStore, StagePolicy};
 pub use postgres::{Pg, PgStore};
 pub use request_types::{Approver, Decision, PromotionRequest, PromotionStore};
+pub use retention::{Preview, RetentionRun, RetentionStore, RetentionView};
 pub use sqlite::{Lite, SqliteStore};
 pub use stages::StageStore;
 pub use tokens::TokenStore;
 pub use types::*;
+pub use usage::{ModelUsage, Usage, UsageReport, UsageStore};
 pub use verify::{ArtifactRecord, Finding, VerifyStore};
 pub use versions::VersionStore;
 pub use webhook_types::{
@@ -127,6 +131,8 @@ pub trait Store:
     + PolicyStore
     + GuardStore
     + EraseStore
+    + RetentionStore
+    + UsageStore
     + PromotionStore
     + LoggedModelStore
     + Send

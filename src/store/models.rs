@@ -228,6 +228,8 @@ async fn delete<C: Conn>(conn: &mut C, name: &ModelName, actor: &Actor) -> Resul
         .await?;
     conn.execute(Stmt::new("delete from stage_guards where model_id = $1").bind(current.id))
         .await?;
+    conn.execute(Stmt::new("delete from retention_policies where model_id = $1").bind(current.id))
+        .await?;
     conn.execute(Stmt::new("delete from stage_policies where model_id = $1").bind(current.id))
         .await?;
     conn.execute(Stmt::new("delete from models where id = $1").bind(current.id))

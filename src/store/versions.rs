@@ -402,7 +402,7 @@ async fn update<C: Conn>(
     row(conn, model, version, false).await?.into_version()
 }
 
-async fn transition<C: Conn>(
+pub(super) async fn transition<C: Conn>(
     conn: &mut C,
     model: &ModelName,
     version: i64,

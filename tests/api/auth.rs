@@ -812,6 +812,28 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
                 Scope::Admin,
                 204,
             ),
+            ("PUT", "/api/v1/models/{model}/retention") => (
+                "/api/v1/models/fraud-a/retention",
+                j(json!({"keep_last": 5, "archive_after": "P3650D"})),
+                Scope::Admin,
+                200,
+            ),
+            ("GET", "/api/v1/models/{model}/retention") => {
+                ("/api/v1/models/fraud-a/retention", None, Scope::Read, 200)
+            }
+            ("POST", "/api/v1/models/{model}/retention/preview") => (
+                "/api/v1/models/fraud-a/retention/preview",
+                None,
+                Scope::Read,
+                200,
+            ),
+            ("DELETE", "/api/v1/models/{model}/retention") => {
+                ("/api/v1/models/fraud-a/retention", None, Scope::Admin, 204)
+            }
+            ("GET", "/api/v1/models/{model}/usage") => {
+                ("/api/v1/models/fraud-a/usage", None, Scope::Read, 200)
+            }
+            ("GET", "/api/v1/usage") => ("/api/v1/usage", None, Scope::Read, 200),
             ("GET", "/api/v1/models/{model}/guards") => {
                 ("/api/v1/models/fraud-a/guards", None, Scope::Read, 200)
             }
@@ -1230,6 +1252,18 @@ async fn every_route_checks_its_scope(app: &TestApp) {
             }
             (false, "/metrics") => {
                 r.ok(200);
+            }
+            (false, "/api/v1/usage") => {
+                let names: Vec<&str> = r.ok(200)["models"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|i| i["model"].as_str())
+                    .collect();
+                assert!(
+                    names.iter().all(|n| n.starts_with("other-")),
+                    "{ctx} leaks other models: {names:?}"
+                );
             }
             (false, _) => {
                 let names: Vec<&str> = r.ok(200)["items"]

@@ -369,6 +369,7 @@ impl TestApp {
             blobs,
             config: Arc::new(config),
             events: Default::default(),
+            usage: Default::default(),
         };
         let kept = state.clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -437,6 +438,13 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> Resp {
         self.send(self.client.get(self.url(path))).await
+    }
+
+    /// A GET's body as text (`/metrics`).
+    pub async fn get_text(&self, path: &str) -> String {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.text().await.unwrap()
     }
 
     pub async fn delete(&self, path: &str) -> Resp {

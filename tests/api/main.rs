@@ -35,6 +35,7 @@ mod processes;
 mod properties;
 mod receiver;
 mod requests;
+mod retention;
 mod schemas;
 mod spec;
 mod stages;
