@@ -57,6 +57,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("version.js", JS, include_str!("../ui/assets/version.js")),
     ("stages.js", JS, include_str!("../ui/assets/stages.js")),
     ("compare.js", JS, include_str!("../ui/assets/compare.js")),
+    ("storage.js", JS, include_str!("../ui/assets/storage.js")),
     ("events.js", JS, include_str!("../ui/assets/events.js")),
     ("app.js", JS, include_str!("../ui/assets/app.js")),
     (

@@ -85,7 +85,9 @@ def start_server(binary, work, db=None):
         tokens[name] = subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
     port = free_port()
     env = dict(os.environ, MODELREG_LISTEN=f"127.0.0.1:{port}", MODELREG_DATABASE_URL=db, MODELREG_AUTH="required",
-               MODELREG_ARTIFACTS_URL=f"file://{work}/artifacts", RUST_LOG="warn")
+               MODELREG_ARTIFACTS_URL=f"file://{work}/artifacts", RUST_LOG="warn",
+               # Retention policies are shown and previewed, never applied, in this check.
+               MODELREG_RETENTION="false")
     log = open(f"{work}/server.log", "wb")
     proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
     base = f"http://127.0.0.1:{port}"
@@ -340,6 +342,19 @@ def check(b, api, tokens):
     b.until(lambda: "model.updated" in b.text() and b.all("tr.new"), "the new event in the feed")
     b.shot("events")
     b.console_clean("events")
+
+    # Storage: the model's usage, its retention policy and what the policy would do now.
+    api.call("PUT", "/api/v1/models/fraud/retention", {"keep_last": 2, "archive_after": "PT1S"}, 200)
+    time.sleep(1.1)
+    b.open("?model=fraud&view=storage")
+    b.until(lambda: "What the policy would do now" in b.text(), "the retention preview")
+    text = b.text()
+    assert "Artifacts" in text and "Metrics" in text and "points" in text, text
+    assert "archive ready versions after PT1S" in text and "the last 2" in text, text
+    assert b.all("tr.kept") and "live" in text, "live versions shown as kept"
+    b.shot("storage")
+    b.console_clean("storage")
+    api.call("DELETE", "/api/v1/models/fraud/retention", None, 204)
 
     # A read-only token sees no stage controls.
     b.token(tokens["viewer"])

@@ -1,12 +1,13 @@
 // The registry's web pages. They use only the public REST API, with the token kept in this
 // tab's session storage. The view's state lives in the URL, so a pasted link opens the same
-// view: `?model=m` (versions), `&view=stages|compare|events`, `&version=n`.
+// view: `?model=m` (versions), `&view=stages|compare|storage|events`, `&version=n`.
 
 import { comparePage } from "./compare.js?v={{compare.js}}";
 import { eventsPage } from "./events.js?v={{events.js}}";
 import { TOKEN_KEY, params, setRenderer, showError, whoami } from "./lib.js?v={{lib.js}}";
 import { modelsPage, versionsPage } from "./models.js?v={{models.js}}";
 import { stagesPage } from "./stages.js?v={{stages.js}}";
+import { storagePage } from "./storage.js?v={{storage.js}}";
 import { versionPage } from "./version.js?v={{version.js}}";
 
 const main = () => document.getElementById("main");
@@ -33,6 +34,7 @@ async function render() {
     else if (model && p.get("version")) await versionPage(root, model, p.get("version"));
     else if (model && view === "stages") await stagesPage(root, model);
     else if (model && view === "compare") await comparePage(root, model);
+    else if (model && view === "storage") await storagePage(root, model);
     else if (model) await versionsPage(root, model);
     else await modelsPage(root);
   } catch (err) {

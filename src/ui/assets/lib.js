@@ -189,7 +189,7 @@ export function ready(root) {
 
 /** The page's navigation between a model's views. */
 export function modelNav(model, current) {
-  const views = [["versions", "Versions"], ["stages", "Stages"], ["compare", "Compare"], ["events", "Events"]];
+  const views = [["versions", "Versions"], ["stages", "Stages"], ["compare", "Compare"], ["storage", "Storage"], ["events", "Events"]];
   return el("nav", { class: "tabs", "aria-label": `${model} views` }, views.map(([view, label]) =>
     link(label, { model, view: view === "versions" ? null : view }, view === current ? { "aria-current": "page" } : {})));
 }
