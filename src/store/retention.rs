@@ -2,10 +2,11 @@
 //!
 //! A run takes one due policy (`for update skip locked`: replicas share the policies, one
 //! model at a time each), locks the model's stage rows as a promote does (so what is live
-//! cannot change under the decision), reads the [`Facts`], plans, and applies a bounded
-//! part of the plan in the same transaction. A run that leaves work makes the policy due
-//! again at once; one that finishes makes it due after the interval. The preview reads the
-//! same facts and plans the same way, without the locks.
+//! cannot change under the decision), reads the [`Facts`], plans, and applies the plan in
+//! the same transaction for at most [`RUN_BUDGET`] (a bounded part of a large plan). A run
+//! that leaves work makes the policy due again at once; one that finishes makes it due
+//! after the interval. The preview reads the same facts and plans the same way, without the
+//! locks.
 
 use super::sql::{Conn, Stmt};
 use super::{Actor, Backend, NewEvent, SqlStore, erase, events, models, versions};
@@ -19,10 +20,11 @@ use sqlx::types::Json;
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
-/// Erasures per transaction at most (each deletes a version's points and artifacts).
-const ERASES_PER_RUN: usize = 32;
-/// Archives and fails per transaction at most (each an update and an event).
-const MOVES_PER_RUN: usize = 500;
+/// How long a run goes on acting (its first action always happens): the model's stage rows
+/// are held meanwhile, so a promote of the model waits at most about this long.
+const RUN_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+/// Actions per run at most, however fast they go.
+const ACTIONS_PER_RUN: usize = 5_000;
 
 /// A model's policy as shown.
 #[derive(Debug, Clone, Serialize)]
@@ -342,23 +344,18 @@ async fn run_one<C: Conn>(
     erase::lock_stages(conn, due.model_id).await?;
     let plan = policy.plan(&facts(conn, due.model_id, &policy, now).await?);
     let actor = Actor::named("retention");
-    let (mut erases, mut moves) = (0, 0);
+    let started = std::time::Instant::now();
     let mut done = Vec::new();
     let mut objects = Vec::new();
     for p in &plan.actions {
-        let room = match p.action {
-            Action::Erase => erases < ERASES_PER_RUN,
-            Action::Archive | Action::Fail => moves < MOVES_PER_RUN,
-        };
-        if !room {
-            continue;
+        if done.len() >= ACTIONS_PER_RUN || (!done.is_empty() && started.elapsed() > RUN_BUDGET) {
+            break;
         }
         let reason = Reason::parse("reason", format!("retention: {}", p.reason))?;
         match p.action {
             Action::Erase => {
                 let erased = erase::erase(conn, &model, p.version, Some(reason), &actor).await?;
                 objects.extend(erased.objects);
-                erases += 1;
             }
             Action::Archive | Action::Fail => {
                 let t = if p.action == Action::Archive {
@@ -367,7 +364,6 @@ async fn run_one<C: Conn>(
                     Transition::Fail
                 };
                 versions::transition(conn, &model, p.version, t, Some(reason), &actor).await?;
-                moves += 1;
             }
         }
         done.push(p.clone());
