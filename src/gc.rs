@@ -58,17 +58,22 @@ pub async fn collect(
 /// stays queued for the background retry ([`retry_erased`]).
 pub async fn delete_erased(store: &dyn Store, blobs: &BlobStore, keys: Vec<String>) -> usize {
     let mut gone = Vec::with_capacity(keys.len());
+    let mut refused = Vec::new();
     for key in keys {
         match blobs.delete(&key).await {
             Ok(()) => gone.push(key),
             Err(e) => {
                 tracing::warn!(code = %e.code, "an erased artifact's object could not be deleted yet; retried later");
+                refused.push(key);
             }
         }
     }
     let n = gone.len();
     if let Err(e) = store.forget_object_deletions(&gone).await {
         tracing::warn!(code = %e.code, "deleted objects could not be unqueued; deleted again later");
+    }
+    if let Err(e) = store.postpone_object_deletions(&refused).await {
+        tracing::warn!(code = %e.code, "refused object deletions could not be moved back in the queue");
     }
     n
 }

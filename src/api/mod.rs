@@ -28,6 +28,7 @@ pub mod retention;
 pub mod schemas;
 pub mod stages;
 pub mod tokens;
+pub mod trust;
 pub mod ui;
 pub mod versions;
 pub mod webhooks;
@@ -120,6 +121,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         compare::endpoints(),
         artifacts::endpoints(),
         tokens::endpoints(),
+        trust::endpoints(),
         events::endpoints(),
         webhooks::endpoints(),
         ui::endpoints(),

@@ -98,3 +98,17 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestPath {
         Ok(Self(model_param(&params)?, id))
     }
 }
+
+/// `trust/keys/{name}` in the path.
+pub struct KeyPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let params = raw_params(parts, state).await?;
+        let name = crate::domain::trust::parse_name("name", param(&params, "name")?)
+            .map_err(|e| path_error("name", e.detail))?;
+        Ok(Self(name))
+    }
+}

@@ -30,6 +30,7 @@ pub mod stage;
 pub mod tags;
 pub mod time;
 pub mod token;
+pub mod trust;
 pub mod version;
 pub mod webhook;
 

@@ -52,6 +52,9 @@ pub trait EraseStore {
     async fn queued_object_deletions(&self, limit: u32) -> Result<Vec<String>>;
     /// Forgets objects the store has deleted.
     async fn forget_object_deletions(&self, keys: &[String]) -> Result<()>;
+    /// Moves objects the store refused to delete to the back of the queue, so that a few
+    /// that keep failing never hold back the others.
+    async fn postpone_object_deletions(&self, keys: &[String]) -> Result<()>;
 }
 
 #[derive(sqlx::FromRow)]
@@ -413,6 +416,27 @@ impl<B: Backend> EraseStore for SqlStore<B> {
         }
         transaction!(self.db, |c| forget(c, keys))
     }
+
+    async fn postpone_object_deletions(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        transaction!(self.db, |c| postpone(c, keys))
+    }
+}
+
+async fn postpone<C: Conn>(conn: &mut C, keys: &[String]) -> Result<()> {
+    let sql = format!(
+        "update object_deletions set queued_at = $2 where {}",
+        C::in_list("object_key", "$1")
+    );
+    conn.execute(
+        Stmt::new(sql)
+            .bind(Arg::TextList(Some(keys.to_vec())))
+            .bind(time::now()),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn forget<C: Conn>(conn: &mut C, keys: &[String]) -> Result<()> {

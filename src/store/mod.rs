@@ -69,6 +69,7 @@ mod sqlite;
 mod stage_change;
 mod stages;
 mod tokens;
+mod trust;
 mod types;
 mod usage;
 mod verify;
@@ -99,6 +100,7 @@ pub use retention::{Preview, RetentionRun, RetentionStore, RetentionView};
 pub use sqlite::{Lite, SqliteStore};
 pub use stages::StageStore;
 pub use tokens::TokenStore;
+pub use trust::{KeyPut, TrustStore, TrustedKey};
 pub use types::*;
 pub use usage::{ModelUsage, Usage, UsageReport, UsageStore};
 pub use verify::{ArtifactRecord, Finding, VerifyStore};
@@ -133,6 +135,7 @@ pub trait Store:
     + EraseStore
     + RetentionStore
     + UsageStore
+    + TrustStore
     + PromotionStore
     + LoggedModelStore
     + Send

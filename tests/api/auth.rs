@@ -834,6 +834,19 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
                 ("/api/v1/models/fraud-a/usage", None, Scope::Read, 200)
             }
             ("GET", "/api/v1/usage") => ("/api/v1/usage", None, Scope::Read, 200),
+            ("PUT", "/api/v1/trust/keys/{name}") => (
+                "/api/v1/trust/keys/auth-check",
+                j(json!({"public_key": crate::trust::public_pem(&["-algorithm", "ED25519"])})),
+                Scope::Admin,
+                201,
+            ),
+            ("GET", "/api/v1/trust/keys/{name}") => {
+                ("/api/v1/trust/keys/auth-check", None, Scope::Admin, 200)
+            }
+            ("GET", "/api/v1/trust/keys") => ("/api/v1/trust/keys", None, Scope::Admin, 200),
+            ("DELETE", "/api/v1/trust/keys/{name}") => {
+                ("/api/v1/trust/keys/auth-check", None, Scope::Admin, 204)
+            }
             ("GET", "/api/v1/models/{model}/guards") => {
                 ("/api/v1/models/fraud-a/guards", None, Scope::Read, 200)
             }
@@ -1202,7 +1215,8 @@ async fn every_route_checks_its_scope(app: &TestApp) {
                 "model_not_found",
                 "{ctx}"
             ),
-            (false, p) if p.starts_with("/api/v1/tokens") => {
+            // Global: only an admin not limited to models.
+            (false, p) if p.starts_with("/api/v1/tokens") || p.starts_with("/api/v1/trust") => {
                 r.problem(403, "insufficient_scope");
             }
             // Another glob-limited admin: its own webhooks only.
@@ -1281,7 +1295,7 @@ async fn every_route_checks_its_scope(app: &TestApp) {
         // The right scope succeeds; a limited admin passes the scope check too.
         let allowed = match c.scope {
             Scope::Admin => {
-                if e.path.starts_with("/api/v1/tokens") {
+                if e.path.starts_with("/api/v1/tokens") || e.path.starts_with("/api/v1/trust") {
                     call(app, Some(&admin_limited), m(), &c.path, c.body.as_ref())
                         .await
                         .problem(403, "insufficient_scope");

@@ -41,6 +41,7 @@ mod spec;
 mod stages;
 mod sync;
 mod tls;
+mod trust;
 mod ui;
 mod upgrade;
 mod verify;
