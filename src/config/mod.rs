@@ -149,7 +149,7 @@ pub struct Config {
     /// Apply the models' retention policies in the background (any replica may; each model
     /// is worked on by one at a time). Off, policies are still set and previewed but never
     /// act.
-    #[arg(long = "retention", env = "MODELREG_RETENTION", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(id = "retention_job", long = "retention", env = "MODELREG_RETENTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub retention: bool,
 
     /// How often a model's retention policy is applied once it has nothing left to do.
@@ -374,6 +374,18 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every setting has a name of its own (clap checks it only when the command is built:
+    /// at start-up, which the in-process tests never reach).
+    #[test]
+    fn the_settings_make_a_valid_command() {
+        use clap::Args;
+        Config::augment_args(clap::Command::new("serve")).debug_assert();
+        let parsed = Config::augment_args(clap::Command::new("serve"))
+            .try_get_matches_from(["serve", "--retention", "false", "--guards", "false"])
+            .unwrap();
+        assert_eq!(parsed.get_one::<bool>("retention_job"), Some(&false));
+    }
 
     #[test]
     fn cors_origins() {

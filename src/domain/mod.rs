@@ -11,6 +11,7 @@ pub mod change;
 pub mod compare;
 pub mod cursor;
 pub mod diff;
+pub mod digest;
 pub mod document;
 pub mod downsample;
 pub mod filter;

@@ -18,7 +18,7 @@ macro_rules! version_select {
     () => {
         "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
          v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by, v.erased_at, \
-         v.erased_by \
+         v.erased_by, v.digest \
          from versions v join models m on m.id = v.model_id "
     };
 }
@@ -42,6 +42,7 @@ mod claims;
 mod commits;
 mod deliveries;
 mod details;
+mod digests;
 mod erase;
 mod errors;
 mod events;
@@ -223,7 +224,23 @@ impl<B> SqlStore<B> {
 #[async_trait]
 impl<B: Backend> Store for SqlStore<B> {
     async fn migrate(&self) -> Result<()> {
-        self.db.migrate().await
+        self.db.migrate().await?;
+        // Versions made ready before digests existed get theirs now, in batches.
+        loop {
+            let batch = {
+                let mut conn = self.db.read().await?;
+                digests::missing(&mut *conn, 500).await?
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            transaction!(self.db, |c| async {
+                for (id, model, number) in &batch {
+                    digests::fix(&mut *c, *id, model, *number).await?;
+                }
+                Ok(())
+            })?;
+        }
     }
 
     async fn ping(&self) -> Result<()> {

@@ -135,13 +135,18 @@ async fn register<C: Conn>(
     for a in &new.artifacts {
         artifacts::insert(conn, (id, model_id), model, number, a, actor).await?;
     }
+    let mut digest = None;
     if new.finalize {
-        let finalized =
-            NewEvent::model("version.finalized", model_id, model.as_str(), now).version(number);
+        let d = super::digests::fix(conn, id, model.as_str(), number).await?;
+        let finalized = NewEvent::model("version.finalized", model_id, model.as_str(), now)
+            .version(number)
+            .details(serde_json::json!({"digest": d}));
         events::record(conn, finalized, actor).await?;
+        digest = Some(d);
     }
-    Registered::new(id, model, number, status, new, now, actor)
-        .map(|r| Registration::Created(Box::new(r)))
+    let mut registered = Registered::new(id, model, number, status, new, now, actor)?;
+    registered.version.digest = digest;
+    Ok(Registration::Created(Box::new(registered)))
 }
 
 /// Registers in one write transaction; an idempotent replay rolls back (returning the number

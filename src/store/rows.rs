@@ -67,6 +67,7 @@ pub(crate) struct VersionRow {
     pub created_by: String,
     pub erased_at: Option<Timestamp>,
     pub erased_by: Option<String>,
+    pub digest: Option<String>,
 }
 
 /// A row of the version list: the version and the value it is sorted by (a metric's last
@@ -102,6 +103,7 @@ impl VersionRow {
             created_by: self.created_by,
             erased_at: self.erased_at,
             erased_by: self.erased_by,
+            digest: self.digest,
             last_metrics: None,
         })
     }

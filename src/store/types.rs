@@ -62,6 +62,10 @@ pub struct Version {
     pub erased_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erased_by: Option<String>,
+    /// A ready (or archived) version's digest: `sha256:` of its manifest (the README says
+    /// how to compute it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// The last value of each metric asked for with `?metrics=` on a list (absent: no points).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_metrics: Option<BTreeMap<String, f64>>,
@@ -204,6 +208,7 @@ impl Registered {
             created_by: actor.name.clone(),
             erased_at: None,
             erased_by: None,
+            digest: None,
             last_metrics: None,
         };
         Ok(Self {

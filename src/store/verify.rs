@@ -226,6 +226,7 @@ async fn findings<C: Conn>(conn: &mut C) -> Result<Vec<Finding>> {
         out.extend(rows.into_iter().map(|(detail,)| Finding { check, detail }));
     }
     out.extend(super::verify_points::findings(conn, MAX_FINDINGS as usize).await?);
+    out.extend(super::digests::findings(conn, MAX_FINDINGS as usize).await?);
     Ok(out)
 }
 

@@ -439,8 +439,12 @@ pub(super) async fn transition<C: Conn>(
             .bind(true);
             conn.execute(mark).await?;
         }
-        let details =
+        let mut details =
             serde_json::json!({"from": status.as_str(), "to": target.as_str(), "reason": reason});
+        if transition == Transition::Finalize {
+            let d = super::digests::fix(conn, current.id, model.as_str(), version).await?;
+            details["digest"] = d.into();
+        }
         let event = NewEvent::model(transition.event(), model_id, model.as_str(), now)
             .version(version)
             .details(details);

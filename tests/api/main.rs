@@ -12,6 +12,7 @@ mod cli;
 mod cli_support;
 mod cluster;
 mod corpus;
+mod digest;
 mod erase;
 mod errors;
 mod event_stream;

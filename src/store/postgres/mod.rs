@@ -140,15 +140,19 @@ const REGISTER: &str = "with c as (select count(*) as n from unnest($19::text[],
              m as (update models set last_version = last_version + 1 \
                    where name = $1 and (select n from c) = $21 returning id, last_version), \
              v as (insert into versions (id, model_id, version, status, description, config, source, tags, \
-                                         created_at, updated_at, created_by, interface_schema) \
-                   select $2, m.id, m.last_version, $3, $4, $5, $6, $7, $8, $8, $9, $14 from m \
-                   returning model_id, version), \
+                                         created_at, updated_at, created_by, interface_schema, digest) \
+                   select $2, m.id, m.last_version, $3, $4, $5, $6, $7, $8, $8, $9, $14, \
+                          case when $11 then 'sha256:' || encode(sha256(convert_to( \
+                              $22 || cast(m.last_version as text) || $23, 'UTF8')), 'hex') end \
+                   from m \
+                   returning model_id, version, digest), \
              i as (insert into version_inputs (version_id, position, kind, name, digest, body, created_at) \
                    select $2, t.o - 1, t.kind, t.name, t.digest, t.body, $8 \
                    from v, unnest($15::text[], $16::text[], $17::text[], $18::jsonb[]) \
                         with ordinality as t(kind, name, digest, body, o)), \
              e as (insert into events (at, action, model_id, model, version, actor, actor_token_id, details, actor_subject) \
-                   select $8, x.action, v.model_id, $1, v.version, $9, $12, x.details, $13 \
+                   select $8, x.action, v.model_id, $1, v.version, $9, $12, \
+                          case when x.o = 2 then jsonb_build_object('digest', v.digest) else x.details end, $13 \
                    from v, (values (1, 'version.created', $10::jsonb), (2, 'version.finalized', '{}'::jsonb)) \
                         as x(o, action, details) \
                    where x.o = 1 or $11 order by x.o) \
@@ -224,6 +228,12 @@ impl Backend for Pg {
             VersionStatus::Pending
         };
         let mut details = serde_json::json!({"status": status.as_str()});
+        // A version registered ready has no artifacts here: its manifest is known but for
+        // its number, which the statement puts between these two parts.
+        let (manifest_head, manifest_tail) = crate::domain::digest::manifest_around_number(
+            model.as_str(),
+            &serde_json::Value::Object(new.config.clone()),
+        );
         if !new.inputs.is_empty() {
             details["inputs"] = new.inputs.len().into();
         }
@@ -270,11 +280,22 @@ impl Backend for Pg {
                 .bind(&wanted_models)
                 .bind(&wanted_numbers)
                 .bind(i64::try_from(wanted_models.len()).map_err(Error::internal)?)
+                .bind(&manifest_head)
+                .bind(&manifest_tail)
                 .fetch_optional(&self.pool)
                 .await?;
             if let Some((number,)) = row {
                 self.commits.committed();
-                return Registered::new(id, model, number, status, new, now, actor);
+                let finalize = new.finalize;
+                let mut registered = Registered::new(id, model, number, status, new, now, actor)?;
+                if finalize {
+                    let manifest = format!("{manifest_head}{number}{manifest_tail}");
+                    registered.version.digest = Some(format!(
+                        "sha256:{}",
+                        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(manifest.as_bytes()))
+                    ));
+                }
+                return Ok(registered);
             }
             // Why nothing was registered: a version input missing or pending (the check's
             // error), or no such model.
@@ -293,7 +314,7 @@ impl Backend for Pg {
         let row = query_as::<_, DetailRow>(
             "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
                     v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by, \
-                    v.erased_at, v.erased_by, \
+                    v.erased_at, v.erased_by, v.digest, \
                     (select coalesce(json_agg(json_build_object('path', a.path, 'size', a.size, 'sha256', a.sha256, \
                             'content_type', a.content_type, 'created_at', a.created_at, 'object_key', a.object_key) \
                             order by a.path), '[]') from artifacts a where a.version_id = v.id) as artifacts, \
