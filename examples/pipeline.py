@@ -105,7 +105,17 @@ def main():
     summary = {m["key"]: round(m["last"], 4) for m in detail["metrics"]}
     print(f"version {v} is ready: artifacts={[x['path'] for x in detail['artifacts']]} metrics={summary}")
 
-    # 6. Which ready version of this model is best on validation accuracy so far?
+    # 6. Its digest pins exactly these files and this config; recompute it from what we sent.
+    def canonical(obj):
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    sha = lambda text: "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    manifest = {"artifacts": [{"path": "model/weights.bin", "sha256": digest, "size": len(weights)}],
+                "config": sha(canonical(config)), "format": "modelreg.manifest/1",
+                "model": a.model, "version": v}
+    assert final["digest"] == sha(canonical(manifest)) == detail["digest"], (final["digest"], manifest)
+    print(f"version {v} digest {final['digest']} (recomputed here)")
+
+    # 7. Which ready version of this model is best on validation accuracy so far?
     query = urllib.parse.urlencode({"filter": "status = ready and metric.val/accuracy > 0",
                                     "order_by": "metric.val/accuracy:desc", "limit": 1})
     best = reg.call("GET", f"/api/v1/models/{a.model}/versions?{query}")["items"]

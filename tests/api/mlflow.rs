@@ -935,6 +935,7 @@ async fn run_search_reads_in_pages_not_rows_postgres() {
         c.webhooks.dispatcher = false;
         c.compactor = false;
         c.guards = false;
+        c.retention = false;
     })
     .await;
     let exp = create_experiment(&app, "paged").await;

@@ -720,6 +720,7 @@ async fn mlflow_searches_read_in_pages_postgres() {
         c.webhooks.dispatcher = false;
         c.compactor = false;
         c.guards = false;
+        c.retention = false;
     })
     .await;
     let exp = create_experiment(&app, "paged").await;
