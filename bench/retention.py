@@ -43,12 +43,13 @@ class Client:
         return json.loads(out) if out else None
 
 
-def parallel(n, clients, work):
-    """Runs work(client, i) for i in 0..n over `clients` threads."""
+def parallel(base, n, clients, work):
+    """Runs work(client, i) for i in 0..n over `clients` threads, each with its own
+    connection; the seconds it took."""
     next_i = [0]
     lock = threading.Lock()
 
-    def run(base):
+    def run():
         c = Client(base)
         while True:
             with lock:
@@ -58,7 +59,13 @@ def parallel(n, clients, work):
                 return
             work(c, i)
 
-    return run
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
 
 
 def erase_setup(a):
@@ -73,15 +80,9 @@ def erase_setup(a):
         c.call("POST", f"/api/v1/models/erase-bench/versions/{v}/metrics", {"points": pts})
         c.call("POST", f"/api/v1/models/erase-bench/versions/{v}/finalize")
 
-    t0 = time.perf_counter()
-    run = parallel(a.versions, a.clients, one)
-    threads = [threading.Thread(target=run, args=(a.base,)) for _ in range(a.clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    took = parallel(a.base, a.versions, a.clients, one)
     print(json.dumps({"versions": a.versions, "points_each": a.points, "artifacts_each": a.artifacts,
-                      "load_seconds": round(time.perf_counter() - t0, 1)}))
+                      "load_seconds": round(took, 1)}))
 
 
 def erase(a):
@@ -107,14 +108,8 @@ def bulk_setup(a):
     def one(c, _):
         c.call("POST", "/api/v1/models/retention-bench/versions", {})
 
-    t0 = time.perf_counter()
-    run = parallel(a.versions, a.clients, one)
-    threads = [threading.Thread(target=run, args=(a.base,)) for _ in range(a.clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    print(json.dumps({"versions": a.versions, "load_seconds": round(time.perf_counter() - t0, 1)}))
+    took = parallel(a.base, a.versions, a.clients, one)
+    print(json.dumps({"versions": a.versions, "load_seconds": round(took, 1)}))
 
 
 def main():
