@@ -26,6 +26,7 @@ pub mod problem;
 pub mod requests;
 pub mod retention;
 pub mod schemas;
+pub mod signatures;
 pub mod stages;
 pub mod tokens;
 pub mod trust;
@@ -114,6 +115,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         policies::endpoints(),
         guards::endpoints(),
         erase::endpoints(),
+        signatures::endpoints(),
         retention::endpoints(),
         requests::endpoints(),
         metrics::endpoints(),

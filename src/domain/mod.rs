@@ -27,6 +27,7 @@ pub mod policy;
 mod properties;
 pub mod retention;
 pub mod schema;
+pub mod signature;
 pub mod stage;
 pub mod tags;
 pub mod time;

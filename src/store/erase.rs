@@ -184,6 +184,7 @@ async fn wipe<C: Conn>(
         "delete from metric_blocks where series_id in (select id from metric_series where version_id = $1)",
         "delete from metric_series where version_id = $1",
         "delete from version_inputs where version_id = $1",
+        "delete from version_signatures where version_id = $1",
     ] {
         conn.execute(Stmt::new(sql).bind(version_id)).await?;
     }

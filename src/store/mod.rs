@@ -65,6 +65,7 @@ mod retention;
 mod rollup_work;
 mod rows;
 mod schemas;
+mod signatures;
 pub(crate) mod sql;
 mod sqlite;
 mod stage_change;
@@ -98,6 +99,7 @@ pub use policies::{PolicyStore, StagePolicy};
 pub use postgres::{Pg, PgStore};
 pub use request_types::{Approver, Decision, PromotionRequest, PromotionStore};
 pub use retention::{Preview, RetentionRun, RetentionStore, RetentionView};
+pub use signatures::{SignatureStore, SignatureView};
 pub use sqlite::{Lite, SqliteStore};
 pub use stages::StageStore;
 pub use tokens::TokenStore;
@@ -137,6 +139,7 @@ pub trait Store:
     + RetentionStore
     + UsageStore
     + TrustStore
+    + SignatureStore
     + PromotionStore
     + LoggedModelStore
     + Send

@@ -196,6 +196,14 @@ async fn delete<C: Conn>(conn: &mut C, name: &str, actor: &Actor) -> Result<()> 
     Ok(())
 }
 
+/// Every trusted key.
+pub(super) async fn all<C: Conn>(conn: &mut C) -> Result<Vec<TrustedKey>> {
+    let rows: Vec<KeyRow> = conn
+        .fetch_all(Stmt::new(format!("{SELECT}order by name")))
+        .await?;
+    rows.into_iter().map(KeyRow::into_key).collect()
+}
+
 #[async_trait]
 impl<B: Backend> TrustStore for SqlStore<B> {
     async fn put_trusted_key(
@@ -215,10 +223,7 @@ impl<B: Backend> TrustStore for SqlStore<B> {
 
     async fn list_trusted_keys(&self) -> Result<Vec<TrustedKey>> {
         let mut conn = self.db.read().await?;
-        let rows: Vec<KeyRow> = conn
-            .fetch_all(Stmt::new(format!("{SELECT}order by name")))
-            .await?;
-        rows.into_iter().map(KeyRow::into_key).collect()
+        all(&mut *conn).await
     }
 
     async fn delete_trusted_key(&self, name: &str, actor: &Actor) -> Result<()> {

@@ -870,6 +870,19 @@ fn case_for(method: &Method, template: &str, ids: &Ids) -> Option<Case> {
                 Scope::Write,
                 200,
             ),
+            // Past the scope check, an empty bundle is refused on its merits.
+            ("POST", "/api/v1/models/{model}/versions/{version}/signatures") => (
+                "/api/v1/models/fraud-a/versions/1/signatures",
+                j(json!({"bundle": {}})),
+                Scope::Write,
+                422,
+            ),
+            ("GET", "/api/v1/models/{model}/versions/{version}/signatures") => (
+                "/api/v1/models/fraud-a/versions/1/signatures",
+                None,
+                Scope::Read,
+                200,
+            ),
             ("GET", "/api/v1/models/{model}/versions/{version}/card") => (
                 "/api/v1/models/fraud-a/versions/1/card",
                 None,

@@ -38,6 +38,7 @@ mod receiver;
 mod requests;
 mod retention;
 mod schemas;
+mod signatures;
 mod spec;
 mod stages;
 mod sync;
