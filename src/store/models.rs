@@ -222,6 +222,21 @@ async fn delete<C: Conn>(conn: &mut C, name: &ModelName, actor: &Actor) -> Resul
             ),
         ));
     }
+    // MLflow's logged models (made in the experiment, never registered) hold files too: the
+    // model is not empty while it has any.
+    let logged: i64 = conn
+        .scalar(
+            Stmt::new("select count(*) from logged_models where model_id = $1").bind(current.id),
+        )
+        .await?;
+    if logged > 0 {
+        return Err(Error::conflict(
+            "model_not_empty",
+            format!(
+                "model '{name}' has {logged} logged models (MLflow); delete it with cascade=true to delete them too"
+            ),
+        ));
+    }
     // Stage rows can only be empty here (a stage needs a version); they and the stages'
     // policies go with the model.
     conn.execute(Stmt::new("delete from stages where model_id = $1").bind(current.id))

@@ -443,6 +443,19 @@ async fn logged_model_errors_as_mlflow_gives_them(app: &TestApp) {
         )
         .await,
     );
+    // A model with a logged model and no version is not empty: refused, never a 500; the
+    // cascade deletes both.
+    app.delete("/api/v1/models/errors")
+        .await
+        .problem(409, "model_not_empty");
+    let r = app
+        .send(
+            app.client
+                .delete(app.url("/api/2.0/mlflow/registered-models/delete"))
+                .json(&json!({"name": "errors"})),
+        )
+        .await;
+    assert!(r.status.is_client_error(), "{}: {}", r.status, r.body);
     for missing in ["m-00000000000000000000000000000000", "nonsense", "m-xyz"] {
         let r = app.get(&format!("{ROOT}/{missing}")).await;
         mlflow_error(&r, 404, "RESOURCE_DOES_NOT_EXIST");
