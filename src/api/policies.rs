@@ -6,8 +6,8 @@ use super::extract::{Json, ModelPath, StagePath};
 use crate::AppState;
 use crate::domain::StageName;
 use crate::domain::access::Scope;
-use crate::domain::policy::{NoRegression, Policy, SchemaCompatible};
-use crate::error::Result;
+use crate::domain::policy::{NoRegression, Policy, SchemaCompatible, SignedBy};
+use crate::error::{Error, Result};
 use crate::store::{Actor, StagePolicy};
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
@@ -40,6 +40,8 @@ struct PolicyBody {
     approvals: i64,
     /// `true` or `{"with_stage": "…"}`.
     schema_compatible: Option<serde_json::Value>,
+    /// `["key", …]` or `{"keys": […], "path": "model/"}`.
+    signed_by: Option<serde_json::Value>,
 }
 
 async fn put(
@@ -59,12 +61,36 @@ async fn put(
         body.min_soak.as_deref(),
         body.approvals,
     )?
-    .with_schema_compatible(SchemaCompatible::parse(body.schema_compatible)?);
+    .with_schema_compatible(SchemaCompatible::parse(body.schema_compatible)?)
+    .with_signed_by(SignedBy::parse(body.signed_by)?);
+    if let Some(rule) = &policy.signed_by {
+        known_keys(&state, &rule.keys).await?;
+    }
     let stored = state
         .store
         .put_policy(&model, &stage, &policy, &actor)
         .await?;
     Ok(axum::Json(stored))
+}
+
+/// A `signed_by` naming a key nobody trusts could never pass: refused (422) so that a typo
+/// does not lock the stage. A key removed later fails the check instead, saying so.
+async fn known_keys(state: &AppState, keys: &[String]) -> Result<()> {
+    for (i, name) in keys.iter().enumerate() {
+        match state.store.get_trusted_key(name).await {
+            Ok(_) => {}
+            Err(e) if e.code == "key_not_found" => {
+                return Err(Error::validation(
+                    format!("signed_by.keys[{i}]"),
+                    format!(
+                        "no trusted key named {name:?}: add it with PUT /api/v1/trust/keys/{name} first"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Every stage policy of a model, by stage name.

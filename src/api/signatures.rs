@@ -8,6 +8,7 @@ use super::Items;
 use super::extract::{Json, VersionPath};
 use crate::AppState;
 use crate::domain::access::Scope;
+use crate::domain::signature::parse_prefix;
 use crate::error::{Error, Result};
 use crate::store::{Actor, SignatureView};
 use axum::extract::State;
@@ -32,25 +33,6 @@ struct SignatureBody {
     path: String,
 }
 
-/// The path prefix: empty, or relative path segments ending with `/`.
-fn prefix(path: &str) -> Result<String> {
-    let ok = path.is_empty()
-        || (path.ends_with('/')
-            && path.len() <= 1024
-            && path
-                .trim_end_matches('/')
-                .split('/')
-                .all(|s| !s.is_empty() && s != "." && s != ".."));
-    if ok {
-        Ok(path.to_owned())
-    } else {
-        Err(Error::validation(
-            "path",
-            "the signed directory as an artifact path prefix ending with '/' (model/), or \"\" for every artifact",
-        ))
-    }
-}
-
 /// 201 with the signature recorded; 200 when the same bundle was recorded before.
 async fn add(
     State(state): State<AppState>,
@@ -64,7 +46,7 @@ async fn add(
             "a Sigstore bundle (a JSON object)",
         ));
     }
-    let path = prefix(&body.path)?;
+    let path = parse_prefix("path", &body.path)?;
     let (view, created) = state
         .store
         .add_signature(&model, version, &body.bundle, &path, &actor)

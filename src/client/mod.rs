@@ -8,6 +8,7 @@ mod credentials;
 mod http;
 mod print;
 mod registry;
+mod signed;
 mod sse;
 mod stages;
 mod sync;

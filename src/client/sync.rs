@@ -15,7 +15,7 @@
 use super::http::Api;
 use super::sse::{EventStream, Frame};
 use super::transfer::{self, Remote};
-use super::{Conn, Exit, Failure, Target};
+use super::{Conn, Exit, Failure, Target, signed};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -52,6 +52,8 @@ pub struct SyncArgs {
     /// stream normally says at once).
     #[arg(long, default_value = "60s", value_parser = crate::config::parse_duration)]
     pub poll: Duration,
+    #[command(flatten)]
+    pub keys: signed::KeyArgs,
 }
 
 /// What the agent reports.
@@ -77,6 +79,9 @@ struct Manifest {
     model: String,
     version: i64,
     artifacts: Vec<ManifestEntry>,
+    /// The signature the files were checked against, when one was required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<Value>,
     downloaded_at: String,
     last_current_at: String,
 }
@@ -97,6 +102,7 @@ pub async fn run(args: SyncArgs) -> Result<Exit, Failure> {
     } else {
         crate::telemetry::init(crate::config::LogFormat::Json);
     }
+    args.keys.load()?;
     let api = Arc::new(Api::connect(&args.conn)?);
     let disk = Disk::open(&args.dest)?;
     let state = Arc::new(Mutex::new(State {
@@ -118,6 +124,7 @@ pub async fn run(args: SyncArgs) -> Result<Exit, Failure> {
         stage: stage.clone(),
         exec: args.exec.clone(),
         keep: args.keep as usize,
+        keys: args.keys.clone(),
         state: state.clone(),
     };
     if args.once {
@@ -227,6 +234,7 @@ struct Agent {
     stage: String,
     exec: Option<String>,
     keep: usize,
+    keys: signed::KeyArgs,
     state: Arc<Mutex<State>>,
 }
 
@@ -293,6 +301,22 @@ impl Agent {
 
     async fn download(&self, version: i64) -> Result<(), Failure> {
         let remotes = transfer::list(&self.api, &self.model, version).await?;
+        // Asked at every download: the policy may have changed since the last one.
+        let covered = match signed::requirement(
+            &self.api,
+            &self.model,
+            Some(&self.stage),
+            &self.keys,
+        )
+        .await?
+        {
+            Some(req) => {
+                let c = signed::check(&self.api, &self.model, version, &req, &remotes).await?;
+                tracing::info!(version, signature = %c.describe(), "the listing is what was signed");
+                Some(c)
+            }
+            None => None,
+        };
         let incoming = self.disk.incoming(version)?;
         let bar = indicatif::ProgressBar::hidden();
         let started = std::time::Instant::now();
@@ -309,7 +333,9 @@ impl Agent {
             seconds = started.elapsed().as_secs_f64(),
             "downloaded and verified"
         );
-        self.disk.accept(&self.model, version, &incoming, &remotes)
+        let signature = covered.as_ref().map(signed::Covered::to_json);
+        self.disk
+            .accept(&self.model, version, &incoming, &remotes, signature)
     }
 
     async fn run_hook(&self, cmd: &str, version: i64, previous: Option<i64>, path: &Path) {
@@ -408,6 +434,7 @@ impl Disk {
         version: i64,
         incoming: &Path,
         remotes: &[Remote],
+        signature: Option<Value>,
     ) -> Result<(), Failure> {
         let dir = self.version_dir(version);
         if dir.exists() {
@@ -427,6 +454,7 @@ impl Disk {
                     sha256: r.sha256.clone(),
                 })
                 .collect(),
+            signature,
             downloaded_at: now(),
             last_current_at: now(),
         };
@@ -589,7 +617,7 @@ mod tests {
     fn put(disk: &Disk, v: i64) {
         let incoming = disk.incoming(v).unwrap_or_else(|_| unreachable!());
         std::fs::write(incoming.join("w.bin"), v.to_string()).unwrap_or_else(|_| unreachable!());
-        disk.accept("m", v, &incoming, &[])
+        disk.accept("m", v, &incoming, &[], None)
             .unwrap_or_else(|_| unreachable!());
     }
 

@@ -4,7 +4,7 @@
 
 use super::http::{Api, chain, ok};
 use super::print::{self, bytes};
-use super::{Conn, Exit, Failure, Target, resolve_version};
+use super::{Conn, Exit, Failure, Target, resolve_version, signed};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Method, StatusCode};
@@ -37,6 +37,8 @@ pub struct DownloadArgs {
     pub target: Target,
     /// The folder to write the artifacts into (created when missing).
     pub dest: PathBuf,
+    #[command(flatten)]
+    pub keys: super::signed::KeyArgs,
 }
 
 /// One artifact as the server lists it.
@@ -101,6 +103,19 @@ pub async fn download(args: DownloadArgs) -> Result<Exit, Failure> {
     let api = Api::connect(&args.conn)?;
     let (model, version) = resolve_version(&api, &args.target).await?;
     let remotes = list(&api, &model, version).await?;
+    let stage = match &args.target {
+        Target::Stage(_, s) => Some(s.as_str()),
+        _ => None,
+    };
+    let covered = match signed::requirement(&api, &model, stage, &args.keys).await? {
+        Some(req) => Some(signed::check(&api, &model, version, &req, &remotes).await?),
+        None => None,
+    };
+    if let Some(c) = &covered
+        && !args.conn.json
+    {
+        println!("{model}/{version} is {}", c.describe());
+    }
     let bar = progress(remotes.iter().map(|r| r.size).sum(), args.conn.json);
     let mut files = Vec::new();
     for remote in &remotes {
@@ -124,7 +139,8 @@ pub async fn download(args: DownloadArgs) -> Result<Exit, Failure> {
     bar.finish_and_clear();
     if args.conn.json {
         print::json(&json!({"model": model, "version": version,
-            "dest": args.dest.display().to_string(), "files": files}));
+            "dest": args.dest.display().to_string(), "files": files,
+            "signature": covered.as_ref().map(signed::Covered::to_json)}));
     } else if remotes.is_empty() {
         println!("{model}/{version} has no artifacts");
     }

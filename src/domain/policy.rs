@@ -9,6 +9,7 @@ use super::{StageName, filter};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// Approvals a policy may ask for, at most.
 pub const MAX_APPROVALS: i64 = 5;
@@ -39,6 +40,175 @@ pub struct Policy {
     /// The candidate's schema must not break the one of the version on this stage (or on
     /// another named stage).
     pub schema_compatible: Option<SchemaCompatible>,
+    /// The candidate's files must carry a valid signature by one of the named trusted keys.
+    pub signed_by: Option<SignedBy>,
+}
+
+/// Keys a `signed_by` list may name, at most.
+pub const MAX_SIGNED_BY: usize = 20;
+
+/// `signed_by`: a signature by one of these trusted keys must cover the candidate's
+/// artifacts under `path` (`""`: every artifact).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedBy {
+    pub keys: Vec<String>,
+    pub path: String,
+}
+
+/// A verified signature on the candidate, as recorded: the key that verified it then (its
+/// name and fingerprint) and the signed directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signature {
+    pub key: String,
+    pub fingerprint: String,
+    pub path: String,
+}
+
+/// A trusted key as it stands at the promote: its fingerprint now, and whether it may sign
+/// the model's versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyNow {
+    pub fingerprint: String,
+    pub covers_model: bool,
+}
+
+impl SignedBy {
+    /// `["key", …]`, or `{"keys": ["key", …], "path": "model/"}`; `null`: no check.
+    pub fn parse(value: Option<Value>) -> Result<Option<Self>> {
+        let bad = || {
+            Error::validation(
+                "signed_by",
+                "signed_by is a list of trusted key names, or {\"keys\": [...], \"path\": \"model/\"}",
+            )
+        };
+        let (keys, path) = match value {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Array(keys)) => (keys, String::new()),
+            Some(Value::Object(mut o)) => {
+                if o.keys().any(|k| k != "keys" && k != "path") {
+                    return Err(bad());
+                }
+                let keys = match o.remove("keys") {
+                    Some(Value::Array(keys)) => keys,
+                    _ => return Err(bad()),
+                };
+                let path = match o.remove("path") {
+                    None | Some(Value::Null) => String::new(),
+                    Some(Value::String(p)) => super::signature::parse_prefix("signed_by.path", &p)?,
+                    Some(_) => return Err(bad()),
+                };
+                (keys, path)
+            }
+            Some(_) => return Err(bad()),
+        };
+        if keys.is_empty() || keys.len() > MAX_SIGNED_BY {
+            return Err(Error::validation(
+                "signed_by.keys",
+                format!("name 1 to {MAX_SIGNED_BY} trusted keys"),
+            ));
+        }
+        let mut names: Vec<String> = Vec::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            let field = format!("signed_by.keys[{i}]");
+            let name = k
+                .as_str()
+                .ok_or_else(|| Error::validation(&field, "a trusted key's name"))?;
+            let name = super::trust::parse_name(&field, name)?;
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        Ok(Some(Self { keys: names, path }))
+    }
+
+    /// As the API shows it and the store keeps it: the list alone when every artifact must
+    /// be signed.
+    pub fn to_json(&self) -> Value {
+        if self.path.is_empty() {
+            json!(self.keys)
+        } else {
+            json!({"keys": self.keys, "path": self.path})
+        }
+    }
+
+    fn scope(&self) -> String {
+        if self.path.is_empty() {
+            "every artifact".to_owned()
+        } else {
+            format!("the artifacts under {}", self.path)
+        }
+    }
+}
+
+/// `signed_by`: passes when one of the candidate's verified signatures is by a named key
+/// that is still trusted (same fingerprint, still allowed to sign the model) and covers the
+/// policy's path (signed over that directory or one above it).
+pub fn signed_by_check(
+    rule: &SignedBy,
+    signatures: &[Signature],
+    keys: &BTreeMap<String, KeyNow>,
+) -> Check {
+    let mut seen = Vec::new();
+    for s in signatures.iter().filter(|s| rule.keys.contains(&s.key)) {
+        let refused = match keys.get(&s.key) {
+            None => Some(format!("key {} is no longer trusted", s.key)),
+            Some(k) if k.fingerprint != s.fingerprint => Some(format!(
+                "key {} was replaced after it signed (it signed as {}, it is {} now)",
+                s.key, s.fingerprint, k.fingerprint
+            )),
+            Some(k) if !k.covers_model => {
+                Some(format!("key {} may no longer sign this model", s.key))
+            }
+            Some(_) if !rule.path.starts_with(&s.path) => Some(format!(
+                "key {}'s signature covers only the artifacts under {}",
+                s.key, s.path
+            )),
+            Some(_) => None,
+        };
+        match refused {
+            None => {
+                let over = if s.path.is_empty() {
+                    "every artifact".to_owned()
+                } else {
+                    format!("the artifacts under {}", s.path)
+                };
+                return Check {
+                    check: "signed_by".into(),
+                    ok: true,
+                    detail: format!("signed by trusted key {} over {over}", s.key),
+                    expected: Some(rule.to_json()),
+                    observed: Some(json!({"key": s.key, "fingerprint": s.fingerprint,
+                                          "path": s.path})),
+                };
+            }
+            Some(why) => seen.push(json!({"key": s.key, "path": s.path, "refused": why})),
+        }
+    }
+    let why: Vec<&str> = seen
+        .iter()
+        .filter_map(|s| s.get("refused").and_then(Value::as_str))
+        .collect();
+    let detail = if why.is_empty() {
+        format!(
+            "no signature by {} over {}: sign the files and POST the bundle to …/signatures",
+            rule.keys.join(" or "),
+            rule.scope()
+        )
+    } else {
+        format!(
+            "no valid signature by {} over {}: {}",
+            rule.keys.join(" or "),
+            rule.scope(),
+            why.join("; ")
+        )
+    };
+    Check {
+        check: "signed_by".into(),
+        ok: false,
+        detail,
+        expected: Some(rule.to_json()),
+        observed: Some(json!({"signatures": seen})),
+    }
 }
 
 /// Which version a candidate's schema is checked against: the one on the policy's own stage,
@@ -135,6 +305,12 @@ impl Policy {
         self
     }
 
+    /// Adds the `signed_by` check.
+    pub fn with_signed_by(mut self, check: Option<SignedBy>) -> Self {
+        self.signed_by = check;
+        self
+    }
+
     /// Checks a policy as sent: a `require` that parses (its error, with the position, is the
     /// filter parser's), metric keys, tolerances, a soak only with a stage to soak on, and
     /// 0 to [`MAX_APPROVALS`] approvals.
@@ -188,6 +364,7 @@ impl Policy {
             min_soak,
             approvals,
             schema_compatible: None,
+            signed_by: None,
         })
     }
 }
@@ -548,5 +725,132 @@ mod tests {
             !none.ok,
             "a candidate without a schema cannot be shown compatible"
         );
+    }
+
+    #[test]
+    fn signed_by_parses_a_list_or_keys_with_a_path() {
+        let list = SignedBy::parse(Some(json!(["release", "release", "ci-2026"])))
+            .unwrap()
+            .unwrap();
+        assert_eq!(list.keys, ["release", "ci-2026"]);
+        assert_eq!(list.path, "");
+        assert_eq!(list.to_json(), json!(["release", "ci-2026"]));
+        let with_path = SignedBy::parse(Some(json!({"keys": ["release"], "path": "model/"})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(with_path.path, "model/");
+        assert_eq!(
+            with_path.to_json(),
+            json!({"keys": ["release"], "path": "model/"})
+        );
+        assert_eq!(SignedBy::parse(None).unwrap(), None);
+        assert_eq!(SignedBy::parse(Some(Value::Null)).unwrap(), None);
+        for bad in [
+            json!([]),
+            json!(true),
+            json!("release"),
+            json!([1]),
+            json!(["bad name"]),
+            json!({"keys": ["release"], "path": "model"}),
+            json!({"keys": ["release"], "other": 1}),
+            json!({"path": "model/"}),
+            json!((0..21).map(|i| format!("k{i}")).collect::<Vec<_>>()),
+        ] {
+            assert!(SignedBy::parse(Some(bad.clone())).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signed_by_needs_a_named_key_still_trusted_over_the_path() {
+        let rule = SignedBy {
+            keys: vec!["release".into()],
+            path: "model/".into(),
+        };
+        let sig = |key: &str, fp: &str, path: &str| Signature {
+            key: key.into(),
+            fingerprint: fp.into(),
+            path: path.into(),
+        };
+        let trusted = |fp: &str, covers_model: bool| {
+            BTreeMap::from([(
+                "release".to_owned(),
+                KeyNow {
+                    fingerprint: fp.into(),
+                    covers_model,
+                },
+            )])
+        };
+        let none = signed_by_check(&rule, &[], &trusted("aa", true));
+        assert!(!none.ok);
+        assert!(
+            none.detail
+                .starts_with("no signature by release over the artifacts under model/")
+        );
+        // Over the directory itself, or one above it.
+        assert!(
+            signed_by_check(
+                &rule,
+                &[sig("release", "aa", "model/")],
+                &trusted("aa", true)
+            )
+            .ok
+        );
+        assert!(signed_by_check(&rule, &[sig("release", "aa", "")], &trusted("aa", true)).ok);
+        let narrower = signed_by_check(
+            &rule,
+            &[sig("release", "aa", "model/weights/")],
+            &trusted("aa", true),
+        );
+        assert!(!narrower.ok);
+        assert!(
+            narrower
+                .detail
+                .contains("covers only the artifacts under model/weights/")
+        );
+        // By another key, a key since removed, replaced, or no longer allowed on the model.
+        assert!(!signed_by_check(&rule, &[sig("other", "aa", "model/")], &trusted("aa", true)).ok);
+        let gone = signed_by_check(&rule, &[sig("release", "aa", "model/")], &BTreeMap::new());
+        assert!(!gone.ok);
+        assert!(gone.detail.contains("key release is no longer trusted"));
+        let replaced = signed_by_check(
+            &rule,
+            &[sig("release", "aa", "model/")],
+            &trusted("bb", true),
+        );
+        assert!(!replaced.ok);
+        assert!(replaced.detail.contains("was replaced after it signed"));
+        assert!(
+            !signed_by_check(
+                &rule,
+                &[sig("release", "aa", "model/")],
+                &trusted("aa", false)
+            )
+            .ok
+        );
+        // One good signature among refused ones passes.
+        let mixed = signed_by_check(
+            &rule,
+            &[
+                sig("release", "aa", "model/weights/"),
+                sig("release", "aa", "model/"),
+            ],
+            &trusted("aa", true),
+        );
+        assert!(mixed.ok);
+        assert_eq!(mixed.observed.unwrap()["path"], "model/");
+        // Without a path, every artifact must be signed.
+        let all = SignedBy {
+            keys: vec!["release".into()],
+            path: String::new(),
+        };
+        assert!(
+            !signed_by_check(
+                &all,
+                &[sig("release", "aa", "model/")],
+                &trusted("aa", true)
+            )
+            .ok
+        );
+        assert!(signed_by_check(&all, &[sig("release", "aa", "")], &trusted("aa", true)).ok);
     }
 }

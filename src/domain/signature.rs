@@ -26,6 +26,25 @@ fn invalid(detail: impl Into<String>) -> Error {
     .with_field("bundle")
 }
 
+/// A signed directory as an artifact path prefix: empty (every artifact), or relative path
+/// segments ending with `/` (`model/`).
+pub fn parse_prefix(field: &str, path: &str) -> Result<String> {
+    let ok = path.is_empty()
+        || (path.len() <= 1024
+            && path.strip_suffix('/').is_some_and(|dir| {
+                dir.split('/')
+                    .all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\\'))
+            }));
+    if ok {
+        Ok(path.to_owned())
+    } else {
+        Err(Error::validation(
+            field,
+            "the signed directory as an artifact path prefix ending with '/' (model/), or \"\" for every artifact",
+        ))
+    }
+}
+
 /// DSSE's pre-authentication encoding: what a signature covers.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = format!(
@@ -292,6 +311,24 @@ mod tests {
             b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
         );
         assert_eq!(pae("", b""), b"DSSEv1 0  0 ".to_vec());
+    }
+
+    #[test]
+    fn a_signed_directory_is_a_prefix_ending_with_a_slash() {
+        for ok in ["", "model/", "a/b/c/"] {
+            assert_eq!(parse_prefix("path", ok).unwrap(), ok);
+        }
+        for bad in [
+            "model",
+            "/model/",
+            "model//",
+            "../model/",
+            "a/./b/",
+            "a\\b/",
+            "/",
+        ] {
+            assert!(parse_prefix("path", bad).is_err(), "{bad:?}");
+        }
     }
 
     fn statement(resources: Value, ignore: Value) -> Envelope {

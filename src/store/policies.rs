@@ -4,14 +4,17 @@
 
 use super::schemas;
 use super::sql::{Arg, Conn, Stmt};
-use super::{Actor, Backend, NewEvent, SqlStore, events, models, version_list};
-use crate::domain::policy::{self, Check, NoRegression, Policy, SchemaCompatible};
+use super::{Actor, Backend, NewEvent, SqlStore, events, models, trust, version_list};
+use crate::domain::policy::{
+    self, Check, KeyNow, NoRegression, Policy, SchemaCompatible, Signature, SignedBy,
+};
 use crate::domain::time::{self, Timestamp};
 use crate::domain::{ModelName, StageName};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::types::Json;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// A stage's policy as the API shows it.
@@ -28,6 +31,9 @@ pub struct StagePolicy {
     /// `true`, `{"with_stage": "…"}`, or absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema_compatible: Option<serde_json::Value>,
+    /// `["key", …]`, `{"keys": […], "path": "model/"}`, or absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<serde_json::Value>,
     #[serde(with = "crate::domain::time::rfc3339")]
     pub updated_at: Timestamp,
     pub updated_by: String,
@@ -62,6 +68,7 @@ struct PolicyRow {
     min_soak: Option<i64>,
     approvals: i64,
     schema_compatible: Option<Json<serde_json::Value>>,
+    signed_by: Option<Json<serde_json::Value>>,
     updated_at: Timestamp,
     updated_by: String,
 }
@@ -84,6 +91,7 @@ impl PolicyRow {
             min_soak: self.min_soak.map(policy::format_duration),
             approvals: self.approvals,
             schema_compatible: self.schema_compatible.map(|j| j.0),
+            signed_by: self.signed_by.map(|j| j.0),
             updated_at: self.updated_at,
             updated_by: self.updated_by,
         }
@@ -105,7 +113,7 @@ async fn find<C: Conn>(
 ) -> Result<Option<PolicyRow>> {
     let stmt = Stmt::new(
         "select require, no_regression, after_stage, min_soak, approvals, schema_compatible, \
-                updated_at, updated_by \
+                signed_by, updated_at, updated_by \
            from stage_policies where model_id = $1 and stage = $2",
     )
     .bind(model_id)
@@ -129,13 +137,13 @@ async fn put<C: Conn>(
     let now = time::now();
     let stmt = Stmt::new(
         "insert into stage_policies (model_id, stage, require, no_regression, after_stage, \
-             min_soak, approvals, updated_at, updated_by, schema_compatible) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             min_soak, approvals, updated_at, updated_by, schema_compatible, signed_by) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          on conflict (model_id, stage) do update set require = excluded.require, \
              no_regression = excluded.no_regression, after_stage = excluded.after_stage, \
              min_soak = excluded.min_soak, approvals = excluded.approvals, \
              updated_at = excluded.updated_at, updated_by = excluded.updated_by, \
-             schema_compatible = excluded.schema_compatible",
+             schema_compatible = excluded.schema_compatible, signed_by = excluded.signed_by",
     )
     .bind(m.id)
     .bind(stage)
@@ -147,6 +155,10 @@ async fn put<C: Conn>(
     .bind(now)
     .bind(&actor.name);
     let stmt = match &p.schema_compatible {
+        Some(check) => stmt.json(&check.to_json()),
+        None => stmt.bind(Arg::Json(None)),
+    };
+    let stmt = match &p.signed_by {
         Some(check) => stmt.json(&check.to_json()),
         None => stmt.bind(Arg::Json(None)),
     };
@@ -206,7 +218,7 @@ impl<B: Backend> PolicyStore for SqlStore<B> {
         let m = models::row(&mut *conn, model, false).await?;
         let stmt = Stmt::new(
             "select stage, require, no_regression, after_stage, min_soak, approvals, \
-                    schema_compatible, updated_at, updated_by \
+                    schema_compatible, signed_by, updated_at, updated_by \
                from stage_policies where model_id = $1 order by stage",
         )
         .bind(m.id);
@@ -230,6 +242,7 @@ impl<B: Backend> PolicyStore for SqlStore<B> {
 /// What the stage lock saw, for the checks.
 pub(crate) struct Candidate<'a> {
     pub model_id: Uuid,
+    pub model: &'a ModelName,
     pub stage: &'a StageName,
     pub version: i64,
     /// The version on the stage now.
@@ -295,6 +308,12 @@ pub(crate) async fn evaluate<C: Conn>(
             ));
         }
     }
+    if let Some(Json(raw)) = &p.signed_by
+        && let Some(rule) = SignedBy::parse(Some(raw.clone()))?
+    {
+        let (signatures, keys) = signing_facts(conn, c, &rule).await?;
+        checks.push(policy::signed_by_check(&rule, &signatures, &keys));
+    }
     if let Some(after) = &p.after_stage {
         let since = on_stage_since(conn, c.model_id, after, c.version).await?;
         checks.push(policy::after_stage_check(after, c.version, since));
@@ -306,6 +325,51 @@ pub(crate) async fn evaluate<C: Conn>(
         checks,
         approvals: p.approvals,
     }))
+}
+
+/// What `signed_by` judges: the candidate's verified signatures by the named keys, and those
+/// keys as trusted now (their rows share-locked on Postgres, so that a key removed or
+/// replaced meanwhile waits for the promote to commit).
+async fn signing_facts<C: Conn>(
+    conn: &mut C,
+    c: &Candidate<'_>,
+    rule: &SignedBy,
+) -> Result<(Vec<Signature>, BTreeMap<String, KeyNow>)> {
+    let rows: Vec<(String, String, String)> = conn
+        .fetch_all(
+            Stmt::new(
+                "select s.key_name, s.key_fingerprint, s.path \
+                   from version_signatures s join versions v on v.id = s.version_id \
+                  where v.model_id = $1 and v.version = $2 and s.verified \
+                    and s.key_name is not null and s.key_fingerprint is not null \
+                  order by s.created_at, s.id",
+            )
+            .bind(c.model_id)
+            .bind(c.version),
+        )
+        .await?;
+    let signatures = rows
+        .into_iter()
+        .filter(|(key, _, _)| rule.keys.contains(key))
+        .map(|(key, fingerprint, path)| Signature {
+            key,
+            fingerprint,
+            path,
+        })
+        .collect();
+    let mut keys = BTreeMap::new();
+    for name in &rule.keys {
+        if let Some(k) = trust::locked(conn, name).await? {
+            keys.insert(
+                name.clone(),
+                KeyNow {
+                    covers_model: k.covers(c.model.as_str()),
+                    fingerprint: k.fingerprint,
+                },
+            );
+        }
+    }
+    Ok((signatures, keys))
 }
 
 /// The last value of a version's metric, its series share-locked (Postgres) against batches

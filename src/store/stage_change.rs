@@ -228,6 +228,7 @@ pub(crate) async fn apply<C: Conn>(
             }
             let candidate = Candidate {
                 model_id: lock.model_id,
+                model,
                 stage,
                 version,
                 holder: lock.version,

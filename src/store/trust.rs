@@ -196,6 +196,16 @@ async fn delete<C: Conn>(conn: &mut C, name: &str, actor: &Actor) -> Result<()> 
     Ok(())
 }
 
+/// A trusted key, its row share-locked (Postgres) until the transaction ends: a promote
+/// judging a signature by it keeps it from being removed or replaced meanwhile.
+pub(super) async fn locked<C: Conn>(conn: &mut C, name: &str) -> Result<Option<TrustedKey>> {
+    let lock = if C::ROW_LOCKS { " for share" } else { "" };
+    let row: Option<KeyRow> = conn
+        .fetch_optional(Stmt::new(format!("{SELECT}where name = $1{lock}")).bind(name))
+        .await?;
+    row.map(KeyRow::into_key).transpose()
+}
+
 /// Every trusted key.
 pub(super) async fn all<C: Conn>(conn: &mut C) -> Result<Vec<TrustedKey>> {
     let rows: Vec<KeyRow> = conn

@@ -3,7 +3,8 @@
 //! verified against the trusted key and matched to the artifacts under the signed path,
 //! kept as posted; an untrusted key, a file changed, added or missing, a malformed bundle,
 //! a payload of another type, a changed payload, and versions that cannot be signed are
-//! each refused with their code.
+//! each refused with their code; a stage policy's `signed_by` refuses an unsigned version (on
+//! the REST and the MLflow alias paths) and accepts the signed one.
 
 use crate::helpers::TestApp;
 use serde_json::{Value, json};
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 
 crate::backend_tests!(
     a_model_signing_bundle_is_checked_and_kept,
-    bad_signatures_are_refused
+    bad_signatures_are_refused,
+    a_stage_can_require_a_signature
 );
 
 fn fixture(name: &str) -> PathBuf {
@@ -265,4 +267,160 @@ async fn bad_signatures_are_refused(app: &TestApp) {
         .get(&format!("/api/v1/models/fraud/versions/{good}/signatures"))
         .await;
     assert_eq!(listed.ok(200)["items"], json!([]));
+}
+
+fn signed_by_check(body: &Value) -> Value {
+    body["checks"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["check"] == "signed_by"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no signed_by check in {body}"))
+}
+
+async fn a_stage_can_require_a_signature(app: &TestApp) {
+    const POLICY: &str = "/api/v1/models/fraud/stages/production/policy";
+    const PROMOTE: &str = "/api/v1/models/fraud/stages/production/promote";
+    trust(app, "ci-2026", "key.pub").await;
+    trust(app, "other", "other.pub").await;
+    app.model("fraud").await;
+    let signed = signed_files(app, "fraud", &[]).await;
+    let unsigned = signed_files(app, "fraud", &[]).await;
+    // A key nobody trusts, or a malformed rule, is refused when the policy is set.
+    for (bad, field) in [
+        (json!(["ci-2025"]), "signed_by.keys[0]"),
+        (json!([]), "signed_by.keys"),
+        (
+            json!({"keys": ["ci-2026"], "path": "model"}),
+            "signed_by.path",
+        ),
+        (json!("ci-2026"), "signed_by"),
+    ] {
+        let r = app.put(POLICY, json!({"signed_by": bad})).await;
+        assert_eq!(r.problem(422, "validation_failed")["field"], field, "{bad}");
+    }
+    let r = app
+        .put(
+            POLICY,
+            json!({"signed_by": {"keys": ["other", "ci-2026"], "path": "model/"}}),
+        )
+        .await;
+    assert_eq!(
+        r.ok(200)["signed_by"],
+        json!({"keys": ["other", "ci-2026"], "path": "model/"})
+    );
+    // Not signed yet: the dry run says what is missing, the promote is refused.
+    let r = app
+        .post(PROMOTE, json!({"version": signed, "dry_run": true}))
+        .await;
+    let c = signed_by_check(r.ok(200));
+    assert_eq!(c["ok"], false);
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("no signature by other or ci-2026 over the artifacts under model/"),
+        "{c}"
+    );
+    app.post(PROMOTE, json!({"version": signed}))
+        .await
+        .problem(409, "policy_violation");
+    // Through MLflow: setting the alias is the same promote.
+    let r = app
+        .post(
+            "/api/2.0/mlflow/registered-models/alias",
+            json!({"name": "fraud", "alias": "production", "version": unsigned.to_string()}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error_code"], "INVALID_PARAMETER_VALUE");
+    assert!(
+        r.body["message"].as_str().unwrap().contains("signed_by"),
+        "{}",
+        r.body
+    );
+    // Signed: the check passes, naming the key, and the promote goes through.
+    post(
+        app,
+        "fraud",
+        signed,
+        json!({"bundle": bundle(), "path": "model/"}),
+    )
+    .await
+    .ok(201);
+    let r = app
+        .post(PROMOTE, json!({"version": signed, "dry_run": true}))
+        .await;
+    let d = r.ok(200);
+    assert_eq!(d["allowed"], true, "{d}");
+    let c = signed_by_check(d);
+    assert_eq!(
+        c["detail"],
+        "signed by trusted key ci-2026 over the artifacts under model/"
+    );
+    assert_eq!(c["observed"]["key"], "ci-2026");
+    let r = app.post(PROMOTE, json!({"version": signed})).await;
+    assert_eq!(r.ok(200)["version"], signed);
+    // The unsigned version stays out.
+    let r = app.post(PROMOTE, json!({"version": unsigned})).await;
+    let e = r.problem(409, "policy_violation");
+    assert_eq!(signed_by_check(e)["ok"], false);
+    // Asked over every artifact, a signature over model/ does not cover README.md.
+    let also_signed = signed_files(app, "fraud", &[]).await;
+    post(
+        app,
+        "fraud",
+        also_signed,
+        json!({"bundle": bundle(), "path": "model/"}),
+    )
+    .await
+    .ok(201);
+    app.put(POLICY, json!({"signed_by": ["ci-2026"]}))
+        .await
+        .ok(200);
+    let r = app
+        .post(PROMOTE, json!({"version": also_signed, "dry_run": true}))
+        .await;
+    let c = signed_by_check(r.ok(200));
+    assert_eq!(c["ok"], false);
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("key ci-2026's signature covers only the artifacts under model/"),
+        "{c}"
+    );
+    // A signing key replaced or removed no longer vouches for what it signed.
+    app.put(
+        POLICY,
+        json!({"signed_by": {"keys": ["ci-2026"], "path": "model/"}}),
+    )
+    .await
+    .ok(200);
+    let other = std::fs::read_to_string(fixture("other.pub")).unwrap();
+    app.put("/api/v1/trust/keys/ci-2026", json!({"public_key": other}))
+        .await
+        .ok(200);
+    let r = app
+        .post(PROMOTE, json!({"version": also_signed, "dry_run": true}))
+        .await;
+    let c = signed_by_check(r.ok(200));
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("key ci-2026 was replaced after it signed"),
+        "{c}"
+    );
+    app.delete("/api/v1/trust/keys/ci-2026").await.ok(204);
+    let r = app
+        .post(PROMOTE, json!({"version": also_signed, "dry_run": true}))
+        .await;
+    let c = signed_by_check(r.ok(200));
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("key ci-2026 is no longer trusted"),
+        "{c}"
+    );
 }

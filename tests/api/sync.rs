@@ -2,7 +2,8 @@
 //! promote and rollback mirrored on disk within 2 s (a rollback without a download), the
 //! `--exec` hook, `--once`, `--keep`; a download cut mid-way (the server gone) leaves
 //! `current` on the old version and completes when the server is back; bytes that do not
-//! match their sha256 never become `current`.
+//! match their sha256 never become `current`; a stage that requires a signature is
+//! downloaded and synced only with a signature that lists exactly the files fetched.
 
 use crate::cli_support::{
     Agent, Cli, Proxy, admin, current, noise, promote, version_with, wait_current,
@@ -16,7 +17,8 @@ use std::time::Duration;
 crate::backend_tests!(with super::AUTH;
     sync_follows_promote_and_rollback,
     sync_survives_a_cut_download_and_refuses_bad_bytes,
-    a_guard_trip_reaches_the_agent
+    a_guard_trip_reaches_the_agent,
+    download_and_sync_check_the_signed_digests
 );
 
 const AUTH: Setup = Setup {
@@ -329,4 +331,148 @@ async fn a_guard_trip_reaches_the_agent(app: &TestApp) {
     )
     .await;
     assert_eq!(history.ok(200)["items"][0]["actor"], "guard");
+}
+
+fn signing_fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/signing")
+        .join(name)
+}
+
+async fn download_and_sync_check_the_signed_digests(app: &TestApp) {
+    admin(
+        app,
+        Method::POST,
+        "/api/v1/models",
+        Some(json!({"name": "m"})),
+    )
+    .await;
+    let key = std::fs::read_to_string(signing_fixture("key.pub")).unwrap();
+    admin(
+        app,
+        Method::PUT,
+        "/api/v1/trust/keys/ci-2026",
+        Some(json!({"public_key": key})),
+    )
+    .await
+    .ok(201);
+    let files: Vec<(String, Vec<u8>)> = ["config.json", "weights.bin", "tokenizer/vocab.txt"]
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(signing_fixture(&format!("model/{f}"))).unwrap();
+            (format!("model/{f}"), bytes)
+        })
+        .collect();
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    let signed = version_with(app, "m", &files).await;
+    let unsigned = version_with(app, "m", &files).await;
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(signing_fixture("model.sig")).unwrap()).unwrap();
+    admin(
+        app,
+        Method::POST,
+        &format!("/api/v1/models/m/versions/{signed}/signatures"),
+        Some(json!({"bundle": bundle, "path": "model/"})),
+    )
+    .await
+    .ok(201);
+    admin(
+        app,
+        Method::PUT,
+        "/api/v1/models/m/stages/production/policy",
+        Some(json!({"signed_by": {"keys": ["ci-2026"], "path": "model/"}})),
+    )
+    .await
+    .ok(200);
+    promote(app, "m", "production", signed).await;
+    let (_keep, dir) = crate::cli_support::scratch();
+    let reader = crate::cli_support::token(app, "agent", &["read"], Some(&["m"])).await;
+    let cli = Cli::at(format!("http://{}", app.addr), Some(reader));
+    let at = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let key_pub = signing_fixture("key.pub").to_str().unwrap().to_owned();
+    let other_pub = signing_fixture("other.pub").to_str().unwrap().to_owned();
+
+    // The stage asks for a signature: the listing is checked against it before any fetch.
+    let out = cli
+        .run(&["download", "m@production", &at("a"), "--json"])
+        .await;
+    let report = out.code(0).json();
+    assert_eq!(report["signature"]["key"], "ci-2026");
+    assert_eq!(report["signature"]["files"], 3);
+    assert_eq!(report["signature"]["verified_here"], false);
+    // With the signer's key the signature is verified here too; with another it is refused.
+    let out = cli
+        .run(&[
+            "download",
+            "m@production",
+            &at("b"),
+            "--public-key",
+            &key_pub,
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.code(0).json()["signature"]["verified_here"], true);
+    let out = cli
+        .run(&[
+            "download",
+            "m@production",
+            &at("c"),
+            "--public-key",
+            &other_pub,
+        ])
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not verify with the given keys"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.join("c/model/weights.bin").exists(), "nothing fetched");
+    // A version by number needs a signature only when keys are given.
+    let plain = format!("m/{unsigned}");
+    cli.run(&["download", &plain, &at("d")]).await.code(0);
+    let out = cli
+        .run(&["download", &plain, &at("e"), "--public-key", &key_pub])
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[signature_required]"),
+        "{}",
+        out.stderr
+    );
+
+    // sync: the signed version goes in, with the signature in its record.
+    let dest = dir.join("serve");
+    cli.run(&["sync", "m@production", dest.to_str().unwrap(), "--once"])
+        .await
+        .code(0);
+    assert_eq!(current(&dest), Some(format!("versions/{signed}")));
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dest.join(format!("versions/{signed}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["signature"]["key"], "ci-2026");
+    // An unsigned version forced onto the stage is not deployed: the agent keeps what it has.
+    admin(
+        app,
+        Method::POST,
+        "/api/v1/models/m/stages/production/promote",
+        Some(json!({"version": unsigned, "force": true, "reason": "incident drill"})),
+    )
+    .await
+    .ok(200);
+    let out = cli
+        .run(&["sync", "m@production", dest.to_str().unwrap(), "--once"])
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[signature_required]"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(current(&dest), Some(format!("versions/{signed}")));
+    assert!(!dest.join(format!("versions/{unsigned}")).exists());
 }
