@@ -49,6 +49,7 @@ async fn compare_versions(
                 .map(|a| (a.path.as_str(), a.sha256.as_str()))
                 .collect(),
             schema: d.schema.as_ref(),
+            signed_by: d.version.signed_by.as_deref(),
         });
     }
     Ok(axum::Json(compare::compare(sides)))

@@ -18,6 +18,8 @@ pub struct Side<'a> {
     /// `(path, sha256)` for each artifact.
     pub artifacts: Vec<(&'a str, &'a str)>,
     pub schema: Option<&'a Schema>,
+    /// The trusted key of its first verified signature.
+    pub signed_by: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -63,6 +65,8 @@ pub struct Comparison {
     pub artifacts: Vec<ArtifactDiff>,
     /// Each later version's schema against the first's.
     pub schema_diff: Vec<SchemaDiff>,
+    /// Version number → the trusted key that signed it; unsigned versions are left out.
+    pub signed_by: BTreeMap<String, String>,
 }
 
 /// How a version's schema differs from another's, each change classified.
@@ -101,6 +105,10 @@ pub fn compare(sides: Vec<Side<'_>>) -> Comparison {
         tags: tag_diff(&sides),
         artifacts: artifact_diff(&sides),
         schema_diff: schema_diffs(&sides),
+        signed_by: sides
+            .iter()
+            .filter_map(|s| Some((s.version.to_string(), s.signed_by?.to_owned())))
+            .collect(),
         versions: sides.iter().map(|s| s.version).collect(),
         metrics: metric_sides(sides),
     }
@@ -220,6 +228,7 @@ mod tests {
             metrics: vec![("acc".to_owned(), metric(lr))],
             artifacts,
             schema: None,
+            signed_by: None,
         };
         let c = compare(vec![
             side(3, 0.1, &t3, vec![("model.bin", "aa"), ("vocab.txt", "cc")]),
@@ -246,6 +255,7 @@ mod tests {
             metrics: Vec::new(),
             artifacts,
             schema: None,
+            signed_by: None,
         };
         let c = compare(vec![side(1, vec![("a", "x")]), side(2, vec![])]);
         assert_eq!(c.artifacts.len(), 1);
@@ -272,6 +282,7 @@ mod tests {
             metrics: Vec::new(),
             artifacts: Vec::new(),
             schema,
+            signed_by: (version == 2).then_some("ci-2026"),
         };
         let cmp = compare(vec![
             side(1, Some(&a)),
@@ -289,5 +300,10 @@ mod tests {
             [(1, 2, true, 1), (1, 3, false, 1), (1, 4, false, 1)]
         );
         assert_eq!(cmp.schema_diff[1].changes[0].change, "retyped");
+        assert_eq!(
+            cmp.signed_by,
+            BTreeMap::from([("2".to_owned(), "ci-2026".to_owned())]),
+            "only signed versions are listed"
+        );
     }
 }

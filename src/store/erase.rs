@@ -190,7 +190,7 @@ async fn wipe<C: Conn>(
     }
     let stmt = Stmt::new(
         "update versions set status = 'erased', description = null, config = $2, source = $2, \
-             tags = $2, card = null, interface_schema = null, digest = null, status_reason = $3, \
+             tags = $2, card = null, interface_schema = null, digest = null, signed_by = null, status_reason = $3, \
              erased_at = $4, erased_by = $5, updated_at = $4 \
          where id = $1",
     )

@@ -18,7 +18,7 @@ macro_rules! version_select {
     () => {
         "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
          v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by, v.erased_at, \
-         v.erased_by, v.digest \
+         v.erased_by, v.digest, v.signed_by \
          from versions v join models m on m.id = v.model_id "
     };
 }

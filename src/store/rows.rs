@@ -68,6 +68,7 @@ pub(crate) struct VersionRow {
     pub erased_at: Option<Timestamp>,
     pub erased_by: Option<String>,
     pub digest: Option<String>,
+    pub signed_by: Option<String>,
 }
 
 /// A row of the version list: the version and the value it is sorted by (a metric's last
@@ -104,6 +105,7 @@ impl VersionRow {
             erased_at: self.erased_at,
             erased_by: self.erased_by,
             digest: self.digest,
+            signed_by: self.signed_by,
             last_metrics: None,
         })
     }

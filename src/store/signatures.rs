@@ -204,6 +204,14 @@ async fn add<C: Conn>(
     .bind(now)
     .bind(&actor.name);
     conn.execute(stmt).await?;
+    if let Some(k) = &key {
+        conn.execute(
+            Stmt::new("update versions set signed_by = $1 where id = $2 and signed_by is null")
+                .bind(k.name.as_str())
+                .bind(row.id),
+        )
+        .await?;
+    }
     let model_id: (Uuid,) = conn
         .fetch_one(Stmt::new("select model_id from versions where id = $1").bind(row.id))
         .await?;

@@ -66,6 +66,9 @@ pub struct Version {
     /// how to compute it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The trusted key of its first verified signature (`…/signatures` has them all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
     /// The last value of each metric asked for with `?metrics=` on a list (absent: no points).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_metrics: Option<BTreeMap<String, f64>>,
@@ -209,6 +212,7 @@ impl Registered {
             erased_at: None,
             erased_by: None,
             digest: None,
+            signed_by: None,
             last_metrics: None,
         };
         Ok(Self {

@@ -344,7 +344,7 @@ fn by_metric<C: Conn>(
     let conditions = conditions.join(" and ");
     let columns = "v.id, m.name as model, v.version, v.status, v.description, v.config, \
                    v.source, v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by, \
-                   v.erased_at, v.erased_by, v.digest";
+                   v.erased_at, v.erased_by, v.digest, v.signed_by";
     let sql = format!(
         "with a as (select {columns}, s.last_value as sort_value \
             from metric_series s join versions v on v.id = s.version_id \

@@ -124,6 +124,31 @@ async fn a_model_signing_bundle_is_checked_and_kept(app: &TestApp) {
     let events = events.ok(200)["items"].as_array().unwrap().clone();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["details"]["key"], "ci-2026");
+    // The version, its list entry and a comparison name the signer.
+    let unsigned = signed_files(app, "fraud", &[]).await;
+    let shown = app.get(&format!("/api/v1/models/fraud/versions/{v}")).await;
+    assert_eq!(shown.ok(200)["signed_by"], "ci-2026");
+    let listed = app.get("/api/v1/models/fraud/versions").await;
+    let by_number: Vec<(i64, Value)> = listed.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["version"].as_i64().unwrap(), i["signed_by"].clone()))
+        .collect();
+    assert!(by_number.contains(&(v, json!("ci-2026"))), "{by_number:?}");
+    assert!(
+        by_number.contains(&(unsigned, Value::Null)),
+        "{by_number:?}"
+    );
+    let compared = app
+        .get(&format!(
+            "/api/v1/models/fraud/compare?versions={v},{unsigned}"
+        ))
+        .await;
+    assert_eq!(
+        compared.ok(200)["signed_by"],
+        json!({ v.to_string(): "ci-2026" })
+    );
     // Over every artifact, README.md is not covered.
     let r = post(app, "fraud", v, json!({"bundle": bundle(), "path": ""})).await;
     let p = r.problem(422, "signature_mismatch");
@@ -145,6 +170,8 @@ async fn a_model_signing_bundle_is_checked_and_kept(app: &TestApp) {
         .get(&format!("/api/v1/models/fraud/versions/{v}/signatures"))
         .await;
     assert_eq!(listed.ok(200)["items"], json!([]));
+    let shown = app.get(&format!("/api/v1/models/fraud/versions/{v}")).await;
+    assert_eq!(shown.ok(200).get("signed_by"), None);
     post(
         app,
         "fraud",

@@ -128,6 +128,30 @@ def fixtures(api):
         {"metric": "val/acc", "aggregate": "last", "window": "PT1H", "op": "<", "threshold": 2}], "action": "notify"}, 200)
     api.call("POST", "/api/v1/models", {"name": "churn", "description": "churn model"}, 201)
     api.version("churn", {"depth": 4})
+    signed_fixtures(api)
+
+
+SIGNING = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "signing")
+
+
+def signed_fixtures(api):
+    """`vision`: v1 carries the fixture's model_signing bundle (trusted key ci-2026), v2 the
+    same files unsigned; production requires the signature."""
+    with open(os.path.join(SIGNING, "key.pub")) as f:
+        api.call("PUT", "/api/v1/trust/keys/ci-2026", {"public_key": f.read()}, 201)
+    api.call("POST", "/api/v1/models", {"name": "vision"}, 201)
+    for _ in range(2):
+        v = api.version("vision", {}, finalize=False)
+        for rel in ["config.json", "weights.bin", "tokenizer/vocab.txt"]:
+            with open(os.path.join(SIGNING, "model", rel), "rb") as f:
+                upload(api, "vision", v, f"model/{rel}", f.read())
+        api.call("POST", f"/api/v1/models/vision/versions/{v}/finalize", {}, 200)
+    with open(os.path.join(SIGNING, "model.sig")) as f:
+        bundle = json.load(f)
+    api.call("POST", "/api/v1/models/vision/versions/1/signatures", {"bundle": bundle, "path": "model/"}, 201)
+    api.call("PUT", "/api/v1/models/vision/stages/production/policy",
+             {"signed_by": {"keys": ["ci-2026"], "path": "model/"}}, 200)
+    api.call("POST", "/api/v1/models/vision/stages/production/promote", {"version": 1}, 200)
 
 
 def upload(api, model, version, path, body):
@@ -334,6 +358,25 @@ def check(b, api, tokens):
     assert b.all("figure.chart .legend-item")[1].get_attribute("aria-pressed") == "false"
     b.shot("compare")
     b.console_clean("compare")
+
+    # Signed versions: a badge with the key on the version, in the list and in compare; the
+    # stage view names the key its policy requires.
+    b.open("?model=vision&version=1")
+    assert b.one(".chip.signed").text == "signed · ci-2026", b.one(".chip.signed").text
+    b.open("?model=vision&version=2")
+    assert not b.all(".chip.signed"), "v2 is not signed"
+    b.open("?model=vision")
+    signed_rows = [r.find_elements(By.CSS_SELECTOR, "td")[1].text for r in b.all("table.versions tbody tr")
+                   if r.find_elements(By.CSS_SELECTOR, ".chip.signed")]
+    assert signed_rows == ["v1"], signed_rows
+    b.open("?model=vision&view=compare&versions=1,2")
+    cells = [c.text for c in b.all("table.diff tbody tr")[0].find_elements(By.CSS_SELECTOR, "td")]
+    assert cells == ["Signed by", "signed · ci-2026", "unsigned"], cells
+    b.console_clean("compare (signatures)")
+    b.open("?model=vision&view=stages")
+    assert "Policy: signed by ci-2026 over model/" in b.one("#stage-production").text, b.one("#stage-production").text
+    b.shot("stages-signed")
+    b.console_clean("stages (signed_by)")
 
     # The event feed follows new events.
     b.open("?view=events")

@@ -314,7 +314,7 @@ impl Backend for Pg {
         let row = query_as::<_, DetailRow>(
             "select v.id, m.name as model, v.version, v.status, v.description, v.config, v.source, \
                     v.tags, v.status_reason, v.created_at, v.updated_at, v.created_by, \
-                    v.erased_at, v.erased_by, v.digest, \
+                    v.erased_at, v.erased_by, v.digest, v.signed_by, \
                     (select coalesce(json_agg(json_build_object('path', a.path, 'size', a.size, 'sha256', a.sha256, \
                             'content_type', a.content_type, 'created_at', a.created_at, 'object_key', a.object_key) \
                             order by a.path), '[]') from artifacts a where a.version_id = v.id) as artifacts, \

@@ -2,7 +2,7 @@
 // the versions, and that metric's last value against version number across the model.
 
 import { Chart, chartControls, chartState, colorOf, columns } from "./chart.js?v={{chart.js}}";
-import { api, el, go, keyPath, link, modelNav, modelPath, num, params, problemText, ready, replace, showError, withParams, fill } from "./lib.js?v={{lib.js}}";
+import { api, el, go, keyPath, link, modelNav, modelPath, num, params, problemText, ready, replace, showError, signedChip, withParams, fill } from "./lib.js?v={{lib.js}}";
 
 function cell(v) {
   return v === undefined ? el("td", { class: "muted" }, "absent") : el("td", { class: "mono" }, JSON.stringify(v));
@@ -65,6 +65,9 @@ export async function comparePage(root, name) {
       vs.map((v) => el("td", { class: "mono hash" }, a.sha256[v] ? a.sha256[v].slice(0, 12) : "absent")), el("td", {}, a.same ? "yes" : "no"))))
     : el("p", { class: "muted" }, "No artifacts.");
   const schemaDiff = schemaDiffView(c.schema_diff || [], name);
+  const signed = c.signed_by || {};
+  const signatures = diffTable(["", ...vHead()], [el("tr", {}, el("td", {}, "Signed by"),
+    vs.map((v) => el("td", {}, signed[v] ? signedChip(signed[v]) : el("span", { class: "muted" }, "unsigned"))))]);
   const keys = Object.keys(c.metrics).sort();
   const metricsTable = keys.length
     ? diffTable(["Metric (last)", ...vHead()], keys.map((k) => el("tr", {}, el("td", {}, k),
@@ -74,6 +77,7 @@ export async function comparePage(root, name) {
   const metric = keys.includes(p.get("metric")) ? p.get("metric") : keys[0];
   const charts = el("div", { class: "charts" });
   const sections = [...heading,
+    el("section", {}, el("h2", {}, "Signatures"), signatures),
     el("section", {}, el("h2", {}, "Config"), config),
     el("section", {}, el("h2", {}, "Schema"), schemaDiff),
     el("section", {}, el("h2", {}, "Metrics"), metricsTable)];

@@ -112,6 +112,11 @@ export function link(text, query, attrs = {}) {
   }, text);
 }
 
+/** A version's signed badge: the trusted key of its first verified signature. */
+export function signedChip(key) {
+  return el("span", { class: "chip signed", title: `Its files carry a signature verified with trusted key ${key}` }, `signed · ${key}`);
+}
+
 export function chips(map) {
   return Object.entries(map || {}).map(([k, v]) => el("span", { class: "chip" }, `${k}: ${v}`));
 }

@@ -1,7 +1,7 @@
 // The models list and a model's versions table.
 
 import { cardIsEmpty, cardView } from "./markdown.js?v={{markdown.js}}";
-import { Problem, api, chips, el, go, link, modelNav, modelPath, num, params, ready, showError, when, fill } from "./lib.js?v={{lib.js}}";
+import { Problem, api, chips, el, go, link, modelNav, modelPath, num, params, ready, showError, signedChip, when, fill } from "./lib.js?v={{lib.js}}";
 
 export async function modelsPage(root) {
   const q = params().get("q") || "";
@@ -126,7 +126,7 @@ export async function versionsPage(root, name) {
           el("td", {}, box),
           el("td", {}, link(`v${v.version}`, { model: name, version: v.version })),
           el("td", { class: "mono" }, when(v.created_at)),
-          el("td", {}, v.status),
+          el("td", {}, v.status, v.signed_by ? [" ", signedChip(v.signed_by)] : null),
           cols.map((c) => el("td", { class: "num" }, num((v.last_metrics || {})[c]))),
           el("td", {}, (holders[v.version] || []).map((s) => el("span", { class: "chip stage" }, s))),
           el("td", { class: "hide-narrow" }, chips(v.tags)));

@@ -32,6 +32,11 @@ function policyView(p) {
     const other = typeof p.schema_compatible === "object" ? p.schema_compatible.with_stage : null;
     checks.push([`schema compatible with the version on ${other || "this stage"}`]);
   }
+  if (p.signed_by) {
+    const rule = Array.isArray(p.signed_by) ? { keys: p.signed_by, path: "" } : p.signed_by;
+    checks.push(["signed by ", el("strong", { class: "signed-by" }, rule.keys.join(" or ")),
+      ...(rule.path ? [" over ", el("code", {}, rule.path)] : [" over every artifact"])]);
+  }
   if (p.approvals) checks.push([`${p.approvals} approval${p.approvals === 1 ? "" : "s"}`]);
   if (!checks.length) return null;
   return el("div", { class: "policy" }, el("strong", {}, "Policy: "), checks.flatMap((c, i) => [i ? "; " : "", ...c]));

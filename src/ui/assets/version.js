@@ -2,7 +2,7 @@
 
 import { Chart, chartControls, chartState, colorOf, columns } from "./chart.js?v={{chart.js}}";
 import { cardIsEmpty, cardView } from "./markdown.js?v={{markdown.js}}";
-import { api, chips, download, el, keyPath, link, modelNav, modelPath, num, params, problemText, ready, replace, showError, when, withParams, fill } from "./lib.js?v={{lib.js}}";
+import { api, chips, download, el, keyPath, link, modelNav, modelPath, num, params, problemText, ready, replace, showError, signedChip, when, withParams, fill } from "./lib.js?v={{lib.js}}";
 
 /** A JSON value as a tree: objects and arrays fold, leaves are text. */
 export function jsonTree(value, depth = 0) {
@@ -118,6 +118,7 @@ export async function versionPage(root, name, number) {
     el("h1", {}, link(name, { model: name }), ` / v${v.version}`),
     modelNav(name, null),
     el("p", {}, el("span", { class: `chip status ${v.status}` }, v.status), " ",
+      v.signed_by ? [signedChip(v.signed_by), " "] : null,
       `registered ${when(v.created_at)} by ${v.created_by}`,
       v.status_reason ? el("span", { class: "muted" }, ` (${v.status_reason})`) : null),
     v.description ? el("p", {}, v.description) : null,
