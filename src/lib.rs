@@ -65,6 +65,8 @@ pub struct AppState {
     pub events: Arc<api::event_stream::EventHub>,
     /// The storage totals `/metrics` shows.
     pub usage: Arc<api::retention::UsageCache>,
+    /// Each caller's last write position, for reads from replicas.
+    pub positions: Arc<api::consistency::Positions>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -95,6 +97,10 @@ pub fn app(state: AppState) -> Router {
                 .latency_unit(LatencyUnit::Micros),
         );
     api::router(&state)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::consistency::stamp_writes,
+        ))
         .layer(axum::middleware::from_fn(telemetry::record_request))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -162,6 +168,7 @@ fn cors(raw: &[String]) -> Option<CorsLayer> {
                 header::RANGE,
                 HeaderName::from_static("idempotency-key"),
                 HeaderName::from_static("x-content-sha256"),
+                api::consistency::HEADER,
             ])
             .expose_headers([
                 header::ETAG,
@@ -169,6 +176,7 @@ fn cors(raw: &[String]) -> Option<CorsLayer> {
                 header::CONTENT_RANGE,
                 REQUEST_ID,
                 HeaderName::from_static("idempotent-replayed"),
+                api::consistency::HEADER,
             ])
             .max_age(Duration::from_secs(3600)),
     )

@@ -134,15 +134,20 @@ fn main() -> ExitCode {
 
 pub(crate) async fn connect(db: &DatabaseConfig) -> anyhow::Result<Arc<dyn store::Store>> {
     db.validate().map_err(anyhow::Error::msg)?;
-    let store = store::connect(&db.url, db.max_connections)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to the database {}: {}",
-                modelreg::config::redact(&db.url),
-                modelreg::config::scrub(&format!("{e:#}"), &db.url)
-            )
-        })?;
+    let store = store::connect_with_replicas(
+        &db.url,
+        db.max_connections,
+        &db.read_urls,
+        db.replica_max_lag,
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to the database {}: {}",
+            modelreg::config::redact(&db.url),
+            modelreg::config::scrub(&format!("{e:#}"), &db.url)
+        )
+    })?;
     store.migrate().await.map_err(|e| {
         anyhow::anyhow!(
             "database migration failed: {}",
@@ -266,6 +271,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config: Arc::new(config),
         events: Default::default(),
         usage: Default::default(),
+        positions: Default::default(),
     };
     // One signal stops every listener.
     let (stop, stopping) = tokio::sync::watch::channel(false);

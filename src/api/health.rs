@@ -27,6 +27,21 @@ pub async fn prometheus(State(state): State<AppState>) -> impl axum::response::I
     metrics::gauge!("modelreg_db_connections", "state" => "in_use")
         .set(pool.size.saturating_sub(pool.idle) as f64);
     metrics::gauge!("modelreg_db_connections", "state" => "idle").set(pool.idle as f64);
+    let replicas = state.store.replicas();
+    for r in &replicas.replicas {
+        let name = r.name.clone();
+        metrics::gauge!("modelreg_replica_up", "replica" => name.clone()).set(if r.state == "ok" {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("modelreg_replica_lag_seconds", "replica" => name.clone())
+            .set(r.lag_seconds.unwrap_or(f64::NAN));
+        metrics::gauge!("modelreg_replica_reads", "replica" => name).set(r.reads as f64);
+    }
+    if !replicas.replicas.is_empty() {
+        metrics::gauge!("modelreg_replica_reads_on_primary").set(replicas.primary_reads as f64);
+    }
     if let Some(u) = state.usage.totals(&state).await {
         metrics::gauge!("modelreg_storage_bytes", "kind" => "artifacts")
             .set(u.artifacts.bytes as f64);
@@ -78,10 +93,22 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": {"database": database, "artifacts": artifacts},
     });
+    // Replicas never make the server unready: reads fall back to the primary. Shown in
+    // the configured order, without their addresses (this answer is public; /metrics names
+    // them).
+    let replicas = state.store.replicas();
+    if !replicas.replicas.is_empty() {
+        body["replicas"] = replicas
+            .replicas
+            .iter()
+            .map(|r| json!({"state": r.state, "lag_seconds": r.lag_seconds, "reads": r.reads}))
+            .collect();
+        body["replica_reads_on_primary"] = json!(replicas.primary_reads);
+    }
     (status, Json(body))
 }
 

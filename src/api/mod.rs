@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod browsers;
 pub mod cards;
 pub mod compare;
+pub mod consistency;
 pub mod deadline;
 pub mod erase;
 pub mod event_stream;
@@ -139,6 +140,13 @@ impl Endpoint {
     /// deadline (a streaming one has none).
     fn into_route(self, state: &AppState) -> MethodRouter<AppState> {
         let mut route = self.handler;
+        // Inside the guard: the token check reads from the primary.
+        if consistency::replica_safe(&self.method, self.path) {
+            route = route.route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                consistency::replica_reads,
+            ));
+        }
         if self.scope != Scope::Public {
             let guard_state = Guard {
                 state: state.clone(),

@@ -13,6 +13,9 @@ pub struct Api {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    /// The furthest commit position the server answered (`Modelreg-Consistency`), sent back
+    /// with every request so that a read from a replica sees what this client wrote or saw.
+    position: std::sync::Mutex<Option<u64>>,
 }
 
 impl Api {
@@ -42,7 +45,12 @@ impl Api {
             .user_agent(concat!("modelreg/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Failure::new(Exit::Unavailable, format!("cannot start HTTP: {e}")))?;
-        Ok(Self { http, base, token })
+        Ok(Self {
+            http,
+            base,
+            token,
+            position: std::sync::Mutex::new(None),
+        })
     }
 
     pub fn base(&self) -> &Url {
@@ -60,7 +68,10 @@ impl Api {
 
     /// A request with the token, for calls the helpers below do not cover.
     pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        let req = self.http.request(method, url);
+        let mut req = self.http.request(method, url);
+        if let Some(p) = *self.lock_position() {
+            req = req.header(CONSISTENCY, crate::store::reads::format_position(p));
+        }
         match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
@@ -120,7 +131,23 @@ impl Api {
 
     /// Sends, with a transport error (no answer at all) as exit 5.
     pub async fn send(&self, req: RequestBuilder) -> Result<Response, Failure> {
-        req.send().await.map_err(|e| self.unreachable(&e))
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+        if let Some(p) = resp
+            .headers()
+            .get(CONSISTENCY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::store::reads::parse_position)
+        {
+            let mut kept = self.lock_position();
+            *kept = Some(kept.map_or(p, |k| k.max(p)));
+        }
+        Ok(resp)
+    }
+
+    fn lock_position(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.position
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn unreachable(&self, e: &reqwest::Error) -> Failure {
@@ -132,6 +159,9 @@ impl Api {
 }
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// The read-your-writes header (see the server's `api::consistency`).
+const CONSISTENCY: &str = "modelreg-consistency";
 
 /// A server URL as given: http(s), no query; a path is kept as the prefix of every call.
 pub fn parse_server(raw: &str) -> Result<Url, Failure> {

@@ -187,6 +187,27 @@ pub struct DatabaseConfig {
         default_value_t = 16
     )]
     pub max_connections: u32,
+
+    /// Postgres read replicas (comma-separated URLs): the reads that may be served from a
+    /// replica go to one that is within the allowed lag, or has replayed the writes the
+    /// caller must see (`Modelreg-Consistency`); every other read and every write goes to
+    /// the primary.
+    #[arg(
+        long = "database-read-urls",
+        env = "MODELREG_DATABASE_READ_URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub read_urls: Vec<String>,
+
+    /// A replica further behind the primary than this serves no read.
+    #[arg(
+        long = "replica-max-lag",
+        env = "MODELREG_REPLICA_MAX_LAG",
+        default_value = "1s",
+        value_parser = parse_duration
+    )]
+    pub replica_max_lag: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -278,6 +299,21 @@ impl DatabaseConfig {
         if self.max_connections == 0 {
             return Err("db max connections must be at least 1".to_owned());
         }
+        let postgres = u.starts_with("postgres://") || u.starts_with("postgresql://");
+        for r in &self.read_urls {
+            if !postgres {
+                return Err(
+                    "read replicas (MODELREG_DATABASE_READ_URLS) need a Postgres database"
+                        .to_owned(),
+                );
+            }
+            if !(r.starts_with("postgres://") || r.starts_with("postgresql://")) {
+                return Err(format!(
+                    "read replica URL {} is not a postgres://… URL",
+                    redact(r)
+                ));
+            }
+        }
         // The Postgres driver cannot decrypt client keys, and would log the parameter's value
         // as unrecognized: say so instead.
         let query = u.split_once('?').map_or("", |(_, q)| q);
@@ -338,6 +374,8 @@ impl Config {
             database: DatabaseConfig {
                 url: url.into(),
                 max_connections: 16,
+                read_urls: Vec::new(),
+                replica_max_lag: Duration::from_secs(1),
             },
             artifacts_url: "memory://".to_owned(),
             auth: AuthMode::Disabled,
@@ -473,5 +511,15 @@ mod tests {
         c.database.url = "postgres://h/db?sslmode=verify-full&SSLPassword=hunter2".into();
         let e = c.validate().unwrap_err();
         assert!(e.contains("sslpassword") && !e.contains("hunter2"), "{e}");
+        // Read replicas: Postgres URLs, behind a Postgres primary.
+        c.database.url = "postgres://h/db".into();
+        c.database.read_urls = vec!["postgres://u:pw@replica/db".into()];
+        assert!(c.validate().is_ok());
+        c.database.read_urls = vec!["mysql://u:secret@replica/db".into()];
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("not a postgres") && !e.contains("secret"), "{e}");
+        c.database.url = "sqlite://./x.db".into();
+        c.database.read_urls = vec!["postgres://replica/db".into()];
+        assert!(c.validate().unwrap_err().contains("need a Postgres database"));
     }
 }

@@ -101,6 +101,11 @@ impl fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &redact(&self.url))
             .field("max_connections", &self.max_connections)
+            .field(
+                "read_urls",
+                &self.read_urls.iter().map(|u| redact(u)).collect::<Vec<_>>(),
+            )
+            .field("replica_max_lag", &self.replica_max_lag)
             .finish()
     }
 }

@@ -58,6 +58,7 @@ mod point_blocks;
 mod point_reads;
 mod policies;
 mod postgres;
+pub mod reads;
 mod register;
 mod request_types;
 mod requests;
@@ -152,6 +153,19 @@ pub trait Store:
     async fn ping(&self) -> Result<()>;
     /// Connections open and idle, for `/metrics`.
     fn pool_stats(&self) -> PoolStats;
+    /// The primary's commit position now, when read replicas are configured: a read that
+    /// must see every write answered so far waits for it (`Modelreg-Consistency`).
+    async fn write_position(&self) -> Option<u64>;
+    /// The read replicas as last checked (none unless configured).
+    fn replicas(&self) -> ReplicaReport;
+}
+
+/// Read replicas, for `/readyz` and `/metrics`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReplicaReport {
+    pub replicas: Vec<postgres::ReplicaStatus>,
+    /// Reads a replica could have served that went to the primary (none was usable).
+    pub primary_reads: u64,
 }
 
 /// A database the store runs on: its connections, its transactions and its fast paths.
@@ -168,8 +182,17 @@ pub(crate) trait Backend: Clone + Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     fn pool_stats(&self) -> PoolStats;
 
+    /// A connection for reads: a replica's when the running request may read from one and
+    /// one is usable (see [`reads`]), else the primary's.
     async fn read(&self) -> Result<Self::Read>;
     async fn begin(&self) -> Result<Self::Tx>;
+    /// See [`Store::write_position`].
+    async fn write_position(&self) -> Option<u64> {
+        None
+    }
+    fn replicas(&self) -> ReplicaReport {
+        ReplicaReport::default()
+    }
     async fn commit(&self, tx: Self::Tx) -> Result<()>;
     /// Wakes this process's webhook dispatcher when deliveries are queued, by any process.
     async fn outbox_signal(&self) -> Result<Box<dyn OutboxSignal>>;
@@ -253,12 +276,32 @@ impl<B: Backend> Store for SqlStore<B> {
     fn pool_stats(&self) -> PoolStats {
         self.db.pool_stats()
     }
+
+    async fn write_position(&self) -> Option<u64> {
+        self.db.write_position().await
+    }
+
+    fn replicas(&self) -> ReplicaReport {
+        self.db.replicas()
+    }
 }
 
 /// Connects to the database named by the URL: `postgres://…` or `sqlite://…`.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, anyhow::Error> {
+    connect_with_replicas(url, max_connections, &[], std::time::Duration::from_secs(1)).await
+}
+
+/// [`connect`], with Postgres read replicas.
+pub async fn connect_with_replicas(
+    url: &str,
+    max_connections: u32,
+    read_urls: &[String],
+    max_lag: std::time::Duration,
+) -> Result<Arc<dyn Store>, anyhow::Error> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            PgStore::connect_with_replicas(url, max_connections, read_urls, max_lag).await?,
+        ))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
     } else {

@@ -98,6 +98,59 @@ impl Cluster {
         cluster
     }
 
+    /// A streaming replica of `primary` (running): `pg_basebackup -R` into a folder of its
+    /// own, on a port of its own; not started.
+    pub fn replica_of(primary: &Cluster) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Self {
+            port: free_port(),
+            bin: primary.bin.clone(),
+            as_postgres: primary.as_postgres,
+            dir,
+            detached: false,
+        };
+        if cluster.as_postgres {
+            cluster.give_to_postgres(cluster.dir.path());
+        }
+        let data = cluster.data();
+        let port = primary.port.to_string();
+        cluster.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                data.to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ],
+        );
+        // The copy carries the primary's settings: these come later and win.
+        let conf = format!(
+            "\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+            cluster.port,
+            cluster.dir.path().display()
+        );
+        let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        existing.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), existing).unwrap();
+        cluster
+    }
+
+    /// Promotes a replica to a primary of its own (it stops following).
+    pub fn promote(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", self.data().to_str().unwrap(), "-w", "promote"],
+        );
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -349,9 +349,14 @@ impl TestApp {
         adjust(&mut config);
         let store = match store {
             Some(s) => s,
-            None => store::connect(&db_url, 8)
-                .await
-                .expect("connect to test database"),
+            None => store::connect_with_replicas(
+                &db_url,
+                8,
+                &config.database.read_urls,
+                config.database.replica_max_lag,
+            )
+            .await
+            .expect("connect to test database"),
         };
         store.migrate().await.expect("migrate test database");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -370,6 +375,7 @@ impl TestApp {
             config: Arc::new(config),
             events: Default::default(),
             usage: Default::default(),
+            positions: Default::default(),
         };
         let kept = state.clone();
         let (tx, rx) = oneshot::channel::<()>();

@@ -35,6 +35,7 @@ mod policies;
 mod processes;
 mod properties;
 mod receiver;
+mod replicas;
 mod requests;
 mod retention;
 mod schemas;

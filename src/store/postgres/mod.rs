@@ -3,7 +3,12 @@
 
 mod conn;
 mod metrics;
+mod replicas;
 
+pub use replicas::ReplicaStatus;
+use replicas::Replicas;
+
+use super::ReplicaReport;
 use super::commits::{Commits, Local};
 use super::rows::VersionRow;
 use super::{
@@ -30,6 +35,8 @@ pub struct Pg {
     health: PgPool,
     /// Told of every commit (see [`announce`] and [`Listener`]).
     commits: Arc<Commits>,
+    /// Read replicas (none unless configured).
+    replicas: Arc<Replicas>,
 }
 
 /// The channel on which processes tell each other's webhook dispatchers that they committed.
@@ -87,6 +94,17 @@ pub type PgStore = SqlStore<Pg>;
 
 impl SqlStore<Pg> {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        Self::connect_with_replicas(url, max_connections, &[], Duration::from_secs(1)).await
+    }
+
+    /// [`connect`](Self::connect), with read replicas (`read_urls`) that serve the reads a
+    /// request may take from them while within `max_lag` of the primary.
+    pub async fn connect_with_replicas(
+        url: &str,
+        max_connections: u32,
+        read_urls: &[String],
+        max_lag: Duration,
+    ) -> Result<Self, sqlx::Error> {
         let options = PgConnectOptions::from_str(url)?.application_name("modelreg");
         let health = PgPoolOptions::new()
             .max_connections(1)
@@ -110,10 +128,16 @@ impl SqlStore<Pg> {
             .await?;
         let commits = Arc::new(Commits::default());
         tokio::spawn(announce(pool.clone(), commits.subscribe()));
+        let replicas = Arc::new(Replicas::new(read_urls, max_connections, max_lag)?);
+        if !replicas.is_empty() {
+            replicas.check(&pool).await;
+            tokio::spawn(replicas.clone().watch(pool.clone()));
+        }
         Ok(Self::new(Pg {
             pool,
             health,
             commits,
+            replicas,
         }))
     }
 
@@ -184,7 +208,35 @@ impl Backend for Pg {
     }
 
     async fn read(&self) -> Result<Self::Read> {
+        if !self.replicas.is_empty()
+            && let Some(route) = crate::store::reads::current()
+            && let Some(conn) = self.replicas.pick(route.at_least).await
+        {
+            route.mark_replica();
+            return Ok(conn);
+        }
         Ok(self.pool.acquire().await?)
+    }
+
+    async fn write_position(&self) -> Option<u64> {
+        if self.replicas.is_empty() {
+            return None;
+        }
+        let got: std::result::Result<(i64,), _> =
+            query_as("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+                .fetch_one(&self.pool)
+                .await;
+        got.ok().and_then(|(p,)| u64::try_from(p).ok())
+    }
+
+    fn replicas(&self) -> ReplicaReport {
+        ReplicaReport {
+            replicas: self.replicas.status(),
+            primary_reads: self
+                .replicas
+                .primary_reads
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     async fn begin(&self) -> Result<Self::Tx> {

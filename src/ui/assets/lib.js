@@ -28,16 +28,37 @@ export class Problem extends Error {
 }
 
 /** Calls the API: GET by default, a JSON body when given. Throws Problem on an error. */
+/** The furthest commit position the server answered (`Modelreg-Consistency`), kept for
+ * this tab and sent back with every call: a page read from a replica after a promote or an
+ * approval made here shows it. */
+const POSITION_KEY = "modelreg.consistency";
+
+function positionOf(text) {
+  const m = /^([0-9A-F]{1,8})\/([0-9A-F]{1,8})$/i.exec(text || "");
+  return m ? (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`) : null;
+}
+
+function keepPosition(r) {
+  const got = r.headers.get("modelreg-consistency");
+  const p = positionOf(got);
+  if (p === null) return;
+  const kept = positionOf(sessionStorage.getItem(POSITION_KEY));
+  if (kept === null || p > kept) sessionStorage.setItem(POSITION_KEY, got);
+}
+
 export async function api(path, { method = "GET", body } = {}) {
   const headers = { accept: "application/json" };
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.authorization = `Bearer ${token}`;
+  const position = sessionStorage.getItem(POSITION_KEY);
+  if (position) headers["modelreg-consistency"] = position;
   const init = { method, headers };
   if (body !== undefined) {
     headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
   }
   const r = await fetch(path, init);
+  keepPosition(r);
   const answer = r.status === 204 ? null : await r.json().catch(() => null);
   if (!r.ok) throw new Problem(r.status, answer);
   return answer;
