@@ -520,6 +520,10 @@ mod tests {
         assert!(e.contains("not a postgres") && !e.contains("secret"), "{e}");
         c.database.url = "sqlite://./x.db".into();
         c.database.read_urls = vec!["postgres://replica/db".into()];
-        assert!(c.validate().unwrap_err().contains("need a Postgres database"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("need a Postgres database")
+        );
     }
 }

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 const CONSISTENCY: &str = "modelreg-consistency";
 
-/// A primary, a replica following it, and a server reading from both.
-async fn setup() -> (Cluster, Cluster, TestApp) {
+/// A primary, a replica following it, and a server reading from both that skips the
+/// replica when it is more than `max_lag` behind.
+async fn setup(max_lag: Duration) -> (Cluster, Cluster, TestApp) {
     let primary = Cluster::init("", &[]);
     primary.start();
     let replica = Cluster::replica_of(&primary);
@@ -22,7 +23,7 @@ async fn setup() -> (Cluster, Cluster, TestApp) {
     let read_url = replica.url("");
     let app = TestApp::spawn(primary.url(""), |c| {
         c.database.read_urls = vec![read_url];
-        c.database.replica_max_lag = Duration::from_secs(1);
+        c.database.replica_max_lag = max_lag;
     })
     .await;
     wait_state(&app, "ok", Duration::from_secs(20)).await;
@@ -77,21 +78,28 @@ fn as_reader(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Request
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_with_the_token_sees_the_write() {
-    let (_primary, replica, app) = setup().await;
+    let (_primary, replica, app) = setup(Duration::from_secs(1)).await;
     let r = app.post("/api/v1/models", json!({"name": "m"})).await;
     r.ok(201);
     assert!(
         r.headers.get(CONSISTENCY).is_some(),
         "a write answers its position"
     );
-    // Replicated and within the lag: another caller's read is the replica's.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (before, _) = served(&app).await;
-    app.send(as_reader(&app, "/api/v1/models/m", None))
-        .await
-        .ok(200);
-    let (after, _) = served(&app).await;
-    assert_eq!(after, before + 1, "the replica served the read");
+    // Replicated and within the lag: another caller's read is the replica's (as soon as the
+    // replica has the model: until then it answers 404, or the primary serves the read).
+    let started = Instant::now();
+    loop {
+        let (before, _) = served(&app).await;
+        let r = app.send(as_reader(&app, "/api/v1/models/m", None)).await;
+        if r.status == 200 && served(&app).await.0 == before + 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the replica never served the read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Replay paused: the replica keeps answering, but without the new version.
     sql(&replica.url(""), "select pg_wal_replay_pause()").await;
@@ -145,7 +153,8 @@ async fn a_read_with_the_token_sees_the_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_goes_away_costs_no_error() {
-    let (_primary, replica, app) = setup().await;
+    // A lag limit the replica never reaches, even on a loaded machine: it serves until it stops.
+    let (_primary, replica, app) = setup(Duration::from_secs(30)).await;
     app.post("/api/v1/models", json!({"name": "m"}))
         .await
         .ok(201);
@@ -200,7 +209,7 @@ async fn a_replica_that_goes_away_costs_no_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promoted_replica_serves_nothing_more() {
-    let (_primary, replica, app) = setup().await;
+    let (_primary, replica, app) = setup(Duration::from_secs(30)).await;
     app.post("/api/v1/models", json!({"name": "m"}))
         .await
         .ok(201);
@@ -220,7 +229,7 @@ async fn a_promoted_replica_serves_nothing_more() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deployment_agent_reads_what_the_stage_holds() {
-    let (_primary, replica, app) = setup().await;
+    let (_primary, replica, app) = setup(Duration::from_secs(30)).await;
     app.post("/api/v1/models", json!({"name": "m"}))
         .await
         .ok(201);
