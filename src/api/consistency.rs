@@ -15,10 +15,11 @@
 use crate::AppState;
 use crate::store::reads::{self, Route};
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,11 +28,18 @@ use std::time::{Duration, Instant};
 /// The header a write answers with and a read may send back.
 pub const HEADER: HeaderName = HeaderName::from_static("modelreg-consistency");
 
+/// MLflow's searches that are POSTs (the body is the query): reads all the same.
+const MLFLOW_SEARCHES: [&str; 3] = [
+    "/api/2.0/mlflow/runs/search",
+    "/api/2.0/mlflow/experiments/search",
+    "/api/2.0/mlflow/logged-models/search",
+];
+
 /// Whether an endpoint's reads may be served by a replica: the GETs of models, versions,
 /// metrics, comparisons, lineage and cards (what dashboards, sweeps and pages read), and the
-/// MLflow layer's GETs. Stages, policies, guards, promotion requests, retention, usage,
-/// events, tokens, trusted keys and webhooks read from the primary: what an operator decides
-/// on, and what must take effect at once.
+/// MLflow layer's reads (its GETs and its POST searches). Stages, policies, guards,
+/// promotion requests, retention, usage, events, tokens, trusted keys and webhooks read from
+/// the primary: what an operator decides on, and what must take effect at once.
 pub fn replica_safe(method: &Method, path: &str) -> bool {
     const ON_PRIMARY: [&str; 9] = [
         "/stages",
@@ -44,6 +52,9 @@ pub fn replica_safe(method: &Method, path: &str) -> bool {
         "/events",
         "/signatures",
     ];
+    if method == Method::POST {
+        return MLFLOW_SEARCHES.contains(&path);
+    }
     if method != Method::GET {
         return false;
     }
@@ -122,6 +133,9 @@ fn keep(state: &AppState) -> Duration {
 /// Whether an answer carries the primary's position: every write, and the reads of stages
 /// (a deployment agent that reads a stage then lists the version's files must find them).
 fn stamped(method: &Method, path: &str) -> bool {
+    if replica_safe(method, path) {
+        return false;
+    }
     match *method {
         Method::GET => path.starts_with("/api/v1/models/") && path.contains("/stages"),
         Method::HEAD | Method::OPTIONS => false,
@@ -167,19 +181,25 @@ pub async fn replica_reads(State(state): State<AppState>, req: Request, next: Ne
     };
     let route = Route::new(at_least);
     let (parts, body) = req.into_parts();
-    // Replica-safe endpoints are GETs: nothing in the body to keep for a second run.
-    let again = parts.clone();
-    let response = reads::on_replica(
-        route.clone(),
-        next.clone().run(Request::from_parts(parts, body)),
-    )
-    .await;
+    // The body (a search's query) is kept for a second run; a GET has none.
+    let bytes = if parts.method == Method::POST {
+        let whole = Request::from_parts(parts.clone(), body);
+        match super::extract::body_bytes(whole, &state).await {
+            Ok((bytes, _)) => bytes,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        Bytes::new()
+    };
+    let first = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+    let response = reads::on_replica(route.clone(), next.clone().run(first)).await;
     if response.status().is_server_error() && route.used_replica() {
         tracing::warn!(
             status = response.status().as_u16(),
             "a read served by a replica failed: running it again on the primary"
         );
-        return reads::on_primary(next.run(Request::from_parts(again, Body::empty()))).await;
+        let again = Request::from_parts(parts, Body::from(bytes));
+        return reads::on_primary(next.run(again)).await;
     }
     response
 }
@@ -221,6 +241,12 @@ mod tests {
             &Method::POST,
             "/api/v1/models/{model}/versions"
         ));
+        assert!(replica_safe(&Method::POST, "/api/2.0/mlflow/runs/search"));
+        assert!(!replica_safe(&Method::POST, "/api/2.0/mlflow/runs/create"));
+        assert!(!stamped(&Method::POST, "/api/2.0/mlflow/runs/search"));
+        assert!(stamped(&Method::POST, "/api/2.0/mlflow/runs/create"));
+        assert!(stamped(&Method::GET, "/api/v1/models/m/stages/production"));
+        assert!(!stamped(&Method::GET, "/api/v1/models/m/versions/3"));
     }
 
     #[test]

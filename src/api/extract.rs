@@ -52,7 +52,7 @@ fn not_json() -> Error {
 }
 
 /// The body's bytes, and whether it was declared JSON.
-async fn body_bytes(req: Request, state: &AppState) -> Result<(Bytes, bool), Error> {
+pub(crate) async fn body_bytes(req: Request, state: &AppState) -> Result<(Bytes, bool), Error> {
     let json = is_json(&req);
     let limit = state.config.body_limit;
     let too_large = || {

@@ -270,3 +270,54 @@ async fn the_deployment_agent_reads_what_the_stage_holds() {
     );
     sql(&replica.url(""), "select pg_wal_replay_resume()").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlflow_searches_read_their_own_writes() {
+    let (_primary, replica, app) = setup(Duration::from_secs(30)).await;
+    let r = app
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            json!({"name": "sweep"}),
+        )
+        .await;
+    let experiment = r.ok(200)["experiment_id"].as_str().unwrap().to_owned();
+    let search = json!({"experiment_ids": [experiment]});
+    // Another caller's search, once the replica has the experiment, is the replica's.
+    let started = Instant::now();
+    loop {
+        let (before, _) = served(&app).await;
+        let r = app
+            .send(
+                app.client
+                    .post(app.url("/api/2.0/mlflow/runs/search"))
+                    .bearer_auth("reader")
+                    .json(&search),
+            )
+            .await;
+        // A search reads a few times (the experiment, the page, the runs' models).
+        if r.status == 200 && served(&app).await.0 > before {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the replica never served the search"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // MLflow's client knows no header: its search right after its write still finds the run.
+    sql(&replica.url(""), "select pg_wal_replay_pause()").await;
+    let r = app
+        .post(
+            "/api/2.0/mlflow/runs/create",
+            json!({"experiment_id": experiment, "start_time": 1}),
+        )
+        .await;
+    let run = r.ok(200)["run"]["info"]["run_id"].clone();
+    let r = app
+        .post("/api/2.0/mlflow/runs/search", search.clone())
+        .await;
+    let runs = r.ok(200)["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["info"]["run_id"], run);
+    sql(&replica.url(""), "select pg_wal_replay_resume()").await;
+}
