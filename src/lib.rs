@@ -96,11 +96,15 @@ pub fn app(state: AppState) -> Router {
                 .level(Level::INFO)
                 .latency_unit(LatencyUnit::Micros),
         );
-    api::router(&state)
-        .layer(axum::middleware::from_fn_with_state(
+    let mut routes = api::router(&state);
+    // Only with read replicas: without them no answer carries a position.
+    if !state.config.database.read_urls.is_empty() {
+        routes = routes.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::consistency::stamp_writes,
-        ))
+        ));
+    }
+    routes
         .layer(axum::middleware::from_fn(telemetry::record_request))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -140,8 +140,10 @@ impl Endpoint {
     /// deadline (a streaming one has none).
     fn into_route(self, state: &AppState) -> MethodRouter<AppState> {
         let mut route = self.handler;
-        // Inside the guard: the token check reads from the primary.
-        if consistency::replica_safe(&self.method, self.path) {
+        // Inside the guard: the token check reads from the primary. Only with replicas.
+        if !state.config.database.read_urls.is_empty()
+            && consistency::replica_safe(&self.method, self.path)
+        {
             route = route.route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 consistency::replica_reads,
