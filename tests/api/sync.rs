@@ -92,9 +92,11 @@ async fn sync_follows_promote_and_rollback(app: &TestApp) {
         &["--exec", &hook, "--keep", "2"],
     )
     .await;
+    // `version` is what is on disk from the start; `stage_version` once the agent has read
+    // the stage (the stream may open before that read is done).
     let state = agent
         .wait_state(Duration::from_secs(10), |s| {
-            s["version"] == 1 && s["following"] == "stream"
+            s["version"] == 1 && s["following"] == "stream" && s["stage_version"] == 1
         })
         .await;
     assert_eq!(state["stage_version"], 1);
