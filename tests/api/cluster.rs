@@ -87,15 +87,21 @@ impl Cluster {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        let conf = format!(
-            "\nport = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n{conf}\n",
-            cluster.port,
-            cluster.dir.path().display()
-        );
-        let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
-        existing.push_str(&conf);
-        std::fs::write(data.join("postgresql.conf"), existing).unwrap();
+        cluster.append_conf(&format!("listen_addresses = '127.0.0.1'\n{conf}"));
         cluster
+    }
+
+    /// Appends its own port and socket folder, then `extra`, to postgresql.conf: later
+    /// settings win over earlier ones (a replica's copy of its primary's included).
+    fn append_conf(&self, extra: &str) {
+        let path = self.data().join("postgresql.conf");
+        let mut conf = std::fs::read_to_string(&path).unwrap();
+        conf.push_str(&format!(
+            "\nport = {}\nunix_socket_directories = '{}'\n{extra}\n",
+            self.port,
+            self.dir.path().display()
+        ));
+        std::fs::write(&path, conf).unwrap();
     }
 
     /// A streaming replica of `primary` (running): `pg_basebackup -R` into a folder of its
@@ -131,15 +137,7 @@ impl Cluster {
                 "--no-sync",
             ],
         );
-        // The copy carries the primary's settings: these come later and win.
-        let conf = format!(
-            "\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\n",
-            cluster.port,
-            cluster.dir.path().display()
-        );
-        let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
-        existing.push_str(&conf);
-        std::fs::write(data.join("postgresql.conf"), existing).unwrap();
+        cluster.append_conf("hot_standby = on");
         cluster
     }
 
