@@ -72,7 +72,7 @@ async fn list(
     }
     let items = state
         .store
-        .list_requests(&model, p.status.as_deref(), LIST_LIMIT)
+        .list_requests(&model, p.status.as_deref(), LIST_LIMIT, &state.config.clock)
         .await?;
     Ok(axum::Json(Items { items }))
 }
@@ -81,7 +81,12 @@ async fn get(
     State(state): State<AppState>,
     RequestPath(model, id): RequestPath,
 ) -> Result<axum::Json<PromotionRequest>> {
-    Ok(axum::Json(state.store.get_request(&model, id).await?))
+    Ok(axum::Json(
+        state
+            .store
+            .get_request(&model, id, &state.config.clock)
+            .await?,
+    ))
 }
 
 async fn decide(
@@ -99,7 +104,14 @@ async fn decide(
     }
     let r = state
         .store
-        .decide_request(&model, id, decision, body.comment.as_deref(), actor)
+        .decide_request(
+            &model,
+            id,
+            decision,
+            body.comment.as_deref(),
+            actor,
+            &state.config.clock,
+        )
         .await?;
     Ok(axum::Json(r))
 }

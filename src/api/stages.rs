@@ -199,6 +199,7 @@ async fn promote(
         approval: Some(Approval::Request {
             ttl: state.config.policies.request_ttl,
         }),
+        clock: state.config.clock.clone(),
     };
     let dry_run = req.dry_run;
     let axum::Json(change) = change(&state, path, &actor, req).await?;
@@ -237,6 +238,7 @@ async fn rollback(
         dry_run: false,
         force: false,
         approval: None,
+        clock: state.config.clock.clone(),
     };
     change(&state, path, &actor, req).await
 }
@@ -254,6 +256,7 @@ async fn clear(
         dry_run: false,
         force: false,
         approval: None,
+        clock: state.config.clock.clone(),
     };
     change(&state, path, &actor, req).await
 }

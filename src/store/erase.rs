@@ -249,6 +249,7 @@ async fn delete_cascade<C: Conn>(
                 dry_run: false,
                 force: false,
                 approval: None,
+                clock: Default::default(),
             };
             super::stage_change::apply(conn, model, &stage, req, actor).await?;
         }

@@ -581,6 +581,7 @@ async fn judge_one<C: Conn>(
             dry_run: false,
             force: false,
             approval: None,
+            clock: Default::default(),
         };
         match stage_change::apply(conn, &model, &stage, req, &actor).await {
             Ok(change) => rollback_event_id = change.event_id,

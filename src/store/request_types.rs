@@ -1,5 +1,6 @@
 //! Promotion requests as the API shows them, and the store's trait (see [`super::requests`]).
 
+use crate::clock::Clock;
 use crate::domain::ModelName;
 use crate::domain::policy::Check;
 use crate::domain::time::Timestamp;
@@ -65,13 +66,20 @@ pub enum Decision {
 #[async_trait]
 pub trait PromotionStore {
     /// The model's requests, newest first (at most `limit`), of one status if given.
+    /// A request past its time is shown expired by the app's clock.
     async fn list_requests(
         &self,
         model: &ModelName,
         status: Option<&str>,
         limit: u32,
+        clock: &Clock,
     ) -> Result<Vec<PromotionRequest>>;
-    async fn get_request(&self, model: &ModelName, id: Uuid) -> Result<PromotionRequest>;
+    async fn get_request(
+        &self,
+        model: &ModelName,
+        id: Uuid,
+        clock: &Clock,
+    ) -> Result<PromotionRequest>;
     /// Approves, rejects or cancels a pending request; an approval that reaches the count
     /// promotes (or, the checks failing now, rejects the request with them).
     async fn decide_request(
@@ -81,6 +89,7 @@ pub trait PromotionStore {
         decision: Decision,
         comment: Option<&str>,
         actor: &Actor,
+        clock: &Clock,
     ) -> Result<PromotionRequest>;
 }
 

@@ -9,9 +9,10 @@ use super::{
     Actor, Approval, Backend, NewEvent, SqlStore, StageOp, StageRequest, events, models,
     stage_change,
 };
+use crate::clock::Clock;
 use crate::domain::policy::Check;
 use crate::domain::stage::Expected;
-use crate::domain::time::{self, Timestamp};
+use crate::domain::time::Timestamp;
 use crate::domain::{ModelName, Reason, StageName};
 use crate::error::{Error, Kind, Result};
 use async_trait::async_trait;
@@ -253,10 +254,11 @@ async fn decide<C: Conn>(
     decision: Decision,
     comment: Option<&str>,
     actor: &Actor,
+    clock: &Clock,
 ) -> Result<PromotionRequest> {
     let m = models::row(conn, model, false).await?;
     let mut r = find(conn, m.id, id, true).await?;
-    let now = time::now();
+    let now = clock.now();
     let status = r.status(now).to_owned();
     if status != "pending" {
         return Err(Error::conflict(
@@ -309,7 +311,7 @@ async fn decide<C: Conn>(
                     record(conn, "promotion.approved", m.id, model, &r, now, actor).await?;
                 }
             } else {
-                grant(conn, model, m.id, &mut r, now, actor).await?;
+                grant(conn, model, m.id, &mut r, now, actor, clock).await?;
             }
         }
     }
@@ -327,6 +329,7 @@ async fn grant<C: Conn>(
     r: &mut Row,
     now: Timestamp,
     actor: &Actor,
+    clock: &Clock,
 ) -> Result<()> {
     let stage = StageName::parse("stage", &r.stage)?;
     let req = StageRequest {
@@ -345,6 +348,7 @@ async fn grant<C: Conn>(
                 .map(|a| a.subject.clone().unwrap_or_else(|| a.actor.clone()))
                 .collect(),
         }),
+        clock: clock.clone(),
     };
     // The promote is the requester's, approved: its history names both.
     let requester = Actor {
@@ -388,10 +392,11 @@ impl<B: Backend> PromotionStore for SqlStore<B> {
         model: &ModelName,
         status: Option<&str>,
         limit: u32,
+        clock: &Clock,
     ) -> Result<Vec<PromotionRequest>> {
         let mut conn = self.db.read().await?;
         let m = models::row(&mut *conn, model, false).await?;
-        let now = time::now();
+        let now = clock.now();
         // A pending request past its time is expired: the status column alone cannot say.
         let which = match status {
             None => "true",
@@ -411,12 +416,17 @@ impl<B: Backend> PromotionStore for SqlStore<B> {
         Ok(rows.into_iter().map(|r| r.shown(model, now)).collect())
     }
 
-    async fn get_request(&self, model: &ModelName, id: Uuid) -> Result<PromotionRequest> {
+    async fn get_request(
+        &self,
+        model: &ModelName,
+        id: Uuid,
+        clock: &Clock,
+    ) -> Result<PromotionRequest> {
         let mut conn = self.db.read().await?;
         let m = models::row(&mut *conn, model, false).await?;
         Ok(find(&mut *conn, m.id, id, false)
             .await?
-            .shown(model, time::now()))
+            .shown(model, clock.now()))
     }
 
     async fn decide_request(
@@ -426,7 +436,10 @@ impl<B: Backend> PromotionStore for SqlStore<B> {
         decision: Decision,
         comment: Option<&str>,
         actor: &Actor,
+        clock: &Clock,
     ) -> Result<PromotionRequest> {
-        transaction!(self.db, |c| decide(c, model, id, decision, comment, actor))
+        transaction!(self.db, |c| decide(
+            c, model, id, decision, comment, actor, clock
+        ))
     }
 }

@@ -293,9 +293,10 @@ pub(crate) trait Conn: Send + Sized + MetricWrites {
     /// -0.0 comes back as 0).
     const ROWS_KEEP_NEGATIVE_ZERO: bool;
     /// The time a statement records, as it sees it after the locks it takes; `now` is the
-    /// parameter holding the time the flow read (SQLite, whose write lock is taken before the
-    /// flow reads the time, records that).
-    fn clock(now: &str) -> String;
+    /// parameter holding the time the flow read from the app's clock (SQLite, whose write lock
+    /// is taken before the flow reads the time, records that). A `manual` clock (tests) is
+    /// recorded as read on every backend.
+    fn clock(now: &str, manual: bool) -> String;
 
     async fn execute(&mut self, stmt: Stmt) -> Result<u64>;
     async fn fetch_all<R: Record>(&mut self, stmt: Stmt) -> Result<Vec<R>>;

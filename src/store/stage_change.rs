@@ -8,6 +8,7 @@
 use super::policies::{self, Candidate};
 use super::sql::{Conn, Stmt};
 use super::{Actor, Approval, NewEvent, StageChange, StageOp, StageRequest, events, requests};
+use crate::clock::Clock;
 use crate::domain::VersionStatus;
 use crate::domain::stage::{self, Evaluated, Held, PromoteAsk, PromoteDecision, check_expected};
 use crate::domain::time::Timestamp;
@@ -59,18 +60,16 @@ async fn lock<C: Conn>(
     conn: &mut C,
     model: &ModelName,
     stage: &StageName,
+    app_clock: &Clock,
 ) -> Result<Option<StageLock>> {
-    let clock = C::clock("$3");
+    let clock = C::clock("$3", app_clock.is_manual());
     let sql = format!(
         "insert into stages (model_id, name, depth, updated_at) \
          select id, $2, 0, {clock} from models where name = $1 \
          on conflict (model_id, name) do update set updated_at = stages.updated_at \
          returning model_id, version, depth, event_id, since, {clock} as now"
     );
-    let stmt = Stmt::new(sql)
-        .bind(model)
-        .bind(stage)
-        .bind(crate::domain::time::now());
+    let stmt = Stmt::new(sql).bind(model).bind(stage).bind(app_clock.now());
     let row: Option<LockRow> = conn.fetch_optional(stmt).await?;
     Ok(row.map(|r| StageLock {
         model_id: r.model_id,
@@ -211,7 +210,7 @@ pub(crate) async fn apply<C: Conn>(
     req: StageRequest,
     actor: &Actor,
 ) -> Result<StageChange> {
-    let lock = lock(tx, model, stage)
+    let lock = lock(tx, model, stage, &req.clock)
         .await?
         .ok_or_else(|| Error::model_not_found(model.as_str()))?;
     check_expected(stage.as_str(), lock.version, req.expected)?;

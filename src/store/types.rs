@@ -323,6 +323,8 @@ pub struct StageRequest {
     pub force: bool,
     /// A promote only: how a stage whose policy asks for approvals is treated.
     pub approval: Option<Approval>,
+    /// The app's clock: the time the change records and judges (soak, expiry) by.
+    pub clock: crate::clock::Clock,
 }
 
 /// A promote onto a stage whose policy asks for approvals.

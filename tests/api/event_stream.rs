@@ -251,7 +251,7 @@ async fn an_open_stream_is_busy_not_idle_at_the_connection_cap(app: &TestApp) {
 async fn a_stalled_reader_is_cut_not_buffered(app: &TestApp) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stalling = TestApp::spawn(app.db_url.clone(), |c| {
-        c.idle_timeout = Duration::from_secs(1)
+        c.idle_timeout = Duration::from_millis(500)
     })
     .await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -288,7 +288,7 @@ async fn a_stalled_reader_is_cut_not_buffered(app: &TestApp) {
         assert_eq!(r.status(), 201);
     }
     // Longer than the idle timeout with every write blocked: the server gives up on it.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut received = 0usize;
     let mut buf = vec![0u8; 1 << 16];
     let ended = tokio::time::timeout(Duration::from_secs(20), async {

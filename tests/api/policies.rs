@@ -9,13 +9,20 @@ crate::backend_tests!(
     policy_crud_and_bad_input,
     require_names_the_failing_clauses,
     no_regression_compares_with_the_stage_holder,
-    after_stage_and_min_soak,
     dry_run_changes_nothing,
     rollback_is_never_blocked,
     dry_run_shows_the_approvals_a_promote_would_wait_for
 );
 
 crate::backend_tests!(with super::AUTH; force_is_for_admins_with_a_reason);
+
+crate::backend_tests!(with super::MANUAL_CLOCK; after_stage_and_min_soak);
+
+/// The app's clock stands still until the case moves it.
+const MANUAL_CLOCK: Setup = Setup {
+    adjust: |c| c.clock = modelreg::clock::Clock::manual(modelreg::domain::time::now()),
+    ..Setup::PLAIN
+};
 
 const AUTH: Setup = Setup {
     auth: true,
@@ -202,7 +209,7 @@ async fn no_regression_compares_with_the_stage_holder(app: &TestApp) {
 async fn after_stage_and_min_soak(app: &TestApp) {
     app.model("m").await;
     let v = version(app, &[], json!({})).await;
-    let body = json!({"after_stage": "staging", "min_soak": "PT1S"});
+    let body = json!({"after_stage": "staging", "min_soak": "PT1H"});
     app.put(POLICY, body).await.ok(200);
 
     let r = promote(app, "production", json!({"version": v})).await;
@@ -218,11 +225,16 @@ async fn after_stage_and_min_soak(app: &TestApp) {
     let soak = check(e, "min_soak");
     assert_eq!(
         (soak["ok"].clone(), soak["expected"].clone()),
-        (json!(false), json!("PT1S"))
+        (json!(false), json!("PT1H"))
     );
     assert_eq!(soak["observed"], "PT0S");
 
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let clock = &app.state.config.clock;
+    clock.advance(std::time::Duration::from_secs(3599));
+    let r = promote(app, "production", json!({"version": v})).await;
+    let e = r.problem(409, "policy_violation");
+    assert_eq!(check(e, "min_soak")["observed"], "PT59M59S");
+    clock.advance(std::time::Duration::from_secs(1));
     let r = promote(app, "production", json!({"version": v})).await;
     assert_eq!(check(r.ok(200), "min_soak")["ok"], true);
 }

@@ -10,14 +10,17 @@ use std::time::Duration;
 
 const SETUP: Setup = Setup {
     auth: true,
-    adjust: short_ttl,
+    adjust: manual_clock,
     ..Setup::PLAIN
 };
 
-/// Requests of the expiry case live 2 s; the others are decided well before.
-fn short_ttl(c: &mut Config) {
-    c.policies.request_ttl = Duration::from_secs(2);
+/// Requests live a day, on a clock that stands still until the expiry case moves it.
+fn manual_clock(c: &mut Config) {
+    c.policies.request_ttl = TTL;
+    c.clock = modelreg::clock::Clock::manual(modelreg::domain::time::now());
 }
+
+const TTL: Duration = Duration::from_secs(86_400);
 
 crate::backend_tests!(with super::SETUP;
     approvals_by_others_promote_once,
@@ -300,7 +303,11 @@ async fn reject_cancel_and_expiry(app: &TestApp) {
     let expired = request(app, &p, 1).await;
     let pending = get(app, &p.root, &format!("{REQUESTS}?status=pending")).await;
     assert_eq!(pending.ok(200)["items"][0]["id"], json!(expired));
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let clock = &app.state.config.clock;
+    clock.advance(TTL - Duration::from_secs(1));
+    let pending = get(app, &p.root, &format!("{REQUESTS}?status=pending")).await;
+    assert_eq!(pending.ok(200)["items"][0]["id"], json!(expired));
+    clock.advance(Duration::from_secs(1));
     let pending = get(app, &p.root, &format!("{REQUESTS}?status=pending")).await;
     assert_eq!(pending.ok(200)["items"], json!([]));
     decide(app, &p.alice, &expired, "approve")

@@ -342,6 +342,7 @@ pub(super) async fn stage_change(
         approval: Some(Approval::Request {
             ttl: state.config.policies.request_ttl,
         }),
+        clock: state.config.clock.clone(),
     };
     let name = ModelName::parse("name", &model.name)?;
     let change = state.store.change_stage(&name, &stage, req, actor).await?;

@@ -23,9 +23,14 @@ impl_conn!(PgConnection, PgArguments, |out| {
     const DIALECT: Dialect = Dialect::Postgres;
     const ROWS_KEEP_NEGATIVE_ZERO: bool = true;
     const ROW_LOCKS: bool = true;
-    // The database's clock, read when the statement gets to it (after a row lock).
-    fn clock(_now: &str) -> String {
-        "date_trunc('microseconds', clock_timestamp())".to_owned()
+    // The database's clock, read when the statement gets to it (after a row lock): one
+    // clock for every server process. A manual clock is the tests' and is taken as read.
+    fn clock(now: &str, manual: bool) -> String {
+        if manual {
+            now.to_owned()
+        } else {
+            "date_trunc('microseconds', clock_timestamp())".to_owned()
+        }
     }
 
     fn like_any(column: &str, param: &str) -> String {

@@ -17,7 +17,7 @@ impl_conn!(SqliteConnection, SqliteArguments, |out| {
     const ROWS_KEEP_NEGATIVE_ZERO: bool = false;
     const ROW_LOCKS: bool = false;
     // The write lock is taken before any statement runs: the time the flow read is after it.
-    fn clock(now: &str) -> String {
+    fn clock(now: &str, _manual: bool) -> String {
         now.to_owned()
     }
 
