@@ -122,6 +122,7 @@ pub async fn serve(
         let app = app.clone();
         let acceptor = acceptor.clone();
         let closing = closing_rx.clone();
+        let mut stopping = closing_rx.clone();
         let open = open.clone();
         // Registered before the loop goes round again, so that its next look for an idle
         // connection sees this one (a task that has not run yet would be missed).
@@ -134,6 +135,9 @@ pub async fn serve(
             let waited = tokio::select! {
                 w = tokio::time::timeout(limits.first_byte_timeout, tcp.peek(&mut first)) => w,
                 () = entry.evict.notified() => return,
+                // Shutting down: one that has asked nothing yet (a client pool's spare, say)
+                // is closed now, not waited for until its first-byte timeout.
+                _ = stopping.wait_for(|stop| *stop) => return,
             };
             match waited {
                 Ok(Ok(n)) if n > 0 => {}

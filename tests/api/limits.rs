@@ -60,6 +60,33 @@ crate::backend_tests!(with super::LONG_HEADERS; a_silent_connection_is_closed_af
 
 crate::backend_tests!(with super::PATIENT; slow_readers_hold_no_database_connection);
 
+/// Shutting down, a connection that has sent nothing yet (a client pool's spare) is closed
+/// at once: the server does not wait out its first-byte timeout, nor the shutdown deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_connections_that_asked_nothing() {
+    let db = crate::helpers::TestDb::create(crate::helpers::Backend::Sqlite).await;
+    let app = TestApp::spawn(db.url.clone(), |c| {
+        c.first_byte_timeout = Duration::from_secs(30);
+        c.shutdown_timeout = Duration::from_secs(30);
+    })
+    .await;
+    app.get("/healthz").await.ok(200);
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    // Time for the server to accept it and wait for its first byte.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    app.stop().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    assert!(
+        until_closed(&mut silent, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the silent connection was left open"
+    );
+    db.drop_db().await;
+}
+
 /// Reads until the server closes the connection (or `limit` passes); returns what it sent.
 async fn until_closed(tcp: &mut TcpStream, limit: Duration) -> Option<String> {
     let mut out = Vec::new();
