@@ -592,54 +592,87 @@ impl Rng {
     }
 }
 
-/// Transactions committed by a Postgres database, from its statistics (11 s of quiet around
-/// each window lets every backend report): what counts statements per call.
+/// Transactions committed by a Postgres database, from its statistics: what counts
+/// statements per call. Read from the admin database, so that the reads count in neither
+/// window; around each window every session of the database is ended, since a backend
+/// reports its counts as it exits, where an idle one may hold them for 10 s. The app's pool
+/// opens new connections on its next use.
 pub struct Commits {
-    conn: sqlx::PgConnection,
+    admin: sqlx::PgConnection,
+    url: String,
+    name: String,
 }
 
 impl Commits {
     pub async fn connect(url: &str) -> Self {
         use sqlx::Connection;
+        let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
         Self {
-            conn: sqlx::PgConnection::connect(url).await.unwrap(),
+            admin: sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap(),
+            url: url.to_owned(),
+            name: options.get_database().unwrap().to_owned(),
         }
     }
 
     /// Turns autovacuum off for the database's tables: its analyze of tables just filled
     /// would count in the windows.
     pub async fn quiet_tables(&mut self) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
         sqlx::raw_sql(
             "do $$ declare t record; begin \
                for t in select tablename from pg_tables where schemaname = 'public' loop \
                  execute format('alter table %I set (autovacuum_enabled = false)', t.tablename); \
                end loop; end $$",
         )
-        .execute(&mut self.conn)
+        .execute(&mut conn)
         .await
         .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    /// Ends every session of the database and waits until they are gone: their counts are
+    /// in the statistics then.
+    async fn flush(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left: i64 = sqlx::query_scalar(
+                "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity \
+                 where datname = $1 and pid <> pg_backend_pid()) t",
+            )
+            .bind(&self.name)
+            .fetch_one(&mut self.admin)
+            .await
+            .unwrap();
+            if left == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sessions of {} did not end",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn now(&mut self) -> i64 {
+        self.flush().await;
         sqlx::raw_sql("select pg_stat_clear_snapshot()")
-            .execute(&mut self.conn)
+            .execute(&mut self.admin)
             .await
             .unwrap();
-        sqlx::query_scalar(
-            "select xact_commit from pg_stat_database where datname = current_database()",
-        )
-        .fetch_one(&mut self.conn)
-        .await
-        .unwrap()
+        sqlx::query_scalar("select xact_commit from pg_stat_database where datname = $1")
+            .bind(&self.name)
+            .fetch_one(&mut self.admin)
+            .await
+            .unwrap()
     }
 
-    /// The transactions `call` costs (the two reads of the counter included).
+    /// The transactions `call` costs.
     pub async fn of<F: std::future::Future<Output = ()>>(&mut self, call: F) -> i64 {
-        let settle = Duration::from_secs(11);
-        tokio::time::sleep(settle).await;
         let before = self.now().await;
         call.await;
-        tokio::time::sleep(settle).await;
         self.now().await - before
     }
 }
