@@ -192,7 +192,7 @@ async fn every_bad_input_gets_its_answer(app: &TestApp) {
     assert_eq!(models.ok(200)["items"].as_array().unwrap().len(), 2);
 }
 
-crate::backend_tests!(requests_that_are_not_http_are_refused_and_closed);
+crate::http_layer_tests!(requests_that_are_not_http_are_refused_and_closed);
 
 /// Bytes no HTTP request may hold never reach the API: invalid UTF-8 or control bytes in the
 /// request line, a broken request line. The protocol layer answers 400 and closes the

@@ -12,6 +12,9 @@ crate::backend_tests!(
     bad_path_parameters_are_400,
     bad_query_parameters_are_400,
     bad_filters_are_400_with_the_position,
+);
+
+crate::http_layer_tests!(
     oversize_bodies_are_413,
     oversize_targets_and_headers_are_414_and_431,
     unknown_routes_and_methods,

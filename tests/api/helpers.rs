@@ -124,6 +124,25 @@ macro_rules! backend_tests {
     };
 }
 
+/// Cases about the HTTP layer (framing, limits, routing, connections), which answers before
+/// any backend is asked and is the same code on both: run once, on SQLite, still over a real
+/// socket.
+#[macro_export]
+macro_rules! http_layer_tests {
+    (with $setup:expr; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let backend = $crate::helpers::Backend::Sqlite;
+                $crate::helpers::run_case(backend, $setup, super::$name).await
+            }
+        }
+    )*};
+    ($($name:ident),* $(,)?) => {
+        $crate::http_layer_tests!(with $crate::helpers::Setup::PLAIN; $($name),*);
+    };
+}
+
 /// The admin URL of the suite's Postgres: `crate::pg` chooses it once per run.
 pub fn pg_admin_url() -> String {
     crate::pg::admin_url()

@@ -1,6 +1,7 @@
-//! What a slow or idle client can hold, on both backends: headers, bodies, uploads and
+//! What a slow or idle client can hold: headers, bodies, uploads and
 //! responses run out of time, connections are capped, and a reader that stalls holds no
-//! database connection.
+//! database connection. What touches the database runs on both backends; the connection
+//! layer's own cases once.
 
 use crate::helpers::{Setup, TestApp, into_resp};
 use modelreg::config::Config;
@@ -38,9 +39,12 @@ const PATIENT: Setup = Setup {
 };
 
 crate::backend_tests!(with super::SETUP;
-    partial_headers_and_idle_connections_are_closed,
     a_body_that_does_not_arrive_is_408,
     a_stalled_upload_is_abandoned_leaving_nothing,
+);
+
+crate::http_layer_tests!(with super::SETUP;
+    partial_headers_and_idle_connections_are_closed,
     idle_connections_give_way_busy_ones_do_not,
 );
 
@@ -56,7 +60,7 @@ const LONG_HEADERS: Setup = Setup {
     ..Setup::PLAIN
 };
 
-crate::backend_tests!(with super::LONG_HEADERS; a_silent_connection_is_closed_after_the_first_byte_timeout);
+crate::http_layer_tests!(with super::LONG_HEADERS; a_silent_connection_is_closed_after_the_first_byte_timeout);
 
 crate::backend_tests!(with super::PATIENT; slow_readers_hold_no_database_connection);
 
