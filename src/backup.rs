@@ -1,6 +1,6 @@
 //! `modelreg backup DEST`: a consistent copy of an embedded registry (SQLite and an artifact
-//! folder) taken while it serves. Postgres and S3 have their own tools; the README gives the
-//! procedure and its order.
+//! folder) taken while it serves. Postgres and S3 have their own tools; docs/operators.md
+//! gives the procedure and its order.
 //!
 //! Order: the database first (`VACUUM INTO`, one consistent snapshot), then the objects its
 //! artifact rows name. Objects are written before their rows, so every row of the snapshot
@@ -28,7 +28,7 @@ fn folder(artifacts_url: &str) -> anyhow::Result<PathBuf> {
         Some(dir) => Ok(PathBuf::from(dir)),
         None => bail!(
             "backup copies an artifact folder (file://…); for S3, use the bucket's versioning or \
-             replication (see the README's Backup section)"
+             replication (see \"Backup and restore\" in docs/operators.md)"
         ),
     }
 }
@@ -38,8 +38,8 @@ fn folder(artifacts_url: &str) -> anyhow::Result<PathBuf> {
 pub async fn run(database_url: &str, artifacts_url: &str, dest: &Path) -> anyhow::Result<Report> {
     if !database_url.starts_with("sqlite:") {
         bail!(
-            "backup copies an SQLite registry; for Postgres, use pg_dump (see the README's \
-             Backup section)"
+            "backup copies an SQLite registry; for Postgres, use pg_dump (see \"Backup and \
+             restore\" in docs/operators.md)"
         );
     }
     let source = folder(artifacts_url)?;

@@ -322,7 +322,7 @@ async fn pg_dump_and_restore_postgres() {
     run_case(Backend::Postgres, SETUP, dump_and_restore).await
 }
 
-/// The README's Postgres procedure: `pg_dump` while serving, then the objects; restored with
+/// The Postgres procedure of docs/operators.md: `pg_dump` while serving, then the objects; restored with
 /// `pg_restore` into a fresh database and a fresh folder, the registry verifies and reads as
 /// before.
 async fn dump_and_restore(app: &TestApp) {
