@@ -151,36 +151,24 @@ async fn waiting_for_the_event_horizon_does_not_spin_postgres() {
         .await
         .unwrap();
     sqlx::Executor::execute(&mut open, "begin").await.unwrap();
-    let _: i64 = sqlx::query_scalar("select txid_current()")
+    let (_, pid): (i64, i32) = sqlx::query_as("select txid_current(), pg_backend_pid()")
         .fetch_one(&mut open)
         .await
         .unwrap();
-    let mut stats = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
-        .await
-        .unwrap();
-    let commits = async |stats: &mut sqlx::PgConnection| -> i64 {
-        sqlx::Executor::execute(&mut *stats, "select pg_stat_clear_snapshot()")
-            .await
-            .unwrap();
-        sqlx::query_scalar(
-            "select xact_commit from pg_stat_database where datname = current_database()",
-        )
-        .fetch_one(&mut *stats)
-        .await
-        .unwrap()
-    };
-    // Statistics are flushed by each backend when it goes idle (at most about a second late).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before = commits(&mut stats).await;
-    let started = std::time::Instant::now();
-    app.get("/api/v1/events").await.ok(200);
-    let took = started.elapsed();
+    let mut commits = crate::helpers::Commits::connect(&db.url).await;
+    commits.keep(pid);
+    let mut took = Duration::ZERO;
+    let spent = commits
+        .of(async {
+            let started = std::time::Instant::now();
+            app.get("/api/v1/events").await.ok(200);
+            took = started.elapsed();
+        })
+        .await;
     assert!(
         took < Duration::from_secs(4),
         "the wait is capped: {took:?}"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let spent = commits(&mut stats).await - before;
     assert!(
         spent < 150,
         "{spent} transactions while one read waited {took:?}"

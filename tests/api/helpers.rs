@@ -620,6 +620,8 @@ pub struct Commits {
     admin: sqlx::PgConnection,
     url: String,
     name: String,
+    /// Sessions left alone (a transaction the case holds open).
+    kept: Vec<i32>,
 }
 
 impl Commits {
@@ -630,7 +632,13 @@ impl Commits {
             admin: sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap(),
             url: url.to_owned(),
             name: options.get_database().unwrap().to_owned(),
+            kept: Vec::new(),
         }
+    }
+
+    /// Leaves the session with this backend pid open: it is not counted until it ends.
+    pub fn keep(&mut self, pid: i32) {
+        self.kept.push(pid);
     }
 
     /// Turns autovacuum off for the database's tables: its analyze of tables just filled
@@ -657,9 +665,10 @@ impl Commits {
         loop {
             let left: i64 = sqlx::query_scalar(
                 "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity \
-                 where datname = $1 and pid <> pg_backend_pid()) t",
+                 where datname = $1 and pid <> pg_backend_pid() and pid <> all($2)) t",
             )
             .bind(&self.name)
+            .bind(&self.kept)
             .fetch_one(&mut self.admin)
             .await
             .unwrap();
