@@ -101,23 +101,29 @@ async fn first_admin_token(app: &TestApp) -> String {
     token
 }
 
+/// One case as a module of tests, one per backend listed (`sqlite Sqlite, postgres Postgres`):
+/// what [`backend_tests!`] and [`http_layer_tests!`] expand each case to.
+#[macro_export]
+macro_rules! case_tests {
+    ($setup:expr; $name:ident; $($test:ident $backend:ident),+) => {
+        mod $name {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let backend = $crate::helpers::Backend::$backend;
+                    $crate::helpers::run_case(backend, $setup, super::$name).await
+                }
+            )+
+        }
+    };
+}
+
 /// Declares each listed `async fn name(app: &TestApp)` as `name::sqlite` and `name::postgres`,
 /// with `Setup::PLAIN` or the setup given (`backend_tests!(with super::SETUP; a, b)`).
 #[macro_export]
 macro_rules! backend_tests {
     (with $setup:expr; $($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let backend = $crate::helpers::Backend::Sqlite;
-                $crate::helpers::run_case(backend, $setup, super::$name).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let backend = $crate::helpers::Backend::Postgres;
-                $crate::helpers::run_case(backend, $setup, super::$name).await
-            }
-        }
+        $crate::case_tests!($setup; $name; sqlite Sqlite, postgres Postgres);
     )*};
     ($($name:ident),* $(,)?) => {
         $crate::backend_tests!(with $crate::helpers::Setup::PLAIN; $($name),*);
@@ -126,17 +132,11 @@ macro_rules! backend_tests {
 
 /// Cases about the HTTP layer (framing, limits, routing, connections), which answers before
 /// any backend is asked and is the same code on both: run once, on SQLite, still over a real
-/// socket.
+/// socket (`name::sqlite`).
 #[macro_export]
 macro_rules! http_layer_tests {
     (with $setup:expr; $($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let backend = $crate::helpers::Backend::Sqlite;
-                $crate::helpers::run_case(backend, $setup, super::$name).await
-            }
-        }
+        $crate::case_tests!($setup; $name; sqlite Sqlite);
     )*};
     ($($name:ident),* $(,)?) => {
         $crate::http_layer_tests!(with $crate::helpers::Setup::PLAIN; $($name),*);
